@@ -1,0 +1,360 @@
+//! The byte layout of a ring segment: what lies where, computed from the
+//! shape alone, so that a process attaching to a segment can recompute every
+//! offset and refuse a header that disagrees with it.
+//!
+//! All integers are native-endian (the segment never leaves the host); all
+//! offsets are from the start of the segment. See README.md for a map a
+//! Python/numpy reader can follow.
+//!
+//! ```text
+//! 0            Header (512 bytes; the rest of the first page reserved)
+//! 4096         ready queue control: tail @+0, head @+128       (QueueCtrl, 256 B)
+//! +256         ready queue cells: ready_cap × u64
+//! (128-align)  slot ownership words: slots × u64               (crate::slot)
+//! (128-align)  slot metadata: slots × 128 B                    (SlotMeta)
+//! (128-align)  consumer table: max_consumers × 384 B           (ConsumerEntry)
+//! (128-align)  return queue cells: max_consumers × return_cap × u32
+//! (4096-align) frames: slots × slot_stride, each H×W×C u8, row-major, HWC
+//! ```
+
+use crate::event::Event;
+use crate::queue::{QueueCtrl, MAX_SLOTS};
+use crate::sync::{AtomicU32, AtomicU64, Padded};
+use std::mem::size_of;
+
+/// First 8 bytes of every framering segment.
+pub const MAGIC: [u8; 8] = *b"FRAMERNG";
+/// Version of this layout; bumped on any change of it. 0 means "still being
+/// initialised" and is never a valid version.
+pub const LAYOUT_VERSION: u32 = 1;
+/// Page size the layout aligns frames to (fixed, so the layout does not depend
+/// on the machine).
+pub const PAGE: u64 = 4096;
+/// Bytes of a source name kept per frame.
+pub const NAME_MAX: usize = 96;
+/// Limits on the shape (also checked by the configuration, with key names).
+pub const MAX_DIM: u32 = 32_768;
+/// The most slots a ring may have.
+pub const MAX_RING_SLOTS: u32 = 4096;
+/// The most consumers that can be attached at once (slot words carry an 8-bit
+/// owner index).
+pub const MAX_CONSUMERS: u32 = 64;
+
+const _: () = assert!(MAX_RING_SLOTS <= MAX_SLOTS);
+
+/// Header flag: a producer is running and publishing.
+pub const FLAG_RUNNING: u32 = 1;
+/// Header flag: the producer published its last frame.
+pub const FLAG_END_OF_STREAM: u32 = 2;
+
+/// The shape and limits a ring is created with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    /// Number of frame slots.
+    pub slots: u32,
+    /// Frame height in pixels.
+    pub height: u32,
+    /// Frame width in pixels.
+    pub width: u32,
+    /// Bytes per pixel (1 gray, 3 RGB, 4 RGBA).
+    pub channels: u32,
+    /// Size of the consumer table.
+    pub max_consumers: u32,
+}
+
+/// Everything about a segment's layout, derived from a [`Shape`]. Stored
+/// verbatim in the header; `repr(C)` with no padding, plain integers only.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    /// Size of the whole segment in bytes.
+    pub total_size: u64,
+    /// Number of slots.
+    pub slots: u32,
+    /// Frame height.
+    pub height: u32,
+    /// Frame width.
+    pub width: u32,
+    /// Bytes per pixel.
+    pub channels: u32,
+    /// `height × width × channels`.
+    pub frame_bytes: u64,
+    /// Distance between two frames: `frame_bytes` rounded up to a page.
+    pub slot_stride: u64,
+    /// Cells of the ready queue (power of two, ≥ 2 × slots).
+    pub ready_cap: u32,
+    /// Cells of each consumer's return queue (power of two, ≥ slots).
+    pub return_cap: u32,
+    /// Entries of the consumer table.
+    pub max_consumers: u32,
+    /// Bytes of source name per slot.
+    pub name_max: u32,
+    /// Offset of the ready queue's [`QueueCtrl`].
+    pub off_ready_ctrl: u64,
+    /// Offset of the ready queue's cells.
+    pub off_ready_cells: u64,
+    /// Offset of the slot ownership words.
+    pub off_slot_state: u64,
+    /// Offset of the [`SlotMeta`] array.
+    pub off_slot_meta: u64,
+    /// Offset of the [`ConsumerEntry`] table.
+    pub off_consumers: u64,
+    /// Offset of the return queues' cells.
+    pub off_return_cells: u64,
+    /// Offset of frame 0.
+    pub off_data: u64,
+}
+
+/// Why a shape has no layout.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LayoutError {
+    /// A dimension is zero or above its limit.
+    #[error("{what} must be between {min} and {max}, got {got}")]
+    OutOfRange {
+        /// Which dimension.
+        what: &'static str,
+        /// Smallest allowed.
+        min: u64,
+        /// Largest allowed.
+        max: u64,
+        /// The value given.
+        got: u64,
+    },
+    /// The segment would be larger than the address space.
+    #[error("slots × height × width × channels overflows 64 bits")]
+    Overflow,
+}
+
+fn align_up(x: u64, a: u64) -> Option<u64> {
+    Some(x.checked_add(a - 1)? & !(a - 1))
+}
+
+fn check(what: &'static str, got: u32, min: u32, max: u32) -> Result<(), LayoutError> {
+    if got < min || got > max {
+        return Err(LayoutError::OutOfRange {
+            what,
+            min: min as u64,
+            max: max as u64,
+            got: got as u64,
+        });
+    }
+    Ok(())
+}
+
+impl Geometry {
+    /// Computes the layout of a shape, with checked arithmetic throughout.
+    pub fn compute(shape: Shape) -> Result<Geometry, LayoutError> {
+        check("slots", shape.slots, 1, MAX_RING_SLOTS)?;
+        check("height", shape.height, 1, MAX_DIM)?;
+        check("width", shape.width, 1, MAX_DIM)?;
+        check("channels", shape.channels, 1, 4)?;
+        check("max_consumers", shape.max_consumers, 1, MAX_CONSUMERS)?;
+        let o = LayoutError::Overflow;
+        let frame_bytes = (shape.height as u64)
+            .checked_mul(shape.width as u64)
+            .and_then(|x| x.checked_mul(shape.channels as u64))
+            .ok_or(o.clone())?;
+        let slot_stride = align_up(frame_bytes, PAGE).ok_or(o.clone())?;
+        let ready_cap = (2 * shape.slots).next_power_of_two();
+        let return_cap = shape.slots.next_power_of_two();
+        let slots = shape.slots as u64;
+        let off_ready_ctrl = PAGE;
+        let off_ready_cells = off_ready_ctrl + size_of::<QueueCtrl>() as u64;
+        let off_slot_state = align_up(off_ready_cells + ready_cap as u64 * 8, 128).ok_or(o.clone())?;
+        let off_slot_meta = align_up(off_slot_state + slots * 8, 128).ok_or(o.clone())?;
+        let off_consumers =
+            align_up(off_slot_meta + slots * size_of::<SlotMeta>() as u64, 128).ok_or(o.clone())?;
+        let off_return_cells = align_up(
+            off_consumers + shape.max_consumers as u64 * size_of::<ConsumerEntry>() as u64,
+            128,
+        )
+        .ok_or(o.clone())?;
+        let off_data = align_up(
+            off_return_cells + shape.max_consumers as u64 * return_cap as u64 * 4,
+            PAGE,
+        )
+        .ok_or(o.clone())?;
+        let total_size = slot_stride
+            .checked_mul(slots)
+            .and_then(|d| d.checked_add(off_data))
+            .filter(|&t| t <= isize::MAX as u64)
+            .ok_or(o)?;
+        Ok(Geometry {
+            total_size,
+            slots: shape.slots,
+            height: shape.height,
+            width: shape.width,
+            channels: shape.channels,
+            frame_bytes,
+            slot_stride,
+            ready_cap,
+            return_cap,
+            max_consumers: shape.max_consumers,
+            name_max: NAME_MAX as u32,
+            off_ready_ctrl,
+            off_ready_cells,
+            off_slot_state,
+            off_slot_meta,
+            off_consumers,
+            off_return_cells,
+            off_data,
+        })
+    }
+
+    /// The shape this geometry was computed from.
+    pub fn shape(&self) -> Shape {
+        Shape {
+            slots: self.slots,
+            height: self.height,
+            width: self.width,
+            channels: self.channels,
+            max_consumers: self.max_consumers,
+        }
+    }
+
+    /// Offset of frame `slot`'s first byte (`slot` must be `< slots`).
+    pub fn frame_offset(&self, slot: u32) -> u64 {
+        self.off_data + slot as u64 * self.slot_stride
+    }
+}
+
+/// The segment header at offset 0.
+///
+/// The creator writes everything with the segment still mode 0600, then
+/// stores `layout_version` last (Release); an opener loads it first
+/// (Acquire) and treats 0 as "not ready yet".
+#[repr(C)]
+#[derive(Debug)]
+pub struct Header {
+    /// [`MAGIC`].
+    pub magic: [u8; 8],
+    /// [`LAYOUT_VERSION`], or 0 while initialising.
+    pub layout_version: AtomicU32,
+    /// `size_of::<Header>()`.
+    pub header_bytes: u32,
+    /// The creating crate's version, NUL-padded (informational).
+    pub crate_version: [u8; 16],
+    /// The layout, stored verbatim.
+    pub geometry: Geometry,
+    /// The producer's pid (0: none).
+    pub producer_pid: AtomicU32,
+    /// [`FLAG_RUNNING`] | [`FLAG_END_OF_STREAM`].
+    pub flags: AtomicU32,
+    /// The producer's start time (see [`crate::process`]).
+    pub producer_start_ticks: AtomicU64,
+    /// Frames published so far (the next sequence number).
+    pub published: AtomicU64,
+    /// Frames re-published after their consumer died.
+    pub redelivered: AtomicU64,
+    /// Inputs the producer skipped.
+    pub skipped: AtomicU64,
+    reserved: [u64; 9],
+    /// Bumped by the producer after each publish and at end of stream;
+    /// consumers wait on it.
+    pub ready_event: Padded<Event>,
+    /// Bumped by consumers after returning a slot; the producer waits on it.
+    pub free_event: Padded<Event>,
+}
+
+/// Metadata of the frame in a slot. Written by the producer while it owns the
+/// slot, read by the consumer that claimed it (the slot word's Release/Acquire
+/// orders them; the fields are atomics so that a misbehaving peer cannot make
+/// the reads undefined behaviour).
+#[repr(C)]
+#[derive(Debug)]
+pub struct SlotMeta {
+    /// Sequence number (0, 1, 2, … in publish order).
+    pub seq: AtomicU64,
+    /// Publish time, CLOCK_MONOTONIC nanoseconds.
+    pub publish_ns: AtomicU64,
+    /// Width of the source image before fitting to the slot.
+    pub src_width: AtomicU32,
+    /// Height of the source image before fitting to the slot.
+    pub src_height: AtomicU32,
+    /// Valid bytes of `name`.
+    pub name_len: AtomicU32,
+    /// How many times this frame was delivered before (0 normally).
+    pub redeliveries: AtomicU32,
+    /// Source name (path), UTF-8 where the source was; truncated.
+    pub name: [AtomicU64; NAME_MAX / 8],
+}
+
+/// One attached consumer.
+#[repr(C)]
+#[derive(Debug)]
+pub struct ConsumerEntry {
+    /// 0 when free; else [`crate::process::ProcessId::owner_word`].
+    pub owner: AtomicU64,
+    /// Full start time of the owner.
+    pub start_ticks: AtomicU64,
+    /// Last sign of life, CLOCK_MONOTONIC ns.
+    pub heartbeat_ns: AtomicU64,
+    /// Frames taken by this consumer.
+    pub frames: AtomicU64,
+    /// Consumer group (reserved: always 0 in this layout version).
+    pub group: AtomicU32,
+    /// Owner pid, for display.
+    pub pid: AtomicU32,
+    reserved: [u64; 10],
+    /// This consumer's return queue (cells in the return-cells region).
+    pub ret: QueueCtrl,
+}
+
+const _: () = assert!(size_of::<Header>() == 512);
+const _: () = assert!(size_of::<Geometry>() == 112);
+const _: () = assert!(size_of::<SlotMeta>() == 128);
+const _: () = assert!(size_of::<ConsumerEntry>() == 384);
+const _: () = assert!(size_of::<QueueCtrl>() == 256);
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::mem::offset_of;
+
+    fn shape(slots: u32, h: u32, w: u32, c: u32) -> Shape {
+        Shape {
+            slots,
+            height: h,
+            width: w,
+            channels: c,
+            max_consumers: 16,
+        }
+    }
+
+    #[test]
+    fn documented_offsets() {
+        assert_eq!(offset_of!(Header, layout_version), 8);
+        assert_eq!(offset_of!(Header, geometry), 32);
+        assert_eq!(offset_of!(Header, producer_pid), 144);
+        assert_eq!(offset_of!(Header, ready_event), 256);
+        assert_eq!(offset_of!(Header, free_event), 384);
+        assert_eq!(offset_of!(Geometry, off_data), 104);
+        assert_eq!(offset_of!(SlotMeta, name), 32);
+        assert_eq!(offset_of!(ConsumerEntry, ret), 128);
+    }
+
+    #[test]
+    fn frames_are_page_aligned_and_disjoint() {
+        let g = Geometry::compute(shape(7, 720, 1080, 3)).unwrap();
+        assert_eq!(g.frame_bytes, 720 * 1080 * 3);
+        assert_eq!(g.slot_stride % PAGE, 0);
+        assert!(g.slot_stride >= g.frame_bytes);
+        assert_eq!(g.off_data % PAGE, 0);
+        assert_eq!(g.ready_cap, 16);
+        assert_eq!(g.return_cap, 8);
+        assert!(g.off_return_cells + 16 * 8 * 4 <= g.off_data);
+        assert_eq!(g.total_size, g.off_data + 7 * g.slot_stride);
+        assert_eq!(Geometry::compute(g.shape()).unwrap(), g);
+    }
+
+    #[test]
+    fn out_of_range_and_overflow() {
+        assert!(matches!(
+            Geometry::compute(shape(0, 1, 1, 1)),
+            Err(LayoutError::OutOfRange { what: "slots", .. })
+        ));
+        assert!(Geometry::compute(shape(1, 1, 1, 5)).is_err());
+        assert!(Geometry::compute(shape(1, 0, 1, 1)).is_err());
+        assert!(Geometry::compute(shape(4096, 32768, 32768, 4)).is_ok());
+    }
+}
