@@ -46,6 +46,8 @@ const _: () = assert!(MAX_RING_SLOTS <= MAX_SLOTS);
 pub const FLAG_RUNNING: u32 = 1;
 /// Header flag: the producer published its last frame.
 pub const FLAG_END_OF_STREAM: u32 = 2;
+/// Header flag: after end of stream, every slot came back to the producer.
+pub const FLAG_DRAINED: u32 = 4;
 
 /// The shape and limits a ring is created with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,7 +162,8 @@ impl Geometry {
         let slots = shape.slots as u64;
         let off_ready_ctrl = PAGE;
         let off_ready_cells = off_ready_ctrl + size_of::<QueueCtrl>() as u64;
-        let off_slot_state = align_up(off_ready_cells + ready_cap as u64 * 8, 128).ok_or(o.clone())?;
+        let off_slot_state =
+            align_up(off_ready_cells + ready_cap as u64 * 8, 128).ok_or(o.clone())?;
         let off_slot_meta = align_up(off_slot_state + slots * 8, 128).ok_or(o.clone())?;
         let off_consumers =
             align_up(off_slot_meta + slots * size_of::<SlotMeta>() as u64, 128).ok_or(o.clone())?;
@@ -238,7 +241,7 @@ pub struct Header {
     pub geometry: Geometry,
     /// The producer's pid (0: none).
     pub producer_pid: AtomicU32,
-    /// [`FLAG_RUNNING`] | [`FLAG_END_OF_STREAM`].
+    /// [`FLAG_RUNNING`] | [`FLAG_END_OF_STREAM`] | [`FLAG_DRAINED`].
     pub flags: AtomicU32,
     /// The producer's start time (see [`crate::process`]).
     pub producer_start_ticks: AtomicU64,

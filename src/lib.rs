@@ -21,7 +21,11 @@ mod sync;
 pub use sync::Padded;
 
 #[cfg(not(loom))]
+pub mod clock;
+#[cfg(not(loom))]
 pub mod layout;
+#[cfg(not(loom))]
+pub mod pool;
 #[cfg(not(loom))]
 pub mod process;
 #[cfg(not(loom))]

@@ -180,8 +180,7 @@ impl<'a> ReadyQueue<'a> {
             }
             if h > t {
                 // Re-read: a head read before the tail can be older, never newer.
-                if self.ctrl.head.load(Ordering::Acquire) > self.ctrl.tail.load(Ordering::Acquire)
-                {
+                if self.ctrl.head.load(Ordering::Acquire) > self.ctrl.tail.load(Ordering::Acquire) {
                     return Err(Corrupt("head ahead of tail"));
                 }
                 continue;

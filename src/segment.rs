@@ -227,7 +227,12 @@ impl Segment {
         result
     }
 
-    fn init(name: &str, file: File, geometry: Geometry, mode: u32) -> Result<Segment, SegmentError> {
+    fn init(
+        name: &str,
+        file: File,
+        geometry: Geometry,
+        mode: u32,
+    ) -> Result<Segment, SegmentError> {
         let size = geometry.total_size;
         file.set_len(size).map_err(|e| io(name, "ftruncate", e))?;
         match nix::fcntl::posix_fallocate(file.as_raw_fd(), 0, size as i64) {
@@ -280,19 +285,16 @@ impl Segment {
     /// recomputed from its own shape and match the file's real size.
     pub fn open(name: &str) -> Result<Segment, SegmentError> {
         validate_name(name)?;
-        let fd = nix::sys::mman::shm_open(
-            format!("/{name}").as_str(),
-            OFlag::O_RDWR,
-            Mode::empty(),
-        )
-        .map_err(|e| match e {
-            Errno::ENOENT => SegmentError::NotFound { name: name.into() },
-            Errno::EACCES | Errno::EPERM => SegmentError::PermissionDenied {
-                name: name.into(),
-                mode: mode_of(name),
-            },
-            e => io(name, "shm_open", e),
-        })?;
+        let fd =
+            nix::sys::mman::shm_open(format!("/{name}").as_str(), OFlag::O_RDWR, Mode::empty())
+                .map_err(|e| match e {
+                    Errno::ENOENT => SegmentError::NotFound { name: name.into() },
+                    Errno::EACCES | Errno::EPERM => SegmentError::PermissionDenied {
+                        name: name.into(),
+                        mode: mode_of(name),
+                    },
+                    e => io(name, "shm_open", e),
+                })?;
         let file = File::from(fd);
         let size = file.metadata().map_err(|e| io(name, "fstat", e))?.len();
         if size == 0 {
@@ -318,7 +320,8 @@ impl Segment {
         // Acquire: pairs with the creator's Release store of the version.
         // SAFETY: the mapping is at least PAGE bytes and page-aligned; an
         // AtomicU32 is valid for any bit pattern.
-        let version = unsafe { (*std::ptr::addr_of!((*hdr).layout_version)).load(Ordering::Acquire) };
+        let version =
+            unsafe { (*std::ptr::addr_of!((*hdr).layout_version)).load(Ordering::Acquire) };
         // SAFETY: in bounds (first bytes of the mapping). A volatile copy: a
         // peer racing with us can only change what we read, and we validate
         // the copy, never the shared bytes.
@@ -408,7 +411,9 @@ impl Segment {
         // Offsets come from our validated Geometry; this re-check is cheap
         // insurance that a bug here cannot become an out-of-bounds reference.
         assert!(
-            bytes.is_some_and(|b| off.checked_add(b).is_some_and(|end| end <= self.map.len() as u64))
+            bytes.is_some_and(|b| off
+                .checked_add(b)
+                .is_some_and(|end| end <= self.map.len() as u64))
                 && off % align_of::<T>() as u64 == 0,
             "region out of bounds"
         );
@@ -529,7 +534,16 @@ mod tests {
 
     #[test]
     fn names_are_validated() {
-        for bad in ["", ".", "..", "a/b", "../x", "a b", &"x".repeat(201), ".hidden"] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "../x",
+            "a b",
+            &"x".repeat(201),
+            ".hidden",
+        ] {
             assert!(validate_name(bad).is_err(), "{bad:?}");
         }
         validate_name("cam-0_main.v2").unwrap();
