@@ -23,6 +23,10 @@ pub use sync::Padded;
 #[cfg(not(loom))]
 pub mod clock;
 #[cfg(not(loom))]
+pub mod config;
+#[cfg(not(loom))]
+pub mod decode;
+#[cfg(not(loom))]
 pub mod layout;
 #[cfg(not(loom))]
 pub mod pool;
@@ -30,3 +34,9 @@ pub mod pool;
 pub mod process;
 #[cfg(not(loom))]
 pub mod segment;
+#[cfg(not(loom))]
+pub mod sink;
+#[cfg(not(loom))]
+pub mod source;
+#[cfg(not(loom))]
+pub mod stats;
