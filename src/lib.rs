@@ -21,6 +21,8 @@ mod sync;
 pub use sync::Padded;
 
 #[cfg(not(loom))]
+pub mod cli;
+#[cfg(not(loom))]
 pub mod clock;
 #[cfg(not(loom))]
 pub mod config;
@@ -29,11 +31,15 @@ pub mod decode;
 #[cfg(not(loom))]
 pub mod layout;
 #[cfg(not(loom))]
+pub mod pipeline;
+#[cfg(not(loom))]
 pub mod pool;
 #[cfg(not(loom))]
 pub mod process;
 #[cfg(not(loom))]
 pub mod segment;
+#[cfg(not(loom))]
+pub mod signals;
 #[cfg(not(loom))]
 pub mod sink;
 #[cfg(not(loom))]

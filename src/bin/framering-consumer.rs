@@ -1,0 +1,77 @@
+//! Takes frames from a shared-memory frame ring and writes them out. See
+//! README.md.
+//!
+//! Exit codes: 0 end of stream (or stopped by a signal); 1 failure; 2 bad
+//! config/flags; 3 ring refused (absent after --wait-timeout, other shape,
+//! corrupt, full); 4 the producer died (after consuming all it published).
+
+use clap::Parser;
+use framering::cli::{self, exit, RingArgs};
+use framering::config::OutputFormat;
+use framering::pipeline::ConsumerEnd;
+
+#[derive(Parser, Debug)]
+#[command(version, about = "Take frames from a shared-memory frame ring")]
+struct Args {
+    #[command(flatten)]
+    ring: RingArgs,
+    /// consumer.output: a directory, "-" (raw to stdout) or "null"
+    #[arg(long)]
+    output: Option<String>,
+    /// consumer.format
+    #[arg(long, value_enum)]
+    format: Option<OutputFormat>,
+    /// consumer.jpeg_quality
+    #[arg(long)]
+    jpeg_quality: Option<u8>,
+    /// consumer.wait_timeout_secs: how long to wait for the ring to appear
+    #[arg(long)]
+    wait_timeout: Option<f64>,
+    /// Accept any frame shape instead of the configured one.
+    #[arg(long)]
+    any_shape: bool,
+}
+
+fn run(args: Args) -> anyhow::Result<i32> {
+    let mut cfg = args.ring.load(cli::config_flag_given())?;
+    let c = &mut cfg.consumer;
+    if let Some(v) = args.output {
+        c.output = v;
+    }
+    if let Some(v) = args.format {
+        c.format = v;
+    }
+    if let Some(v) = args.jpeg_quality {
+        c.jpeg_quality = v;
+    }
+    if let Some(v) = args.wait_timeout {
+        c.wait_timeout_secs = v;
+    }
+    framering::signals::install();
+    let report = framering::pipeline::run_consumer(&cfg, !args.any_shape)?;
+    eprintln!("{}", report.summary.render());
+    if let Some(sum) = report.checksum {
+        eprintln!("consumer: checksum {sum:016x}");
+    }
+    if let Some(path) = &args.ring.stats_json {
+        report.summary.write_json(path)?;
+    }
+    Ok(match report.end {
+        ConsumerEnd::EndOfStream | ConsumerEnd::Stopped => exit::OK,
+        ConsumerEnd::ProducerGone { pid } => {
+            eprintln!(
+                "error: the producer (pid {pid}) died before ending the stream; every frame it published was consumed"
+            );
+            exit::PRODUCER_GONE
+        }
+    })
+}
+
+fn main() {
+    cli::init_logging();
+    let code = match run(Args::parse()) {
+        Ok(code) => code,
+        Err(e) => cli::report_error(&e),
+    };
+    std::process::exit(code);
+}

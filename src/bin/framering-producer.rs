@@ -1,0 +1,84 @@
+//! Decodes images into a shared-memory frame ring. See README.md.
+//!
+//! Exit codes: 0 done; 1 failure; 2 bad config/flags/input; 3 ring refused
+//! (in use by a live producer, corrupt); 130 interrupted twice.
+
+use clap::Parser;
+use framering::cli::{self, exit, RingArgs};
+use framering::config::ShapePolicy;
+
+#[derive(Parser, Debug)]
+#[command(version, about = "Decode images into a shared-memory frame ring")]
+struct Args {
+    #[command(flatten)]
+    ring: RingArgs,
+    /// producer.input: a file, a directory or a glob
+    #[arg(long)]
+    input: Option<String>,
+    /// producer.recursive
+    #[arg(long)]
+    recursive: bool,
+    /// producer.shape_policy
+    #[arg(long, value_enum)]
+    shape_policy: Option<ShapePolicy>,
+    /// producer.decode_threads (0 = one per core)
+    #[arg(long)]
+    decode_threads: Option<u32>,
+    /// producer.loop: replay the inputs N times
+    #[arg(long = "loop", value_name = "N")]
+    loops: Option<u32>,
+    /// producer.loop_cache_mb
+    #[arg(long)]
+    loop_cache_mb: Option<u64>,
+    /// producer.drain_timeout_secs
+    #[arg(long)]
+    drain_timeout: Option<f64>,
+    /// producer.keep: leave the segment in /dev/shm at exit
+    #[arg(long)]
+    keep: bool,
+}
+
+fn run(args: Args) -> anyhow::Result<i32> {
+    let mut cfg = args.ring.load(cli::config_flag_given())?;
+    let p = &mut cfg.producer;
+    if let Some(v) = args.input {
+        p.input = v;
+    }
+    p.recursive |= args.recursive;
+    if let Some(v) = args.shape_policy {
+        p.shape_policy = v;
+    }
+    if let Some(v) = args.decode_threads {
+        p.decode_threads = v;
+    }
+    if let Some(v) = args.loops {
+        p.loops = v;
+    }
+    if let Some(v) = args.loop_cache_mb {
+        p.loop_cache_mb = v;
+    }
+    if let Some(v) = args.drain_timeout {
+        p.drain_timeout_secs = v;
+    }
+    p.keep |= args.keep;
+    framering::signals::install();
+    let report = framering::pipeline::run_producer(&cfg)?;
+    eprintln!("{}", report.summary.render());
+    if let Some(path) = &args.ring.stats_json {
+        report.summary.write_json(path)?;
+    }
+    Ok(if framering::signals::received() >= 2 {
+        exit::INTERRUPTED
+    } else {
+        exit::OK
+    })
+}
+
+fn main() {
+    cli::init_logging();
+    let code = match run(Args::parse()) {
+        Ok(code) => code,
+        Err(e) => cli::report_error(&e),
+    };
+    std::process::exit(code);
+}

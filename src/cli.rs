@@ -1,0 +1,150 @@
+//! What the binaries share: logging, exit codes, and mapping errors to them.
+
+use crate::config::{Config, ConfigError};
+use crate::pool::PoolError;
+use crate::segment::SegmentError;
+use std::path::Path;
+
+/// Documented exit codes of the binaries.
+pub mod exit {
+    /// Success.
+    pub const OK: i32 = 0;
+    /// A runtime failure (I/O, a corrupt ring, …).
+    pub const FAILURE: i32 = 1;
+    /// Bad configuration, flags or input path.
+    pub const CONFIG: i32 = 2;
+    /// The ring was refused: in use by a live producer, a different shape or
+    /// layout version, corrupt header, absent after the wait, or full.
+    pub const RING: i32 = 3;
+    /// Consumer: the producer died; every frame it published was consumed.
+    pub const PRODUCER_GONE: i32 = 4;
+    /// Stopped by a second SIGINT/SIGTERM.
+    pub const INTERRUPTED: i32 = 130;
+}
+
+/// Starts `tracing` to stderr; `RUST_LOG` overrides the default `info`.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+/// Loads the config file; the default path may be absent (built-in defaults).
+pub fn load_config(path: &Path, explicit: bool) -> Result<Config, ConfigError> {
+    if !explicit && !path.exists() {
+        tracing::info!(path = %path.display(), "no config file; using built-in defaults");
+        return Ok(Config::default());
+    }
+    Config::load(path)
+}
+
+/// The exit code for an error chain.
+pub fn exit_code(e: &anyhow::Error) -> i32 {
+    for cause in e.chain() {
+        if cause.is::<ConfigError>() || cause.is::<crate::source::SourceError>() {
+            return exit::CONFIG;
+        }
+        if let Some(p) = cause.downcast_ref::<PoolError>() {
+            return match p {
+                PoolError::Corrupt { .. } => exit::FAILURE,
+                PoolError::Segment(s) => segment_code(s),
+                _ => exit::RING,
+            };
+        }
+        if let Some(s) = cause.downcast_ref::<SegmentError>() {
+            return segment_code(s);
+        }
+    }
+    exit::FAILURE
+}
+
+fn segment_code(s: &SegmentError) -> i32 {
+    match s {
+        SegmentError::InvalidName(_) | SegmentError::NoSpace { .. } => exit::CONFIG,
+        SegmentError::Io { .. } => exit::FAILURE,
+        _ => exit::RING,
+    }
+}
+
+/// Flags that override `[ring]` keys, shared by every binary.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RingArgs {
+    /// Config file.
+    #[arg(long, default_value = "config.toml")]
+    pub config: std::path::PathBuf,
+    /// ring.name
+    #[arg(long)]
+    pub ring: Option<String>,
+    /// ring.slots
+    #[arg(long)]
+    pub slots: Option<u32>,
+    /// ring.height
+    #[arg(long)]
+    pub height: Option<u32>,
+    /// ring.width
+    #[arg(long)]
+    pub width: Option<u32>,
+    /// ring.channels
+    #[arg(long)]
+    pub channels: Option<u32>,
+    /// ring.mode (octal, e.g. 0660)
+    #[arg(long)]
+    pub mode: Option<String>,
+    /// ring.max_consumers
+    #[arg(long)]
+    pub max_consumers: Option<u32>,
+    /// ring.wait
+    #[arg(long, value_enum)]
+    pub wait: Option<crate::config::WaitKind>,
+    /// Write the final summary as JSON to this file.
+    #[arg(long)]
+    pub stats_json: Option<std::path::PathBuf>,
+}
+
+impl RingArgs {
+    /// Loads the config and applies these overrides.
+    pub fn load(&self, argv_has_config: bool) -> Result<Config, ConfigError> {
+        let mut c = load_config(&self.config, argv_has_config)?;
+        let r = &mut c.ring;
+        if let Some(v) = &self.ring {
+            r.name = v.clone();
+        }
+        if let Some(v) = self.slots {
+            r.slots = v;
+        }
+        if let Some(v) = self.height {
+            r.height = v;
+        }
+        if let Some(v) = self.width {
+            r.width = v;
+        }
+        if let Some(v) = self.channels {
+            r.channels = v;
+        }
+        if let Some(v) = &self.mode {
+            r.mode = v.clone();
+        }
+        if let Some(v) = self.max_consumers {
+            r.max_consumers = v;
+        }
+        if let Some(v) = self.wait {
+            r.wait = v;
+        }
+        Ok(c)
+    }
+}
+
+/// Whether `--config` was given on the command line.
+pub fn config_flag_given() -> bool {
+    std::env::args().any(|a| a == "--config" || a.starts_with("--config="))
+}
+
+/// Prints an error with its causes and returns its exit code.
+pub fn report_error(e: &anyhow::Error) -> i32 {
+    eprintln!("error: {e:#}");
+    exit_code(e)
+}

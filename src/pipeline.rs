@@ -1,0 +1,391 @@
+//! The producer and consumer programs, as library functions: the binaries
+//! parse flags into a [`Config`] and call these.
+
+use crate::clock::monotonic_ns;
+use crate::config::Config;
+use crate::decode::{DecodeError, Decoded, Decoder, FrameShape};
+use crate::pool::{Consumer, FrameMeta, PoolError, Producer, RingOptions, Take, WriteSlot};
+use crate::signals;
+use crate::sink::Sink;
+use crate::source::list_inputs;
+use crate::stats::{Stats, Summary};
+use anyhow::Context;
+use crossbeam::channel::{bounded, RecvTimeoutError};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often progress is logged.
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+
+fn shape_of(cfg: &Config) -> FrameShape {
+    FrameShape {
+        height: cfg.ring.height,
+        width: cfg.ring.width,
+        channels: cfg.ring.channels,
+    }
+}
+
+fn ring_options(cfg: &Config) -> anyhow::Result<RingOptions> {
+    Ok(RingOptions {
+        mode: cfg.mode()?,
+        wait: cfg.wait(),
+    })
+}
+
+struct Job {
+    index: u64,
+    slot: WriteSlot,
+}
+
+struct Done {
+    index: u64,
+    slot: WriteSlot,
+    result: Result<Decoded, DecodeError>,
+}
+
+/// What a producer run did.
+#[derive(Debug)]
+pub struct ProducerReport {
+    /// Counters and rates.
+    pub summary: Summary,
+    /// Whether every published frame was consumed before exit.
+    pub drained: bool,
+}
+
+/// Runs a producer: decodes the inputs into the ring in order, signals end
+/// of stream, waits for the consumers, removes the ring (unless `keep`).
+pub fn run_producer(cfg: &Config) -> anyhow::Result<ProducerReport> {
+    cfg.validate()?;
+    cfg.validate_space()?;
+    let inputs = list_inputs(&cfg.producer.input, cfg.producer.recursive)?;
+    if inputs.is_empty() {
+        tracing::warn!(input = %cfg.producer.input, "the input holds no files");
+    }
+    let inputs: Arc<Vec<PathBuf>> = Arc::new(inputs);
+    let n = inputs.len() as u64;
+    let total = n * cfg.producer.loops as u64;
+    let shape = shape_of(cfg);
+    let mut producer = Producer::create(&cfg.ring.name, cfg.shape(), &ring_options(cfg)?)
+        .with_context(|| format!("cannot create ring {:?}", cfg.ring.name))?;
+    tracing::info!(
+        ring = %cfg.ring.name,
+        slots = cfg.ring.slots,
+        shape = %format!("{}x{}x{}", shape.height, shape.width, shape.channels),
+        inputs = n,
+        loops = cfg.producer.loops,
+        "producer started"
+    );
+    let result = produce(cfg, &mut producer, inputs, total, shape);
+    producer.finish();
+    let drain_timeout = (cfg.producer.drain_timeout_secs > 0.0)
+        .then(|| Duration::from_secs_f64(cfg.producer.drain_timeout_secs));
+    let drained = match &result {
+        Ok(_) => drain(&mut producer, drain_timeout)?,
+        Err(_) => false,
+    };
+    if !cfg.producer.keep {
+        if let Err(e) = producer.unlink() {
+            tracing::warn!(error = %e, "could not remove the ring");
+        }
+    }
+    let mut stats = result?;
+    stats.set_redelivered(producer.redelivered());
+    Ok(ProducerReport {
+        summary: stats.summary(),
+        drained,
+    })
+}
+
+fn drain(producer: &mut Producer, timeout: Option<Duration>) -> anyhow::Result<bool> {
+    // A second signal while draining gives up waiting.
+    let slice = Duration::from_millis(200);
+    let start = std::time::Instant::now();
+    loop {
+        if producer.drain(Some(slice))? {
+            return Ok(true);
+        }
+        if signals::received() >= 2 || timeout.is_some_and(|t| start.elapsed() >= t) {
+            tracing::warn!(
+                outstanding = producer.segment().geometry().slots as usize - producer.free_slots(),
+                "stopped waiting for consumers; some frames were not consumed"
+            );
+            return Ok(false);
+        }
+    }
+}
+
+fn produce(
+    cfg: &Config,
+    producer: &mut Producer,
+    inputs: Arc<Vec<PathBuf>>,
+    total: u64,
+    shape: FrameShape,
+) -> anyhow::Result<Stats> {
+    let n = inputs.len() as u64;
+    let mut stats = Stats::new("producer", PROGRESS_EVERY);
+    if n == 0 {
+        return Ok(stats);
+    }
+    let threads = match cfg.producer.decode_threads {
+        0 => std::thread::available_parallelism().map_or(1, |p| p.get()),
+        t => t as usize,
+    };
+    let frame_bytes = shape.bytes() as u64;
+    let use_cache = cfg.producer.loops > 1
+        && cfg.producer.loop_cache_mb > 0
+        && n * frame_bytes <= cfg.producer.loop_cache_mb << 20;
+    // With a replay cache only the first pass is decoded.
+    let decode_total = if use_cache { n } else { total };
+    let mut cache: Vec<Option<(Vec<u8>, Decoded)>> = Vec::new();
+    if use_cache {
+        cache.resize_with(n as usize, || None);
+    }
+
+    let max_in_flight = (threads * 2).min(cfg.ring.slots as usize).max(1);
+    let (job_tx, job_rx) = bounded::<Job>(max_in_flight);
+    let (done_tx, done_rx) = bounded::<Done>(max_in_flight);
+    let workers: Vec<_> = (0..threads)
+        .map(|_| {
+            let (job_rx, done_tx, inputs) = (job_rx.clone(), done_tx.clone(), inputs.clone());
+            let policy = cfg.producer.shape_policy;
+            std::thread::spawn(move || {
+                let mut decoder = Decoder::new(shape, policy);
+                for mut job in job_rx {
+                    let path = &inputs[(job.index % inputs.len() as u64) as usize];
+                    let result = decoder.decode_file(path, job.slot.data_mut());
+                    let done = Done {
+                        index: job.index,
+                        slot: job.slot,
+                        result,
+                    };
+                    if done_tx.send(done).is_err() {
+                        break;
+                    }
+                }
+            })
+        })
+        .collect();
+    drop(job_rx);
+    drop(done_tx);
+
+    // Results come back in any order; publish strictly in input order.
+    let mut reorder: Vec<Option<Done>> = (0..max_in_flight).map(|_| None).collect();
+    let (mut next_input, mut next_publish, mut in_flight) = (0u64, 0u64, 0usize);
+    let mut dispatch_end = decode_total;
+    let outcome: anyhow::Result<()> = (|| {
+        loop {
+            if signals::stop_requested() && dispatch_end > next_input {
+                tracing::info!("stop requested: publishing the frames already decoding, then ending the stream");
+                dispatch_end = next_input;
+            }
+            while let Some(done) = reorder[(next_publish % max_in_flight as u64) as usize].take() {
+                in_flight -= 1;
+                next_publish += 1;
+                let i = (done.index % n) as usize;
+                let path = &inputs[i];
+                match done.result {
+                    Ok(d) => {
+                        if use_cache && done.index < n {
+                            cache[i] = Some((done.slot.data().to_vec(), d));
+                        }
+                        publish(producer, done.slot, d, path, &mut stats)?;
+                    }
+                    Err(e) => {
+                        tracing::warn!(input = %path.display(), reason = e.reason.as_str(), "skipping input: {}", e.detail);
+                        stats.skip(e.reason.as_str());
+                        producer.discard(done.slot);
+                    }
+                }
+                stats.tick();
+            }
+            if next_publish >= dispatch_end {
+                break;
+            }
+            if next_input < dispatch_end && in_flight < max_in_flight {
+                let wait = if in_flight == 0 {
+                    Duration::from_millis(100)
+                } else {
+                    Duration::ZERO
+                };
+                if let Some(slot) = producer.acquire(wait)? {
+                    job_tx
+                        .send(Job {
+                            index: next_input,
+                            slot,
+                        })
+                        .map_err(|_| anyhow::anyhow!("decoder threads stopped"))?;
+                    next_input += 1;
+                    in_flight += 1;
+                    continue;
+                }
+                if in_flight == 0 {
+                    stats.tick_now();
+                    continue;
+                }
+            }
+            match done_rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(done) => {
+                    let k = (done.index % max_in_flight as u64) as usize;
+                    reorder[k] = Some(done);
+                }
+                Err(RecvTimeoutError::Timeout) => stats.tick_now(),
+                Err(RecvTimeoutError::Disconnected) => anyhow::bail!("decoder threads stopped"),
+            }
+        }
+        Ok(())
+    })();
+    drop(job_tx);
+    for w in workers {
+        let _ = w.join();
+    }
+    // Slots still held by unfinished jobs go back to the pool.
+    for done in reorder.into_iter().flatten().chain(done_rx.try_iter()) {
+        producer.discard(done.slot);
+    }
+    outcome?;
+
+    if use_cache && !signals::stop_requested() {
+        replay(producer, &inputs, &cache, total - n, &mut stats)?;
+    }
+    Ok(stats)
+}
+
+fn replay(
+    producer: &mut Producer,
+    inputs: &[PathBuf],
+    cache: &[Option<(Vec<u8>, Decoded)>],
+    frames: u64,
+    stats: &mut Stats,
+) -> anyhow::Result<()> {
+    let n = inputs.len() as u64;
+    for k in 0..frames {
+        if signals::stop_requested() {
+            break;
+        }
+        let i = (k % n) as usize;
+        let Some((pixels, d)) = &cache[i] else {
+            stats.skip("cached_skip");
+            continue;
+        };
+        let mut slot = loop {
+            if let Some(s) = producer.acquire(Duration::from_millis(100))? {
+                break s;
+            }
+            stats.tick_now();
+            if signals::stop_requested() {
+                return Ok(());
+            }
+        };
+        slot.data_mut().copy_from_slice(pixels);
+        publish(producer, slot, *d, &inputs[i], stats)?;
+        stats.tick();
+    }
+    Ok(())
+}
+
+fn publish(
+    producer: &mut Producer,
+    slot: WriteSlot,
+    d: Decoded,
+    path: &std::path::Path,
+    stats: &mut Stats,
+) -> Result<u64, PoolError> {
+    let bytes = slot.data().len();
+    let seq = producer.publish(
+        slot,
+        &FrameMeta {
+            src_width: d.width,
+            src_height: d.height,
+            name: path.as_os_str().as_bytes(),
+        },
+    )?;
+    stats.frame(bytes, None);
+    Ok(seq)
+}
+
+/// How a consumer run ended.
+#[derive(Debug)]
+pub enum ConsumerEnd {
+    /// End of stream, every frame consumed.
+    EndOfStream,
+    /// Stopped by a signal.
+    Stopped,
+    /// The producer died; every frame it published was consumed.
+    ProducerGone {
+        /// Its pid.
+        pid: u32,
+    },
+}
+
+/// What a consumer run did.
+#[derive(Debug)]
+pub struct ConsumerReport {
+    /// Counters, rates, latency.
+    pub summary: Summary,
+    /// How it ended.
+    pub end: ConsumerEnd,
+    /// Checksum of every byte read (`--output null`).
+    pub checksum: Option<u64>,
+}
+
+/// Runs a consumer: attaches to the ring (waiting for it), writes every
+/// frame it takes to the output, returns at end of stream.
+pub fn run_consumer(cfg: &Config, check_shape: bool) -> anyhow::Result<ConsumerReport> {
+    cfg.validate()?;
+    let shape = shape_of(cfg);
+    let expect = check_shape.then_some((shape.height, shape.width, shape.channels));
+    let consumer = Consumer::attach_wait(
+        &cfg.ring.name,
+        expect,
+        &ring_options(cfg)?,
+        Duration::from_secs_f64(cfg.consumer.wait_timeout_secs),
+    )
+    .with_context(|| format!("cannot attach to ring {:?}", cfg.ring.name))?;
+    let g = *consumer.segment().geometry();
+    let shape = FrameShape {
+        height: g.height,
+        width: g.width,
+        channels: g.channels,
+    };
+    tracing::info!(ring = %cfg.ring.name, consumer = consumer.index(), "consumer attached");
+    let mut sink = Sink::open(
+        &cfg.consumer.output,
+        cfg.consumer.format,
+        cfg.consumer.jpeg_quality,
+    )?;
+    let mut stats = Stats::new("consumer", PROGRESS_EVERY);
+    let mut started = false;
+    let end = loop {
+        if signals::stop_requested() {
+            break ConsumerEnd::Stopped;
+        }
+        match consumer.take(Duration::from_millis(250))? {
+            Take::Frame(frame) => {
+                if !started {
+                    started = true;
+                    stats.restart_clock();
+                }
+                let info = *frame.info();
+                let latency = monotonic_ns().saturating_sub(info.publish_ns);
+                sink.write(info.seq, frame.data(), shape)
+                    .with_context(|| format!("frame {}", info.seq))?;
+                drop(frame);
+                stats.frame(shape.bytes(), Some(latency));
+                if info.redeliveries > 0 {
+                    stats.redelivery();
+                }
+                stats.tick();
+            }
+            Take::Timeout => stats.tick_now(),
+            Take::EndOfStream => break ConsumerEnd::EndOfStream,
+            Take::ProducerGone { pid } => break ConsumerEnd::ProducerGone { pid },
+        }
+    };
+    Ok(ConsumerReport {
+        summary: stats.summary(),
+        end,
+        checksum: sink.checksum(),
+    })
+}
