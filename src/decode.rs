@@ -12,7 +12,7 @@ use fast_image_resize::images::{CroppedImageMut, Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::{ColorType, DynamicImage, ImageDecoder, ImageReader, Limits};
 use std::fmt;
-use std::io::{BufReader, Seek};
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
 /// The frame shape decoded into.
@@ -190,7 +190,7 @@ impl Decoder {
 
     fn decode_reader<R: std::io::BufRead + Seek>(
         &mut self,
-        reader: R,
+        mut reader: R,
         out: &mut [u8],
     ) -> Result<Decoded, DecodeError> {
         assert_eq!(
@@ -198,6 +198,12 @@ impl Decoder {
             self.shape.bytes(),
             "frame buffer of the wrong size"
         );
+        if jpeg_truncated(&mut reader).map_err(|e| err(SkipReason::Unreadable, e))? {
+            return Err(err(
+                SkipReason::Corrupt,
+                "truncated JPEG (no end-of-image marker)",
+            ));
+        }
         let mut reader = ImageReader::new(reader)
             .with_guessed_format()
             .map_err(|e| err(SkipReason::Unreadable, e))?;
@@ -284,6 +290,30 @@ impl Decoder {
         }
         Ok(())
     }
+}
+
+/// Whether the stream is a JPEG without an end-of-image marker near its end.
+///
+/// The JPEG decoder is lenient and would turn a truncated file into a
+/// partly grey frame; we skip such files instead. The marker `FF D9` cannot
+/// occur inside entropy-coded data (a data `FF` is always stuffed as `FF 00`),
+/// so looking for it in the last 16 KiB (room for trailing padding) is sound.
+/// Leaves the stream at its start.
+fn jpeg_truncated<R: Read + Seek>(r: &mut R) -> std::io::Result<bool> {
+    let mut soi = [0u8; 2];
+    let is_jpeg = r.read_exact(&mut soi).is_ok() && soi == [0xFF, 0xD8];
+    let truncated = if is_jpeg {
+        let len = r.seek(SeekFrom::End(0))?;
+        let tail = len.min(16 * 1024);
+        r.seek(SeekFrom::Start(len - tail))?;
+        let mut buf = Vec::with_capacity(tail as usize);
+        r.take(tail).read_to_end(&mut buf)?;
+        !buf.windows(2).any(|w| w == [0xFF, 0xD9])
+    } else {
+        false
+    };
+    r.seek(SeekFrom::Start(0))?;
+    Ok(truncated)
 }
 
 /// The largest `(w, h)` with the source's aspect ratio inside `dw × dh`.

@@ -1,0 +1,396 @@
+//! End-to-end tests: the real binaries, as separate processes, on real image
+//! files, through a real shared-memory segment.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const PRODUCER: &str = env!("CARGO_BIN_EXE_framering-producer");
+const CONSUMER: &str = env!("CARGO_BIN_EXE_framering-consumer");
+const H: u32 = 48;
+const W: u32 = 64;
+
+fn ring(tag: &str) -> String {
+    format!("framering-it-{tag}-{}", std::process::id())
+}
+
+/// `n` distinct RGB images of exactly the slot size, alternating PNG and JPEG.
+fn make_inputs(dir: &Path, n: u32) -> Vec<PathBuf> {
+    std::fs::create_dir_all(dir).unwrap();
+    (0..n)
+        .map(|i| {
+            let img = image::RgbImage::from_fn(W, H, |x, y| {
+                image::Rgb([(x * 4) as u8, (y * 5) as u8, (i * 37 + x * y) as u8])
+            });
+            let ext = if i % 2 == 0 { "png" } else { "jpg" };
+            let p = dir.join(format!("img{i:03}.{ext}"));
+            img.save(&p).unwrap();
+            p
+        })
+        .collect()
+}
+
+fn producer(ring: &str, extra: &[&str]) -> Command {
+    let mut c = Command::new(PRODUCER);
+    c.args(["--config", "/dev/null"]);
+    c.args([
+        "--ring",
+        ring,
+        "--height",
+        &H.to_string(),
+        "--width",
+        &W.to_string(),
+    ]);
+    c.args(["--channels", "3", "--slots", "6"]);
+    c.args(extra);
+    c.stdout(Stdio::null()).stderr(Stdio::piped());
+    c
+}
+
+fn consumer(ring: &str, extra: &[&str]) -> Command {
+    let mut c = Command::new(CONSUMER);
+    c.args(["--config", "/dev/null"]);
+    c.args([
+        "--ring",
+        ring,
+        "--height",
+        &H.to_string(),
+        "--width",
+        &W.to_string(),
+    ]);
+    c.args(["--channels", "3"]);
+    c.args(extra);
+    c.stdout(Stdio::null()).stderr(Stdio::piped());
+    c
+}
+
+fn wait_with_timeout(mut child: Child, limit: Duration) -> Output {
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "process did not finish within {limit:?}; stderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// seq -> file, for every frame file in `dirs`; panics on a duplicate.
+fn frames_written(dirs: &[PathBuf]) -> BTreeMap<u64, PathBuf> {
+    let mut all = BTreeMap::new();
+    for d in dirs {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_str().unwrap().to_string();
+            assert!(!name.starts_with('.'), "temporary file left behind: {name}");
+            let seq: u64 = name.split('.').next().unwrap().parse().unwrap();
+            if let Some(prev) = all.insert(seq, p.clone()) {
+                panic!(
+                    "frame {seq} written twice: {} and {}",
+                    prev.display(),
+                    p.display()
+                );
+            }
+        }
+    }
+    all
+}
+
+#[test]
+fn one_producer_three_consumers_every_frame_exactly_once_with_right_pixels() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inputs = make_inputs(&tmp.path().join("in"), 20);
+    let loops = 15u64;
+    let total = inputs.len() as u64 * loops;
+    let name = ring("three");
+    let outs: Vec<PathBuf> = (0..3).map(|i| tmp.path().join(format!("out{i}"))).collect();
+    let consumers: Vec<Child> = outs
+        .iter()
+        .map(|o| {
+            consumer(
+                &name,
+                &[
+                    "--output",
+                    o.to_str().unwrap(),
+                    "--format",
+                    "ppm",
+                    "--wait-timeout",
+                    "30",
+                ],
+            )
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    let stats = tmp.path().join("producer.json");
+    let p = producer(
+        &name,
+        &[
+            "--input",
+            tmp.path().join("in").to_str().unwrap(),
+            "--loop",
+            &loops.to_string(),
+            "--decode-threads",
+            "2",
+            "--stats-json",
+            stats.to_str().unwrap(),
+        ],
+    )
+    .spawn()
+    .unwrap();
+    let pout = wait_with_timeout(p, Duration::from_secs(60));
+    assert!(pout.status.success(), "producer: {}", stderr(&pout));
+    for c in consumers {
+        let out = wait_with_timeout(c, Duration::from_secs(30));
+        assert!(out.status.success(), "consumer: {}", stderr(&out));
+    }
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
+    assert_eq!(json["frames"], total);
+    assert_eq!(json["skipped_total"], 0);
+
+    let frames = frames_written(&outs);
+    assert_eq!(
+        frames.keys().copied().collect::<Vec<_>>(),
+        (0..total).collect::<Vec<_>>()
+    );
+    // Work was shared: more than one consumer wrote frames.
+    let busy = outs
+        .iter()
+        .filter(|d| std::fs::read_dir(d).unwrap().count() > 0)
+        .count();
+    assert!(busy >= 2, "only {busy} consumer(s) got frames");
+    // Pixels equal an independent decode of the source (publication keeps
+    // input order, so frame seq comes from input seq % n).
+    let reference: Vec<Vec<u8>> = inputs
+        .iter()
+        .map(|p| image::open(p).unwrap().to_rgb8().into_raw())
+        .collect();
+    for (seq, path) in &frames {
+        let got = image::open(path).unwrap().to_rgb8().into_raw();
+        assert!(
+            got == reference[(*seq % inputs.len() as u64) as usize],
+            "frame {seq} pixels differ from its source"
+        );
+    }
+    assert!(
+        !Path::new(&format!("/dev/shm/{name}")).exists(),
+        "segment not removed"
+    );
+}
+
+#[test]
+fn consumer_with_another_shape_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    make_inputs(&tmp.path().join("in"), 2);
+    let name = ring("shape");
+    let p = producer(&name, &["--input", tmp.path().join("in").to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    let mut wrong = Command::new(CONSUMER);
+    wrong.args([
+        "--config",
+        "/dev/null",
+        "--ring",
+        &name,
+        "--height",
+        "50",
+        "--width",
+        "64",
+    ]);
+    wrong.args([
+        "--channels",
+        "3",
+        "--output",
+        "null",
+        "--wait-timeout",
+        "20",
+    ]);
+    wrong.stderr(Stdio::piped());
+    let out = wait_with_timeout(wrong.spawn().unwrap(), Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("expects 50x64x3"), "{}", stderr(&out));
+    // A consumer of the right shape lets the producer finish.
+    let ok = wait_with_timeout(
+        consumer(&name, &["--output", "null"]).spawn().unwrap(),
+        Duration::from_secs(30),
+    );
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert!(
+        stderr(&ok).contains("consumer: 2 frames"),
+        "{}",
+        stderr(&ok)
+    );
+    assert!(wait_with_timeout(p, Duration::from_secs(30))
+        .status
+        .success());
+}
+
+#[test]
+fn corrupt_inputs_are_skipped_and_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("in");
+    make_inputs(&dir, 3);
+    let corrupt = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/corrupt");
+    for e in std::fs::read_dir(&corrupt).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+    }
+    let name = ring("corrupt");
+    let stats = tmp.path().join("p.json");
+    let c = consumer(&name, &["--output", "null"]).spawn().unwrap();
+    let p = producer(
+        &name,
+        &[
+            "--input",
+            dir.to_str().unwrap(),
+            "--stats-json",
+            stats.to_str().unwrap(),
+        ],
+    )
+    .spawn()
+    .unwrap();
+    let pout = wait_with_timeout(p, Duration::from_secs(30));
+    assert!(pout.status.success(), "{}", stderr(&pout));
+    let cout = wait_with_timeout(c, Duration::from_secs(30));
+    assert!(cout.status.success(), "{}", stderr(&cout));
+    assert!(
+        stderr(&cout).contains("consumer: 3 frames"),
+        "{}",
+        stderr(&cout)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
+    assert_eq!(json["frames"], 3);
+    assert_eq!(json["skipped_total"], 3);
+    assert_eq!(json["skipped"]["empty"], 1);
+    let err = stderr(&pout);
+    assert!(err.contains("skipped 3 inputs"), "{err}");
+    assert!(
+        err.contains("truncated.jpg"),
+        "the warning names the file: {err}"
+    );
+}
+
+#[test]
+fn consumer_killed_holding_frames_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inputs = make_inputs(&tmp.path().join("in"), 10);
+    let name = ring("kill");
+    let total = inputs.len() as u64 * 30;
+    let victim_out = tmp.path().join("victim");
+    let rescuer_out = tmp.path().join("rescuer");
+    // PNG output makes the victim slow enough to be killed mid-stream.
+    let victim = consumer(&name, &["--output", victim_out.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    let p = producer(
+        &name,
+        &[
+            "--input",
+            tmp.path().join("in").to_str().unwrap(),
+            "--loop",
+            "30",
+        ],
+    )
+    .spawn()
+    .unwrap();
+    // Kill the victim once it has written some frames.
+    let start = Instant::now();
+    while std::fs::read_dir(&victim_out).map_or(0, |d| d.count()) < 20 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "victim made no progress"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let vout = victim.wait_with_output().unwrap();
+    assert!(!vout.status.success());
+    let rescuer = consumer(
+        &name,
+        &["--output", rescuer_out.to_str().unwrap(), "--format", "ppm"],
+    )
+    .spawn()
+    .unwrap();
+    let pout = wait_with_timeout(p, Duration::from_secs(60));
+    assert!(pout.status.success(), "{}", stderr(&pout));
+    let rout = wait_with_timeout(rescuer, Duration::from_secs(30));
+    assert!(rout.status.success(), "{}", stderr(&rout));
+    // Every sequence number exists in one output or the other (a frame the
+    // victim finished but had not returned may be in both: at-least-once).
+    let mut seqs = std::collections::BTreeSet::new();
+    for d in [&victim_out, &rescuer_out] {
+        for e in std::fs::read_dir(d).unwrap() {
+            let n = e.unwrap().file_name().into_string().unwrap();
+            if let Ok(s) = n.split('.').next().unwrap().parse::<u64>() {
+                seqs.insert(s);
+            }
+        }
+    }
+    assert_eq!(
+        seqs.into_iter().collect::<Vec<_>>(),
+        (0..total).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn consumer_without_a_ring_gives_up_with_code_3() {
+    let name = ring("absent");
+    let out = wait_with_timeout(
+        consumer(&name, &["--output", "null", "--wait-timeout", "0.3"])
+            .spawn()
+            .unwrap(),
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+}
+
+#[test]
+fn bad_config_names_the_key_and_exits_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("bad.toml");
+    std::fs::write(&cfg, "[ring]\nslots = 0\n").unwrap();
+    let out = Command::new(PRODUCER)
+        .args(["--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("ring.slots"), "{}", stderr(&out));
+    std::fs::write(&cfg, "[ring]\nslotz = 4\n").unwrap();
+    let out = Command::new(PRODUCER)
+        .args(["--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("slotz"), "{}", stderr(&out));
+    let out = Command::new(PRODUCER)
+        .args([
+            "--config",
+            cfg.to_str().unwrap().replace("bad", "missing").as_str(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = Command::new(PRODUCER)
+        .args(["--config", "/dev/null", "--input", "/no/such/dir"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("/no/such/dir"), "{}", stderr(&out));
+}
