@@ -46,3 +46,6 @@ pub mod sink;
 pub mod source;
 #[cfg(not(loom))]
 pub mod stats;
+
+#[cfg(all(test, loom))]
+mod models;
