@@ -77,7 +77,8 @@ pub fn run_producer(cfg: &Config) -> anyhow::Result<ProducerReport> {
         loops = cfg.producer.loops,
         "producer started"
     );
-    let result = produce(cfg, &mut producer, inputs, total, shape);
+    // Rates are those of publication; the drain below is not counted.
+    let result = produce(cfg, &mut producer, inputs, total, shape).map(|s| s.summary());
     producer.finish();
     let drain_timeout = (cfg.producer.drain_timeout_secs > 0.0)
         .then(|| Duration::from_secs_f64(cfg.producer.drain_timeout_secs));
@@ -90,12 +91,9 @@ pub fn run_producer(cfg: &Config) -> anyhow::Result<ProducerReport> {
             tracing::warn!(error = %e, "could not remove the ring");
         }
     }
-    let mut stats = result?;
-    stats.set_redelivered(producer.redelivered());
-    Ok(ProducerReport {
-        summary: stats.summary(),
-        drained,
-    })
+    let mut summary = result?;
+    summary.redelivered = producer.redelivered();
+    Ok(ProducerReport { summary, drained })
 }
 
 fn drain(producer: &mut Producer, timeout: Option<Duration>) -> anyhow::Result<bool> {

@@ -95,11 +95,6 @@ impl Stats {
         *self.skipped.entry(reason).or_default() += 1;
     }
 
-    /// Sets the redelivery count.
-    pub fn set_redelivered(&mut self, n: u64) {
-        self.redelivered = n;
-    }
-
     /// Counts one redelivered frame.
     pub fn redelivery(&mut self) {
         self.redelivered += 1;

@@ -1,0 +1,204 @@
+//! The `framering` admin tool: run the demo pipeline, list and clean rings.
+//!
+//! Exit codes: 0 success; 1 failure (a demo process failed); 2 bad flags;
+//! 3 `clean NAME` refused (live producer or unreadable ring).
+
+use clap::{Parser, Subcommand};
+use framering::cli::{self, exit};
+use framering::layout::{FLAG_END_OF_STREAM, FLAG_RUNNING};
+use framering::process::ProcessId;
+use framering::segment::{Segment, SegmentError, SHM_DIR};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::Ordering;
+
+#[derive(Parser, Debug)]
+#[command(version, about = "Admin tool for framering shared-memory frame rings")]
+struct Args {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the demo pipeline: one producer and N consumers on the config's
+    /// input, each printing its frames per second.
+    Demo {
+        /// Config file.
+        #[arg(long, default_value = "config.toml")]
+        config: PathBuf,
+        /// Number of consumer processes.
+        #[arg(long, default_value_t = 2)]
+        consumers: u32,
+        /// Replay the inputs this many times.
+        #[arg(long = "loop", default_value_t = 50)]
+        loops: u32,
+        /// Output directory; consumer i writes to OUTPUT/consumer-i.
+        #[arg(long, default_value = "out")]
+        output: PathBuf,
+    },
+    /// List every framering ring in /dev/shm with its producer and state.
+    List,
+    /// Remove rings whose producer is dead (all of them, or just NAME).
+    Clean {
+        /// A ring name; all rings if omitted.
+        name: Option<String>,
+    },
+}
+
+fn sibling(bin: &str) -> anyhow::Result<PathBuf> {
+    let me = std::env::current_exe()?;
+    let p = me.with_file_name(bin);
+    anyhow::ensure!(
+        p.exists(),
+        "{} not found next to {}: build all binaries with `cargo build --release`",
+        bin,
+        me.display()
+    );
+    Ok(p)
+}
+
+fn demo(config: PathBuf, consumers: u32, loops: u32, output: PathBuf) -> anyhow::Result<i32> {
+    let producer = sibling("framering-producer")?;
+    let consumer = sibling("framering-consumer")?;
+    let cfg = config.to_str().unwrap_or("config.toml").to_string();
+    let mut children = vec![];
+    for i in 0..consumers {
+        let out = output.join(format!("consumer-{i}"));
+        children.push((
+            format!("consumer {i}"),
+            Command::new(&consumer)
+                .args(["--config", &cfg, "--output"])
+                .arg(&out)
+                .spawn()?,
+        ));
+    }
+    children.push((
+        "producer".to_string(),
+        Command::new(&producer)
+            .args(["--config", &cfg, "--loop", &loops.to_string()])
+            .spawn()?,
+    ));
+    let mut code = exit::OK;
+    for (who, mut child) in children {
+        let status = child.wait()?;
+        if !status.success() {
+            eprintln!("demo: {who} exited with {status}");
+            code = exit::FAILURE;
+        }
+    }
+    if code == exit::OK {
+        eprintln!("demo: frames written under {}", output.display());
+    }
+    Ok(code)
+}
+
+fn ring_names() -> std::io::Result<Vec<String>> {
+    let mut v: Vec<String> = std::fs::read_dir(SHM_DIR)?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+fn producer_of(seg: &Segment) -> ProcessId {
+    let h = seg.header();
+    ProcessId {
+        pid: h.producer_pid.load(Ordering::Acquire),
+        start_ticks: h.producer_start_ticks.load(Ordering::Relaxed),
+    }
+}
+
+fn list() -> anyhow::Result<i32> {
+    println!(
+        "{:<32} {:>5} {:>16} {:>8} {:>6} {:>10} {:>9}  state",
+        "NAME", "SLOTS", "FRAME (HxWxC)", "PRODUCER", "ALIVE", "PUBLISHED", "CONSUMERS"
+    );
+    for name in ring_names()? {
+        match Segment::open(&name) {
+            Ok(seg) => {
+                let g = seg.geometry();
+                let p = producer_of(&seg);
+                let h = seg.header();
+                let flags = h.flags.load(Ordering::Acquire);
+                let consumers = seg
+                    .consumers()
+                    .iter()
+                    .filter(|c| c.owner.load(Ordering::Relaxed) != 0)
+                    .count();
+                let state = if flags & FLAG_END_OF_STREAM != 0 {
+                    "end-of-stream"
+                } else if flags & FLAG_RUNNING != 0 {
+                    "running"
+                } else {
+                    "stopped"
+                };
+                println!(
+                    "{:<32} {:>5} {:>16} {:>8} {:>6} {:>10} {:>9}  {}",
+                    name,
+                    g.slots,
+                    format!("{}x{}x{}", g.height, g.width, g.channels),
+                    p.pid,
+                    if p.is_alive() { "yes" } else { "no" },
+                    h.published.load(Ordering::Relaxed),
+                    consumers,
+                    state
+                );
+            }
+            Err(SegmentError::BadMagic { .. }) | Err(SegmentError::InvalidName(_)) => {}
+            Err(e) => println!("{name:<32} (unreadable: {e})"),
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn clean(only: Option<String>) -> anyhow::Result<i32> {
+    let names = match &only {
+        Some(n) => vec![n.clone()],
+        None => ring_names()?,
+    };
+    let mut code = exit::OK;
+    for name in names {
+        match Segment::open(&name) {
+            Ok(seg) => {
+                let p = producer_of(&seg);
+                if p.is_alive() {
+                    println!("kept {name}: its producer (pid {}) is alive", p.pid);
+                    if only.is_some() {
+                        code = exit::RING;
+                    }
+                } else {
+                    drop(seg);
+                    Segment::unlink(&name)?;
+                    println!("removed {name} (producer pid {} is gone)", p.pid);
+                }
+            }
+            Err(SegmentError::BadMagic { .. }) | Err(SegmentError::InvalidName(_))
+                if only.is_none() => {}
+            Err(e) => {
+                println!("kept {name}: {e}");
+                code = exit::RING;
+            }
+        }
+    }
+    Ok(code)
+}
+
+fn main() {
+    cli::init_logging();
+    let args = Args::parse();
+    let r = match args.cmd {
+        Cmd::Demo {
+            config,
+            consumers,
+            loops,
+            output,
+        } => demo(config, consumers, loops, output),
+        Cmd::List => list(),
+        Cmd::Clean { name } => clean(name),
+    };
+    std::process::exit(match r {
+        Ok(c) => c,
+        Err(e) => cli::report_error(&e),
+    });
+}
