@@ -74,13 +74,17 @@ fn handoff(c: &mut Criterion) {
     let mut group = c.benchmark_group("handoff/threads");
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(4));
-    for (label, h, w, ch, write) in [("16x16x1", 16, 16, 1, false), ("720x1080x3-write", 720, 1080, 3, true)] {
+    for (label, h, w, ch, write) in [
+        ("16x16x1", 16, 16, 1, false),
+        ("720x1080x3-write", 720, 1080, 3, true),
+    ] {
         let bytes = (h * w * ch) as u64;
         group.throughput(Throughput::Elements(1));
         group.bench_function(BenchmarkId::from_parameter(label), |b| {
             b.iter_custom(|iters| {
                 let name = ring_name(label);
-                let mut p = Producer::create(&name, shape(8, h, w, ch), &RingOptions::default()).unwrap();
+                let mut p =
+                    Producer::create(&name, shape(8, h, w, ch), &RingOptions::default()).unwrap();
                 let n2 = name.clone();
                 let reader = std::thread::spawn(move || {
                     let c = Consumer::attach(&n2, None, &RingOptions::default()).unwrap();
@@ -89,7 +93,12 @@ fn handoff(c: &mut Criterion) {
                         match c.take(Duration::from_secs(10)).unwrap() {
                             Take::Frame(f) => {
                                 // Touch one byte per page, as a strided reader.
-                                sum += f.data().iter().step_by(4096).map(|&b| b as u64).sum::<u64>();
+                                sum += f
+                                    .data()
+                                    .iter()
+                                    .step_by(4096)
+                                    .map(|&b| b as u64)
+                                    .sum::<u64>();
                             }
                             Take::EndOfStream => return sum,
                             other => panic!("{other:?}"),

@@ -32,10 +32,14 @@ impl Ring {
     fn new(slots: usize) -> Arc<Ring> {
         Arc::new(Ring {
             ctrl: QueueCtrl::new(),
-            cells: (0..(2 * slots).next_power_of_two()).map(|_| AtomicU64::new(0)).collect(),
+            cells: (0..(2 * slots).next_power_of_two())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
             slots: (0..slots).map(|_| AtomicU64::new(0)).collect(),
             ret_ctrl: QueueCtrl::new(),
-            ret_cells: (0..slots.next_power_of_two()).map(|_| AtomicU32::new(0)).collect(),
+            ret_cells: (0..slots.next_power_of_two())
+                .map(|_| AtomicU32::new(0))
+                .collect(),
             ready: Event::new(),
             free: Event::new(),
         })

@@ -42,7 +42,8 @@ fn producer(ring: &str, extra: &[&str]) -> Command {
         "--width",
         &W.to_string(),
     ]);
-    c.args(["--channels", "3", "--slots", "6"]);
+    // Bounded, so that a failing test never leaves a producer behind.
+    c.args(["--channels", "3", "--slots", "6", "--drain-timeout", "30"]);
     c.args(extra);
     c.stdout(Stdio::null()).stderr(Stdio::piped());
     c
@@ -393,4 +394,62 @@ fn bad_config_names_the_key_and_exits_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("/no/such/dir"), "{}", stderr(&out));
+}
+
+#[test]
+fn dead_producer_frames_are_drained_then_exit_4_and_clean_removes_the_ring() {
+    let tmp = tempfile::tempdir().unwrap();
+    make_inputs(&tmp.path().join("in"), 10);
+    let name = ring("deadprod");
+    let mut p = producer(&name, &["--input", tmp.path().join("in").to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    // Six of the ten frames fill the six slots; the producer then waits for
+    // a free slot, before the end of the stream. Kill it there.
+    let published = || -> u64 {
+        framering::segment::Segment::open(&name)
+            .map(|s| {
+                s.header()
+                    .published
+                    .load(std::sync::atomic::Ordering::Acquire)
+            })
+            .unwrap_or(0)
+    };
+    let start = Instant::now();
+    while published() < 6 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "producer published nothing"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    p.kill().unwrap();
+    p.wait().unwrap();
+    let out = wait_with_timeout(
+        consumer(&name, &["--output", "null"]).spawn().unwrap(),
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("consumer: 6 frames"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("died"), "{}", stderr(&out));
+    let admin = env!("CARGO_BIN_EXE_framering");
+    let list = Command::new(admin).arg("list").output().unwrap();
+    let listing = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with(&name) && l.contains(" no ")),
+        "{listing}"
+    );
+    let clean = Command::new(admin).args(["clean", &name]).output().unwrap();
+    assert!(
+        clean.status.success(),
+        "{}",
+        String::from_utf8_lossy(&clean.stdout)
+    );
+    assert!(!Path::new(&format!("/dev/shm/{name}")).exists());
 }
