@@ -20,32 +20,15 @@ mod sync;
 
 pub use sync::Padded;
 
-#[cfg(not(loom))]
-pub mod cli;
-#[cfg(not(loom))]
-pub mod clock;
-#[cfg(not(loom))]
-pub mod config;
-#[cfg(not(loom))]
-pub mod decode;
-#[cfg(not(loom))]
-pub mod layout;
-#[cfg(not(loom))]
-pub mod pipeline;
-#[cfg(not(loom))]
-pub mod pool;
-#[cfg(not(loom))]
-pub mod process;
-#[cfg(not(loom))]
-pub mod segment;
-#[cfg(not(loom))]
-pub mod signals;
-#[cfg(not(loom))]
-pub mod sink;
-#[cfg(not(loom))]
-pub mod source;
-#[cfg(not(loom))]
-pub mod stats;
+// Everything above the atomics needs the real mapping and OS; under
+// `--cfg loom` only the algorithms (and their models) are compiled.
+macro_rules! not_under_loom {
+    ($($m:ident),*) => { $( #[cfg(not(loom))] pub mod $m; )* };
+}
+not_under_loom!(
+    cli, clock, config, decode, layout, pipeline, pool, process, segment, signals, sink, source,
+    stats
+);
 
 #[cfg(all(test, loom))]
 mod models;

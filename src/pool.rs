@@ -410,36 +410,32 @@ impl Producer {
         if self.free.is_empty() {
             self.collect()?;
         }
-        if self.free.is_empty() {
-            let deadline = Instant::now() + timeout;
-            loop {
-                let seg = self.seg.clone();
-                let now = Instant::now();
-                let slice = PEER_CHECK.min(deadline.saturating_duration_since(now));
-                let mut err = None;
-                seg.header()
-                    .free_event
-                    .wait_until(self.wait, slice, || match self.collect() {
-                        Ok(0) => None,
-                        Ok(_) => Some(()),
-                        Err(e) => {
-                            err = Some(e);
-                            Some(())
-                        }
-                    });
-                if let Some(e) = err {
-                    return Err(e);
-                }
-                if !self.free.is_empty() {
-                    break;
-                }
+        let deadline = Instant::now() + timeout;
+        while self.free.is_empty() {
+            // Dead consumers are looked for at most every REAP_EVERY: it
+            // reads /proc, far too slow for every failed attempt.
+            if self.last_reap.elapsed() >= REAP_EVERY {
                 self.reap_dead_consumers()?;
-                if !self.free.is_empty() {
-                    break;
-                }
-                if Instant::now() >= deadline {
-                    return Ok(None);
-                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            let seg = self.seg.clone();
+            let slice = PEER_CHECK.min(deadline - now);
+            let mut err = None;
+            seg.header()
+                .free_event
+                .wait_until(self.wait, slice, || match self.collect() {
+                    Ok(0) => None,
+                    Ok(_) => Some(()),
+                    Err(e) => {
+                        err = Some(e);
+                        Some(())
+                    }
+                });
+            if let Some(e) = err {
+                return Err(e);
             }
         }
         let index = self.free.pop().expect("free pool is not empty here");

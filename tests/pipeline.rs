@@ -31,39 +31,36 @@ fn make_inputs(dir: &Path, n: u32) -> Vec<PathBuf> {
         .collect()
 }
 
-fn producer(ring: &str, extra: &[&str]) -> Command {
-    let mut c = Command::new(PRODUCER);
-    c.args(["--config", "/dev/null"]);
+/// A binary with the test ring's shape and `extra` flags.
+fn command(bin: &str, ring: &str, extra: &[&str]) -> Command {
+    let mut c = Command::new(bin);
+    let (h, w) = (H.to_string(), W.to_string());
     c.args([
+        "--config",
+        "/dev/null",
         "--ring",
         ring,
         "--height",
-        &H.to_string(),
+        &h,
         "--width",
-        &W.to_string(),
-    ]);
-    // Bounded, so that a failing test never leaves a producer behind.
-    c.args(["--channels", "3", "--slots", "6", "--drain-timeout", "30"]);
-    c.args(extra);
-    c.stdout(Stdio::null()).stderr(Stdio::piped());
-    c
-}
-
-fn consumer(ring: &str, extra: &[&str]) -> Command {
-    let mut c = Command::new(CONSUMER);
-    c.args(["--config", "/dev/null"]);
-    c.args([
-        "--ring",
-        ring,
-        "--height",
-        &H.to_string(),
-        "--width",
-        &W.to_string(),
+        &w,
     ]);
     c.args(["--channels", "3"]);
     c.args(extra);
     c.stdout(Stdio::null()).stderr(Stdio::piped());
     c
+}
+
+fn producer(ring: &str, extra: &[&str]) -> Command {
+    let mut c = command(PRODUCER, ring, &["--slots", "6"]);
+    // Bounded, so that a failing test never leaves a producer behind.
+    c.args(["--drain-timeout", "30"]);
+    c.args(extra);
+    c
+}
+
+fn consumer(ring: &str, extra: &[&str]) -> Command {
+    command(CONSUMER, ring, extra)
 }
 
 fn wait_with_timeout(mut child: Child, limit: Duration) -> Output {
@@ -288,7 +285,7 @@ fn consumer_killed_holding_frames_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let inputs = make_inputs(&tmp.path().join("in"), 10);
     let name = ring("kill");
-    let total = inputs.len() as u64 * 30;
+    let total = inputs.len() as u64 * 200;
     let victim_out = tmp.path().join("victim");
     let rescuer_out = tmp.path().join("rescuer");
     // PNG output makes the victim slow enough to be killed mid-stream.
@@ -301,7 +298,7 @@ fn consumer_killed_holding_frames_loses_nothing() {
             "--input",
             tmp.path().join("in").to_str().unwrap(),
             "--loop",
-            "30",
+            "200",
         ],
     )
     .spawn()
@@ -332,6 +329,8 @@ fn consumer_killed_holding_frames_loses_nothing() {
     assert!(pout.status.success(), "{}", stderr(&pout));
     let rout = wait_with_timeout(rescuer, Duration::from_secs(30));
     assert!(rout.status.success(), "{}", stderr(&rout));
+    let rescued = std::fs::read_dir(&rescuer_out).unwrap().count();
+    assert!(rescued > 0, "the victim finished before it was killed");
     // Every sequence number exists in one output or the other (a frame the
     // victim finished but had not returned may be in both: at-least-once).
     let mut seqs = std::collections::BTreeSet::new();
