@@ -410,7 +410,12 @@ impl Producer {
         if self.free.is_empty() {
             self.collect()?;
         }
-        let deadline = Instant::now() + timeout;
+        // Read the clock only when there is something to wait for.
+        let deadline = if self.free.is_empty() {
+            Instant::now() + timeout
+        } else {
+            self.last_reap
+        };
         while self.free.is_empty() {
             // Dead consumers are looked for at most every REAP_EVERY: it
             // reads /proc, far too slow for every failed attempt.
