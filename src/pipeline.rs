@@ -136,9 +136,10 @@ fn produce(
         && n * frame_bytes <= cfg.producer.loop_cache_mb << 20;
     // With a replay cache only the first pass is decoded.
     let decode_total = if use_cache { n } else { total };
-    let mut cache: Vec<Option<(Vec<u8>, Decoded)>> = Vec::new();
+    // Per input: its decoded frame, or why it was skipped.
+    let mut cache: Vec<Result<(Vec<u8>, Decoded), &'static str>> = Vec::new();
     if use_cache {
-        cache.resize_with(n as usize, || None);
+        cache.resize_with(n as usize, || Err("unreadable"));
     }
 
     let max_in_flight = (threads * 2).min(cfg.ring.slots as usize).max(1);
@@ -186,13 +187,17 @@ fn produce(
                 match done.result {
                     Ok(d) => {
                         if use_cache && done.index < n {
-                            cache[i] = Some((done.slot.data().to_vec(), d));
+                            cache[i] = Ok((done.slot.data().to_vec(), d));
                         }
                         publish(producer, done.slot, d, path, &mut stats)?;
                     }
                     Err(e) => {
                         tracing::warn!(input = %path.display(), reason = e.reason.as_str(), "skipping input: {}", e.detail);
                         stats.skip(e.reason.as_str());
+                        producer.note_skipped();
+                        if use_cache && done.index < n {
+                            cache[i] = Err(e.reason.as_str());
+                        }
                         producer.discard(done.slot);
                     }
                 }
@@ -253,7 +258,7 @@ fn produce(
 fn replay(
     producer: &mut Producer,
     inputs: &[PathBuf],
-    cache: &[Option<(Vec<u8>, Decoded)>],
+    cache: &[Result<(Vec<u8>, Decoded), &'static str>],
     frames: u64,
     stats: &mut Stats,
 ) -> anyhow::Result<()> {
@@ -263,9 +268,13 @@ fn replay(
             break;
         }
         let i = (k % n) as usize;
-        let Some((pixels, d)) = &cache[i] else {
-            stats.skip("cached_skip");
-            continue;
+        let (pixels, d) = match &cache[i] {
+            Ok(frame) => frame,
+            Err(reason) => {
+                stats.skip(reason);
+                producer.note_skipped();
+                continue;
+            }
         };
         let mut slot = loop {
             if let Some(s) = producer.acquire(Duration::from_millis(100))? {

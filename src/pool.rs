@@ -199,7 +199,9 @@ pub struct Producer {
     free: Vec<u32>,
     wait: WaitStrategy,
     last_reap: Instant,
-    since_reap_check: u32,
+    /// CLOCK_MONOTONIC ns at which a busy producer next looks for dead
+    /// consumers (compared with the publish timestamp it reads anyway).
+    next_reap_ns: u64,
     redelivered: u64,
     bad_returns: u64,
 }
@@ -261,7 +263,7 @@ impl Producer {
             free,
             wait: opts.wait,
             last_reap: Instant::now(),
-            since_reap_check: 0,
+            next_reap_ns: 0,
             redelivered: 0,
             bad_returns: 0,
         })
@@ -473,20 +475,25 @@ impl Producer {
         m.redeliveries.store(0, Ordering::Relaxed);
         let len = store_name(&m.name, meta.name);
         m.name_len.store(len as u32, Ordering::Relaxed);
-        m.publish_ns.store(monotonic_ns(), Ordering::Relaxed);
+        let now_ns = monotonic_ns();
+        m.publish_ns.store(now_ns, Ordering::Relaxed);
         ready_queue(seg)
             .push(slot.index)
             .map_err(|e| ring_corrupt(seg, e))?;
         h.published.store(seq + 1, Ordering::Release);
         h.ready_event.notify();
-        self.since_reap_check += 1;
-        if self.since_reap_check >= 64 {
-            self.since_reap_check = 0;
+        if now_ns >= self.next_reap_ns {
+            self.next_reap_ns = now_ns + REAP_EVERY.as_nanos() as u64;
             if self.last_reap.elapsed() >= REAP_EVERY {
                 self.reap_dead_consumers()?;
             }
         }
         Ok(seq)
+    }
+
+    /// Counts an input the producer skipped (shown by inspection tools).
+    pub fn note_skipped(&self) {
+        self.seg.header().skipped.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Frames published so far.

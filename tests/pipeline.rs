@@ -452,3 +452,56 @@ fn dead_producer_frames_are_drained_then_exit_4_and_clean_removes_the_ring() {
     );
     assert!(!Path::new(&format!("/dev/shm/{name}")).exists());
 }
+
+#[test]
+fn replay_cache_publishes_the_same_pixels_and_counts_skips_every_pass() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("in");
+    let inputs = make_inputs(&dir, 4);
+    // An empty file sorts last ("zz") and is skipped in each of the 5 passes.
+    std::fs::write(dir.join("zz-empty.png"), b"").unwrap();
+    let name = ring("replay");
+    let out = tmp.path().join("out");
+    let stats = tmp.path().join("p.json");
+    let c = consumer(
+        &name,
+        &["--output", out.to_str().unwrap(), "--format", "ppm"],
+    )
+    .spawn()
+    .unwrap();
+    let p = producer(
+        &name,
+        &[
+            "--input",
+            dir.to_str().unwrap(),
+            "--loop",
+            "5",
+            "--loop-cache-mb",
+            "16",
+            "--stats-json",
+            stats.to_str().unwrap(),
+        ],
+    )
+    .spawn()
+    .unwrap();
+    let pout = wait_with_timeout(p, Duration::from_secs(30));
+    assert!(pout.status.success(), "{}", stderr(&pout));
+    assert!(wait_with_timeout(c, Duration::from_secs(30))
+        .status
+        .success());
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
+    assert_eq!(json["frames"], 20);
+    assert_eq!(json["skipped"]["empty"], 5);
+    let frames = frames_written(&[out]);
+    assert_eq!(frames.len(), 20);
+    for (seq, path) in &frames {
+        let want = image::open(&inputs[(*seq % 4) as usize])
+            .unwrap()
+            .to_rgb8()
+            .into_raw();
+        assert!(
+            image::open(path).unwrap().to_rgb8().into_raw() == want,
+            "frame {seq}"
+        );
+    }
+}

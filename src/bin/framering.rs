@@ -126,7 +126,10 @@ fn list() -> anyhow::Result<i32> {
                     .iter()
                     .filter(|c| c.owner.load(Ordering::Relaxed) != 0)
                     .count();
-                let state = if flags & FLAG_END_OF_STREAM != 0 {
+                let alive = p.is_alive();
+                let state = if !alive {
+                    "abandoned (framering clean removes it)"
+                } else if flags & FLAG_END_OF_STREAM != 0 {
                     "end-of-stream"
                 } else if flags & FLAG_RUNNING != 0 {
                     "running"
@@ -139,7 +142,7 @@ fn list() -> anyhow::Result<i32> {
                     g.slots,
                     format!("{}x{}x{}", g.height, g.width, g.channels),
                     p.pid,
-                    if p.is_alive() { "yes" } else { "no" },
+                    if alive { "yes" } else { "no" },
                     h.published.load(Ordering::Relaxed),
                     consumers,
                     state
