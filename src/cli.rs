@@ -110,30 +110,14 @@ impl RingArgs {
     pub fn load(&self, argv_has_config: bool) -> Result<Config, ConfigError> {
         let mut c = load_config(&self.config, argv_has_config)?;
         let r = &mut c.ring;
-        if let Some(v) = &self.ring {
-            r.name = v.clone();
-        }
-        if let Some(v) = self.slots {
-            r.slots = v;
-        }
-        if let Some(v) = self.height {
-            r.height = v;
-        }
-        if let Some(v) = self.width {
-            r.width = v;
-        }
-        if let Some(v) = self.channels {
-            r.channels = v;
-        }
-        if let Some(v) = &self.mode {
-            r.mode = v.clone();
-        }
-        if let Some(v) = self.max_consumers {
-            r.max_consumers = v;
-        }
-        if let Some(v) = self.wait {
-            r.wait = v;
-        }
+        set(&mut r.name, self.ring.clone());
+        set(&mut r.slots, self.slots);
+        set(&mut r.height, self.height);
+        set(&mut r.width, self.width);
+        set(&mut r.channels, self.channels);
+        set(&mut r.mode, self.mode.clone());
+        set(&mut r.max_consumers, self.max_consumers);
+        set(&mut r.wait, self.wait);
         Ok(c)
     }
 }
@@ -147,4 +131,21 @@ pub fn config_flag_given() -> bool {
 pub fn report_error(e: &anyhow::Error) -> i32 {
     eprintln!("error: {e:#}");
     exit_code(e)
+}
+
+/// Replaces `field` with the flag's value when the flag was given.
+pub fn set<T>(field: &mut T, flag: Option<T>) {
+    if let Some(v) = flag {
+        *field = v;
+    }
+}
+
+/// The whole `main` of a binary: logging, flag parsing, `run`, exit code.
+pub fn main_with<A: clap::Parser>(run: impl FnOnce(A) -> anyhow::Result<i32>) -> ! {
+    init_logging();
+    let code = match run(A::parse()) {
+        Ok(code) => code,
+        Err(e) => report_error(&e),
+    };
+    std::process::exit(code)
 }

@@ -35,18 +35,10 @@ struct Args {
 fn run(args: Args) -> anyhow::Result<i32> {
     let mut cfg = args.ring.load(cli::config_flag_given())?;
     let c = &mut cfg.consumer;
-    if let Some(v) = args.output {
-        c.output = v;
-    }
-    if let Some(v) = args.format {
-        c.format = v;
-    }
-    if let Some(v) = args.jpeg_quality {
-        c.jpeg_quality = v;
-    }
-    if let Some(v) = args.wait_timeout {
-        c.wait_timeout_secs = v;
-    }
+    cli::set(&mut c.output, args.output);
+    cli::set(&mut c.format, args.format);
+    cli::set(&mut c.jpeg_quality, args.jpeg_quality);
+    cli::set(&mut c.wait_timeout_secs, args.wait_timeout);
     framering::signals::install();
     let report = framering::pipeline::run_consumer(&cfg, !args.any_shape)?;
     eprintln!("{}", report.summary.render());
@@ -68,10 +60,5 @@ fn run(args: Args) -> anyhow::Result<i32> {
 }
 
 fn main() {
-    cli::init_logging();
-    let code = match run(Args::parse()) {
-        Ok(code) => code,
-        Err(e) => cli::report_error(&e),
-    };
-    std::process::exit(code);
+    cli::main_with::<Args>(run)
 }

@@ -41,25 +41,13 @@ struct Args {
 fn run(args: Args) -> anyhow::Result<i32> {
     let mut cfg = args.ring.load(cli::config_flag_given())?;
     let p = &mut cfg.producer;
-    if let Some(v) = args.input {
-        p.input = v;
-    }
+    cli::set(&mut p.input, args.input);
     p.recursive |= args.recursive;
-    if let Some(v) = args.shape_policy {
-        p.shape_policy = v;
-    }
-    if let Some(v) = args.decode_threads {
-        p.decode_threads = v;
-    }
-    if let Some(v) = args.loops {
-        p.loops = v;
-    }
-    if let Some(v) = args.loop_cache_mb {
-        p.loop_cache_mb = v;
-    }
-    if let Some(v) = args.drain_timeout {
-        p.drain_timeout_secs = v;
-    }
+    cli::set(&mut p.shape_policy, args.shape_policy);
+    cli::set(&mut p.decode_threads, args.decode_threads);
+    cli::set(&mut p.loops, args.loops);
+    cli::set(&mut p.loop_cache_mb, args.loop_cache_mb);
+    cli::set(&mut p.drain_timeout_secs, args.drain_timeout);
     p.keep |= args.keep;
     framering::signals::install();
     let report = framering::pipeline::run_producer(&cfg)?;
@@ -75,10 +63,5 @@ fn run(args: Args) -> anyhow::Result<i32> {
 }
 
 fn main() {
-    cli::init_logging();
-    let code = match run(Args::parse()) {
-        Ok(code) => code,
-        Err(e) => cli::report_error(&e),
-    };
-    std::process::exit(code);
+    cli::main_with::<Args>(run)
 }

@@ -187,10 +187,8 @@ fn clean(only: Option<String>) -> anyhow::Result<i32> {
     Ok(code)
 }
 
-fn main() {
-    cli::init_logging();
-    let args = Args::parse();
-    let r = match args.cmd {
+fn run(args: Args) -> anyhow::Result<i32> {
+    match args.cmd {
         Cmd::Demo {
             config,
             consumers,
@@ -199,9 +197,9 @@ fn main() {
         } => demo(config, consumers, loops, output),
         Cmd::List => list(),
         Cmd::Clean { name } => clean(name),
-    };
-    std::process::exit(match r {
-        Ok(c) => c,
-        Err(e) => cli::report_error(&e),
-    });
+    }
+}
+
+fn main() {
+    cli::main_with::<Args>(run)
 }
