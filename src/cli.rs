@@ -18,6 +18,9 @@ pub mod exit {
     pub const RING: i32 = 3;
     /// Consumer: the producer died; every frame it published was consumed.
     pub const PRODUCER_GONE: i32 = 4;
+    /// The shared segment became inaccessible (SIGBUS: truncated by another
+    /// process, or /dev/shm out of memory).
+    pub const SHM_LOST: i32 = crate::signals::SIGBUS_EXIT;
     /// Stopped by a second SIGINT/SIGTERM.
     pub const INTERRUPTED: i32 = 130;
 }

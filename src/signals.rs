@@ -13,7 +13,23 @@ extern "C" fn on_signal(_: libc::c_int) {
     SIGNALS.fetch_add(1, Ordering::SeqCst);
 }
 
-/// Installs the handlers for SIGINT and SIGTERM.
+/// Exit code after a SIGBUS (documented with the others in `cli::exit`).
+pub const SIGBUS_EXIT: i32 = 5;
+
+extern "C" fn on_sigbus(_: libc::c_int) {
+    const MSG: &[u8] = b"error: SIGBUS: the shared ring became inaccessible (its segment was truncated by another process, or /dev/shm ran out of memory); restart the producer, or enlarge /dev/shm (Docker: --shm-size)\n";
+    // SAFETY: write(2) and _exit(2) are async-signal-safe; MSG is a static
+    // buffer of the given length. Returning from a SIGBUS handler would
+    // re-run the faulting access, so the process ends here.
+    unsafe {
+        libc::write(2, MSG.as_ptr().cast(), MSG.len());
+        libc::_exit(SIGBUS_EXIT);
+    }
+}
+
+/// Installs the handlers for SIGINT and SIGTERM, and turns SIGBUS (a
+/// truncated segment) into a message and exit code 5 instead of a bare
+/// "Bus error".
 pub fn install() {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
     let action = SigAction::new(
@@ -28,6 +44,15 @@ pub fn install() {
         if let Err(e) = unsafe { sigaction(sig, &action) } {
             tracing::warn!(signal = ?sig, error = %e, "cannot install signal handler");
         }
+    }
+    let bus = SigAction::new(
+        SigHandler::Handler(on_sigbus),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    // SAFETY: the handler only calls async-signal-safe functions (see above).
+    if let Err(e) = unsafe { sigaction(Signal::SIGBUS, &bus) } {
+        tracing::warn!(error = %e, "cannot install the SIGBUS handler");
     }
 }
 

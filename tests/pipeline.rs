@@ -505,3 +505,44 @@ fn replay_cache_publishes_the_same_pixels_and_counts_skips_every_pass() {
         );
     }
 }
+
+#[test]
+fn a_segment_truncated_under_a_running_producer_is_a_message_not_a_bare_bus_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    make_inputs(&tmp.path().join("in"), 10);
+    let name = ring("sigbus");
+    // No consumer: the producer fills its 6 slots and waits for a free one,
+    // touching the segment every 100 ms.
+    let p = producer(&name, &["--input", tmp.path().join("in").to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    let path = format!("/dev/shm/{name}");
+    let start = Instant::now();
+    loop {
+        let published = framering::segment::Segment::open(&name)
+            .map(|s| {
+                s.header()
+                    .published
+                    .load(std::sync::atomic::Ordering::Acquire)
+            })
+            .unwrap_or(0);
+        if published >= 6 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "producer published nothing"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let out = wait_with_timeout(p, Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(stderr(&out).contains("SIGBUS"), "{}", stderr(&out));
+    let _ = std::fs::remove_file(&path);
+}
