@@ -204,6 +204,8 @@ pub struct Producer {
     next_reap_ns: u64,
     redelivered: u64,
     bad_returns: u64,
+    /// Consumer entries whose return queue held garbage (bit per entry).
+    quarantined: u64,
 }
 
 /// A slot the producer owns and may fill. Publish it with
@@ -266,6 +268,7 @@ impl Producer {
             next_reap_ns: 0,
             redelivered: 0,
             bad_returns: 0,
+            quarantined: 0,
         })
     }
 
@@ -329,37 +332,47 @@ impl Producer {
     }
 
     /// Collects returned slots from every consumer's return queue.
-    fn collect(&mut self) -> Result<usize, PoolError> {
+    fn collect(&mut self) -> usize {
         let seg = &*self.seg;
         let states = seg.slot_states();
         let mut got = 0;
         for c in 0..seg.geometry().max_consumers as usize {
+            if self.quarantined & (1 << c) != 0 {
+                continue;
+            }
             let q = return_queue(seg, c);
             if q.is_empty() {
                 continue;
             }
             let free = &mut self.free;
             let bad = &mut self.bad_returns;
-            got += q
-                .drain(|s| match states.get(s as usize) {
-                    Some(w)
-                        if matches!(
-                            SlotState::decode(w.load(Ordering::Acquire)),
-                            Some(SlotState::Reading { owner, .. }) if owner as usize == c
-                        ) =>
-                    {
-                        // We own it again; nobody else writes this word now.
-                        w.store(SlotState::Free.encode(), Ordering::Relaxed);
-                        free.push(s);
-                    }
-                    _ => {
-                        *bad += 1;
-                        tracing::warn!(consumer = c, slot = s, "ignoring a bogus slot return");
-                    }
-                })
-                .map_err(|e| ring_corrupt(seg, e))?;
+            let drained = q.drain(|s| match states.get(s as usize) {
+                Some(w)
+                    if matches!(
+                        SlotState::decode(w.load(Ordering::Acquire)),
+                        Some(SlotState::Reading { owner, .. }) if owner as usize == c
+                    ) =>
+                {
+                    // We own it again; nobody else writes this word now.
+                    w.store(SlotState::Free.encode(), Ordering::Relaxed);
+                    free.push(s);
+                }
+                _ => {
+                    *bad += 1;
+                    tracing::warn!(consumer = c, slot = s, "ignoring a bogus slot return");
+                }
+            });
+            match drained {
+                Ok(n) => got += n,
+                Err(e) => {
+                    // A misbehaving consumer must not stop the ring: ignore its
+                    // queue; the slots it holds come back when it exits or dies.
+                    self.quarantined |= 1 << c;
+                    tracing::error!(consumer = c, error = %e, "ignoring a consumer whose return queue is corrupt");
+                }
+            }
         }
-        Ok(got)
+        got
     }
 
     /// Re-publishes the frames of consumers that died, and frees their table
@@ -374,7 +387,7 @@ impl Producer {
                 continue;
             }
             // Whatever it handed back before dying is free.
-            self.collect()?;
+            self.collect();
             let mut n = 0;
             for (s, w) in seg.slot_states().iter().enumerate() {
                 if matches!(SlotState::decode(w.load(Ordering::Acquire)),
@@ -388,7 +401,14 @@ impl Producer {
                     n += 1;
                 }
             }
-            // Release: our slot-word updates happen before the entry is reused.
+            if self.quarantined & (1 << c) != 0 {
+                // Give the next owner of the entry a clean return queue.
+                entry.ret.tail.store(0, Ordering::Relaxed);
+                entry.ret.head.store(0, Ordering::Relaxed);
+                self.quarantined &= !(1 << c);
+            }
+            // Release: our slot-word and queue updates happen before the
+            // entry is reused.
             entry.owner.store(0, Ordering::Release);
             if n > 0 {
                 seg.header().ready_event.notify();
@@ -410,7 +430,7 @@ impl Producer {
     /// return one. `Ok(None)` on timeout.
     pub fn acquire(&mut self, timeout: Duration) -> Result<Option<WriteSlot>, PoolError> {
         if self.free.is_empty() {
-            self.collect()?;
+            self.collect();
         }
         // Read the clock only when there is something to wait for.
         let deadline = if self.free.is_empty() {
@@ -430,20 +450,9 @@ impl Producer {
             }
             let seg = self.seg.clone();
             let slice = PEER_CHECK.min(deadline - now);
-            let mut err = None;
             seg.header()
                 .free_event
-                .wait_until(self.wait, slice, || match self.collect() {
-                    Ok(0) => None,
-                    Ok(_) => Some(()),
-                    Err(e) => {
-                        err = Some(e);
-                        Some(())
-                    }
-                });
-            if let Some(e) = err {
-                return Err(e);
-            }
+                .wait_until(self.wait, slice, || (self.collect() > 0).then_some(()));
         }
         let index = self.free.pop().expect("free pool is not empty here");
         self.seg.slot_states()[index as usize]
@@ -517,7 +526,7 @@ impl Producer {
         let start = Instant::now();
         let mut last_log = Instant::now();
         loop {
-            self.collect()?;
+            self.collect();
             if self.free.len() >= slots {
                 let h = self.seg.header();
                 h.flags.fetch_or(FLAG_DRAINED, Ordering::Release);
@@ -964,6 +973,31 @@ mod tests {
         }
         seen.sort();
         assert_eq!(seen, vec![(1, 1, 1), (2, 0, 2)]);
+        p.unlink().unwrap();
+    }
+
+    #[test]
+    fn a_consumer_with_a_corrupt_return_queue_does_not_stop_the_ring() {
+        let n = name("quarantine");
+        let mut p = Producer::create(&n, shape(2), &RingOptions::default()).unwrap();
+        let bad = Consumer::attach(&n, None, &RingOptions::default()).unwrap();
+        let good = Consumer::attach(&n, None, &RingOptions::default()).unwrap();
+        // The bad consumer scribbles over its own return queue.
+        p.segment().consumers()[bad.index() as usize]
+            .ret
+            .tail
+            .store(u64::MAX / 3, Ordering::Relaxed);
+        for round in 0..20u8 {
+            let mut s = p.acquire(Duration::from_secs(2)).unwrap().expect("a slot");
+            s.data_mut().fill(round);
+            p.publish(s, &FrameMeta { src_width: 8, src_height: 4, name: b"q" })
+                .unwrap();
+            match good.take(Duration::from_secs(1)).unwrap() {
+                Take::Frame(f) => assert_eq!(f.data()[0], round),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(p.quarantined, 1 << bad.index());
         p.unlink().unwrap();
     }
 }
