@@ -167,7 +167,14 @@ impl Decoder {
 
     /// Decodes the file at `path` into `out` (exactly one frame's bytes).
     pub fn decode_file(&mut self, path: &Path, out: &mut [u8]) -> Result<Decoded, DecodeError> {
-        let file = std::fs::File::open(path).map_err(|e| err(SkipReason::Unreadable, e))?;
+        use std::os::unix::fs::OpenOptionsExt;
+        // O_NONBLOCK: opening a FIFO (or a device) must not hang the
+        // producer; it is refused just below as not a regular file.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| err(SkipReason::Unreadable, e))?;
         let meta = file
             .metadata()
             .map_err(|e| err(SkipReason::Unreadable, e))?;

@@ -611,3 +611,73 @@ fn sigint_and_sigterm_stop_cleanly_without_losing_published_frames() {
     assert_eq!(frames.len() as u64, published);
     assert!(!Path::new(&format!("/dev/shm/{name}")).exists());
 }
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut c = 0xffff_ffffu32;
+    for &b in bytes {
+        c ^= b as u32;
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0xedb8_8320
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
+}
+
+#[test]
+fn hostile_input_files_are_skipped_by_reason_and_never_hang() {
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("in");
+    let good = make_inputs(&dir, 1).remove(0); // img000.png
+    let png = std::fs::read(&good).unwrap();
+    // A PNG under a JPEG name: decoded by content.
+    std::fs::write(dir.join("wrong-extension.jpg"), &png).unwrap();
+    // A file name that is not UTF-8.
+    let odd = std::ffi::OsStr::from_bytes(b"odd-\xff\xfe.png");
+    std::fs::write(dir.join(odd), &png).unwrap();
+    // A decompression bomb: IHDR declares 100000 x 100000 (valid CRC).
+    let mut bomb = png.clone();
+    bomb[16..20].copy_from_slice(&100_000u32.to_be_bytes());
+    bomb[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+    let crc = crc32(&bomb[12..29]);
+    bomb[29..33].copy_from_slice(&crc.to_be_bytes());
+    std::fs::write(dir.join("bomb.png"), &bomb).unwrap();
+    std::fs::write(dir.join("truncated.png"), &png[..png.len() / 2]).unwrap();
+    std::fs::write(dir.join("empty.png"), b"").unwrap();
+    std::fs::write(dir.join("text.png"), b"plain text").unwrap();
+    std::os::unix::fs::symlink(dir.join("nowhere"), dir.join("dangling.png")).unwrap();
+    nix::unistd::mkfifo(&dir.join("fifo.png"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+
+    let name = ring("hostile");
+    let stats = tmp.path().join("p.json");
+    let c = consumer(&name, &["--output", "null"]).spawn().unwrap();
+    let p = producer(
+        &name,
+        &[
+            "--input",
+            dir.to_str().unwrap(),
+            "--stats-json",
+            stats.to_str().unwrap(),
+        ],
+    )
+    .spawn()
+    .unwrap();
+    let pout = wait_with_timeout(p, Duration::from_secs(30));
+    assert!(pout.status.success(), "{}", stderr(&pout));
+    assert!(wait_with_timeout(c, Duration::from_secs(30))
+        .status
+        .success());
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
+    assert_eq!(json["frames"], 3, "{json}");
+    let skipped = &json["skipped"];
+    assert_eq!(skipped["too_large"], 1, "{json}");
+    assert_eq!(skipped["corrupt"], 1, "{json}");
+    assert_eq!(skipped["empty"], 1, "{json}");
+    assert_eq!(skipped["unknown_format"], 1, "{json}");
+    assert_eq!(skipped["unreadable"], 2, "fifo and dangling link: {json}");
+    assert_eq!(json["skipped_total"], 6);
+}
