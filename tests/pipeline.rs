@@ -681,3 +681,61 @@ fn hostile_input_files_are_skipped_by_reason_and_never_hang() {
     assert_eq!(skipped["unreadable"], 2, "fifo and dangling link: {json}");
     assert_eq!(json["skipped_total"], 6);
 }
+
+#[test]
+fn segment_mode_is_configurable_and_other_users_get_a_clear_error() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    make_inputs(&tmp.path().join("in"), 8);
+    for (mode, want) in [(None, 0o600), (Some("0660"), 0o660)] {
+        let name = ring(&format!("mode{want:o}"));
+        let mut args = vec![
+            "--input",
+            tmp.path().join("in").to_str().unwrap().to_string().leak(),
+        ];
+        if let Some(m) = mode {
+            args.extend(["--mode", m]);
+        }
+        let p = producer(&name, &args).spawn().unwrap();
+        let path = format!("/dev/shm/{name}");
+        let start = Instant::now();
+        while framering::segment::Segment::open(&name).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(30));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let got = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(got, want);
+        // Another user (when we can switch to one) is refused with a clear
+        // message naming the ring and its mode.
+        let is_root = nix::unistd::geteuid().is_root();
+        if is_root && mode.is_none() && Path::new("/usr/bin/setpriv").exists() {
+            let out = Command::new("/usr/bin/setpriv")
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups", CONSUMER])
+                .args([
+                    "--config",
+                    "/dev/null",
+                    "--ring",
+                    &name,
+                    "--any-shape",
+                    "--output",
+                    "null",
+                ])
+                .args(["--wait-timeout", "1"])
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+            let err = stderr(&out);
+            assert!(
+                err.contains("permission denied") && err.contains("0600"),
+                "{err}"
+            );
+        }
+        let c = consumer(&name, &["--output", "null"]).spawn().unwrap();
+        assert!(wait_with_timeout(c, Duration::from_secs(30))
+            .status
+            .success());
+        assert!(wait_with_timeout(p, Duration::from_secs(30))
+            .status
+            .success());
+    }
+}
