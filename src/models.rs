@@ -182,3 +182,76 @@ fn producer_and_consumer_round_trip_with_events() {
         assert_eq!(consumer.join().unwrap(), vec![0, 1]);
     });
 }
+
+/// The recovery protocol of `Producer::reap_dead_consumers`: a consumer
+/// "dies" after any prefix of its operations (take, take, return) while a live
+/// consumer works concurrently; the producer then collects what was returned
+/// and re-publishes every slot still marked as read by the dead one. No slot
+/// may be lost or end up in two places.
+#[test]
+fn recovery_after_a_consumer_dies_at_any_step_loses_no_slot() {
+    for steps in 0..=3 {
+        loom::model(move || {
+            let ring = Ring::new(2);
+            let dead_ret = Arc::new((
+                QueueCtrl::new(),
+                (0..2).map(|_| AtomicU32::new(0)).collect::<Vec<_>>(),
+            ));
+            ring.q().push(0).unwrap();
+            ring.q().push(1).unwrap();
+            let (r2, d2) = (ring.clone(), dead_ret.clone());
+            let doomed = thread::spawn(move || {
+                let mut held = vec![];
+                for step in 0..steps {
+                    if step < 2 {
+                        if let Some((s, _)) = r2.q().take(0).unwrap() {
+                            held.push(s);
+                        }
+                    } else if let Some(s) = held.pop() {
+                        ReturnQueue::new(&d2.0, &d2.1).push(s).unwrap();
+                    }
+                }
+                // ...and the process dies here, holding `held`.
+            });
+            let r3 = ring.clone();
+            let live = thread::spawn(move || {
+                if let Some((s, _)) = r3.q().take(1).unwrap() {
+                    r3.r().push(s).unwrap();
+                }
+            });
+            doomed.join().unwrap();
+            live.join().unwrap();
+
+            // Producer: collect returns (validating the owner), then recover.
+            let mut free = vec![];
+            let mut collect = |q: ReturnQueue<'_>, owner: u8| {
+                q.drain(|s| {
+                    let w = &ring.slots[s as usize];
+                    assert!(matches!(
+                        SlotState::decode(w.load(Ordering::Acquire)),
+                        Some(SlotState::Reading { owner: o, .. }) if o == owner
+                    ));
+                    w.store(SlotState::Free.encode(), Ordering::Relaxed);
+                    free.push(s);
+                })
+                .unwrap();
+            };
+            collect(ring.r(), 1);
+            collect(ReturnQueue::new(&dead_ret.0, &dead_ret.1), 0);
+            for s in 0..2u32 {
+                if matches!(
+                    SlotState::decode(ring.slots[s as usize].load(Ordering::Acquire)),
+                    Some(SlotState::Reading { owner: 0, .. })
+                ) {
+                    ring.q().push(s).unwrap();
+                }
+            }
+            // Everything still queued is taken by a fresh consumer.
+            while let Some((s, _)) = ring.q().take(2).unwrap() {
+                free.push(s);
+            }
+            free.sort();
+            assert_eq!(free, vec![0, 1], "steps = {steps}");
+        });
+    }
+}
