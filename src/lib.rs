@@ -27,7 +27,7 @@ macro_rules! not_under_loom {
 }
 not_under_loom!(
     cli, clock, config, decode, layout, pipeline, pool, process, segment, signals, sink, source,
-    stats
+    stats, status
 );
 
 #[cfg(all(test, loom))]

@@ -746,6 +746,10 @@ impl Consumer {
         self.frames.set(n);
         let e = &seg.consumers()[self.index as usize];
         e.frames.store(n, Ordering::Relaxed);
+        if n % 64 == 0 {
+            // A busy consumer's sign of life, for status displays.
+            e.heartbeat_ns.store(monotonic_ns(), Ordering::Relaxed);
+        }
         Ok(Some(Frame {
             consumer: self,
             info,

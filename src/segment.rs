@@ -284,9 +284,24 @@ impl Segment {
     /// read: size, magic, version, and a geometry that must equal the one
     /// recomputed from its own shape and match the file's real size.
     pub fn open(name: &str) -> Result<Segment, SegmentError> {
+        Self::open_with(name, true)
+    }
+
+    /// Like [`open`](Self::open), but maps the segment read-only: for
+    /// inspection tools, which then cannot change it even by mistake (a
+    /// store through any accessor would fault). Needs only read permission.
+    pub fn open_read_only(name: &str) -> Result<Segment, SegmentError> {
+        Self::open_with(name, false)
+    }
+
+    fn open_with(name: &str, writable: bool) -> Result<Segment, SegmentError> {
         validate_name(name)?;
-        let fd =
-            nix::sys::mman::shm_open(format!("/{name}").as_str(), OFlag::O_RDWR, Mode::empty())
+        let flags = if writable {
+            OFlag::O_RDWR
+        } else {
+            OFlag::O_RDONLY
+        };
+        let fd = nix::sys::mman::shm_open(format!("/{name}").as_str(), flags, Mode::empty())
                 .map_err(|e| match e {
                     Errno::ENOENT => SegmentError::NotFound { name: name.into() },
                     Errno::EACCES | Errno::EPERM => SegmentError::PermissionDenied {
@@ -312,10 +327,14 @@ impl Segment {
                 reason: format!("file is {size} bytes"),
             });
         }
-        let map = MmapOptions::new()
-            .len(size as usize)
-            .map_raw(&file)
-            .map_err(|e| io(name, "mmap", e))?;
+        let mut opts = MmapOptions::new();
+        opts.len(size as usize);
+        let map = if writable {
+            opts.map_raw(&file)
+        } else {
+            opts.map_raw_read_only(&file)
+        }
+        .map_err(|e| io(name, "mmap", e))?;
         let hdr = map.as_ptr() as *const Header;
         // Acquire: pairs with the creator's Release store of the version.
         // SAFETY: the mapping is at least PAGE bytes and page-aligned; an

@@ -739,3 +739,85 @@ fn segment_mode_is_configurable_and_other_users_get_a_clear_error() {
             .success());
     }
 }
+
+#[test]
+fn status_json_reports_a_live_pipeline_read_only() {
+    use nix::sys::signal::Signal;
+    let tmp = tempfile::tempdir().unwrap();
+    make_inputs(&tmp.path().join("in"), 10);
+    let name = ring("status");
+    let admin = env!("CARGO_BIN_EXE_framering");
+    let consumers: Vec<Child> = (0..2)
+        .map(|_| consumer(&name, &["--output", "null"]).spawn().unwrap())
+        .collect();
+    let p = producer(
+        &name,
+        &[
+            "--input",
+            tmp.path().join("in").to_str().unwrap(),
+            "--loop",
+            "100000",
+        ],
+    )
+    .spawn()
+    .unwrap();
+    let status = || -> serde_json::Value {
+        let out = Command::new(admin)
+            .args(["status", &name, "--json", "--interval", "0.2"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    // Wait until both consumers are attached and frames flow.
+    let start = Instant::now();
+    let first = loop {
+        let s = status();
+        if s["consumers"].as_array().unwrap().len() == 2
+            && s["producer"]["published"].as_u64().unwrap() > 0
+        {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{s}");
+    };
+    let second = status();
+    assert_eq!(second["slots"], 6);
+    assert_eq!(second["height"], H);
+    assert_eq!(second["producer"]["alive"], true);
+    assert_eq!(second["producer"]["state"], "running");
+    assert!(second["producer"]["published"].as_u64() > first["producer"]["published"].as_u64());
+    assert!(second["producer"]["fps"].as_f64().unwrap() > 0.0);
+    let cs = second["consumers"].as_array().unwrap();
+    assert_eq!(cs.len(), 2);
+    assert!(cs.iter().all(|c| c["alive"] == true));
+    let states = &second["slot_states"];
+    let total: u64 = ["free", "writing", "ready", "reading"]
+        .iter()
+        .map(|k| states[k].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 6);
+    assert_eq!(states["corrupt"], 0);
+    signal(&p, Signal::SIGINT);
+    assert!(wait_with_timeout(p, Duration::from_secs(20))
+        .status
+        .success());
+    for c in consumers {
+        assert!(wait_with_timeout(c, Duration::from_secs(20))
+            .status
+            .success());
+    }
+    let out = Command::new(admin)
+        .args(["status", &name, "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "a ring that is gone is a clear error"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+}

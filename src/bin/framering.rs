@@ -37,6 +37,22 @@ enum Cmd {
         #[arg(long, default_value = "out")]
         output: PathBuf,
     },
+    /// Show a running ring: slots by state, producer, consumers, rates.
+    /// Read-only: never changes the segment, never holds a slot.
+    Status {
+        /// Ring name.
+        name: String,
+        /// Refresh in place until interrupted.
+        #[arg(long)]
+        watch: bool,
+        /// Print one JSON snapshot.
+        #[arg(long)]
+        json: bool,
+        /// Seconds between the two samples rates are computed from (and
+        /// between refreshes with --watch).
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+    },
     /// List every framering ring in /dev/shm with its producer and state.
     List,
     /// Remove rings whose producer is dead (all of them, or just NAME).
@@ -91,6 +107,30 @@ fn demo(config: PathBuf, consumers: u32, loops: u32, output: PathBuf) -> anyhow:
         eprintln!("demo: frames written under {}", output.display());
     }
     Ok(code)
+}
+
+fn status(name: &str, watch: bool, json: bool, interval: f64) -> anyhow::Result<i32> {
+    anyhow::ensure!(
+        interval.is_finite() && (0.01..=3600.0).contains(&interval),
+        "--interval must be between 0.01 and 3600 seconds"
+    );
+    let seg = Segment::open_read_only(name)?;
+    let interval = std::time::Duration::from_secs_f64(interval);
+    framering::signals::install();
+    loop {
+        let s = framering::status::sample(&seg, interval);
+        if json {
+            println!("{}", serde_json::to_string_pretty(&s)?);
+        } else if watch {
+            // Clear the screen and home the cursor, like top.
+            print!("\x1b[2J\x1b[H{}", s.render());
+        } else {
+            print!("{}", s.render());
+        }
+        if !watch || framering::signals::stop_requested() {
+            return Ok(exit::OK);
+        }
+    }
 }
 
 fn ring_names() -> std::io::Result<Vec<String>> {
@@ -195,6 +235,12 @@ fn run(args: Args) -> anyhow::Result<i32> {
             loops,
             output,
         } => demo(config, consumers, loops, output),
+        Cmd::Status {
+            name,
+            watch,
+            json,
+            interval,
+        } => status(&name, watch, json, interval),
         Cmd::List => list(),
         Cmd::Clean { name } => clean(name),
     }
