@@ -106,6 +106,9 @@ pub struct RingArgs {
     /// Write the final summary as JSON to this file.
     #[arg(long)]
     pub stats_json: Option<std::path::PathBuf>,
+    /// No progress bar or progress lines (the summary is still printed).
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 impl RingArgs {

@@ -8,7 +8,7 @@ use crate::pool::{Consumer, FrameMeta, PoolError, Producer, RingOptions, Take, W
 use crate::signals;
 use crate::sink::Sink;
 use crate::source::list_inputs;
-use crate::stats::{Stats, Summary};
+use crate::stats::{Progress, Stats, Summary};
 use anyhow::Context;
 use crossbeam::channel::{bounded, RecvTimeoutError};
 use std::os::unix::ffi::OsStrExt;
@@ -56,7 +56,7 @@ pub struct ProducerReport {
 
 /// Runs a producer: decodes the inputs into the ring in order, signals end
 /// of stream, waits for the consumers, removes the ring (unless `keep`).
-pub fn run_producer(cfg: &Config) -> anyhow::Result<ProducerReport> {
+pub fn run_producer(cfg: &Config, progress: Progress) -> anyhow::Result<ProducerReport> {
     cfg.validate()?;
     cfg.validate_space()?;
     let inputs = list_inputs(&cfg.producer.input, cfg.producer.recursive)?;
@@ -78,7 +78,10 @@ pub fn run_producer(cfg: &Config) -> anyhow::Result<ProducerReport> {
         "producer started"
     );
     // Rates are those of publication; the drain below is not counted.
-    let result = produce(cfg, &mut producer, inputs, total, shape).map(|s| s.summary());
+    let result = produce(cfg, &mut producer, inputs, total, shape, progress).map(|s| {
+        s.finish_progress();
+        s.summary()
+    });
     producer.finish();
     let drain_timeout = (cfg.producer.drain_timeout_secs > 0.0)
         .then(|| Duration::from_secs_f64(cfg.producer.drain_timeout_secs));
@@ -120,9 +123,10 @@ fn produce(
     inputs: Arc<Vec<PathBuf>>,
     total: u64,
     shape: FrameShape,
+    progress: Progress,
 ) -> anyhow::Result<Stats> {
     let n = inputs.len() as u64;
-    let mut stats = Stats::new("producer", PROGRESS_EVERY);
+    let mut stats = Stats::new("producer", PROGRESS_EVERY, progress, Some(total));
     if n == 0 {
         return Ok(stats);
     }
@@ -339,7 +343,11 @@ pub struct ConsumerReport {
 
 /// Runs a consumer: attaches to the ring (waiting for it), writes every
 /// frame it takes to the output, returns at end of stream.
-pub fn run_consumer(cfg: &Config, check_shape: bool) -> anyhow::Result<ConsumerReport> {
+pub fn run_consumer(
+    cfg: &Config,
+    check_shape: bool,
+    progress: Progress,
+) -> anyhow::Result<ConsumerReport> {
     cfg.validate()?;
     let shape = shape_of(cfg);
     let expect = check_shape.then_some((shape.height, shape.width, shape.channels));
@@ -362,7 +370,7 @@ pub fn run_consumer(cfg: &Config, check_shape: bool) -> anyhow::Result<ConsumerR
         cfg.consumer.format,
         cfg.consumer.jpeg_quality,
     )?;
-    let mut stats = Stats::new("consumer", PROGRESS_EVERY);
+    let mut stats = Stats::new("consumer", PROGRESS_EVERY, progress, None);
     let mut started = false;
     let end = loop {
         if signals::stop_requested() {
@@ -390,6 +398,7 @@ pub fn run_consumer(cfg: &Config, check_shape: bool) -> anyhow::Result<ConsumerR
             Take::ProducerGone { pid } => break ConsumerEnd::ProducerGone { pid },
         }
     };
+    stats.finish_progress();
     Ok(ConsumerReport {
         summary: stats.summary(),
         end,

@@ -19,6 +19,57 @@ pub struct Stats {
     last_report: Instant,
     frames_at_report: u64,
     every: Duration,
+    bar: Option<indicatif::ProgressBar>,
+    quiet: bool,
+}
+
+/// How a long run shows its progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Nothing.
+    Quiet,
+    /// A log line every few seconds (stderr is not a terminal).
+    Lines,
+    /// A live progress bar (stderr is a terminal).
+    Bar,
+}
+
+impl Progress {
+    /// A bar on a terminal, lines otherwise; nothing with `quiet`.
+    pub fn auto(quiet: bool) -> Self {
+        use std::io::IsTerminal;
+        if quiet {
+            Progress::Quiet
+        } else if std::io::stderr().is_terminal() {
+            Progress::Bar
+        } else {
+            Progress::Lines
+        }
+    }
+}
+
+fn make_bar(role: &str, total: Option<u64>) -> indicatif::ProgressBar {
+    use indicatif::{ProgressBar, ProgressStyle};
+    let (bar, template) = match total {
+        Some(n) => (
+            ProgressBar::new(n),
+            "{prefix} {bar:30} {pos}/{len} frames  {fps}  ETA {eta}",
+        ),
+        None => (
+            ProgressBar::new_spinner(),
+            "{prefix} {spinner} {pos} frames  {fps}",
+        ),
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.with_key(
+            "fps",
+            |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0} fps", s.per_sec());
+            },
+        ));
+    }
+    bar.set_prefix(role.to_string());
+    bar
 }
 
 /// Latency percentiles in microseconds.
@@ -57,9 +108,11 @@ pub struct Summary {
 }
 
 impl Stats {
-    /// Starts the clock; progress every `every`.
-    pub fn new(role: &'static str, every: Duration) -> Self {
+    /// Starts the clock; progress every `every` (log lines), or a live bar;
+    /// `total` frames when known.
+    pub fn new(role: &'static str, every: Duration, progress: Progress, total: Option<u64>) -> Self {
         let now = Instant::now();
+        let bar = (progress == Progress::Bar).then(|| make_bar(role, total));
         Self {
             role,
             start: now,
@@ -71,6 +124,8 @@ impl Stats {
             last_report: now,
             frames_at_report: 0,
             every,
+            bar,
+            quiet: progress == Progress::Quiet,
         }
     }
 
@@ -116,6 +171,14 @@ impl Stats {
 
     /// Logs a progress line if the period has passed.
     pub fn tick_now(&mut self) {
+        if self.quiet {
+            return;
+        }
+        if let Some(bar) = &self.bar {
+            // indicatif limits its own redraw rate.
+            bar.set_position(self.frames);
+            return;
+        }
         let now = Instant::now();
         let dt = now - self.last_report;
         if dt < self.every {
@@ -131,6 +194,13 @@ impl Stats {
         );
         self.last_report = now;
         self.frames_at_report = self.frames;
+    }
+
+    /// Removes the progress bar, if any (before printing a summary).
+    pub fn finish_progress(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
     }
 
     /// The summary so far.
@@ -201,7 +271,7 @@ mod tests {
 
     #[test]
     fn summary_counts_and_percentiles() {
-        let mut s = Stats::new("consumer", Duration::from_secs(3600));
+        let mut s = Stats::new("consumer", Duration::from_secs(3600), Progress::Quiet, None);
         for i in 1..=100u64 {
             s.frame(10, Some(i * 1000));
         }
