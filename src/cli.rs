@@ -109,6 +109,31 @@ pub struct RingArgs {
     /// No progress bar or progress lines (the summary is still printed).
     #[arg(long, short)]
     pub quiet: bool,
+    /// Serve Prometheus metrics on http://ADDR/metrics (`PORT` alone binds
+    /// to loopback).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
+}
+
+impl RingArgs {
+    /// Progress and metrics for a run of `role`; starts the metrics server.
+    pub fn run_options(&self, role: &str) -> anyhow::Result<crate::pipeline::RunOptions> {
+        let metrics = match &self.metrics_addr {
+            Some(addr) => {
+                let m = crate::metrics::Metrics::new(role);
+                let bound = m
+                    .serve(addr)
+                    .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
+                tracing::info!("metrics on http://{bound}/metrics");
+                Some(m)
+            }
+            None => None,
+        };
+        Ok(crate::pipeline::RunOptions {
+            progress: crate::stats::Progress::auto(self.quiet),
+            metrics,
+        })
+    }
 }
 
 impl RingArgs {

@@ -27,7 +27,7 @@ macro_rules! not_under_loom {
 }
 not_under_loom!(
     cli, clock, config, decode, layout, pipeline, pool, process, segment, signals, sink, source,
-    stats, status
+    stats, status, metrics
 );
 
 #[cfg(all(test, loom))]

@@ -16,6 +16,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How a run reports while it goes.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Progress display.
+    pub progress: Progress,
+    /// Prometheus metrics to keep up to date (and serve).
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
+}
+
 /// How often progress is logged.
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
@@ -56,7 +65,7 @@ pub struct ProducerReport {
 
 /// Runs a producer: decodes the inputs into the ring in order, signals end
 /// of stream, waits for the consumers, removes the ring (unless `keep`).
-pub fn run_producer(cfg: &Config, progress: Progress) -> anyhow::Result<ProducerReport> {
+pub fn run_producer(cfg: &Config, run: &RunOptions) -> anyhow::Result<ProducerReport> {
     cfg.validate()?;
     cfg.validate_space()?;
     let inputs = list_inputs(&cfg.producer.input, cfg.producer.recursive)?;
@@ -78,7 +87,7 @@ pub fn run_producer(cfg: &Config, progress: Progress) -> anyhow::Result<Producer
         "producer started"
     );
     // Rates are those of publication; the drain below is not counted.
-    let result = produce(cfg, &mut producer, inputs, total, shape, progress).map(|s| {
+    let result = produce(cfg, &mut producer, inputs, total, shape, run).map(|s| {
         s.finish_progress();
         s.summary()
     });
@@ -123,10 +132,11 @@ fn produce(
     inputs: Arc<Vec<PathBuf>>,
     total: u64,
     shape: FrameShape,
-    progress: Progress,
+    run: &RunOptions,
 ) -> anyhow::Result<Stats> {
     let n = inputs.len() as u64;
-    let mut stats = Stats::new("producer", PROGRESS_EVERY, progress, Some(total));
+    let mut stats = Stats::new("producer", PROGRESS_EVERY, run.progress, Some(total))
+        .with_metrics(run.metrics.clone());
     if n == 0 {
         return Ok(stats);
     }
@@ -203,6 +213,9 @@ fn produce(
                             cache[i] = Err(e.reason.as_str());
                         }
                         producer.discard(done.slot);
+                        stats.set_slots_in_use(
+                            producer.segment().geometry().slots as usize - producer.free_slots(),
+                        );
                     }
                 }
                 stats.tick();
@@ -313,6 +326,7 @@ fn publish(
         },
     )?;
     stats.frame(bytes, None);
+    stats.set_slots_in_use(producer.segment().geometry().slots as usize - producer.free_slots());
     Ok(seq)
 }
 
@@ -346,7 +360,7 @@ pub struct ConsumerReport {
 pub fn run_consumer(
     cfg: &Config,
     check_shape: bool,
-    progress: Progress,
+    run: &RunOptions,
 ) -> anyhow::Result<ConsumerReport> {
     cfg.validate()?;
     let shape = shape_of(cfg);
@@ -370,7 +384,8 @@ pub fn run_consumer(
         cfg.consumer.format,
         cfg.consumer.jpeg_quality,
     )?;
-    let mut stats = Stats::new("consumer", PROGRESS_EVERY, progress, None);
+    let mut stats =
+        Stats::new("consumer", PROGRESS_EVERY, run.progress, None).with_metrics(run.metrics.clone());
     let mut started = false;
     let end = loop {
         if signals::stop_requested() {
@@ -382,11 +397,13 @@ pub fn run_consumer(
                     started = true;
                     stats.restart_clock();
                 }
+                stats.set_slots_in_use(1);
                 let info = *frame.info();
                 let latency = monotonic_ns().saturating_sub(info.publish_ns);
                 sink.write(info.seq, frame.data(), shape)
                     .with_context(|| format!("frame {}", info.seq))?;
                 drop(frame);
+                stats.set_slots_in_use(0);
                 stats.frame(shape.bytes(), Some(latency));
                 if info.redeliveries > 0 {
                     stats.redelivery();

@@ -21,6 +21,7 @@ pub struct Stats {
     every: Duration,
     bar: Option<indicatif::ProgressBar>,
     quiet: bool,
+    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 /// How a long run shows its progress.
@@ -126,6 +127,21 @@ impl Stats {
             every,
             bar,
             quiet: progress == Progress::Quiet,
+            metrics: None,
+        }
+    }
+
+    /// Also keeps these Prometheus metrics up to date.
+    pub fn with_metrics(mut self, metrics: Option<std::sync::Arc<crate::metrics::Metrics>>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Reports how many slots this process holds (a gauge; metrics only).
+    #[inline]
+    pub fn set_slots_in_use(&self, n: usize) {
+        if let Some(m) = &self.metrics {
+            m.slots_in_use.set(n as i64);
         }
     }
 
@@ -143,16 +159,33 @@ impl Stats {
         if let Some(l) = latency_ns {
             self.latency_ns.saturating_record(l.max(1));
         }
+        if let Some(m) = &self.metrics {
+            m.frames.inc();
+            m.bytes.inc_by(bytes as u64);
+            if let Some(l) = latency_ns {
+                m.latency.observe(l as f64 / 1e9);
+            }
+        }
     }
 
     /// Counts a skipped input.
     pub fn skip(&mut self, reason: &'static str) {
         *self.skipped.entry(reason).or_default() += 1;
+        if let Some(m) = &self.metrics {
+            m.skipped
+                .get_or_create(&crate::metrics::ReasonLabel {
+                    reason: reason.to_string(),
+                })
+                .inc();
+        }
     }
 
     /// Counts one redelivered frame.
     pub fn redelivery(&mut self) {
         self.redelivered += 1;
+        if let Some(m) = &self.metrics {
+            m.redeliveries.inc();
+        }
     }
 
     /// Frames so far.

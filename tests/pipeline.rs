@@ -821,3 +821,144 @@ fn status_json_reports_a_live_pipeline_read_only() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Scrapes with curl (a real HTTP client) and checks the Prometheus text
+/// format line by line; returns metric name+labels -> value.
+fn scrape(port: u16) -> Option<BTreeMap<String, f64>> {
+    let out = Command::new("curl")
+        .args([
+            "-sf",
+            "--max-time",
+            "2",
+            &format!("http://127.0.0.1:{port}/metrics"),
+        ])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    let mut m = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (key, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad line {line:?}"));
+        let first = key.chars().next().unwrap();
+        assert!(
+            first.is_ascii_alphabetic() || first == '_',
+            "bad name in {line:?}"
+        );
+        assert!(
+            key.chars()
+                .take_while(|c| *c != '{')
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad name in {line:?}"
+        );
+        let v: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        m.insert(key.to_string(), v);
+    }
+    Some(m)
+}
+
+#[test]
+fn metrics_are_served_as_prometheus_text_and_match_the_summaries() {
+    if Command::new("curl").arg("--version").output().is_err() {
+        panic!("curl is needed for this test (.ci/run installs it)");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("in");
+    make_inputs(&dir, 4);
+    std::fs::write(dir.join("zz-empty.png"), b"").unwrap();
+    let name = ring("metrics");
+    let (pp, cp) = (free_port(), free_port());
+    let p = producer(
+        &name,
+        &[
+            "--input",
+            dir.to_str().unwrap(),
+            "--metrics-addr",
+            &pp.to_string(),
+        ],
+    )
+    .spawn()
+    .unwrap();
+    // No consumer yet: the producer publishes its 4 frames and waits; its
+    // counters are final.
+    let start = Instant::now();
+    let pm = loop {
+        if let Some(m) = scrape(pp) {
+            if m.get("framering_producer_frames_total") == Some(&4.0) {
+                break m;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "producer metrics never reached 4 frames"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        pm["framering_producer_skipped_inputs_total{reason=\"empty\"}"],
+        1.0
+    );
+    assert_eq!(pm["framering_producer_bytes_total"], (4 * H * W * 3) as f64);
+    assert_eq!(pm["framering_producer_slots_in_use"], 4.0);
+    let c = consumer(
+        &name,
+        &[
+            "--output",
+            "null",
+            "--metrics-addr",
+            &format!("127.0.0.1:{cp}"),
+        ],
+    )
+    .spawn()
+    .unwrap();
+    let mut last = 0.0;
+    let cout = loop {
+        if let Some(m) = scrape(cp) {
+            let f = m
+                .get("framering_consumer_frames_total")
+                .copied()
+                .unwrap_or(0.0);
+            assert!(f >= last, "frame counter went backwards");
+            last = f;
+            assert!(m.contains_key("framering_consumer_latency_seconds_count"));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        if start.elapsed() > Duration::from_secs(30) {
+            panic!("consumer did not finish");
+        }
+        if Path::new(&format!("/dev/shm/{name}")).exists() {
+            continue;
+        }
+        break wait_with_timeout(c, Duration::from_secs(10));
+    };
+    assert!(cout.status.success(), "{}", stderr(&cout));
+    assert!(
+        stderr(&cout).contains("consumer: 4 frames"),
+        "{}",
+        stderr(&cout)
+    );
+    assert!(last <= 4.0);
+    let pout = wait_with_timeout(p, Duration::from_secs(10));
+    assert!(
+        stderr(&pout).contains("producer: 4 frames"),
+        "{}",
+        stderr(&pout)
+    );
+}

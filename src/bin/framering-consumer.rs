@@ -9,7 +9,6 @@ use clap::Parser;
 use framering::cli::{self, exit, RingArgs};
 use framering::config::OutputFormat;
 use framering::pipeline::ConsumerEnd;
-use framering::stats::Progress;
 
 #[derive(Parser, Debug)]
 #[command(version, about = "Take frames from a shared-memory frame ring")]
@@ -41,8 +40,11 @@ fn run(args: Args) -> anyhow::Result<i32> {
     cli::set(&mut c.jpeg_quality, args.jpeg_quality);
     cli::set(&mut c.wait_timeout_secs, args.wait_timeout);
     framering::signals::install();
-    let report =
-        framering::pipeline::run_consumer(&cfg, !args.any_shape, Progress::auto(args.ring.quiet))?;
+    let report = framering::pipeline::run_consumer(
+        &cfg,
+        !args.any_shape,
+        &args.ring.run_options("consumer")?,
+    )?;
     eprintln!("{}", report.summary.render());
     if let Some(sum) = report.checksum {
         eprintln!("consumer: checksum {sum:016x}");

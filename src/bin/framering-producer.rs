@@ -6,7 +6,6 @@
 use clap::Parser;
 use framering::cli::{self, exit, RingArgs};
 use framering::config::ShapePolicy;
-use framering::stats::Progress;
 
 #[derive(Parser, Debug)]
 #[command(version, about = "Decode images into a shared-memory frame ring")]
@@ -51,7 +50,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
     cli::set(&mut p.drain_timeout_secs, args.drain_timeout);
     p.keep |= args.keep;
     framering::signals::install();
-    let report = framering::pipeline::run_producer(&cfg, Progress::auto(args.ring.quiet))?;
+    let report = framering::pipeline::run_producer(&cfg, &args.ring.run_options("producer")?)?;
     eprintln!("{}", report.summary.render());
     if let Some(path) = &args.ring.stats_json {
         report.summary.write_json(path)?;
