@@ -251,7 +251,9 @@ pub struct Header {
     pub redelivered: AtomicU64,
     /// Inputs the producer skipped.
     pub skipped: AtomicU64,
-    reserved: [u64; 9],
+    /// Frames dropped unconsumed (reserved for the drop-oldest policy).
+    pub dropped: AtomicU64,
+    reserved: [u64; 8],
     /// Bumped by the producer after each publish and at end of stream;
     /// consumers wait on it.
     pub ready_event: Padded<Event>,

@@ -26,6 +26,9 @@ pub struct SlotCounts {
     pub ready: u32,
     /// Being read by a consumer.
     pub reading: u32,
+    /// Handed back by a consumer, not yet collected by the producer (it
+    /// collects when its free pool runs out).
+    pub returned: u32,
     /// Words no process of this layout writes.
     pub corrupt: u32,
 }
@@ -45,6 +48,8 @@ pub struct ProducerStatus {
     pub redelivered: u64,
     /// Inputs skipped.
     pub skipped: u64,
+    /// Frames dropped unconsumed.
+    pub dropped: u64,
     /// Frames per second between the two samples.
     pub fps: f64,
 }
@@ -68,6 +73,9 @@ pub struct ConsumerStatus {
     pub slots_held: u32,
     /// Seconds since its last sign of life.
     pub heartbeat_age_s: f64,
+    /// Frames published but not yet taken by its group (consumers of a
+    /// group share the queue, so they share this figure).
+    pub lag_frames: u64,
 }
 
 /// Everything `framering status` shows.
@@ -126,7 +134,15 @@ fn snapshot(seg: &Segment) -> RingStatus {
     } else {
         "stopped"
     };
+    // A returned slot stays READING(consumer) until the producer collects it.
+    for (c, e) in seg.consumers().iter().enumerate() {
+        let pending = (e.ret.len() as u32).min(held[c]);
+        held[c] -= pending;
+        counts.reading -= pending;
+        counts.returned += pending;
+    }
     let now = monotonic_ns();
+    let queue_depth = seg.ready_ctrl().len();
     let consumers = seg
         .consumers()
         .iter()
@@ -143,6 +159,7 @@ fn snapshot(seg: &Segment) -> RingStatus {
                 slots_held: held[index],
                 heartbeat_age_s: now.saturating_sub(e.heartbeat_ns.load(Ordering::Relaxed)) as f64
                     / 1e9,
+                lag_frames: queue_depth,
             })
         })
         .collect();
@@ -153,7 +170,7 @@ fn snapshot(seg: &Segment) -> RingStatus {
         width: g.width,
         channels: g.channels,
         slot_states: counts,
-        queue_depth: seg.ready_ctrl().len(),
+        queue_depth,
         producer: ProducerStatus {
             pid: producer.pid,
             alive: producer.pid != 0 && producer.is_alive(),
@@ -161,6 +178,7 @@ fn snapshot(seg: &Segment) -> RingStatus {
             published: h.published.load(Ordering::Relaxed),
             redelivered: h.redelivered.load(Ordering::Relaxed),
             skipped: h.skipped.load(Ordering::Relaxed),
+            dropped: h.dropped.load(Ordering::Relaxed),
             fps: 0.0,
         },
         consumers,
@@ -194,8 +212,8 @@ impl RingStatus {
         let p = &self.producer;
         let mut out = format!(
             "ring {}: {} slots of {}x{}x{}\n\
-             slots: {} free, {} writing, {} ready, {} reading{}; queue depth {}\n\
-             producer pid {} ({}) {}: {} published, {:.1} fps, {} redelivered, {} skipped\n",
+             slots: {} free, {} writing, {} ready, {} reading, {} returned{}; queue depth {}\n\
+             producer pid {} ({}) {}: {} published, {:.1} fps, {} redelivered, {} skipped, {} dropped\n",
             self.name,
             self.slots,
             self.height,
@@ -205,6 +223,7 @@ impl RingStatus {
             s.writing,
             s.ready,
             s.reading,
+            s.returned,
             if s.corrupt > 0 { format!(", {} CORRUPT", s.corrupt) } else { String::new() },
             self.queue_depth,
             p.pid,
@@ -214,14 +233,15 @@ impl RingStatus {
             p.fps,
             p.redelivered,
             p.skipped,
+            p.dropped,
         );
         out += &format!(
-            "{:>5} {:>8} {:>6} {:>6} {:>12} {:>10} {:>5} {:>10}\n",
-            "ENTRY", "PID", "ALIVE", "GROUP", "FRAMES", "FPS", "HELD", "HEARTBEAT"
+            "{:>5} {:>8} {:>6} {:>6} {:>12} {:>10} {:>5} {:>10} {:>6}\n",
+            "ENTRY", "PID", "ALIVE", "GROUP", "FRAMES", "FPS", "HELD", "HEARTBEAT", "LAG"
         );
         for c in &self.consumers {
             out += &format!(
-                "{:>5} {:>8} {:>6} {:>6} {:>12} {:>10.1} {:>5} {:>9.1}s\n",
+                "{:>5} {:>8} {:>6} {:>6} {:>12} {:>10.1} {:>5} {:>9.1}s {:>6}\n",
                 c.index,
                 c.pid,
                 if c.alive { "yes" } else { "no" },
@@ -229,7 +249,8 @@ impl RingStatus {
                 c.frames,
                 c.fps,
                 c.slots_held,
-                c.heartbeat_age_s
+                c.heartbeat_age_s,
+                c.lag_frames
             );
         }
         if self.consumers.is_empty() {

@@ -795,7 +795,7 @@ fn status_json_reports_a_live_pipeline_read_only() {
     assert_eq!(cs.len(), 2);
     assert!(cs.iter().all(|c| c["alive"] == true));
     let states = &second["slot_states"];
-    let total: u64 = ["free", "writing", "ready", "reading"]
+    let total: u64 = ["free", "writing", "ready", "reading", "returned"]
         .iter()
         .map(|k| states[k].as_u64().unwrap())
         .sum();
