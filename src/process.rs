@@ -23,13 +23,32 @@ struct Stat {
 }
 
 fn read_stat(pid: u32) -> Option<Stat> {
+    use std::io::{Read, Write};
     if pid == 0 {
         return None;
     }
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Allocation-free (the producer calls this periodically on its hot
+    // path): the path and the file's contents live on the stack.
+    let mut path = [0u8; 32];
+    let mut cursor = std::io::Cursor::new(&mut path[..]);
+    write!(cursor, "/proc/{pid}/stat").ok()?;
+    let len = cursor.position() as usize;
+    let path = std::str::from_utf8(&path[..len]).ok()?;
+    let mut buf = [0u8; 1024];
+    let mut file = fs::File::open(path).ok()?;
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(_) => return None,
+        }
+    }
+    let text = &buf[..n];
     // The command name (field 2) is in parentheses and may contain anything,
     // spaces and ')' included: the fields we want follow the last ')'.
-    let rest = &text[text.rfind(')')? + 1..];
+    let close = text.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(&text[close + 1..]).ok()?;
     let mut fields = rest.split_ascii_whitespace();
     let state = fields.next()?.bytes().next()?;
     // Fields 4..=21 sit between the state (field 3) and starttime (field 22).
