@@ -761,30 +761,40 @@ fn status_json_reports_a_live_pipeline_read_only() {
     )
     .spawn()
     .unwrap();
-    let status = || -> serde_json::Value {
+    // None until the ring exists (the producer may not have created it yet).
+    let status = || -> Option<serde_json::Value> {
         let out = Command::new(admin)
             .args(["status", &name, "--json", "--interval", "0.2"])
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        if !out.status.success() {
+            assert_eq!(
+                out.status.code(),
+                Some(3),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return None;
+        }
+        Some(serde_json::from_slice(&out.stdout).unwrap())
     };
     // Wait until both consumers are attached and frames flow.
     let start = Instant::now();
     let first = loop {
-        let s = status();
-        if s["consumers"].as_array().unwrap().len() == 2
-            && s["producer"]["published"].as_u64().unwrap() > 0
-        {
-            break s;
+        if let Some(s) = status() {
+            if s["consumers"].as_array().unwrap().len() == 2
+                && s["producer"]["published"].as_u64().unwrap() > 0
+            {
+                break s;
+            }
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "{s}");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "status never showed the pipeline"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     };
-    let second = status();
+    let second = status().expect("the ring is running");
     assert_eq!(second["slots"], 6);
     assert_eq!(second["height"], H);
     assert_eq!(second["producer"]["alive"], true);
