@@ -101,7 +101,8 @@ pub struct RingStatus {
     pub consumers: Vec<ConsumerStatus>,
 }
 
-fn snapshot(seg: &Segment) -> RingStatus {
+/// One sample of the ring (rates are zero: see [`sample`]).
+pub fn snapshot(seg: &Segment) -> RingStatus {
     let g = seg.geometry();
     let h = seg.header();
     let mut counts = SlotCounts::default();

@@ -3,74 +3,37 @@
 //! every sequence number was written at least once with the right pixels,
 //! and every slot of the ring is free again.
 
+mod common;
+
 use framering::slot::SlotState;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 const PRODUCER: &str = env!("CARGO_BIN_EXE_framering-producer");
 const CONSUMER: &str = env!("CARGO_BIN_EXE_framering-consumer");
-const SIDE: u32 = 16;
 const INPUTS: u32 = 50;
 const LOOPS: u32 = 400;
 
-fn shape_args(c: &mut Command, ring: &str) {
-    let s = SIDE.to_string();
-    c.args([
-        "--config",
-        "/dev/null",
-        "--ring",
-        ring,
-        "--height",
-        &s,
-        "--width",
-        &s,
-    ]);
-    c.args(["--channels", "3"]);
-    c.stdout(Stdio::null()).stderr(Stdio::null());
-}
-
 fn spawn_consumer(ring: &str, out: &Path) -> Child {
-    let mut c = Command::new(CONSUMER);
-    shape_args(&mut c, ring);
-    c.args(["--output", out.to_str().unwrap(), "--format", "ppm"]);
-    c.spawn().unwrap()
-}
-
-/// A small deterministic generator (no dependency needed for test jitter).
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
-    }
+    common::command(CONSUMER, ring)
+        .args(["--output", out.to_str().unwrap(), "--format", "ppm"])
+        .spawn()
+        .unwrap()
 }
 
 #[test]
 fn consumers_killed_at_random_lose_no_frame() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in");
-    std::fs::create_dir_all(&input).unwrap();
-    let reference: Vec<Vec<u8>> = (0..INPUTS)
-        .map(|i| {
-            let img = image::RgbImage::from_fn(SIDE, SIDE, |x, y| {
-                image::Rgb([i as u8, (x * 16) as u8, (y * 16 + i) as u8])
-            });
-            img.save(input.join(format!("{i:03}.png"))).unwrap();
-            img.into_raw()
-        })
-        .collect();
+    let reference = common::small_inputs(&input, INPUTS);
     let ring = format!("framering-stress-{}", std::process::id());
     let total = (INPUTS * LOOPS) as u64;
     let started = Instant::now();
 
-    let mut producer = Command::new(PRODUCER);
-    shape_args(&mut producer, &ring);
+    let mut producer = common::command(PRODUCER, &ring);
     producer.args(["--slots", "8", "--keep", "--drain-timeout", "60"]);
     producer.args([
         "--input",
@@ -89,7 +52,7 @@ fn consumers_killed_at_random_lose_no_frame() {
     let mut consumers: Vec<Child> = (0..3)
         .map(|_| spawn_consumer(&ring, &next_out(&mut outs)))
         .collect();
-    let mut rng = Lcg(started.elapsed().as_nanos() as u64 ^ std::process::id() as u64);
+    let mut rng = common::Lcg(started.elapsed().as_nanos() as u64 ^ std::process::id() as u64);
     let mut kills = 0;
     let status = loop {
         if let Some(status) = producer.try_wait().unwrap() {

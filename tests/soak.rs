@@ -7,37 +7,20 @@
 //! the right pixels, the consumers exit with code 4 (producer died), and the
 //! next producer reclaims the abandoned segment.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 const PRODUCER: &str = env!("CARGO_BIN_EXE_framering-producer");
 const CONSUMER: &str = env!("CARGO_BIN_EXE_framering-consumer");
-const SIDE: u32 = 16;
 const INPUTS: u32 = 40;
 
-fn base(bin: &str, ring: &str) -> Command {
-    let s = SIDE.to_string();
-    let mut c = Command::new(bin);
-    c.args([
-        "--config",
-        "/dev/null",
-        "--ring",
-        ring,
-        "--height",
-        &s,
-        "--width",
-        &s,
-    ]);
-    c.args(["--channels", "3"]);
-    c.stdout(Stdio::null()).stderr(Stdio::null());
-    c
-}
-
 fn consumer(ring: &str, out: &Path) -> Child {
-    base(CONSUMER, ring)
+    common::command(CONSUMER, ring)
         .args([
             "--output",
             out.to_str().unwrap(),
@@ -50,17 +33,6 @@ fn consumer(ring: &str, out: &Path) -> Child {
         .unwrap()
 }
 
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
-    }
-}
-
 #[test]
 #[ignore = "minutes long; see the module docs"]
 fn soak_killing_consumers_and_producers() {
@@ -70,19 +42,10 @@ fn soak_killing_consumers_and_producers() {
         .unwrap_or(120);
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in");
-    std::fs::create_dir_all(&input).unwrap();
-    let reference: Vec<Vec<u8>> = (0..INPUTS)
-        .map(|i| {
-            let img = image::RgbImage::from_fn(SIDE, SIDE, |x, y| {
-                image::Rgb([i as u8, (x * 16) as u8, (y * 16 + i) as u8])
-            });
-            img.save(input.join(format!("{i:03}.png"))).unwrap();
-            img.into_raw()
-        })
-        .collect();
+    let reference = common::small_inputs(&input, INPUTS);
     let ring = format!("framering-soak-{}", std::process::id());
     let start = Instant::now();
-    let mut rng = Lcg(std::process::id() as u64 * 7919);
+    let mut rng = common::Lcg(std::process::id() as u64 * 7919);
     let (mut runs, mut kills, mut frames) = (0u64, 0u64, 0u64);
     while start.elapsed() < Duration::from_secs(secs) {
         runs += 1;
@@ -93,7 +56,7 @@ fn soak_killing_consumers_and_producers() {
             outs.push(p.clone());
             p
         };
-        let mut producer = base(PRODUCER, &ring)
+        let mut producer = common::command(PRODUCER, &ring)
             .args([
                 "--slots",
                 "8",

@@ -5,7 +5,6 @@
 
 use clap::{Parser, Subcommand};
 use framering::cli::{self, exit};
-use framering::layout::{FLAG_END_OF_STREAM, FLAG_RUNNING};
 use framering::process::ProcessId;
 use framering::segment::{Segment, SegmentError, SHM_DIR};
 use std::path::PathBuf;
@@ -155,36 +154,24 @@ fn list() -> anyhow::Result<i32> {
         "NAME", "SLOTS", "FRAME (HxWxC)", "PRODUCER", "ALIVE", "PUBLISHED", "CONSUMERS"
     );
     for name in ring_names()? {
-        match Segment::open(&name) {
+        match Segment::open_read_only(&name) {
             Ok(seg) => {
-                let g = seg.geometry();
-                let p = producer_of(&seg);
-                let h = seg.header();
-                let flags = h.flags.load(Ordering::Acquire);
-                let consumers = seg
-                    .consumers()
-                    .iter()
-                    .filter(|c| c.owner.load(Ordering::Relaxed) != 0)
-                    .count();
-                let alive = p.is_alive();
-                let state = if !alive {
-                    "abandoned (framering clean removes it)"
-                } else if flags & FLAG_END_OF_STREAM != 0 {
-                    "end-of-stream"
-                } else if flags & FLAG_RUNNING != 0 {
-                    "running"
+                let s = framering::status::snapshot(&seg);
+                let p = &s.producer;
+                let state = if p.alive {
+                    p.state
                 } else {
-                    "stopped"
+                    "abandoned (framering clean removes it)"
                 };
                 println!(
                     "{:<32} {:>5} {:>16} {:>8} {:>6} {:>10} {:>9}  {}",
                     name,
-                    g.slots,
-                    format!("{}x{}x{}", g.height, g.width, g.channels),
+                    s.slots,
+                    format!("{}x{}x{}", s.height, s.width, s.channels),
                     p.pid,
-                    if alive { "yes" } else { "no" },
-                    h.published.load(Ordering::Relaxed),
-                    consumers,
+                    if p.alive { "yes" } else { "no" },
+                    p.published,
+                    s.consumers.len(),
                     state
                 );
             }
