@@ -756,7 +756,9 @@ fn status_json_reports_a_live_pipeline_read_only() {
             "--input",
             tmp.path().join("in").to_str().unwrap(),
             "--loop",
-            "100000",
+            // Long enough to stay running while we look (tens of seconds),
+            // short enough that a failed test does not leave it for long.
+            "20000",
         ],
     )
     .spawn()
