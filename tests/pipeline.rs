@@ -106,6 +106,52 @@ fn frames_written(dirs: &[PathBuf]) -> BTreeMap<u64, PathBuf> {
     all
 }
 
+/// Runs a producer over `input` into one `--output null` consumer; both
+/// must succeed. Returns their outputs and the producer's stats JSON.
+fn run_into_null(name: &str, input: &Path, tmp: &Path) -> (Output, Output, serde_json::Value) {
+    let stats = tmp.join(format!("{name}.json"));
+    let c = consumer(name, &["--output", "null"]).spawn().unwrap();
+    let p = producer(
+        name,
+        &[
+            "--input",
+            input.to_str().unwrap(),
+            "--stats-json",
+            stats.to_str().unwrap(),
+        ],
+    )
+    .spawn()
+    .unwrap();
+    let pout = wait_with_timeout(p, Duration::from_secs(30));
+    assert!(pout.status.success(), "{}", stderr(&pout));
+    let cout = wait_with_timeout(c, Duration::from_secs(30));
+    assert!(cout.status.success(), "{}", stderr(&cout));
+    let json = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
+    (pout, cout, json)
+}
+
+/// Waits until the ring `name` exists and has published at least `n` frames.
+fn wait_published(name: &str, n: u64) {
+    let start = Instant::now();
+    loop {
+        let published = framering::segment::Segment::open(name)
+            .map(|s| {
+                s.header()
+                    .published
+                    .load(std::sync::atomic::Ordering::Acquire)
+            })
+            .unwrap_or(0);
+        if published >= n {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "producer published nothing"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn one_producer_three_consumers_every_frame_exactly_once_with_right_pixels() {
     let tmp = tempfile::tempdir().unwrap();
@@ -245,30 +291,12 @@ fn corrupt_inputs_are_skipped_and_counted() {
         let p = e.unwrap().path();
         std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
     }
-    let name = ring("corrupt");
-    let stats = tmp.path().join("p.json");
-    let c = consumer(&name, &["--output", "null"]).spawn().unwrap();
-    let p = producer(
-        &name,
-        &[
-            "--input",
-            dir.to_str().unwrap(),
-            "--stats-json",
-            stats.to_str().unwrap(),
-        ],
-    )
-    .spawn()
-    .unwrap();
-    let pout = wait_with_timeout(p, Duration::from_secs(30));
-    assert!(pout.status.success(), "{}", stderr(&pout));
-    let cout = wait_with_timeout(c, Duration::from_secs(30));
-    assert!(cout.status.success(), "{}", stderr(&cout));
+    let (pout, cout, json) = run_into_null(&ring("corrupt"), &dir, tmp.path());
     assert!(
         stderr(&cout).contains("consumer: 3 frames"),
         "{}",
         stderr(&cout)
     );
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
     assert_eq!(json["frames"], 3);
     assert_eq!(json["skipped_total"], 3);
     assert_eq!(json["skipped"]["empty"], 1);
@@ -405,23 +433,7 @@ fn dead_producer_frames_are_drained_then_exit_4_and_clean_removes_the_ring() {
         .unwrap();
     // Six of the ten frames fill the six slots; the producer then waits for
     // a free slot, before the end of the stream. Kill it there.
-    let published = || -> u64 {
-        framering::segment::Segment::open(&name)
-            .map(|s| {
-                s.header()
-                    .published
-                    .load(std::sync::atomic::Ordering::Acquire)
-            })
-            .unwrap_or(0)
-    };
-    let start = Instant::now();
-    while published() < 6 {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "producer published nothing"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_published(&name, 6);
     p.kill().unwrap();
     p.wait().unwrap();
     let out = wait_with_timeout(
@@ -517,24 +529,7 @@ fn a_segment_truncated_under_a_running_producer_is_a_message_not_a_bare_bus_erro
         .spawn()
         .unwrap();
     let path = format!("/dev/shm/{name}");
-    let start = Instant::now();
-    loop {
-        let published = framering::segment::Segment::open(&name)
-            .map(|s| {
-                s.header()
-                    .published
-                    .load(std::sync::atomic::Ordering::Acquire)
-            })
-            .unwrap_or(0);
-        if published >= 6 {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "producer published nothing"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_published(&name, 6);
     std::fs::OpenOptions::new()
         .write(true)
         .open(&path)
@@ -652,26 +647,7 @@ fn hostile_input_files_are_skipped_by_reason_and_never_hang() {
     std::os::unix::fs::symlink(dir.join("nowhere"), dir.join("dangling.png")).unwrap();
     nix::unistd::mkfifo(&dir.join("fifo.png"), nix::sys::stat::Mode::S_IRWXU).unwrap();
 
-    let name = ring("hostile");
-    let stats = tmp.path().join("p.json");
-    let c = consumer(&name, &["--output", "null"]).spawn().unwrap();
-    let p = producer(
-        &name,
-        &[
-            "--input",
-            dir.to_str().unwrap(),
-            "--stats-json",
-            stats.to_str().unwrap(),
-        ],
-    )
-    .spawn()
-    .unwrap();
-    let pout = wait_with_timeout(p, Duration::from_secs(30));
-    assert!(pout.status.success(), "{}", stderr(&pout));
-    assert!(wait_with_timeout(c, Duration::from_secs(30))
-        .status
-        .success());
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
+    let (_, _, json) = run_into_null(&ring("hostile"), &dir, tmp.path());
     assert_eq!(json["frames"], 3, "{json}");
     let skipped = &json["skipped"];
     assert_eq!(skipped["too_large"], 1, "{json}");
