@@ -43,6 +43,7 @@ fn shape(slots: u32, h: u32, w: u32, c: u32) -> Shape {
         width: w,
         channels: c,
         max_consumers: 4,
+        max_groups: 2,
     }
 }
 

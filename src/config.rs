@@ -2,7 +2,8 @@
 //! validation that names the offending key.
 
 use crate::event::WaitStrategy;
-use crate::layout::{Geometry, Shape, MAX_CONSUMERS, MAX_DIM, MAX_RING_SLOTS};
+use crate::layout::{Geometry, Shape, MAX_CONSUMERS, MAX_DIM, MAX_GROUPS, MAX_RING_SLOTS};
+use crate::pool::{valid_group_name, Backpressure};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -84,6 +85,27 @@ impl WaitKind {
     }
 }
 
+/// What the producer does when every slot is taken (`ring.backpressure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum BackpressureKind {
+    /// Wait for a consumer to hand a slot back: lossless (files).
+    Block,
+    /// Drop the oldest frame no consumer has taken yet (live sources).
+    #[value(name = "drop_oldest", alias = "drop-oldest")]
+    DropOldest,
+}
+
+impl BackpressureKind {
+    /// The ring-core policy.
+    pub fn policy(self) -> Backpressure {
+        match self {
+            BackpressureKind::Block => Backpressure::Block,
+            BackpressureKind::DropOldest => Backpressure::DropOldest,
+        }
+    }
+}
+
 /// `[ring]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -102,6 +124,13 @@ pub struct RingConfig {
     pub mode: String,
     /// Most consumers attached at once.
     pub max_consumers: u32,
+    /// Most consumer groups at once.
+    pub max_groups: u32,
+    /// Groups that receive every frame from the start, with or without
+    /// consumers (others join and leave at run time).
+    pub groups: Vec<String>,
+    /// `block` or `drop_oldest`.
+    pub backpressure: BackpressureKind,
     /// Wait strategy.
     pub wait: WaitKind,
 }
@@ -116,6 +145,9 @@ impl Default for RingConfig {
             channels: 3,
             mode: "0600".into(),
             max_consumers: 16,
+            max_groups: 8,
+            groups: vec![crate::pool::DEFAULT_GROUP.to_string()],
+            backpressure: BackpressureKind::Block,
             wait: WaitKind::SpinThenFutex,
         }
     }
@@ -143,6 +175,30 @@ pub struct ProducerConfig {
     pub drain_timeout_secs: f64,
     /// Leave the segment in /dev/shm at exit.
     pub keep: bool,
+    /// Publish at most this many frames per second; 0 = as fast as possible.
+    pub fps_limit: f64,
+    /// Publish video at the source's own frame rate (live-like playback).
+    pub realtime: bool,
+    /// What `input` is: `auto`, `images`, `video` (through ffmpeg) or `raw`
+    /// (frames of the ring's shape, back to back).
+    pub source: SourceKind,
+    /// The ffmpeg program used for video input and output.
+    pub ffmpeg: String,
+}
+
+/// What the producer's input is (`producer.source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// `-` is raw frames on stdin; a URL, a device or a video file
+    /// extension is video; anything else is images.
+    Auto,
+    /// Image files: a file, a directory or a glob.
+    Images,
+    /// Anything ffmpeg can read.
+    Video,
+    /// Raw frames of the ring's shape (a file, a FIFO or `-` for stdin).
+    Raw,
 }
 
 impl Default for ProducerConfig {
@@ -156,6 +212,10 @@ impl Default for ProducerConfig {
             loop_cache_mb: 0,
             drain_timeout_secs: 0.0,
             keep: false,
+            fps_limit: 0.0,
+            realtime: false,
+            source: SourceKind::Auto,
+            ffmpeg: "ffmpeg".into(),
         }
     }
 }
@@ -172,6 +232,13 @@ pub struct ConsumerConfig {
     pub jpeg_quality: u8,
     /// Seconds to wait for the ring to appear.
     pub wait_timeout_secs: f64,
+    /// Consumer group to join: every group gets every frame; the consumers
+    /// of a group share them.
+    pub group: String,
+    /// Skip to the newest frame on every take (previews).
+    pub latest: bool,
+    /// Frame rate written into a video output.
+    pub video_fps: f64,
 }
 
 impl Default for ConsumerConfig {
@@ -181,6 +248,9 @@ impl Default for ConsumerConfig {
             format: OutputFormat::Png,
             jpeg_quality: 90,
             wait_timeout_secs: 30.0,
+            group: crate::pool::DEFAULT_GROUP.to_string(),
+            latest: false,
+            video_fps: 25.0,
         }
     }
 }
@@ -250,6 +320,7 @@ impl Config {
             width: self.ring.width,
             channels: self.ring.channels,
             max_consumers: self.ring.max_consumers,
+            max_groups: self.ring.max_groups,
         }
     }
 
@@ -295,6 +366,39 @@ impl Config {
             1,
             MAX_CONSUMERS,
         )?;
+        range("ring.max_groups", self.ring.max_groups, 1, MAX_GROUPS)?;
+        if self.ring.groups.len() > self.ring.max_groups as usize {
+            return Err(invalid(
+                "ring.groups",
+                format!(
+                    "names {} groups but ring.max_groups is {}",
+                    self.ring.groups.len(),
+                    self.ring.max_groups
+                ),
+            ));
+        }
+        for g in &self.ring.groups {
+            valid_group_name(g).map_err(|e| invalid("ring.groups", e.to_string()))?;
+        }
+        valid_group_name(&self.consumer.group)
+            .map_err(|e| invalid("consumer.group", e.to_string()))?;
+        if !(self.producer.fps_limit.is_finite() && (0.0..=1e7).contains(&self.producer.fps_limit))
+        {
+            return Err(invalid(
+                "producer.fps_limit",
+                format!("must be frames per second >= 0, got {}", self.producer.fps_limit),
+            ));
+        }
+        if !(self.consumer.video_fps.is_finite() && (0.01..=1000.0).contains(&self.consumer.video_fps))
+        {
+            return Err(invalid(
+                "consumer.video_fps",
+                format!("must be between 0.01 and 1000, got {}", self.consumer.video_fps),
+            ));
+        }
+        if self.producer.ffmpeg.is_empty() {
+            return Err(invalid("producer.ffmpeg", "must name the ffmpeg program"));
+        }
         self.mode()?;
         let g =
             Geometry::compute(self.shape()).map_err(|e| invalid("ring.slots", e.to_string()))?;
@@ -396,7 +500,17 @@ mod tests {
             "channels",
             "mode",
             "max_consumers",
+            "max_groups",
+            "groups",
+            "backpressure",
             "wait",
+            "fps_limit",
+            "realtime",
+            "source",
+            "ffmpeg",
+            "group",
+            "latest",
+            "video_fps",
             "input",
             "recursive",
             "shape_policy",
@@ -433,6 +547,19 @@ mod tests {
             key_of(parse("[producer]\ndrain_timeout_secs = -1.0")),
             "producer.drain_timeout_secs"
         );
+        assert_eq!(key_of(parse("[ring]\ngroups = [\"a b\"]")), "ring.groups");
+        assert_eq!(
+            key_of(parse("[ring]\nmax_groups = 1\ngroups = [\"a\", \"b\"]")),
+            "ring.groups"
+        );
+        assert_eq!(key_of(parse("[ring]\nmax_groups = 65")), "ring.max_groups");
+        assert_eq!(key_of(parse("[consumer]\ngroup = \"\"")), "consumer.group");
+        assert_eq!(
+            key_of(parse("[producer]\nfps_limit = -3.0")),
+            "producer.fps_limit"
+        );
+        let e = key_of(parse("[ring]\nbackpressure = \"drop_newest\""));
+        assert!(e.contains("backpressure"), "{e}");
         let e = key_of(parse("[ring]\nslotz = 3"));
         assert!(e.contains("slotz"), "{e}");
         let e = key_of(parse("[producer]\nshape_policy = \"squash\""));

@@ -8,9 +8,11 @@
 //!
 //! ```text
 //! 0            Header (512 bytes; the rest of the first page reserved)
-//! 4096         ready queue control: tail @+0, head @+128       (QueueCtrl, 256 B)
-//! +256         ready queue cells: ready_cap × u64
-//! (128-align)  slot ownership words: slots × u64               (crate::slot)
+//! 4096         group table: max_groups × 384 B                 (GroupEntry; its ready
+//!              queue's tail @+0, head @+128)
+//! (128-align)  ready queue cells: max_groups × ready_cap × u64
+//! (128-align)  claim words: max_groups × slots × u64          (crate::slot, per group)
+//! (128-align)  producer's slot words: slots × u64             (free / writing / published)
 //! (128-align)  slot metadata: slots × 128 B                    (SlotMeta)
 //! (128-align)  consumer table: max_consumers × 384 B           (ConsumerEntry)
 //! (128-align)  return queue cells: max_consumers × return_cap × u32
@@ -26,7 +28,7 @@ use std::mem::size_of;
 pub const MAGIC: [u8; 8] = *b"FRAMERNG";
 /// Version of this layout; bumped on any change of it. 0 means "still being
 /// initialised" and is never a valid version.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// Page size the layout aligns frames to (fixed, so the layout does not depend
 /// on the machine).
 pub const PAGE: u64 = 4096;
@@ -39,6 +41,10 @@ pub const MAX_RING_SLOTS: u32 = 4096;
 /// The most consumers that can be attached at once (slot words carry an 8-bit
 /// owner index).
 pub const MAX_CONSUMERS: u32 = 64;
+/// Most consumer groups a ring can have (a producer-side bit mask per slot).
+pub const MAX_GROUPS: u32 = 64;
+/// Longest group name, in bytes.
+pub const GROUP_NAME_MAX: usize = 32;
 
 const _: () = assert!(MAX_RING_SLOTS <= MAX_SLOTS);
 
@@ -62,6 +68,8 @@ pub struct Shape {
     pub channels: u32,
     /// Size of the consumer table.
     pub max_consumers: u32,
+    /// Size of the consumer-group table.
+    pub max_groups: u32,
 }
 
 /// Everything about a segment's layout, derived from a [`Shape`]. Stored
@@ -91,11 +99,17 @@ pub struct Geometry {
     pub max_consumers: u32,
     /// Bytes of source name per slot.
     pub name_max: u32,
-    /// Offset of the ready queue's [`QueueCtrl`].
-    pub off_ready_ctrl: u64,
-    /// Offset of the ready queue's cells.
+    /// Entries of the group table.
+    pub max_groups: u32,
+    /// Zero.
+    pub pad: u32,
+    /// Offset of the [`GroupEntry`] table.
+    pub off_groups: u64,
+    /// Offset of the ready queues' cells (`ready_cap` per group).
     pub off_ready_cells: u64,
-    /// Offset of the slot ownership words.
+    /// Offset of the claim words (`slots` per group; see [`crate::slot`]).
+    pub off_claims: u64,
+    /// Offset of the producer's per-slot words.
     pub off_slot_state: u64,
     /// Offset of the [`SlotMeta`] array.
     pub off_slot_meta: u64,
@@ -105,6 +119,8 @@ pub struct Geometry {
     pub off_return_cells: u64,
     /// Offset of frame 0.
     pub off_data: u64,
+    /// Zero.
+    pub reserved: [u64; 2],
 }
 
 /// Why a shape has no layout.
@@ -151,6 +167,7 @@ impl Geometry {
         check("width", shape.width, 1, MAX_DIM)?;
         check("channels", shape.channels, 1, 4)?;
         check("max_consumers", shape.max_consumers, 1, MAX_CONSUMERS)?;
+        check("max_groups", shape.max_groups, 1, MAX_GROUPS)?;
         let o = LayoutError::Overflow;
         let frame_bytes = (shape.height as u64)
             .checked_mul(shape.width as u64)
@@ -160,10 +177,12 @@ impl Geometry {
         let ready_cap = (2 * shape.slots).next_power_of_two();
         let return_cap = shape.slots.next_power_of_two();
         let slots = shape.slots as u64;
-        let off_ready_ctrl = PAGE;
-        let off_ready_cells = off_ready_ctrl + size_of::<QueueCtrl>() as u64;
-        let off_slot_state =
-            align_up(off_ready_cells + ready_cap as u64 * 8, 128).ok_or(o.clone())?;
+        let groups = shape.max_groups as u64;
+        let off_groups = PAGE;
+        let off_ready_cells = off_groups + groups * size_of::<GroupEntry>() as u64;
+        let off_claims =
+            align_up(off_ready_cells + groups * ready_cap as u64 * 8, 128).ok_or(o.clone())?;
+        let off_slot_state = align_up(off_claims + groups * slots * 8, 128).ok_or(o.clone())?;
         let off_slot_meta = align_up(off_slot_state + slots * 8, 128).ok_or(o.clone())?;
         let off_consumers =
             align_up(off_slot_meta + slots * size_of::<SlotMeta>() as u64, 128).ok_or(o.clone())?;
@@ -194,13 +213,17 @@ impl Geometry {
             return_cap,
             max_consumers: shape.max_consumers,
             name_max: NAME_MAX as u32,
-            off_ready_ctrl,
+            max_groups: shape.max_groups,
+            pad: 0,
+            off_groups,
             off_ready_cells,
+            off_claims,
             off_slot_state,
             off_slot_meta,
             off_consumers,
             off_return_cells,
             off_data,
+            reserved: [0; 2],
         })
     }
 
@@ -212,6 +235,7 @@ impl Geometry {
             width: self.width,
             channels: self.channels,
             max_consumers: self.max_consumers,
+            max_groups: self.max_groups,
         }
     }
 
@@ -251,9 +275,15 @@ pub struct Header {
     pub redelivered: AtomicU64,
     /// Inputs the producer skipped.
     pub skipped: AtomicU64,
-    /// Frames dropped unconsumed (reserved for the drop-oldest policy).
+    /// Frames dropped unconsumed under the drop-oldest policy, or published
+    /// while no group was subscribed (each group also counts its own).
     pub dropped: AtomicU64,
-    reserved: [u64; 8],
+    /// [`BACKPRESSURE_BLOCK`] or [`BACKPRESSURE_DROP_OLDEST`].
+    pub backpressure: AtomicU32,
+    /// Bumped by a consumer after it asks to join or leave (the producer
+    /// looks at the consumer table when it changes).
+    pub roster: AtomicU32,
+    reserved: [u64; 3],
     /// Bumped by the producer after each publish and at end of stream;
     /// consumers wait on it.
     pub ready_event: Padded<Event>,
@@ -296,17 +326,77 @@ pub struct ConsumerEntry {
     pub heartbeat_ns: AtomicU64,
     /// Frames taken by this consumer.
     pub frames: AtomicU64,
-    /// Consumer group (reserved: always 0 in this layout version).
+    /// Index of the consumer's group in the group table, valid once `join`
+    /// is [`JOIN_ACTIVE`] (written by the producer).
     pub group: AtomicU32,
     /// Owner pid, for display.
     pub pid: AtomicU32,
-    reserved: [u64; 10],
+    /// [`JOIN_NONE`] → [`JOIN_REQUESTED`] (consumer) → [`JOIN_ACTIVE`]
+    /// (producer) → [`JOIN_LEAVING`] (consumer); the producer frees the entry.
+    pub join: AtomicU32,
+    /// Zero.
+    pub pad: u32,
+    /// Frames this consumer skipped to stay on the newest (`--latest`).
+    pub skipped: AtomicU64,
+    /// Name of the group asked for (UTF-8, NUL-padded; untrusted).
+    pub group_name: [AtomicU64; GROUP_NAME_MAX / 8],
+    reserved: [u64; 5],
     /// This consumer's return queue (cells in the return-cells region).
     pub ret: QueueCtrl,
 }
 
+/// One consumer group: every group receives every frame published while it
+/// is active; its consumers share them. Written only by the producer, except
+/// the queue's head, which the group's consumers advance.
+#[repr(C)]
+#[derive(Debug)]
+pub struct GroupEntry {
+    /// The group's ready queue (cells in the ready-cells region).
+    pub ready: QueueCtrl,
+    /// [`GROUP_UNUSED`], [`GROUP_ACTIVE`] (has consumers, receives frames) or
+    /// [`GROUP_DECLARED`] (receives frames whether or not it has consumers).
+    pub state: AtomicU32,
+    /// Consumers in the group.
+    pub members: AtomicU32,
+    /// First sequence number published into the group since it last became
+    /// active.
+    pub since_seq: AtomicU64,
+    /// Frames published into the group.
+    pub delivered: AtomicU64,
+    /// Frames the group lost: dropped unconsumed, or released when its last
+    /// consumer left.
+    pub dropped: AtomicU64,
+    /// Group name (UTF-8, NUL-padded).
+    pub name: [AtomicU64; GROUP_NAME_MAX / 8],
+    reserved: [u64; 8],
+}
+
+/// [`ConsumerEntry::join`]: not asked yet.
+pub const JOIN_NONE: u32 = 0;
+/// [`ConsumerEntry::join`]: the consumer asked to join `group_name`.
+pub const JOIN_REQUESTED: u32 = 1;
+/// [`ConsumerEntry::join`]: the producer admitted it into `group`.
+pub const JOIN_ACTIVE: u32 = 2;
+/// [`ConsumerEntry::join`]: the consumer returned every frame and left.
+pub const JOIN_LEAVING: u32 = 3;
+/// [`ConsumerEntry::join`]: the producer refused it (bad name, table full).
+pub const JOIN_REFUSED: u32 = 4;
+
+/// [`GroupEntry::state`]: free.
+pub const GROUP_UNUSED: u32 = 0;
+/// [`GroupEntry::state`]: subscribed while it has consumers.
+pub const GROUP_ACTIVE: u32 = 1;
+/// [`GroupEntry::state`]: declared by the producer; always subscribed.
+pub const GROUP_DECLARED: u32 = 2;
+
+/// [`Header::backpressure`]: the producer waits for a free slot (lossless).
+pub const BACKPRESSURE_BLOCK: u32 = 0;
+/// [`Header::backpressure`]: the oldest untaken frame is dropped.
+pub const BACKPRESSURE_DROP_OLDEST: u32 = 1;
+
 const _: () = assert!(size_of::<Header>() == 512);
-const _: () = assert!(size_of::<Geometry>() == 112);
+const _: () = assert!(size_of::<Geometry>() == 144);
+const _: () = assert!(size_of::<GroupEntry>() == 384);
 const _: () = assert!(size_of::<SlotMeta>() == 128);
 const _: () = assert!(size_of::<ConsumerEntry>() == 384);
 const _: () = assert!(size_of::<QueueCtrl>() == 256);
@@ -323,6 +413,7 @@ mod tests {
             width: w,
             channels: c,
             max_consumers: 16,
+            max_groups: 4,
         }
     }
 
@@ -330,10 +421,15 @@ mod tests {
     fn documented_offsets() {
         assert_eq!(offset_of!(Header, layout_version), 8);
         assert_eq!(offset_of!(Header, geometry), 32);
-        assert_eq!(offset_of!(Header, producer_pid), 144);
+        assert_eq!(offset_of!(Header, producer_pid), 176);
+        assert_eq!(offset_of!(Header, dropped), 216);
+        assert_eq!(offset_of!(Header, backpressure), 224);
+        assert_eq!(offset_of!(GroupEntry, state), 256);
+        assert_eq!(offset_of!(GroupEntry, name), 288);
+        assert_eq!(offset_of!(ConsumerEntry, group_name), 56);
         assert_eq!(offset_of!(Header, ready_event), 256);
         assert_eq!(offset_of!(Header, free_event), 384);
-        assert_eq!(offset_of!(Geometry, off_data), 104);
+        assert_eq!(offset_of!(Geometry, off_data), 120);
         assert_eq!(offset_of!(SlotMeta, name), 32);
         assert_eq!(offset_of!(ConsumerEntry, ret), 128);
     }

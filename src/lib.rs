@@ -3,7 +3,8 @@
 //! Layers, bottom up:
 //! * ring core — [`futex`], [`event`], [`slot`], [`queue`] (algorithms over
 //!   atomics, model-checked with loom), [`layout`], [`segment`] (the mapping),
-//!   [`process`] (peer identity) and [`pool`] (the producer/consumer API).
+//!   [`process`] (peer identity), [`producer`] and [`consumer`] (the user
+//!   API, shared types in [`pool`]).
 //!   It knows nothing of images, files or the command line.
 //! * media — [`config`], [`decode`], [`source`], [`sink`], [`stats`]: images
 //!   and files, no atomics or offsets.
@@ -26,8 +27,8 @@ macro_rules! not_under_loom {
     ($($m:ident),*) => { $( #[cfg(not(loom))] pub mod $m; )* };
 }
 not_under_loom!(
-    cli, clock, config, decode, layout, pipeline, pool, process, segment, signals, sink, source,
-    stats, status, metrics
+    cli, clock, config, consumer, decode, layout, pipeline, pool, process, producer, segment,
+    signals, sink, source, stats, status, metrics
 );
 
 #[cfg(all(test, loom))]

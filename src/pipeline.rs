@@ -40,6 +40,10 @@ fn ring_options(cfg: &Config) -> anyhow::Result<RingOptions> {
     Ok(RingOptions {
         mode: cfg.mode()?,
         wait: cfg.wait(),
+        backpressure: cfg.ring.backpressure.policy(),
+        groups: cfg.ring.groups.clone(),
+        group: cfg.consumer.group.clone(),
+        latest: cfg.consumer.latest,
     })
 }
 

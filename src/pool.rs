@@ -1,13 +1,16 @@
 //! The user API of the ring: a [`Producer`] that fills and publishes frames,
-//! and [`Consumer`]s that take them in place and hand them back.
+//! and [`Consumer`]s that take them in place and hand them back. The two
+//! live in [`crate::producer`] and [`crate::consumer`]; this module holds
+//! what they share.
 //!
 //! Ownership of a slot moves only through the slot word ([`crate::slot`]) and
 //! the queues ([`crate::queue`]):
 //!
 //! ```text
-//!  producer free pool ──acquire──▶ WRITING ──publish──▶ READY(pos) ──take (CAS)──▶ READING(c, pos)
-//!          ▲                                                                          │
-//!          └──────────── collect (validates READING(c)) ◀── consumer c's return queue ◀┘ drop(Frame)
+//!                                          ┌▶ group 0: READY(pos) ──take (CAS)──▶ READING(c, pos) ─┐
+//!  free pool ──acquire──▶ WRITING ──publish┤                                                       │
+//!      ▲                                   └▶ group 1: READY(pos) ──take (CAS)──▶ READING(d, pos) ─┤
+//!      └── when no group holds it ◀── collect (validates READING(c)) ◀── return queues ◀── drop(Frame)
 //! ```
 //!
 //! The producer keeps its free slots in a LIFO stack, so the slot it fills
@@ -24,7 +27,7 @@
 //! use framering::pool::{Consumer, FrameMeta, Producer, RingOptions, Take};
 //! use std::time::Duration;
 //!
-//! let shape = Shape { slots: 4, height: 2, width: 2, channels: 3, max_consumers: 4 };
+//! let shape = Shape { slots: 4, height: 2, width: 2, channels: 3, max_consumers: 4, max_groups: 2 };
 //! let mut producer = Producer::create("doc-ring", shape, &RingOptions::default())?;
 //! let consumer = Consumer::attach("doc-ring", None, &RingOptions::default())?;
 //!
@@ -40,22 +43,14 @@
 //! # Ok::<(), framering::pool::PoolError>(())
 //! ```
 
-use crate::clock::monotonic_ns;
+pub use crate::consumer::{Consumer, Frame, Take};
+pub use crate::producer::{GroupReport, Producer, WriteSlot};
+
 use crate::event::WaitStrategy;
-use crate::layout::{Shape, FLAG_DRAINED, FLAG_END_OF_STREAM, FLAG_RUNNING, NAME_MAX};
-use crate::process::ProcessId;
+use crate::layout::{GROUP_NAME_MAX, NAME_MAX};
 use crate::queue::{Corrupt, ReadyQueue, ReturnQueue};
 use crate::segment::{Segment, SegmentError};
-use crate::slot::SlotState;
 use crate::sync::{AtomicU64, Ordering};
-use std::cell::Cell;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-/// How often an idle waiter wakes to check its peers.
-const PEER_CHECK: Duration = Duration::from_millis(100);
-/// How often a busy producer looks for dead consumers.
-const REAP_EVERY: Duration = Duration::from_millis(200);
 
 /// Errors of the ring API.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +92,23 @@ pub enum PoolError {
         /// Expected channels.
         want_c: u32,
     },
+    /// A group name is empty, too long or has characters other than
+    /// letters, digits, `_`, `-` and `.`.
+    #[error("invalid group name {group:?}: use 1 to {max} letters, digits, '_', '-' or '.'", max = GROUP_NAME_MAX)]
+    BadGroupName {
+        /// The name.
+        group: String,
+    },
+    /// The group table is full.
+    #[error("ring {name:?} cannot take group {group:?}: it already has its maximum of {max} groups (ring.max_groups)")]
+    GroupsFull {
+        /// Ring name.
+        name: String,
+        /// The group refused.
+        group: String,
+        /// Table size.
+        max: u32,
+    },
     /// Every consumer table entry is taken.
     #[error("ring {name:?} already has its maximum of {max} consumers attached")]
     TooManyConsumers {
@@ -107,21 +119,63 @@ pub enum PoolError {
     },
 }
 
-/// Options shared by producers and consumers.
+/// What the producer does when no slot is free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backpressure {
+    /// Wait for a consumer to return one: lossless.
+    #[default]
+    Block,
+    /// Withdraw the oldest published frame nobody is reading and reuse its
+    /// slot: for live sources that must never be slowed down.
+    DropOldest,
+}
+
+/// Options of producers and consumers.
 #[derive(Debug, Clone)]
 pub struct RingOptions {
     /// Mode of a created segment (default 0600).
     pub mode: u32,
     /// How to wait for frames or free slots.
     pub wait: WaitStrategy,
+    /// Producer: what to do when no slot is free.
+    pub backpressure: Backpressure,
+    /// Producer: groups declared up front (default `["default"]`): they
+    /// receive every frame, with or without consumers.
+    pub groups: Vec<String>,
+    /// Consumer: the group to join (default `default`).
+    pub group: String,
+    /// Consumer: skip to the newest frame on each take.
+    pub latest: bool,
 }
+
+/// The name of the group consumers join unless told otherwise.
+pub const DEFAULT_GROUP: &str = "default";
 
 impl Default for RingOptions {
     fn default() -> Self {
         Self {
             mode: 0o600,
             wait: WaitStrategy::default(),
+            backpressure: Backpressure::Block,
+            groups: vec![DEFAULT_GROUP.to_string()],
+            group: DEFAULT_GROUP.to_string(),
+            latest: false,
         }
+    }
+}
+
+/// Checks a group name: 1 to [`GROUP_NAME_MAX`] bytes of ASCII letters,
+/// digits, `_`, `-` or `.`.
+pub fn valid_group_name(name: &str) -> Result<(), PoolError> {
+    let ok = !name.is_empty()
+        && name.len() <= GROUP_NAME_MAX
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(PoolError::BadGroupName { group: name.into() })
     }
 }
 
@@ -151,8 +205,8 @@ pub struct FrameInfo {
     pub redeliveries: u32,
     /// Index of the slot that holds it.
     pub slot: u32,
-    name: [u8; NAME_MAX],
-    name_len: usize,
+    pub(crate) name: [u8; NAME_MAX],
+    pub(crate) name_len: usize,
 }
 
 impl FrameInfo {
@@ -162,687 +216,61 @@ impl FrameInfo {
     }
 }
 
-fn ring_corrupt(seg: &Segment, source: Corrupt) -> PoolError {
+pub(crate) fn ring_corrupt(seg: &Segment, source: Corrupt) -> PoolError {
     PoolError::Corrupt {
         name: seg.name().to_string(),
         source,
     }
 }
 
-fn ready_queue(seg: &Segment) -> ReadyQueue<'_> {
-    ReadyQueue::new(seg.ready_ctrl(), seg.ready_cells(), seg.slot_states())
+/// Group `g`'s ready queue (`g` below `max_groups`, else a panic).
+pub(crate) fn group_queue(seg: &Segment, g: usize) -> ReadyQueue<'_> {
+    ReadyQueue::new(&seg.groups()[g].ready, seg.ready_cells(g), seg.claims(g))
 }
 
-fn return_queue(seg: &Segment, consumer: usize) -> ReturnQueue<'_> {
+pub(crate) fn return_queue(seg: &Segment, consumer: usize) -> ReturnQueue<'_> {
     ReturnQueue::new(&seg.consumers()[consumer].ret, seg.return_cells(consumer))
 }
 
-fn store_name(words: &[AtomicU64], name: &[u8]) -> usize {
+/// A return-queue cell: the group in the high half, the slot in the low.
+pub(crate) fn pack_return(group: u8, slot: u32) -> u32 {
+    ((group as u32) << 16) | (slot & 0xffff)
+}
+
+/// The inverse of [`pack_return`] (unchecked: callers validate both).
+pub(crate) fn unpack_return(v: u32) -> (usize, usize) {
+    ((v >> 16) as usize, (v & 0xffff) as usize)
+}
+
+/// Reads a NUL-padded name written by [`store_name`].
+pub(crate) fn load_name(words: &[AtomicU64]) -> ([u8; GROUP_NAME_MAX], usize) {
+    let mut out = [0u8; GROUP_NAME_MAX];
+    for (i, w) in words.iter().enumerate().take(GROUP_NAME_MAX / 8) {
+        out[i * 8..i * 8 + 8].copy_from_slice(&w.load(Ordering::Relaxed).to_ne_bytes());
+    }
+    let len = out.iter().position(|&b| b == 0).unwrap_or(GROUP_NAME_MAX);
+    (out, len)
+}
+
+pub(crate) fn store_name(words: &[AtomicU64], name: &[u8]) -> usize {
     let len = name.len().min(words.len() * 8);
     for (i, w) in words.iter().enumerate() {
         let mut b = [0u8; 8];
         let lo = (i * 8).min(len);
         let hi = (i * 8 + 8).min(len);
         b[..hi - lo].copy_from_slice(&name[lo..hi]);
+        // Every word, so a shorter name leaves no bytes of a longer one.
         w.store(u64::from_ne_bytes(b), Ordering::Relaxed);
-        if hi == len {
-            break;
-        }
     }
     len
-}
-
-/// The single writer of a ring.
-#[derive(Debug)]
-pub struct Producer {
-    seg: Arc<Segment>,
-    free: Vec<u32>,
-    wait: WaitStrategy,
-    last_reap: Instant,
-    /// CLOCK_MONOTONIC ns at which a busy producer next looks for dead
-    /// consumers (compared with the publish timestamp it reads anyway).
-    next_reap_ns: u64,
-    redelivered: u64,
-    bad_returns: u64,
-    /// Consumer entries whose return queue held garbage (bit per entry).
-    quarantined: u64,
-}
-
-/// A slot the producer owns and may fill. Publish it with
-/// [`Producer::publish`] or give it back with [`Producer::discard`]. It can be
-/// sent to another thread (e.g. a decoder) while the producer keeps working.
-#[derive(Debug)]
-pub struct WriteSlot {
-    seg: Arc<Segment>,
-    index: u32,
-}
-
-impl WriteSlot {
-    /// The slot's index in the pool.
-    pub fn index(&self) -> u32 {
-        self.index
-    }
-
-    /// The frame's bytes, H×W×C row-major, to fill in place.
-    pub fn data_mut(&mut self) -> &mut [u8] {
-        // SAFETY: a WriteSlot is created only by `Producer::acquire` for a
-        // slot taken out of the producer's free pool (state WRITING), is not
-        // Clone, and is consumed by `publish`/`discard`; so it is the only
-        // handle to this slot, no consumer holds the slot, and `&mut self`
-        // makes the returned slice unique.
-        unsafe { self.seg.frame_mut(self.index) }
-    }
-
-    /// The frame's bytes.
-    pub fn data(&self) -> &[u8] {
-        // SAFETY: as in `data_mut`; `&self` rules out a live `&mut` slice.
-        unsafe { self.seg.frame(self.index) }
-    }
-}
-
-impl Producer {
-    /// Creates the ring `name` and becomes its producer. A segment of that
-    /// name left by a dead producer is reclaimed; one whose producer is alive
-    /// is refused with [`PoolError::InUse`].
-    pub fn create(name: &str, shape: Shape, opts: &RingOptions) -> Result<Producer, PoolError> {
-        let seg = match Segment::create(name, shape, opts.mode) {
-            Ok(seg) => seg,
-            Err(SegmentError::Exists { .. }) => {
-                Self::reclaim_stale(name)?;
-                Segment::create(name, shape, opts.mode)?
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let me = ProcessId::current();
-        let h = seg.header();
-        h.producer_start_ticks
-            .store(me.start_ticks, Ordering::Relaxed);
-        h.producer_pid.store(me.pid, Ordering::Release);
-        h.flags.store(FLAG_RUNNING, Ordering::Release);
-        let free = (0..shape.slots).rev().collect();
-        Ok(Producer {
-            seg: Arc::new(seg),
-            free,
-            wait: opts.wait,
-            last_reap: Instant::now(),
-            next_reap_ns: 0,
-            redelivered: 0,
-            bad_returns: 0,
-            quarantined: 0,
-        })
-    }
-
-    fn reclaim_stale(name: &str) -> Result<(), PoolError> {
-        let deadline = Instant::now() + Duration::from_secs(2);
-        loop {
-            match Segment::open(name) {
-                Ok(old) => {
-                    let h = old.header();
-                    let owner = ProcessId {
-                        pid: h.producer_pid.load(Ordering::Acquire),
-                        start_ticks: h.producer_start_ticks.load(Ordering::Relaxed),
-                    };
-                    if owner.pid != 0 && owner.is_alive() {
-                        return Err(PoolError::InUse {
-                            name: name.into(),
-                            pid: owner.pid,
-                        });
-                    }
-                    tracing::warn!(
-                        ring = name,
-                        pid = owner.pid,
-                        "reclaiming a ring left behind by a dead producer"
-                    );
-                    break;
-                }
-                Err(SegmentError::NotReady { .. }) if Instant::now() < deadline => {
-                    // Maybe another producer is creating it right now.
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                Err(SegmentError::NotReady { .. }) => {
-                    tracing::warn!(
-                        ring = name,
-                        "reclaiming a ring whose creator never finished initialising it"
-                    );
-                    break;
-                }
-                Err(SegmentError::NotFound { .. }) => return Ok(()),
-                Err(e) => return Err(e.into()),
-            }
-        }
-        match Segment::unlink(name) {
-            Ok(()) | Err(SegmentError::NotFound { .. }) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// The segment.
-    pub fn segment(&self) -> &Arc<Segment> {
-        &self.seg
-    }
-
-    /// Frames re-published because their consumer died.
-    pub fn redelivered(&self) -> u64 {
-        self.redelivered
-    }
-
-    /// Slots currently in the producer's hands (free pool).
-    pub fn free_slots(&self) -> usize {
-        self.free.len()
-    }
-
-    /// Collects returned slots from every consumer's return queue.
-    fn collect(&mut self) -> usize {
-        let seg = &*self.seg;
-        let states = seg.slot_states();
-        let mut got = 0;
-        for c in 0..seg.geometry().max_consumers as usize {
-            if self.quarantined & (1 << c) != 0 {
-                continue;
-            }
-            let q = return_queue(seg, c);
-            if q.is_empty() {
-                continue;
-            }
-            let free = &mut self.free;
-            let bad = &mut self.bad_returns;
-            let drained = q.drain(|s| match states.get(s as usize) {
-                Some(w)
-                    if matches!(
-                        SlotState::decode(w.load(Ordering::Acquire)),
-                        Some(SlotState::Reading { owner, .. }) if owner as usize == c
-                    ) =>
-                {
-                    // We own it again; nobody else writes this word now.
-                    w.store(SlotState::Free.encode(), Ordering::Relaxed);
-                    free.push(s);
-                }
-                _ => {
-                    *bad += 1;
-                    tracing::warn!(consumer = c, slot = s, "ignoring a bogus slot return");
-                }
-            });
-            match drained {
-                Ok(n) => got += n,
-                Err(e) => {
-                    // A misbehaving consumer must not stop the ring: ignore its
-                    // queue; the slots it holds come back when it exits or dies.
-                    self.quarantined |= 1 << c;
-                    tracing::error!(consumer = c, error = %e, "ignoring a consumer whose return queue is corrupt");
-                }
-            }
-        }
-        got
-    }
-
-    /// Re-publishes the frames of consumers that died, and frees their table
-    /// entries. Returns the number of frames re-published.
-    pub fn reap_dead_consumers(&mut self) -> Result<u64, PoolError> {
-        self.last_reap = Instant::now();
-        let seg = self.seg.clone();
-        let mut total = 0;
-        for (c, entry) in seg.consumers().iter().enumerate() {
-            let owner = entry.owner.load(Ordering::Acquire);
-            if owner == 0 || ProcessId::owner_word_alive(owner) {
-                continue;
-            }
-            // Whatever it handed back before dying is free.
-            self.collect();
-            let mut n = 0;
-            for (s, w) in seg.slot_states().iter().enumerate() {
-                if matches!(SlotState::decode(w.load(Ordering::Acquire)),
-                    Some(SlotState::Reading { owner, .. }) if owner as usize == c)
-                {
-                    let meta = &seg.slot_meta()[s];
-                    meta.redeliveries.fetch_add(1, Ordering::Relaxed);
-                    ready_queue(&seg)
-                        .push(s as u32)
-                        .map_err(|e| ring_corrupt(&seg, e))?;
-                    n += 1;
-                }
-            }
-            if self.quarantined & (1 << c) != 0 {
-                // Give the next owner of the entry a clean return queue.
-                entry.ret.tail.store(0, Ordering::Relaxed);
-                entry.ret.head.store(0, Ordering::Relaxed);
-                self.quarantined &= !(1 << c);
-            }
-            // Release: our slot-word and queue updates happen before the
-            // entry is reused.
-            entry.owner.store(0, Ordering::Release);
-            if n > 0 {
-                seg.header().ready_event.notify();
-            }
-            tracing::warn!(
-                consumer = c,
-                pid = owner as u32,
-                frames = n,
-                "consumer died; its frames were published again"
-            );
-            total += n;
-        }
-        self.redelivered += total;
-        seg.header().redelivered.fetch_add(total, Ordering::Relaxed);
-        Ok(total)
-    }
-
-    /// Takes a free slot to fill, waiting up to `timeout` for consumers to
-    /// return one. `Ok(None)` on timeout.
-    pub fn acquire(&mut self, timeout: Duration) -> Result<Option<WriteSlot>, PoolError> {
-        if self.free.is_empty() {
-            self.collect();
-        }
-        // Read the clock only when there is something to wait for.
-        let deadline = if self.free.is_empty() {
-            Instant::now() + timeout
-        } else {
-            self.last_reap
-        };
-        while self.free.is_empty() {
-            // Dead consumers are looked for at most every REAP_EVERY: it
-            // reads /proc, far too slow for every failed attempt.
-            if self.last_reap.elapsed() >= REAP_EVERY {
-                self.reap_dead_consumers()?;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Ok(None);
-            }
-            let seg = self.seg.clone();
-            let slice = PEER_CHECK.min(deadline - now);
-            seg.header()
-                .free_event
-                .wait_until(self.wait, slice, || (self.collect() > 0).then_some(()));
-        }
-        let index = self.free.pop().expect("free pool is not empty here");
-        self.seg.slot_states()[index as usize]
-            .store(SlotState::Writing.encode(), Ordering::Relaxed);
-        Ok(Some(WriteSlot {
-            seg: self.seg.clone(),
-            index,
-        }))
-    }
-
-    /// Gives a slot back unpublished (e.g. its input could not be decoded).
-    pub fn discard(&mut self, slot: WriteSlot) {
-        self.seg.slot_states()[slot.index as usize]
-            .store(SlotState::Free.encode(), Ordering::Relaxed);
-        self.free.push(slot.index);
-    }
-
-    /// Publishes a filled slot; returns its sequence number.
-    pub fn publish(&mut self, slot: WriteSlot, meta: &FrameMeta<'_>) -> Result<u64, PoolError> {
-        let seg = &*self.seg;
-        let h = seg.header();
-        // Only the producer writes `published`.
-        let seq = h.published.load(Ordering::Relaxed);
-        let m = &seg.slot_meta()[slot.index as usize];
-        // Relaxed: published by the Release store of the slot word in `push`.
-        m.seq.store(seq, Ordering::Relaxed);
-        m.src_width.store(meta.src_width, Ordering::Relaxed);
-        m.src_height.store(meta.src_height, Ordering::Relaxed);
-        m.redeliveries.store(0, Ordering::Relaxed);
-        let len = store_name(&m.name, meta.name);
-        m.name_len.store(len as u32, Ordering::Relaxed);
-        let now_ns = monotonic_ns();
-        m.publish_ns.store(now_ns, Ordering::Relaxed);
-        ready_queue(seg)
-            .push(slot.index)
-            .map_err(|e| ring_corrupt(seg, e))?;
-        h.published.store(seq + 1, Ordering::Release);
-        h.ready_event.notify();
-        if now_ns >= self.next_reap_ns {
-            self.next_reap_ns = now_ns + REAP_EVERY.as_nanos() as u64;
-            if self.last_reap.elapsed() >= REAP_EVERY {
-                self.reap_dead_consumers()?;
-            }
-        }
-        Ok(seq)
-    }
-
-    /// Counts an input the producer skipped (shown by inspection tools).
-    pub fn note_skipped(&self) {
-        self.seg.header().skipped.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Frames published so far.
-    pub fn published(&self) -> u64 {
-        self.seg.header().published.load(Ordering::Relaxed)
-    }
-
-    /// Signals end of stream: consumers finish what is queued and exit.
-    pub fn finish(&mut self) {
-        let h = self.seg.header();
-        // Release: every publish happens before a consumer sees the flag.
-        h.flags.fetch_or(FLAG_END_OF_STREAM, Ordering::Release);
-        h.ready_event.notify();
-    }
-
-    /// After [`finish`](Self::finish): waits until every published frame was
-    /// consumed and returned (re-publishing those of consumers that die), or
-    /// `timeout` passes. Returns whether the ring drained.
-    pub fn drain(&mut self, timeout: Option<Duration>) -> Result<bool, PoolError> {
-        let slots = self.seg.geometry().slots as usize;
-        let start = Instant::now();
-        let mut last_log = Instant::now();
-        loop {
-            self.collect();
-            if self.free.len() >= slots {
-                let h = self.seg.header();
-                h.flags.fetch_or(FLAG_DRAINED, Ordering::Release);
-                h.ready_event.notify();
-                return Ok(true);
-            }
-            if timeout.is_some_and(|t| start.elapsed() >= t) {
-                return Ok(false);
-            }
-            if last_log.elapsed() >= Duration::from_secs(5) {
-                last_log = Instant::now();
-                tracing::info!(
-                    outstanding = slots - self.free.len(),
-                    "waiting for consumers to finish the queued frames"
-                );
-            }
-            let seg = self.seg.clone();
-            seg.header()
-                .free_event
-                .wait_until(WaitStrategy::FUTEX, PEER_CHECK, || {
-                    (!seg.consumers().iter().all(|c| c.ret.is_empty())).then_some(())
-                });
-            self.reap_dead_consumers()?;
-        }
-    }
-
-    /// Removes the ring's name from /dev/shm. Attached consumers keep their
-    /// mapping until they exit.
-    pub fn unlink(&self) -> Result<(), PoolError> {
-        Segment::unlink(self.seg.name())?;
-        Ok(())
-    }
-}
-
-impl Drop for Producer {
-    fn drop(&mut self) {
-        let h = self.seg.header();
-        h.flags.fetch_and(!FLAG_RUNNING, Ordering::Release);
-        h.ready_event.notify();
-    }
-}
-
-/// What [`Consumer::take`] found.
-#[derive(Debug)]
-pub enum Take<'a> {
-    /// A frame, borrowed in place; dropping it hands the slot back.
-    Frame(Frame<'a>),
-    /// Nothing arrived within the timeout.
-    Timeout,
-    /// The producer finished and every frame has been consumed.
-    EndOfStream,
-    /// The producer died and the queue is empty.
-    ProducerGone {
-        /// The dead producer's pid.
-        pid: u32,
-    },
-}
-
-/// One consumer of a ring. Not `Sync`: one thread takes frames.
-#[derive(Debug)]
-pub struct Consumer {
-    seg: Arc<Segment>,
-    index: u8,
-    wait: WaitStrategy,
-    frames: Cell<u64>,
-}
-
-/// A frame taken from the ring, read in place. Dropping it returns the slot.
-#[derive(Debug)]
-pub struct Frame<'a> {
-    consumer: &'a Consumer,
-    info: FrameInfo,
-    data: &'a [u8],
-}
-
-impl Frame<'_> {
-    /// The pixels: H×W×C bytes, row-major, in the shared segment.
-    pub fn data(&self) -> &[u8] {
-        self.data
-    }
-
-    /// The frame's metadata.
-    pub fn info(&self) -> &FrameInfo {
-        &self.info
-    }
-}
-
-impl Drop for Frame<'_> {
-    fn drop(&mut self) {
-        self.consumer.release(self.info.slot);
-    }
-}
-
-impl Consumer {
-    /// Attaches to the ring `name` and registers in its consumer table. With
-    /// `expect = Some((h, w, c))`, refuses a ring of another frame shape.
-    pub fn attach(
-        name: &str,
-        expect: Option<(u32, u32, u32)>,
-        opts: &RingOptions,
-    ) -> Result<Consumer, PoolError> {
-        let seg = Segment::open(name)?;
-        let g = *seg.geometry();
-        if let Some((h, w, c)) = expect {
-            if (h, w, c) != (g.height, g.width, g.channels) {
-                return Err(PoolError::ShapeMismatch {
-                    name: name.into(),
-                    ring_h: g.height,
-                    ring_w: g.width,
-                    ring_c: g.channels,
-                    want_h: h,
-                    want_w: w,
-                    want_c: c,
-                });
-            }
-        }
-        let me = ProcessId::current();
-        let word = me.owner_word();
-        let index = seg
-            .consumers()
-            .iter()
-            .position(|e| {
-                // AcqRel: acquires the producer's release when it freed the
-                // entry of a dead consumer (its slot words are settled).
-                e.owner
-                    .compare_exchange(0, word, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-            })
-            .ok_or(PoolError::TooManyConsumers {
-                name: name.into(),
-                max: g.max_consumers,
-            })?;
-        let e = &seg.consumers()[index];
-        e.start_ticks.store(me.start_ticks, Ordering::Relaxed);
-        e.pid.store(me.pid, Ordering::Relaxed);
-        e.frames.store(0, Ordering::Relaxed);
-        e.heartbeat_ns.store(monotonic_ns(), Ordering::Relaxed);
-        Ok(Consumer {
-            seg: Arc::new(seg),
-            index: index as u8,
-            wait: opts.wait,
-            frames: Cell::new(0),
-        })
-    }
-
-    /// Like [`attach`](Self::attach), but waits up to `timeout` for the ring
-    /// to appear (a consumer may start before its producer).
-    pub fn attach_wait(
-        name: &str,
-        expect: Option<(u32, u32, u32)>,
-        opts: &RingOptions,
-        timeout: Duration,
-    ) -> Result<Consumer, PoolError> {
-        let deadline = Instant::now() + timeout;
-        let mut logged = false;
-        loop {
-            match Self::attach(name, expect, opts) {
-                Err(PoolError::Segment(
-                    SegmentError::NotFound { .. } | SegmentError::NotReady { .. },
-                )) if Instant::now() < deadline => {
-                    if !logged {
-                        tracing::info!(ring = name, "waiting for the ring to appear");
-                        logged = true;
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                r => return r,
-            }
-        }
-    }
-
-    /// The segment.
-    pub fn segment(&self) -> &Arc<Segment> {
-        &self.seg
-    }
-
-    /// This consumer's index in the consumer table.
-    pub fn index(&self) -> u8 {
-        self.index
-    }
-
-    /// Frames taken so far.
-    pub fn frames(&self) -> u64 {
-        self.frames.get()
-    }
-
-    fn try_take(&self) -> Result<Option<Frame<'_>>, PoolError> {
-        let seg = &*self.seg;
-        let Some((slot, _pos)) = ready_queue(seg)
-            .take(self.index)
-            .map_err(|e| ring_corrupt(seg, e))?
-        else {
-            return Ok(None);
-        };
-        // `slot` was bounds-checked by the queue against the slot words.
-        let m = &seg.slot_meta()[slot as usize];
-        let mut name = [0u8; NAME_MAX];
-        let name_len = (m.name_len.load(Ordering::Relaxed) as usize).min(NAME_MAX);
-        for (i, w) in m.name.iter().enumerate().take(name_len.div_ceil(8)) {
-            name[i * 8..i * 8 + 8].copy_from_slice(&w.load(Ordering::Relaxed).to_ne_bytes());
-        }
-        let info = FrameInfo {
-            seq: m.seq.load(Ordering::Relaxed),
-            publish_ns: m.publish_ns.load(Ordering::Relaxed),
-            src_width: m.src_width.load(Ordering::Relaxed),
-            src_height: m.src_height.load(Ordering::Relaxed),
-            redeliveries: m.redeliveries.load(Ordering::Relaxed),
-            slot,
-            name,
-            name_len,
-        };
-        // SAFETY: our claim CAS set the slot word to READING(us); conforming
-        // processes do not write the frame until we return it, which happens
-        // only when the Frame (which borrows this slice) is dropped.
-        let data = unsafe { seg.frame(slot) };
-        let n = self.frames.get() + 1;
-        self.frames.set(n);
-        let e = &seg.consumers()[self.index as usize];
-        e.frames.store(n, Ordering::Relaxed);
-        if n % 64 == 0 {
-            // A busy consumer's sign of life, for status displays.
-            e.heartbeat_ns.store(monotonic_ns(), Ordering::Relaxed);
-        }
-        Ok(Some(Frame {
-            consumer: self,
-            info,
-            data,
-        }))
-    }
-
-    /// Takes the next frame, waiting up to `timeout`.
-    pub fn take(&self, timeout: Duration) -> Result<Take<'_>, PoolError> {
-        if let Some(f) = self.try_take()? {
-            return Ok(Take::Frame(f));
-        }
-        let seg = self.seg.clone();
-        let h = seg.header();
-        let deadline = Instant::now() + timeout;
-        loop {
-            let slice = PEER_CHECK.min(deadline.saturating_duration_since(Instant::now()));
-            let mut err = None;
-            let got = h.ready_event.wait_until(self.wait, slice, || {
-                match self.try_take() {
-                    Ok(Some(f)) => return Some(Some(f)),
-                    Ok(None) => {}
-                    Err(e) => {
-                        err = Some(e);
-                        return Some(None);
-                    }
-                }
-                // Acquire: every publish happens before the flags we see.
-                let flags = h.flags.load(Ordering::Acquire);
-                (flags & FLAG_DRAINED != 0).then_some(None)
-            });
-            if let Some(e) = err {
-                return Err(e);
-            }
-            match got {
-                Some(Some(f)) => return Ok(Take::Frame(f)),
-                Some(None) => {
-                    // Drained: a last look, then done.
-                    return Ok(match self.try_take()? {
-                        Some(f) => Take::Frame(f),
-                        None => Take::EndOfStream,
-                    });
-                }
-                None => {}
-            }
-            let e = &seg.consumers()[self.index as usize];
-            e.heartbeat_ns.store(monotonic_ns(), Ordering::Relaxed);
-            let producer = ProcessId {
-                pid: h.producer_pid.load(Ordering::Acquire),
-                start_ticks: h.producer_start_ticks.load(Ordering::Relaxed),
-            };
-            if !producer.is_alive() {
-                if let Some(f) = self.try_take()? {
-                    return Ok(Take::Frame(f));
-                }
-                let flags = h.flags.load(Ordering::Acquire);
-                return Ok(if flags & FLAG_END_OF_STREAM != 0 {
-                    Take::EndOfStream
-                } else {
-                    Take::ProducerGone { pid: producer.pid }
-                });
-            }
-            if Instant::now() >= deadline {
-                return Ok(Take::Timeout);
-            }
-        }
-    }
-
-    fn release(&self, slot: u32) {
-        let seg = &*self.seg;
-        if let Err(e) = return_queue(seg, self.index as usize).push(slot) {
-            // Only garbage in the segment gets here; the slot stays marked as
-            // ours and the producer's recovery will find it when we exit.
-            tracing::error!(ring = seg.name(), error = %e, "could not return a slot");
-            return;
-        }
-        seg.header().free_event.notify();
-    }
-}
-
-impl Drop for Consumer {
-    fn drop(&mut self) {
-        // Every Frame borrowed `self`, so all slots are returned by now.
-        let e = &self.seg.consumers()[self.index as usize];
-        // Release: our returns happen before the entry is reused.
-        e.owner.store(0, Ordering::Release);
-        self.seg.header().free_event.notify();
-    }
 }
 
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use crate::layout::Shape;
+    use crate::process::ProcessId;
+    use std::time::Duration;
 
     fn shape(slots: u32) -> Shape {
         Shape {
@@ -851,6 +279,7 @@ mod tests {
             width: 8,
             channels: 3,
             max_consumers: 4,
+            max_groups: 4,
         }
     }
 
@@ -905,7 +334,7 @@ mod tests {
     #[test]
     fn shape_mismatch_and_full_table_are_refused() {
         let n = name("refuse");
-        let p = Producer::create(&n, shape(2), &RingOptions::default()).unwrap();
+        let mut p = Producer::create(&n, shape(2), &RingOptions::default()).unwrap();
         assert!(matches!(
             Consumer::attach(&n, Some((4, 8, 1)), &RingOptions::default()),
             Err(PoolError::ShapeMismatch { .. })
@@ -918,6 +347,8 @@ mod tests {
             Err(PoolError::TooManyConsumers { .. })
         ));
         drop(held);
+        // The producer frees the entries of consumers that left.
+        p.service().unwrap();
         Consumer::attach(&n, None, &RingOptions::default()).unwrap();
         // A second producer on a live ring is refused, naming us.
         match Producer::create(&n, shape(2), &RingOptions::default()) {
@@ -947,6 +378,7 @@ mod tests {
         // A consumer takes two frames, then "dies": we forge its identity to
         // that of a process that has exited.
         let victim = Consumer::attach(&n, None, &RingOptions::default()).unwrap();
+        p.service().unwrap();
         let (a, b) = match (
             victim.take(Duration::ZERO).unwrap(),
             victim.take(Duration::ZERO).unwrap(),
@@ -971,6 +403,7 @@ mod tests {
         assert_eq!(p.reap_dead_consumers().unwrap(), 1);
         assert_eq!(p.segment().consumers()[0].owner.load(Ordering::Relaxed), 0);
         let c = Consumer::attach(&n, None, &RingOptions::default()).unwrap();
+        p.service().unwrap();
         let mut seen = vec![];
         while let Take::Frame(f) = c.take(Duration::from_millis(50)).unwrap() {
             seen.push((f.info().seq, f.info().redeliveries, f.data()[0]));
@@ -1001,7 +434,220 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
-        assert_eq!(p.quarantined, 1 << bad.index());
+        assert_eq!(p.quarantined(), 1 << bad.index());
+        p.unlink().unwrap();
+    }
+
+    fn opts(groups: &[&str], backpressure: Backpressure) -> RingOptions {
+        RingOptions {
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            backpressure,
+            ..RingOptions::default()
+        }
+    }
+
+    fn joining(group: &str, latest: bool) -> RingOptions {
+        RingOptions {
+            group: group.into(),
+            latest,
+            ..RingOptions::default()
+        }
+    }
+
+    fn put(p: &mut Producer, fill: u8) -> Option<u64> {
+        let mut s = p.acquire(Duration::from_millis(50)).unwrap()?;
+        s.data_mut().fill(fill);
+        Some(
+            p.publish(s, &FrameMeta { src_width: 8, src_height: 4, name: b"g" })
+                .unwrap(),
+        )
+    }
+
+    fn seq_of(c: &Consumer) -> Option<u64> {
+        match c.take(Duration::from_millis(20)).unwrap() {
+            Take::Frame(f) => {
+                assert!(f.data().iter().all(|&b| b == (f.info().seq % 251) as u8));
+                Some(f.info().seq)
+            }
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn every_group_gets_every_frame_and_its_consumers_share_them() {
+        let n = name("groups");
+        let mut p = Producer::create(&n, shape(4), &opts(&["a", "b"], Backpressure::Block)).unwrap();
+        let readers: Vec<_> = ["a", "a", "b"]
+            .into_iter()
+            .map(|g| {
+                let n = n.clone();
+                std::thread::spawn(move || {
+                    let c = Consumer::attach(&n, None, &joining(g, false)).unwrap();
+                    let mut seen = vec![];
+                    loop {
+                        match c.take(Duration::from_secs(10)).unwrap() {
+                            Take::Frame(f) => {
+                                let seq = f.info().seq;
+                                assert!(f.data().iter().all(|&b| b == (seq % 251) as u8));
+                                seen.push(seq);
+                            }
+                            Take::EndOfStream => return (g, seen),
+                            other => panic!("{other:?}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for i in 0..3000u64 {
+            let mut s = p.acquire(Duration::from_secs(10)).unwrap().unwrap();
+            s.data_mut().fill((i % 251) as u8);
+            p.publish(s, &FrameMeta { src_width: 8, src_height: 4, name: b"x" })
+                .unwrap();
+        }
+        p.finish();
+        assert!(p.drain(Some(Duration::from_secs(10))).unwrap());
+        let mut a = vec![];
+        let mut b = vec![];
+        for r in readers {
+            let (g, seen) = r.join().unwrap();
+            if g == "a" { a.extend(seen) } else { b.extend(seen) }
+        }
+        a.sort_unstable();
+        let all: Vec<u64> = (0..3000).collect();
+        assert_eq!(a, all, "group a: each frame exactly once");
+        assert_eq!(b, all, "group b: each frame exactly once, in order");
+        assert_eq!(p.free_slots(), 4);
+        assert_eq!(p.dropped(), 0);
+        p.unlink().unwrap();
+    }
+
+    #[test]
+    fn an_ad_hoc_group_starts_at_the_next_frame_and_stops_holding_slots_when_it_leaves() {
+        let n = name("adhoc");
+        let mut p = Producer::create(&n, shape(4), &opts(&["main"], Backpressure::Block)).unwrap();
+        let main = Consumer::attach(&n, None, &joining("main", false)).unwrap();
+        assert_eq!(put(&mut p, 0), Some(0));
+        assert_eq!(put(&mut p, 1), Some(1));
+        let preview = Consumer::attach(&n, None, &joining("preview", false)).unwrap();
+        p.service().unwrap();
+        assert_eq!(p.subscribed_groups(), 2);
+        assert_eq!(put(&mut p, 2), Some(2));
+        // The new group sees frame 2 only; the declared one sees them all.
+        assert_eq!(seq_of(&preview), Some(2));
+        assert_eq!(seq_of(&preview), None);
+        assert_eq!((seq_of(&main), seq_of(&main), seq_of(&main)), (Some(0), Some(1), Some(2)));
+        assert_eq!(put(&mut p, 3), Some(3));
+        assert_eq!(put(&mut p, 4), Some(4));
+        // The preview leaves without taking 3 and 4; main takes them: the
+        // slots come back although the preview never returned them.
+        drop(preview);
+        p.service().unwrap();
+        assert_eq!(p.subscribed_groups(), 1);
+        assert_eq!((seq_of(&main), seq_of(&main)), (Some(3), Some(4)));
+        p.finish();
+        assert!(p.drain(Some(Duration::from_secs(2))).unwrap());
+        // What the preview never took counts as its drops.
+        let preview = p.group_reports().into_iter().find(|g| g.name == "preview");
+        assert_eq!(
+            preview,
+            Some(GroupReport { name: "preview".into(), dropped: 2, declared: false })
+        );
+        p.unlink().unwrap();
+    }
+
+    #[test]
+    fn block_with_no_group_waits_for_a_subscriber() {
+        let n = name("nogroup");
+        let mut p = Producer::create(&n, shape(2), &opts(&[], Backpressure::Block)).unwrap();
+        assert!(p.acquire(Duration::from_millis(30)).unwrap().is_none());
+        let c = Consumer::attach(&n, None, &joining("late", false)).unwrap();
+        assert_eq!(put(&mut p, 0), Some(0));
+        assert_eq!(seq_of(&c), Some(0));
+        p.unlink().unwrap();
+    }
+
+    #[test]
+    fn drop_oldest_keeps_the_newest_and_never_takes_a_frame_being_read() {
+        let n = name("dropold");
+        let mut p =
+            Producer::create(&n, shape(4), &opts(&["default"], Backpressure::DropOldest)).unwrap();
+        let c = Consumer::attach(&n, None, &RingOptions::default()).unwrap();
+        assert_eq!(put(&mut p, 0), Some(0));
+        let held = match c.take(Duration::from_millis(50)).unwrap() {
+            Take::Frame(f) => f,
+            other => panic!("{other:?}"),
+        };
+        // The producer never waits: 20 more frames into 3 remaining slots.
+        for i in 1..=20u64 {
+            assert_eq!(put(&mut p, (i % 251) as u8), Some(i));
+        }
+        // The frame being read was not touched.
+        assert_eq!(held.info().seq, 0);
+        assert!(held.data().iter().all(|&b| b == 0));
+        drop(held);
+        assert_eq!(p.dropped(), 17);
+        assert_eq!(c.group_dropped(), 17);
+        let rest: Vec<_> = std::iter::from_fn(|| seq_of(&c)).collect();
+        assert_eq!(rest, vec![18, 19, 20], "the newest frames survive");
+        p.unlink().unwrap();
+    }
+
+    #[test]
+    fn drop_oldest_with_a_consumer_that_never_takes_keeps_going() {
+        // Stale queue entries would fill the group's queue if nothing
+        // cleared them; the producer evicts them.
+        let n = name("dropidle");
+        let mut p =
+            Producer::create(&n, shape(2), &opts(&["default"], Backpressure::DropOldest)).unwrap();
+        let c = Consumer::attach(&n, None, &RingOptions::default()).unwrap();
+        for i in 0..1000u64 {
+            assert_eq!(put(&mut p, (i % 251) as u8), Some(i));
+        }
+        assert_eq!(p.dropped(), 998);
+        let rest: Vec<_> = std::iter::from_fn(|| seq_of(&c)).collect();
+        assert_eq!(rest, vec![998, 999]);
+        p.unlink().unwrap();
+    }
+
+    #[test]
+    fn latest_skips_to_the_newest_frame_and_returns_the_rest() {
+        let n = name("latest");
+        let mut p = Producer::create(&n, shape(4), &opts(&["default"], Backpressure::Block)).unwrap();
+        let c = Consumer::attach(&n, None, &joining("default", true)).unwrap();
+        for i in 0..3u8 {
+            put(&mut p, i).unwrap();
+        }
+        assert_eq!(seq_of(&c), Some(2));
+        assert_eq!(c.skipped(), 2);
+        // Every slot is back with the producer.
+        p.finish();
+        assert!(p.drain(Some(Duration::from_secs(2))).unwrap());
+        p.unlink().unwrap();
+    }
+
+    #[test]
+    fn a_dead_consumer_of_an_ad_hoc_group_releases_its_slots() {
+        let n = name("adhocdead");
+        let mut p = Producer::create(&n, shape(2), &opts(&[], Backpressure::Block)).unwrap();
+        let victim = Consumer::attach(&n, None, &joining("tmp", false)).unwrap();
+        put(&mut p, 0).unwrap();
+        put(&mut p, 1).unwrap();
+        let f = match victim.take(Duration::from_millis(50)).unwrap() {
+            Take::Frame(f) => f,
+            other => panic!("{other:?}"),
+        };
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = ProcessId::of(child.id());
+        child.wait().unwrap();
+        let dead = dead.unwrap_or(ProcessId { pid: u32::MAX - 7, start_ticks: 1 });
+        p.segment().consumers()[victim.index() as usize]
+            .owner
+            .store(dead.owner_word(), Ordering::Release);
+        std::mem::forget(f);
+        std::mem::forget(victim);
+        assert_eq!(p.reap_dead_consumers().unwrap(), 0, "nobody to redeliver to");
+        assert_eq!(p.free_slots(), 2);
+        assert_eq!(p.subscribed_groups(), 0);
         p.unlink().unwrap();
     }
 }

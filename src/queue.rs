@@ -230,6 +230,99 @@ impl<'a> ReadyQueue<'a> {
         Err(Corrupt("no progress"))
     }
 
+    /// Producer side: withdraws the frame in `slot` from this queue's
+    /// consumers if none of them has claimed it yet (drop-oldest policy, or a
+    /// group that lost its last consumer). Returns whether it was withdrawn;
+    /// `false` means a consumer claimed it first (or it was not published
+    /// here), and the slot must then be left to that consumer.
+    ///
+    /// The withdrawal is a CAS from `READY(pos)` to `FREE` on the same word
+    /// a consumer's claim CASes from `READY(pos)`, so exactly one of the two
+    /// wins. The queue cell stays behind as a stale entry that consumers skip
+    /// (as they skip a dead consumer's claim) and [`evict_head`] clears.
+    ///
+    /// [`evict_head`]: Self::evict_head
+    pub fn revoke(&self, slot: u32) -> Result<bool, Corrupt> {
+        let word = self.slots.get(slot as usize).ok_or(Corrupt("slot index"))?;
+        // Acquire: nothing to acquire from a consumer here, but a failed CAS
+        // below re-reads anyway; Relaxed would do as well.
+        let cur = word.load(Ordering::Acquire);
+        match SlotState::decode(cur) {
+            Some(SlotState::Ready { .. }) => Ok(word
+                // AcqRel on success: orders the withdrawal before the
+                // producer's next writes to the frame (which follow its
+                // check that no group holds the slot).
+                .compare_exchange(
+                    cur,
+                    SlotState::Free.encode(),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_ok()),
+            Some(_) => Ok(false),
+            None => Err(Corrupt("claim word")),
+        }
+    }
+
+    /// Producer side: makes room in a queue that is nearly full of entries
+    /// nobody will take soon (withdrawn frames, or a consumer far behind).
+    /// Withdraws the frame at the head if it is still unclaimed and advances
+    /// the head past it. Returns the withdrawn slot, if there was one.
+    ///
+    /// The head only moves past position `h` after the claim word left
+    /// `READY(h)` (here: our successful withdrawal, or someone's claim), the
+    /// invariant [`take`](Self::take) relies on.
+    pub fn evict_head(&self) -> Result<Option<u32>, Corrupt> {
+        // Acquire: as in `take`.
+        let h = self.ctrl.head.load(Ordering::Acquire);
+        // Relaxed: only the producer (us) writes the tail.
+        let t = self.ctrl.tail.load(Ordering::Relaxed);
+        if h >= t {
+            return Ok(None);
+        }
+        let cell = self.cells[(h & self.mask) as usize].load(Ordering::Acquire);
+        if cell >> SLOT_BITS != stamp(h) {
+            // We reuse a cell only after seeing the head past it.
+            return Err(Corrupt("queue cell stamp"));
+        }
+        let slot = (cell & SLOT_MASK) as u32;
+        let word = self
+            .slots
+            .get(slot as usize)
+            .ok_or(Corrupt("slot index in queue cell"))?;
+        let ready = SlotState::Ready { pos: h }.encode();
+        // AcqRel: as in `revoke`.
+        let revoked = word
+            .compare_exchange(
+                ready,
+                SlotState::Free.encode(),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_ok();
+        // Release: as a consumer's head update. A failure means a consumer
+        // moved the head itself.
+        let _ = self
+            .ctrl
+            .head
+            .compare_exchange(h, h + 1, Ordering::Release, Ordering::Relaxed);
+        Ok(revoked.then_some(slot))
+    }
+
+    /// Producer side: forgets every entry (the group has no consumer left:
+    /// nobody reads the head concurrently).
+    pub fn clear(&self) {
+        let t = self.ctrl.tail.load(Ordering::Relaxed);
+        // Release: pairs with the Acquire head load of a consumer that joins
+        // later (it sees an empty queue, not the cells of the old one).
+        self.ctrl.head.store(t, Ordering::Release);
+    }
+
+    /// Cells of the queue (a power of two).
+    pub fn capacity(&self) -> u64 {
+        self.cells.len() as u64
+    }
+
     /// Entries between head and tail (some may be stale).
     pub fn len(&self) -> u64 {
         self.ctrl.len()

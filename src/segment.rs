@@ -18,7 +18,7 @@
 //! contract.
 
 use crate::layout::{
-    ConsumerEntry, Geometry, Header, Shape, SlotMeta, LAYOUT_VERSION, MAGIC, PAGE,
+    ConsumerEntry, Geometry, GroupEntry, Header, Shape, SlotMeta, LAYOUT_VERSION, MAGIC, PAGE,
 };
 use crate::queue::QueueCtrl;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
@@ -169,6 +169,8 @@ unsafe impl ShmSafe for SlotMeta {}
 // SAFETY: repr(C) struct of atomic integers and a plain integer array
 // (`reserved`, never read).
 unsafe impl ShmSafe for ConsumerEntry {}
+// SAFETY: as for ConsumerEntry: atomics and plain integers only.
+unsafe impl ShmSafe for GroupEntry {}
 // SAFETY: repr(C); the non-atomic fields are plain integers and byte arrays,
 // written only by the creator before `layout_version` is published and read
 // by others only through `read_volatile` copies (see `Segment::open`).
@@ -451,20 +453,32 @@ impl Segment {
         &self.region::<Header>(0, 1)[0]
     }
 
-    /// Control words of the ready queue.
-    pub fn ready_ctrl(&self) -> &QueueCtrl {
-        &self.region::<QueueCtrl>(self.geometry.off_ready_ctrl, 1)[0]
+    /// The group table.
+    pub fn groups(&self) -> &[GroupEntry] {
+        self.region(self.geometry.off_groups, self.geometry.max_groups as usize)
     }
 
-    /// Cells of the ready queue.
-    pub fn ready_cells(&self) -> &[AtomicU64] {
+    /// Cells of group `group`'s ready queue. Panics if `group` is not below
+    /// `max_groups`.
+    pub fn ready_cells(&self, group: usize) -> &[AtomicU64] {
+        assert!(group < self.geometry.max_groups as usize);
+        let cap = self.geometry.ready_cap as u64;
         self.region(
-            self.geometry.off_ready_cells,
-            self.geometry.ready_cap as usize,
+            self.geometry.off_ready_cells + group as u64 * cap * 8,
+            cap as usize,
         )
     }
 
-    /// One ownership word per slot (see [`crate::slot`]).
+    /// Group `group`'s claim word for every slot (see [`crate::slot`]).
+    /// Panics if `group` is not below `max_groups`.
+    pub fn claims(&self, group: usize) -> &[AtomicU64] {
+        assert!(group < self.geometry.max_groups as usize);
+        let n = self.geometry.slots as u64;
+        self.region(self.geometry.off_claims + group as u64 * n * 8, n as usize)
+    }
+
+    /// The producer's word per slot: free, writing, or published (as
+    /// `Ready { pos: seq }`); see [`crate::slot`]. Informational.
     pub fn slot_states(&self) -> &[AtomicU64] {
         self.region(self.geometry.off_slot_state, self.geometry.slots as usize)
     }
@@ -548,6 +562,7 @@ mod tests {
             width: 16,
             channels: 3,
             max_consumers: 4,
+            max_groups: 2,
         }
     }
 
@@ -610,7 +625,7 @@ mod tests {
         b[32 + 8] = 200; // slots
         cases.push(("slots", b));
         let mut b = good.clone();
-        b[32 + 104] ^= 0x40; // off_data
+        b[32 + 120] ^= 0x40; // off_data
         cases.push(("offset", b));
         let mut b = good.clone();
         b.truncate(good.len() - 4096);

@@ -7,7 +7,11 @@
 //! costs the pipeline nothing but a few cache-line reads per refresh.
 
 use crate::clock::monotonic_ns;
-use crate::layout::{FLAG_DRAINED, FLAG_END_OF_STREAM, FLAG_RUNNING};
+use crate::layout::{
+    BACKPRESSURE_DROP_OLDEST, FLAG_DRAINED, FLAG_END_OF_STREAM, FLAG_RUNNING, GROUP_DECLARED,
+    GROUP_UNUSED, JOIN_ACTIVE, JOIN_LEAVING, JOIN_REFUSED,
+};
+use crate::pool::{load_name, unpack_return};
 use crate::process::ProcessId;
 use crate::segment::Segment;
 use crate::slot::SlotState;
@@ -22,12 +26,12 @@ pub struct SlotCounts {
     pub free: u32,
     /// Being filled by the producer.
     pub writing: u32,
-    /// Published, not yet taken.
+    /// Published, not being read by any group yet.
     pub ready: u32,
-    /// Being read by a consumer.
+    /// Being read by a consumer of at least one group.
     pub reading: u32,
-    /// Handed back by a consumer, not yet collected by the producer (it
-    /// collects when its free pool runs out).
+    /// Handed back by every consumer that read it, not yet collected by the
+    /// producer (it collects when its free pool runs out).
     pub returned: u32,
     /// Words no process of this layout writes.
     pub corrupt: u32,
@@ -63,8 +67,14 @@ pub struct ConsumerStatus {
     pub pid: u32,
     /// Whether it still runs.
     pub alive: bool,
-    /// Consumer group (0 in this layout version).
+    /// Index of its group in the group table.
     pub group: u32,
+    /// Its group's name (empty until the producer admitted it).
+    pub group_name: String,
+    /// joining, active, leaving or refused.
+    pub state: &'static str,
+    /// Frames skipped to stay on the newest (`--latest`).
+    pub skipped: u64,
     /// Frames taken.
     pub frames: u64,
     /// Frames per second between the two samples.
@@ -76,6 +86,31 @@ pub struct ConsumerStatus {
     /// Frames published but not yet taken by its group (consumers of a
     /// group share the queue, so they share this figure).
     pub lag_frames: u64,
+}
+
+/// One consumer group.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupStatus {
+    /// Index in the group table.
+    pub index: usize,
+    /// Name.
+    pub name: String,
+    /// Declared by the producer (kept without consumers) or ad hoc.
+    pub declared: bool,
+    /// Consumers in it.
+    pub members: u32,
+    /// Frames published into it.
+    pub delivered: u64,
+    /// Frames it lost (dropped unconsumed, or released when it emptied).
+    pub dropped: u64,
+    /// Entries in its ready queue (frames waiting; some may be stale).
+    pub queue_depth: u64,
+    /// Slots published to it that it has not taken.
+    pub ready: u32,
+    /// Slots its consumers are reading.
+    pub reading: u32,
+    /// Slots its consumers handed back, not yet collected.
+    pub returned: u32,
 }
 
 /// Everything `framering status` shows.
@@ -93,8 +128,12 @@ pub struct RingStatus {
     pub channels: u32,
     /// Slots by state.
     pub slot_states: SlotCounts,
-    /// Entries between the ready queue's head and tail (frames waiting).
+    /// `block` or `drop_oldest`.
+    pub backpressure: &'static str,
+    /// Most entries of any group's ready queue (frames waiting).
     pub queue_depth: u64,
+    /// Consumer groups in use.
+    pub groups: Vec<GroupStatus>,
     /// The producer.
     pub producer: ProducerStatus,
     /// Attached consumers.
@@ -105,20 +144,82 @@ pub struct RingStatus {
 pub fn snapshot(seg: &Segment) -> RingStatus {
     let g = seg.geometry();
     let h = seg.header();
+    let slots = g.slots as usize;
+    // Returned but not yet collected: (group, slot) pairs in return queues.
+    let mut returned = vec![0u64; slots];
+    for c in 0..g.max_consumers as usize {
+        let ret = &seg.consumers()[c].ret;
+        let (head, tail) = (
+            ret.head.load(Ordering::Acquire),
+            ret.tail.load(Ordering::Acquire),
+        );
+        let cells = seg.return_cells(c);
+        for p in head..tail.min(head.saturating_add(cells.len() as u64)) {
+            let (grp, s) = unpack_return(cells[(p % cells.len() as u64) as usize].load(Ordering::Relaxed));
+            if let Some(r) = returned.get_mut(s) {
+                *r |= 1u64.checked_shl(grp as u32).unwrap_or(0);
+            }
+        }
+    }
+    let mut groups: Vec<GroupStatus> = seg
+        .groups()
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.state.load(Ordering::Acquire) != GROUP_UNUSED)
+        .map(|(index, e)| {
+            let (name, len) = load_name(&e.name);
+            GroupStatus {
+                index,
+                name: String::from_utf8_lossy(&name[..len]).into_owned(),
+                declared: e.state.load(Ordering::Relaxed) == GROUP_DECLARED,
+                members: e.members.load(Ordering::Relaxed),
+                delivered: e.delivered.load(Ordering::Relaxed),
+                dropped: e.dropped.load(Ordering::Relaxed),
+                queue_depth: e.ready.len(),
+                ready: 0,
+                reading: 0,
+                returned: 0,
+            }
+        })
+        .collect();
     let mut counts = SlotCounts::default();
     let mut held = vec![0u32; g.max_consumers as usize];
-    for w in seg.slot_states() {
+    for (s, w) in seg.slot_states().iter().enumerate() {
         match SlotState::decode(w.load(Ordering::Relaxed)) {
             Some(SlotState::Free) => counts.free += 1,
             Some(SlotState::Writing) => counts.writing += 1,
-            Some(SlotState::Ready { .. }) => counts.ready += 1,
-            Some(SlotState::Reading { owner, .. }) => {
-                counts.reading += 1;
-                if let Some(n) = held.get_mut(owner as usize) {
-                    *n += 1;
+            Some(SlotState::Ready { .. }) => {
+                let (mut ready, mut reading, mut back) = (false, false, false);
+                for gs in &mut groups {
+                    match SlotState::decode(seg.claims(gs.index)[s].load(Ordering::Relaxed)) {
+                        Some(SlotState::Ready { .. }) => {
+                            ready = true;
+                            gs.ready += 1;
+                        }
+                        Some(SlotState::Reading { .. }) if returned[s] & (1 << gs.index) != 0 => {
+                            back = true;
+                            gs.returned += 1;
+                        }
+                        Some(SlotState::Reading { owner, .. }) => {
+                            reading = true;
+                            gs.reading += 1;
+                            if let Some(n) = held.get_mut(owner as usize) {
+                                *n += 1;
+                            }
+                        }
+                        Some(_) => {}
+                        None => counts.corrupt += 1,
+                    }
+                }
+                if reading {
+                    counts.reading += 1;
+                } else if ready || !back {
+                    counts.ready += 1;
+                } else {
+                    counts.returned += 1;
                 }
             }
-            None => counts.corrupt += 1,
+            Some(SlotState::Reading { .. }) | None => counts.corrupt += 1,
         }
     }
     let producer = ProcessId {
@@ -135,32 +236,41 @@ pub fn snapshot(seg: &Segment) -> RingStatus {
     } else {
         "stopped"
     };
-    // A returned slot stays READING(consumer) until the producer collects it.
-    for (c, e) in seg.consumers().iter().enumerate() {
-        let pending = (e.ret.len() as u32).min(held[c]);
-        held[c] -= pending;
-        counts.reading -= pending;
-        counts.returned += pending;
-    }
     let now = monotonic_ns();
-    let queue_depth = seg.ready_ctrl().len();
+    let queue_depth = groups.iter().map(|g| g.queue_depth).max().unwrap_or(0);
     let consumers = seg
         .consumers()
         .iter()
         .enumerate()
         .filter_map(|(index, e)| {
             let owner = e.owner.load(Ordering::Acquire);
-            (owner != 0).then(|| ConsumerStatus {
+            if owner == 0 {
+                return None;
+            }
+            let join = e.join.load(Ordering::Acquire);
+            let group = e.group.load(Ordering::Relaxed);
+            let grp = (join == JOIN_ACTIVE)
+                .then(|| groups.iter().find(|g| g.index == group as usize))
+                .flatten();
+            Some(ConsumerStatus {
                 index,
                 pid: owner as u32,
                 alive: ProcessId::owner_word_alive(owner),
-                group: e.group.load(Ordering::Relaxed),
+                group,
+                group_name: grp.map(|g| g.name.clone()).unwrap_or_default(),
+                state: match join {
+                    JOIN_ACTIVE => "active",
+                    JOIN_LEAVING => "leaving",
+                    JOIN_REFUSED => "refused",
+                    _ => "joining",
+                },
+                skipped: e.skipped.load(Ordering::Relaxed),
                 frames: e.frames.load(Ordering::Relaxed),
                 fps: 0.0,
                 slots_held: held[index],
                 heartbeat_age_s: now.saturating_sub(e.heartbeat_ns.load(Ordering::Relaxed)) as f64
                     / 1e9,
-                lag_frames: queue_depth,
+                lag_frames: grp.map_or(0, |g| g.queue_depth),
             })
         })
         .collect();
@@ -171,7 +281,13 @@ pub fn snapshot(seg: &Segment) -> RingStatus {
         width: g.width,
         channels: g.channels,
         slot_states: counts,
+        backpressure: if h.backpressure.load(Ordering::Relaxed) == BACKPRESSURE_DROP_OLDEST {
+            "drop_oldest"
+        } else {
+            "block"
+        },
         queue_depth,
+        groups,
         producer: ProducerStatus {
             pid: producer.pid,
             alive: producer.pid != 0 && producer.is_alive(),
@@ -213,7 +329,7 @@ impl RingStatus {
         let p = &self.producer;
         let mut out = format!(
             "ring {}: {} slots of {}x{}x{}\n\
-             slots: {} free, {} writing, {} ready, {} reading, {} returned{}; queue depth {}\n\
+             slots: {} free, {} writing, {} ready, {} reading, {} returned{}; queue depth {}; backpressure {}\n\
              producer pid {} ({}) {}: {} published, {:.1} fps, {} redelivered, {} skipped, {} dropped\n",
             self.name,
             self.slots,
@@ -227,6 +343,7 @@ impl RingStatus {
             s.returned,
             if s.corrupt > 0 { format!(", {} CORRUPT", s.corrupt) } else { String::new() },
             self.queue_depth,
+            self.backpressure,
             p.pid,
             if p.alive { "alive" } else { "dead" },
             p.state,
@@ -236,17 +353,31 @@ impl RingStatus {
             p.skipped,
             p.dropped,
         );
+        for g in &self.groups {
+            out += &format!(
+                "group {} ({}): {} consumers, {} delivered, {} dropped, queue {}; {} ready, {} reading, {} returned\n",
+                g.name,
+                if g.declared { "declared" } else { "ad hoc" },
+                g.members,
+                g.delivered,
+                g.dropped,
+                g.queue_depth,
+                g.ready,
+                g.reading,
+                g.returned
+            );
+        }
         out += &format!(
-            "{:>5} {:>8} {:>6} {:>6} {:>12} {:>10} {:>5} {:>10} {:>6}\n",
+            "{:>5} {:>8} {:>6} {:>12} {:>12} {:>10} {:>5} {:>10} {:>6}\n",
             "ENTRY", "PID", "ALIVE", "GROUP", "FRAMES", "FPS", "HELD", "HEARTBEAT", "LAG"
         );
         for c in &self.consumers {
             out += &format!(
-                "{:>5} {:>8} {:>6} {:>6} {:>12} {:>10.1} {:>5} {:>9.1}s {:>6}\n",
+                "{:>5} {:>8} {:>6} {:>12} {:>12} {:>10.1} {:>5} {:>9.1}s {:>6}\n",
                 c.index,
                 c.pid,
                 if c.alive { "yes" } else { "no" },
-                c.group,
+                if c.state == "active" { c.group_name.as_str() } else { c.state },
                 c.frames,
                 c.fps,
                 c.slots_held,

@@ -52,6 +52,7 @@ fn the_frame_cycle_does_not_allocate() {
         width: 64,
         channels: 3,
         max_consumers: 4,
+        max_groups: 2,
     };
     let mut p = Producer::create(&name, shape, &RingOptions::default()).unwrap();
     let c = Consumer::attach(&name, None, &RingOptions::default()).unwrap();

@@ -20,6 +20,7 @@ fn valid_segment_bytes() -> Vec<u8> {
         width: 8,
         channels: 3,
         max_consumers: 2,
+        max_groups: 2,
     };
     let seg = Segment::create(&n, shape, 0o600).unwrap();
     let bytes = std::fs::read(format!("{SHM_DIR}/{n}")).unwrap();
@@ -60,7 +61,9 @@ proptest! {
                 // Accepted: then everything it says must fit the file.
                 prop_assert_eq!(seg.geometry().total_size, bytes.len() as u64);
                 prop_assert!(seg.len() == bytes.len());
-                let _ = seg.slot_states().len() + seg.consumers().len() + seg.ready_cells().len();
+                let groups = seg.geometry().max_groups as usize;
+                let _ = seg.slot_states().len() + seg.consumers().len() + seg.groups().len()
+                    + seg.ready_cells(groups - 1).len() + seg.claims(groups - 1).len();
             }
             Err(e) => prop_assert!(!e.to_string().is_empty()),
         }
