@@ -58,6 +58,9 @@ pub fn exit_code(e: &anyhow::Error) -> i32 {
                 _ => exit::RING,
             };
         }
+        if let Some(crate::video::VideoError::NotFound { .. }) = cause.downcast_ref() {
+            return exit::CONFIG;
+        }
         if let Some(s) = cause.downcast_ref::<SegmentError>() {
             return segment_code(s);
         }
@@ -100,6 +103,9 @@ pub struct RingArgs {
     /// ring.max_consumers
     #[arg(long)]
     pub max_consumers: Option<u32>,
+    /// ring.max_groups
+    #[arg(long)]
+    pub max_groups: Option<u32>,
     /// ring.wait
     #[arg(long, value_enum)]
     pub wait: Option<crate::config::WaitKind>,
@@ -148,6 +154,7 @@ impl RingArgs {
         set(&mut r.channels, self.channels);
         set(&mut r.mode, self.mode.clone());
         set(&mut r.max_consumers, self.max_consumers);
+        set(&mut r.max_groups, self.max_groups);
         set(&mut r.wait, self.wait);
         Ok(c)
     }

@@ -239,6 +239,9 @@ pub struct ConsumerConfig {
     pub latest: bool,
     /// Frame rate written into a video output.
     pub video_fps: f64,
+    /// Hold each frame this many milliseconds before handing it back
+    /// (simulates per-frame work; for tests and benchmarks).
+    pub hold_ms: f64,
 }
 
 impl Default for ConsumerConfig {
@@ -251,6 +254,7 @@ impl Default for ConsumerConfig {
             group: crate::pool::DEFAULT_GROUP.to_string(),
             latest: false,
             video_fps: 25.0,
+            hold_ms: 0.0,
         }
     }
 }
@@ -396,6 +400,7 @@ impl Config {
                 format!("must be between 0.01 and 1000, got {}", self.consumer.video_fps),
             ));
         }
+        seconds("consumer.hold_ms", self.consumer.hold_ms)?;
         if self.producer.ffmpeg.is_empty() {
             return Err(invalid("producer.ffmpeg", "must name the ffmpeg program"));
         }
@@ -511,6 +516,7 @@ mod tests {
             "group",
             "latest",
             "video_fps",
+            "hold_ms",
             "input",
             "recursive",
             "shape_policy",

@@ -6,8 +6,8 @@
 //!   [`process`] (peer identity), [`producer`] and [`consumer`] (the user
 //!   API, shared types in [`pool`]).
 //!   It knows nothing of images, files or the command line.
-//! * media — [`config`], [`decode`], [`source`], [`sink`], [`stats`]: images
-//!   and files, no atomics or offsets.
+//! * media — [`config`], [`decode`], [`source`], [`sink`], [`video`],
+//!   [`stats`]: images, video and files, no atomics or offsets.
 //! * binaries in `src/bin/`: thin shells over both.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -28,7 +28,7 @@ macro_rules! not_under_loom {
 }
 not_under_loom!(
     cli, clock, config, consumer, decode, layout, pipeline, pool, process, producer, segment,
-    signals, sink, source, stats, status, metrics
+    signals, sink, source, stats, status, metrics, video
 );
 
 #[cfg(all(test, loom))]

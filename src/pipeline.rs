@@ -2,7 +2,7 @@
 //! parse flags into a [`Config`] and call these.
 
 use crate::clock::monotonic_ns;
-use crate::config::Config;
+use crate::config::{Config, ShapePolicy, SourceKind};
 use crate::decode::{DecodeError, Decoded, Decoder, FrameShape};
 use crate::pool::{Consumer, FrameMeta, PoolError, Producer, RingOptions, Take, WriteSlot};
 use crate::signals;
@@ -14,7 +14,51 @@ use crossbeam::channel::{bounded, RecvTimeoutError};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// Publication pacing for `producer.fps_limit`: frame `n` is published no
+/// earlier than `start + n / fps`. A producer that falls behind does not
+/// burst to catch up by more than one frame.
+#[derive(Debug)]
+pub struct Pacer {
+    period: Option<Duration>,
+    next: Option<Instant>,
+}
+
+impl Pacer {
+    /// `fps` of 0 means no limit.
+    pub fn new(fps: f64) -> Pacer {
+        Pacer {
+            period: (fps > 0.0).then(|| Duration::from_secs_f64(1.0 / fps)),
+            next: None,
+        }
+    }
+
+    /// Sleeps until the next frame is due.
+    pub fn wait(&mut self) {
+        let Some(period) = self.period else { return };
+        let now = Instant::now();
+        let due = *self.next.get_or_insert(now);
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        // Late by more than a period: restart the schedule from now.
+        let base = if now > due + period { now } else { due };
+        self.next = Some(base + period);
+    }
+}
+
+/// What the producer reads, once `producer.source = "auto"` is resolved.
+fn source_kind(cfg: &Config) -> SourceKind {
+    match cfg.producer.source {
+        SourceKind::Auto if cfg.producer.input == "-" => SourceKind::Raw,
+        SourceKind::Auto if crate::video::looks_like_video(&cfg.producer.input) => {
+            SourceKind::Video
+        }
+        SourceKind::Auto => SourceKind::Images,
+        k => k,
+    }
+}
 
 /// How a run reports while it goes.
 #[derive(Debug, Clone)]
@@ -72,6 +116,13 @@ pub struct ProducerReport {
 pub fn run_producer(cfg: &Config, run: &RunOptions) -> anyhow::Result<ProducerReport> {
     cfg.validate()?;
     cfg.validate_space()?;
+    let kind = source_kind(cfg);
+    if kind != SourceKind::Images {
+        return run_stream_producer(cfg, kind, run);
+    }
+    if cfg.producer.realtime {
+        tracing::warn!("producer.realtime applies to video input; use producer.fps_limit to pace images");
+    }
     let inputs = list_inputs(&cfg.producer.input, cfg.producer.recursive)?;
     if inputs.is_empty() {
         tracing::warn!(input = %cfg.producer.input, "the input holds no files");
@@ -80,8 +131,7 @@ pub fn run_producer(cfg: &Config, run: &RunOptions) -> anyhow::Result<ProducerRe
     let n = inputs.len() as u64;
     let total = n * cfg.producer.loops as u64;
     let shape = shape_of(cfg);
-    let mut producer = Producer::create(&cfg.ring.name, cfg.shape(), &ring_options(cfg)?)
-        .with_context(|| format!("cannot create ring {:?}", cfg.ring.name))?;
+    let mut producer = create_producer(cfg)?;
     tracing::info!(
         ring = %cfg.ring.name,
         slots = cfg.ring.slots,
@@ -95,20 +145,153 @@ pub fn run_producer(cfg: &Config, run: &RunOptions) -> anyhow::Result<ProducerRe
         s.finish_progress();
         s.summary()
     });
+    let drained = end_stream(cfg, &mut producer, result.is_ok())?;
+    let mut summary = result?;
+    finish_summary(&mut summary, &producer);
+    Ok(ProducerReport { summary, drained })
+}
+
+fn create_producer(cfg: &Config) -> anyhow::Result<Producer> {
+    Producer::create(&cfg.ring.name, cfg.shape(), &ring_options(cfg)?)
+        .with_context(|| format!("cannot create ring {:?}", cfg.ring.name))
+}
+
+/// Ends the stream; after a run that went well, waits for the consumers to
+/// finish (returns whether they did). Removes the ring unless `keep`.
+fn end_stream(cfg: &Config, producer: &mut Producer, ok: bool) -> anyhow::Result<bool> {
     producer.finish();
     let drain_timeout = (cfg.producer.drain_timeout_secs > 0.0)
         .then(|| Duration::from_secs_f64(cfg.producer.drain_timeout_secs));
-    let drained = match &result {
-        Ok(_) => drain(&mut producer, drain_timeout)?,
-        Err(_) => false,
+    let drained = if ok {
+        drain(producer, drain_timeout)?
+    } else {
+        false
     };
     if !cfg.producer.keep {
         if let Err(e) = producer.unlink() {
             tracing::warn!(error = %e, "could not remove the ring");
         }
     }
-    let mut summary = result?;
+    Ok(drained)
+}
+
+fn finish_summary(summary: &mut Summary, producer: &Producer) {
     summary.redelivered = producer.redelivered();
+    summary.dropped = producer.dropped();
+    summary.groups = producer
+        .group_reports()
+        .into_iter()
+        .map(|g| (g.name, g.dropped))
+        .collect();
+}
+
+/// A producer over a stream of frames: video decoded by ffmpeg, or raw
+/// frames. Each frame is read from the pipe straight into a free slot.
+fn run_stream_producer(
+    cfg: &Config,
+    kind: SourceKind,
+    run: &RunOptions,
+) -> anyhow::Result<ProducerReport> {
+    let shape = shape_of(cfg);
+    let input = &cfg.producer.input;
+    let mut ffmpeg = None;
+    let mut raw = None;
+    match kind {
+        SourceKind::Video => {
+            if cfg.producer.shape_policy == ShapePolicy::Reject {
+                return Err(crate::config::ConfigError::Invalid {
+                    key: "producer.shape_policy",
+                    message: "\"reject\" cannot be used with video input: choose fit, fill or stretch".into(),
+                }
+                .into());
+            }
+            ffmpeg = Some(crate::video::FfmpegInput::spawn(
+                &cfg.producer.ffmpeg,
+                input,
+                shape,
+                cfg.producer.shape_policy,
+                cfg.producer.realtime,
+            )?);
+        }
+        _ => raw = Some(crate::video::RawInput::open(input)?),
+    }
+    let mut producer = create_producer(cfg)?;
+    tracing::info!(
+        ring = %cfg.ring.name,
+        slots = cfg.ring.slots,
+        shape = %format!("{}x{}x{}", shape.height, shape.width, shape.channels),
+        input = %input,
+        source = ?kind,
+        "producer started"
+    );
+    let mut stats = Stats::new("producer", PROGRESS_EVERY, run.progress, None)
+        .with_metrics(run.metrics.clone());
+    let mut pacer = Pacer::new(cfg.producer.fps_limit);
+    let name = input.as_bytes();
+    let outcome: anyhow::Result<()> = (|| {
+        loop {
+            if signals::stop_requested() {
+                tracing::info!("stop requested: ending the stream");
+                return Ok(());
+            }
+            let Some(mut slot) = producer.acquire(Duration::from_millis(100))? else {
+                stats.tick_now();
+                continue;
+            };
+            let got = match (&mut ffmpeg, &mut raw) {
+                (Some(f), _) => f.read_frame(slot.data_mut()),
+                (_, Some(r)) => r.read_frame(slot.data_mut()),
+                _ => unreachable!("one source is open"),
+            };
+            match got {
+                Ok(true) => {}
+                Ok(false) => {
+                    producer.discard(slot);
+                    return Ok(());
+                }
+                Err(e) => {
+                    producer.discard(slot);
+                    return Err(e.into());
+                }
+            }
+            pacer.wait();
+            let bytes = slot.data().len();
+            producer.publish(
+                slot,
+                &FrameMeta {
+                    src_width: shape.width,
+                    src_height: shape.height,
+                    name,
+                },
+            )?;
+            stats.frame(bytes, None);
+            stats.set_dropped(producer.dropped());
+            stats.set_slots_in_use(producer.segment().geometry().slots as usize - producer.free_slots());
+            stats.tick();
+        }
+    })();
+    let stopped = signals::stop_requested();
+    let mut outcome = outcome;
+    if let Some(mut f) = ffmpeg {
+        if stopped || outcome.is_err() {
+            f.kill();
+        }
+        let finished = f.finish(stopped || outcome.is_err());
+        if outcome.is_ok() {
+            if let Err(e) = finished {
+                if stats.summary().frames == 0 {
+                    outcome = Err(e.into());
+                } else {
+                    tracing::warn!(error = %e, "ffmpeg ended with an error; the frames it produced were published");
+                }
+            }
+        }
+    }
+    stats.finish_progress();
+    let mut summary = stats.summary();
+    let drained = end_stream(cfg, &mut producer, outcome.is_ok())?;
+    outcome?;
+    finish_summary(&mut summary, &producer);
     Ok(ProducerReport { summary, drained })
 }
 
@@ -141,6 +324,7 @@ fn produce(
     let n = inputs.len() as u64;
     let mut stats = Stats::new("producer", PROGRESS_EVERY, run.progress, Some(total))
         .with_metrics(run.metrics.clone());
+    let mut pacer = Pacer::new(cfg.producer.fps_limit);
     if n == 0 {
         return Ok(stats);
     }
@@ -207,7 +391,7 @@ fn produce(
                         if use_cache && done.index < n {
                             cache[i] = Ok((done.slot.data().to_vec(), d));
                         }
-                        publish(producer, done.slot, d, path, &mut stats)?;
+                        publish(producer, done.slot, d, path, &mut stats, &mut pacer)?;
                     }
                     Err(e) => {
                         tracing::warn!(input = %path.display(), reason = e.reason.as_str(), "skipping input: {}", e.detail);
@@ -271,7 +455,7 @@ fn produce(
     outcome?;
 
     if use_cache && !signals::stop_requested() {
-        replay(producer, &inputs, &cache, total - n, &mut stats)?;
+        replay(producer, &inputs, &cache, total - n, &mut stats, &mut pacer)?;
     }
     Ok(stats)
 }
@@ -282,6 +466,7 @@ fn replay(
     cache: &[Result<(Vec<u8>, Decoded), &'static str>],
     frames: u64,
     stats: &mut Stats,
+    pacer: &mut Pacer,
 ) -> anyhow::Result<()> {
     let n = inputs.len() as u64;
     for k in 0..frames {
@@ -307,7 +492,7 @@ fn replay(
             }
         };
         slot.data_mut().copy_from_slice(pixels);
-        publish(producer, slot, *d, &inputs[i], stats)?;
+        publish(producer, slot, *d, &inputs[i], stats, pacer)?;
         stats.tick();
     }
     Ok(())
@@ -319,7 +504,9 @@ fn publish(
     d: Decoded,
     path: &std::path::Path,
     stats: &mut Stats,
+    pacer: &mut Pacer,
 ) -> Result<u64, PoolError> {
+    pacer.wait();
     let bytes = slot.data().len();
     let seq = producer.publish(
         slot,
@@ -330,6 +517,7 @@ fn publish(
         },
     )?;
     stats.frame(bytes, None);
+    stats.set_dropped(producer.dropped());
     stats.set_slots_in_use(producer.segment().geometry().slots as usize - producer.free_slots());
     Ok(seq)
 }
@@ -383,14 +571,16 @@ pub fn run_consumer(
         channels: g.channels,
     };
     tracing::info!(ring = %cfg.ring.name, consumer = consumer.index(), "consumer attached");
-    let mut sink = Sink::open(
-        &cfg.consumer.output,
-        cfg.consumer.format,
-        cfg.consumer.jpeg_quality,
-    )?;
+    let out = &cfg.consumer.output;
+    let mut sink = if crate::video::is_video_output(out) {
+        Sink::open_video(&cfg.producer.ffmpeg, out, shape, cfg.consumer.video_fps)?
+    } else {
+        Sink::open(out, cfg.consumer.format, cfg.consumer.jpeg_quality)?
+    };
     let mut stats =
         Stats::new("consumer", PROGRESS_EVERY, run.progress, None).with_metrics(run.metrics.clone());
     let mut started = false;
+    let hold = Duration::from_secs_f64(cfg.consumer.hold_ms / 1e3);
     let end = loop {
         if signals::stop_requested() {
             break ConsumerEnd::Stopped;
@@ -406,12 +596,16 @@ pub fn run_consumer(
                 let latency = monotonic_ns().saturating_sub(info.publish_ns);
                 sink.write(info.seq, frame.data(), shape)
                     .with_context(|| format!("frame {}", info.seq))?;
+                if hold > Duration::ZERO {
+                    std::thread::sleep(hold);
+                }
                 drop(frame);
                 stats.set_slots_in_use(0);
                 stats.frame(shape.bytes(), Some(latency));
                 if info.redeliveries > 0 {
                     stats.redelivery();
                 }
+                stats.set_dropped(consumer.group_dropped());
                 stats.tick();
             }
             Take::Timeout => stats.tick_now(),
@@ -419,9 +613,17 @@ pub fn run_consumer(
             Take::ProducerGone { pid } => break ConsumerEnd::ProducerGone { pid },
         }
     };
+    sink.finish()
+        .with_context(|| format!("finishing output {out}"))?;
+    stats.set_dropped(consumer.group_dropped());
     stats.finish_progress();
+    let mut summary = stats.summary();
+    summary
+        .groups
+        .insert(consumer.group_name().to_string(), summary.dropped);
+    summary.latest_skipped = consumer.skipped();
     Ok(ConsumerReport {
-        summary: stats.summary(),
+        summary,
         end,
         checksum: sink.checksum(),
     })

@@ -18,6 +18,9 @@ pub enum SinkError {
         /// Why.
         source: std::io::Error,
     },
+    /// The video encoder failed.
+    #[error(transparent)]
+    Video(#[from] crate::video::VideoError),
     /// Encoder error.
     #[error("encoding {path}: {source}")]
     Encode {
@@ -49,6 +52,8 @@ pub enum Sink {
         /// Running checksum of everything read.
         checksum: u64,
     },
+    /// Raw frames into an ffmpeg encoding a video file.
+    Video(crate::video::FfmpegOutput),
 }
 
 /// Folds every byte of `data` into `acc` (8 bytes at a time).
@@ -116,6 +121,7 @@ impl Sink {
                 *checksum = fold_checksum(*checksum, data);
                 Ok(())
             }
+            Sink::Video(v) => Ok(v.write(data)?),
             Sink::Stdout(out) => out.lock().write_all(data).map_err(|source| SinkError::Io {
                 path: "stdout".into(),
                 source,
@@ -167,6 +173,31 @@ impl Sink {
                     source,
                 })
             }
+        }
+    }
+
+    /// Opens a video file output: frames of `shape` are encoded by
+    /// `ffmpeg` at `fps`.
+    pub fn open_video(
+        ffmpeg: &str,
+        path: &str,
+        shape: FrameShape,
+        fps: f64,
+    ) -> Result<Sink, SinkError> {
+        Ok(Sink::Video(crate::video::FfmpegOutput::spawn(
+            ffmpeg, path, shape, fps,
+        )?))
+    }
+
+    /// Flushes and closes: waits for a video encoder to finish the file.
+    pub fn finish(&mut self) -> Result<(), SinkError> {
+        match self {
+            Sink::Video(v) => Ok(v.finish()?),
+            Sink::Stdout(out) => out.lock().flush().map_err(|source| SinkError::Io {
+                path: "stdout".into(),
+                source,
+            }),
+            _ => Ok(()),
         }
     }
 

@@ -16,6 +16,7 @@ pub struct Stats {
     latency_ns: Histogram<u64>,
     skipped: BTreeMap<&'static str, u64>,
     redelivered: u64,
+    dropped: u64,
     last_report: Instant,
     frames_at_report: u64,
     every: Duration,
@@ -106,6 +107,13 @@ pub struct Summary {
     /// Frames delivered again after a consumer died (producer), or frames
     /// received that had been delivered before (consumer).
     pub redelivered: u64,
+    /// Frames dropped: by the producer (drop-oldest, or no group
+    /// subscribed), or lost by the consumer's group.
+    pub dropped: u64,
+    /// Producer: frames each group lost, by group name. Consumer: its group.
+    pub groups: BTreeMap<String, u64>,
+    /// Consumer: frames skipped to stay on the newest (`--latest`).
+    pub latest_skipped: u64,
 }
 
 impl Stats {
@@ -122,6 +130,7 @@ impl Stats {
             latency_ns: Histogram::new_with_bounds(1, 600_000_000_000, 3).expect("valid bounds"),
             skipped: BTreeMap::new(),
             redelivered: 0,
+            dropped: 0,
             last_report: now,
             frames_at_report: 0,
             every,
@@ -142,6 +151,17 @@ impl Stats {
     pub fn set_slots_in_use(&self, n: usize) {
         if let Some(m) = &self.metrics {
             m.slots_in_use.set(n as i64);
+        }
+    }
+
+    /// Reports the running total of dropped frames.
+    #[inline]
+    pub fn set_dropped(&mut self, total: u64) {
+        if total > self.dropped {
+            if let Some(m) = &self.metrics {
+                m.drops.inc_by(total - self.dropped);
+            }
+            self.dropped = total;
         }
     }
 
@@ -255,6 +275,9 @@ impl Stats {
             skipped_total: self.skipped.values().sum(),
             skipped: self.skipped.clone(),
             redelivered: self.redelivered,
+            dropped: self.dropped,
+            groups: BTreeMap::new(),
+            latest_skipped: 0,
         }
     }
 }
@@ -287,6 +310,25 @@ impl Summary {
         }
         if self.redelivered > 0 {
             s += &format!("\n{}: redelivered {} frames", self.role, self.redelivered);
+        }
+        if self.dropped > 0 || self.groups.values().any(|&d| d > 0) {
+            let parts: Vec<String> = self
+                .groups
+                .iter()
+                .map(|(g, d)| format!("group {g} {d}"))
+                .collect();
+            s += &format!(
+                "\n{}: dropped {} frames{}",
+                self.role,
+                self.dropped,
+                if parts.is_empty() { String::new() } else { format!(" ({})", parts.join(", ")) }
+            );
+        }
+        if self.latest_skipped > 0 {
+            s += &format!(
+                "\n{}: skipped {} older frames to stay on the newest",
+                self.role, self.latest_skipped
+            );
         }
         s
     }

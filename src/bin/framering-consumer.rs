@@ -15,9 +15,25 @@ use framering::pipeline::ConsumerEnd;
 struct Args {
     #[command(flatten)]
     ring: RingArgs,
-    /// consumer.output: a directory, "-" (raw to stdout) or "null"
+    /// consumer.output: a directory, a video file (.mp4, .mkv, .y4m, ...),
+    /// "-" (raw to stdout) or "null"
     #[arg(long)]
     output: Option<String>,
+    /// consumer.group: the group to join (every group gets every frame)
+    #[arg(long)]
+    group: Option<String>,
+    /// consumer.latest: skip to the newest frame each time (previews)
+    #[arg(long)]
+    latest: bool,
+    /// consumer.hold_ms: hold each frame this long (simulated work)
+    #[arg(long)]
+    hold_ms: Option<f64>,
+    /// consumer.video_fps: frame rate of a video output
+    #[arg(long)]
+    video_fps: Option<f64>,
+    /// producer.ffmpeg: the ffmpeg program (for a video output)
+    #[arg(long)]
+    ffmpeg: Option<String>,
     /// consumer.format
     #[arg(long, value_enum)]
     format: Option<OutputFormat>,
@@ -39,6 +55,11 @@ fn run(args: Args) -> anyhow::Result<i32> {
     cli::set(&mut c.format, args.format);
     cli::set(&mut c.jpeg_quality, args.jpeg_quality);
     cli::set(&mut c.wait_timeout_secs, args.wait_timeout);
+    cli::set(&mut c.group, args.group);
+    c.latest |= args.latest;
+    cli::set(&mut c.hold_ms, args.hold_ms);
+    cli::set(&mut c.video_fps, args.video_fps);
+    cli::set(&mut cfg.producer.ffmpeg, args.ffmpeg);
     framering::signals::install();
     let report = framering::pipeline::run_consumer(
         &cfg,

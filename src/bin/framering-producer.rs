@@ -5,16 +5,39 @@
 
 use clap::Parser;
 use framering::cli::{self, exit, RingArgs};
-use framering::config::ShapePolicy;
+use framering::config::{BackpressureKind, ShapePolicy, SourceKind};
 
 #[derive(Parser, Debug)]
-#[command(version, about = "Decode images into a shared-memory frame ring")]
+#[command(
+    version,
+    about = "Decode images, video (through ffmpeg) or raw frames into a shared-memory frame ring"
+)]
 struct Args {
     #[command(flatten)]
     ring: RingArgs,
-    /// producer.input: a file, a directory or a glob
+    /// producer.input: image file, directory or glob; a video file, URL or
+    /// device (ffmpeg); or "-" for raw frames on stdin
     #[arg(long)]
     input: Option<String>,
+    /// producer.source: what --input is (auto by default)
+    #[arg(long, value_enum)]
+    source: Option<SourceKind>,
+    /// producer.ffmpeg: the ffmpeg program
+    #[arg(long)]
+    ffmpeg: Option<String>,
+    /// producer.fps_limit: publish at most F frames per second
+    #[arg(long, value_name = "F")]
+    fps_limit: Option<f64>,
+    /// producer.realtime: publish video at its own frame rate
+    #[arg(long)]
+    realtime: bool,
+    /// ring.backpressure: block (lossless) or drop_oldest (live)
+    #[arg(long, value_enum)]
+    backpressure: Option<BackpressureKind>,
+    /// ring.groups: groups that get every frame from the start (comma
+    /// separated; "" for none)
+    #[arg(long, value_delimiter = ',', num_args = 0..)]
+    groups: Option<Vec<String>>,
     /// producer.recursive
     #[arg(long)]
     recursive: bool,
@@ -49,6 +72,16 @@ fn run(args: Args) -> anyhow::Result<i32> {
     cli::set(&mut p.loop_cache_mb, args.loop_cache_mb);
     cli::set(&mut p.drain_timeout_secs, args.drain_timeout);
     p.keep |= args.keep;
+    cli::set(&mut p.source, args.source);
+    cli::set(&mut p.ffmpeg, args.ffmpeg);
+    cli::set(&mut p.fps_limit, args.fps_limit);
+    p.realtime |= args.realtime;
+    cli::set(&mut cfg.ring.backpressure, args.backpressure);
+    cli::set(
+        &mut cfg.ring.groups,
+        args.groups
+            .map(|g| g.into_iter().filter(|n| !n.is_empty()).collect()),
+    );
     framering::signals::install();
     let report = framering::pipeline::run_producer(&cfg, &args.ring.run_options("producer")?)?;
     eprintln!("{}", report.summary.render());
