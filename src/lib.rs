@@ -27,8 +27,8 @@ macro_rules! not_under_loom {
     ($($m:ident),*) => { $( #[cfg(not(loom))] pub mod $m; )* };
 }
 not_under_loom!(
-    cli, clock, config, consumer, decode, layout, pipeline, pool, process, producer, segment,
-    signals, sink, source, stats, status, metrics, video
+    bench, cli, clock, config, consumer, decode, layout, pipeline, pool, process, producer,
+    segment, signals, sink, source, stats, status, metrics, video
 );
 
 #[cfg(all(test, loom))]

@@ -311,6 +311,11 @@ impl Producer {
         self.free.len()
     }
 
+    /// Consumers admitted into a group now.
+    pub fn consumers(&self) -> u32 {
+        self.groups.iter().map(|g| g.members.count_ones()).sum()
+    }
+
     /// Groups subscribed now.
     pub fn subscribed_groups(&self) -> u32 {
         self.active.count_ones()

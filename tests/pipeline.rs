@@ -950,3 +950,57 @@ fn metrics_are_served_as_prometheus_text_and_match_the_summaries() {
         stderr(&pout)
     );
 }
+
+#[test]
+fn bench_runs_real_processes_and_accounts_for_every_frame() {
+    let admin = env!("CARGO_BIN_EXE_framering");
+    let run = |extra: &[&str]| -> serde_json::Value {
+        let out = Command::new(admin)
+            .args([
+                "bench", "--json", "--frames", "3000", "--height", "32", "--width", "32",
+            ])
+            .args(["--ring", &ring("bench")])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    // Two groups: every consumer sees every frame.
+    let r = run(&[
+        "--consumers",
+        "2",
+        "--groups",
+        "2",
+        "--consumer-work",
+        "full",
+    ]);
+    let roles = r["roles"].as_array().unwrap();
+    assert_eq!(roles.len(), 3);
+    assert_eq!(roles[0]["role"], "producer");
+    for role in roles {
+        assert_eq!(role["frames"], 3000, "{role}");
+        assert!(role["fps"].as_f64().unwrap() > 0.0);
+    }
+    for c in &roles[1..] {
+        let l = c["latency_us"].as_array().unwrap();
+        assert!(l[0].as_f64().unwrap() <= l[1].as_f64().unwrap());
+        assert!(l[1].as_f64().unwrap() <= l[2].as_f64().unwrap());
+    }
+    // One group of two: they share the frames.
+    let r = run(&[
+        "--consumers",
+        "2",
+        "--producer-work",
+        "copy",
+        "--wait",
+        "futex",
+    ]);
+    let roles = r["roles"].as_array().unwrap();
+    let taken: u64 = roles[1..]
+        .iter()
+        .map(|c| c["frames"].as_u64().unwrap())
+        .sum();
+    assert_eq!(taken, 3000);
+    assert_eq!(roles[0]["dropped"], 0);
+}

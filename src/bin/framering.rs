@@ -1,4 +1,5 @@
-//! The `framering` admin tool: run the demo pipeline, list and clean rings.
+//! The `framering` admin tool: run the demo pipeline, benchmark the ring,
+//! watch, list and clean rings.
 //!
 //! Exit codes: 0 success; 1 failure (a demo process failed); 2 bad flags;
 //! 3 `clean NAME` refused (live producer or unreadable ring).
@@ -51,6 +52,29 @@ enum Cmd {
         /// between refreshes with --watch).
         #[arg(long, default_value_t = 1.0)]
         interval: f64,
+    },
+    /// Measure the ring: a producer and K consumer processes moving
+    /// synthetic frames; prints fps, GB/s, latency percentiles, CPU seconds
+    /// and drops per process.
+    Bench {
+        #[command(flatten)]
+        spec: framering::bench::BenchSpec,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One process of `bench` (internal).
+    #[command(hide = true)]
+    BenchRole {
+        #[arg(long, value_enum)]
+        role: framering::bench::Role,
+        #[arg(long, default_value_t = 0)]
+        index: u32,
+        #[arg(long, default_value_t = 0)]
+        group: u32,
+        /// The BenchSpec, as JSON.
+        #[arg(long)]
+        spec: String,
     },
     /// List every framering ring in /dev/shm with its producer and state.
     List,
@@ -228,6 +252,31 @@ fn run(args: Args) -> anyhow::Result<i32> {
             json,
             interval,
         } => status(&name, watch, json, interval),
+        Cmd::Bench { spec, json } => {
+            let report = framering::bench::run(&spec, &std::env::current_exe()?)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.render());
+            }
+            Ok(exit::OK)
+        }
+        Cmd::BenchRole {
+            role,
+            index,
+            group,
+            spec,
+        } => {
+            let spec: framering::bench::BenchSpec = serde_json::from_str(&spec)?;
+            let report = match role {
+                framering::bench::Role::Producer => framering::bench::run_producer(&spec)?,
+                framering::bench::Role::Consumer => {
+                    framering::bench::run_consumer(&spec, index, group)?
+                }
+            };
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(exit::OK)
+        }
         Cmd::List => list(),
         Cmd::Clean { name } => clean(name),
     }
