@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""framering against its peers and limits, measured in the same run, as one
+ratio table (medians of RUNS runs). Run on demand, not in CI:
+
+    python3 benches/peers/run.py [--runs 3] [--seconds 4] [--json target/peers.json]
+
+Installs nothing itself beyond what `benches/peers/setup.sh` did (numpy via
+pip, GStreamer via apt). Every framering figure comes from `framering bench`
+(real processes); peers from `python_peers.py`, `gstreamer.sh`; limits from
+`examples/limits.rs`.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FR = os.path.join(ROOT, "target/release/framering")
+LIMITS = os.path.join(ROOT, "target/release/examples/limits")
+PEERS = os.path.join(ROOT, "benches/peers/python_peers.py")
+GST = os.path.join(ROOT, "benches/peers/gstreamer.sh")
+
+
+def bench(seconds, *args):
+    out = subprocess.run([FR, "bench", "--json", "--seconds", str(seconds), *args],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def lines(cmd):
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return [json.loads(l) for l in out.splitlines() if l.strip()]
+
+
+def med(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--json", default=os.path.join(ROOT, "target/peers.json"))
+    a = ap.parse_args()
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--bins", "--example", "limits"],
+                   cwd=ROOT, check=True)
+    s = str(a.seconds)
+    fig = {}
+
+    def add(key, value):
+        fig.setdefault(key, []).append(value)
+
+    def consumers_fps(r):
+        return sum(x["fps"] for x in r["roles"][1:]) / max(1, r["spec"]["groups"])
+
+    for run in range(a.runs):
+        print(f"run {run + 1}/{a.runs}", file=sys.stderr)
+        # Write-bound pass-through: producer writes every byte, 1 consumer strided.
+        add("fr write/stride", consumers_fps(bench(s)))
+        add("fr write/stride spin", consumers_fps(bench(s, "--wait", "spin")))
+        add("fr copy/stride", consumers_fps(bench(s, "--producer-work", "copy")))
+        # Full readers: 1 and 2 consumers, producer not the bottleneck.
+        add("fr none/full 1c", consumers_fps(bench(s, "--producer-work", "none", "--consumer-work", "full")))
+        add("fr none/full 2c", sum(x["fps"] for x in bench(s, "--producer-work", "none", "--consumer-work", "full", "--consumers", "2")["roles"][1:]))
+        add("fr write/full 2c", sum(x["fps"] for x in bench(s, "--consumer-work", "full", "--consumers", "2")["roles"][1:]))
+        add("fr write/full 2 groups", consumers_fps(bench(s, "--consumer-work", "full", "--consumers", "2", "--groups", "2")))
+        # Cache-aware reuse: ring depth.
+        for slots in (8, 64, 256):
+            add(f"fr write/full {slots} slots", consumers_fps(bench(s, "--consumer-work", "full", "--slots", str(slots))))
+        # Hand-off bound.
+        small = ["--height", "16", "--width", "16", "--channels", "1", "--producer-work", "none", "--consumer-work", "none"]
+        add("fr handoff spin", consumers_fps(bench(s, *small, "--wait", "spin")))
+        add("fr handoff default", consumers_fps(bench(s, *small)))
+        # Latency of a waking consumer (1000 frames/s, so it sleeps between).
+        r = bench("3", *small, "--rate", "1000", "--wait", "futex")
+        add("fr latency futex p50", r["roles"][1]["latency_us"][0])
+        r = bench("3", *small, "--rate", "1000", "--wait", "spin")
+        add("fr latency spin p50", r["roles"][1]["latency_us"][0])
+        # Peers.
+        for p in lines([sys.executable, PEERS, "--seconds", s]):
+            add(f"{p['peer']} {p['consumers']}c {p['work']}", p["fps"])
+        g = lines(["bash", GST, "3000"])[0]
+        add("gstreamer-shm", g.get("fps", float("nan")))
+        add("gstreamer-shm hang", 1 if g.get("hang") else 0)
+        # Limits.
+        for l in lines([LIMITS]):
+            add(l["limit"], l.get("gb_per_s", l.get("one_way_us")))
+            if "frames_per_s" in l:
+                add(l["limit"] + " fps", l["frames_per_s"])
+
+    m = {k: med(v) for k, v in fig.items()}
+    os.makedirs(os.path.dirname(a.json), exist_ok=True)
+    with open(a.json, "w") as f:
+        json.dump({"runs": a.runs, "seconds": a.seconds, "median": m, "all": fig}, f, indent=1)
+
+    def row(label, value, unit, peer_label=None, peer=None, target=None):
+        ratio = f"{value / peer:.2f}x" if peer else ""
+        t = f"{target}" if target else ""
+        print(f"| {label} | {value:,.1f} {unit} | {peer_label or ''} | {'' if peer is None else f'{peer:,.1f}'} | {ratio} | {t} |")
+
+    print(f"\nmedians of {a.runs} runs, {a.seconds} s each; 720x1080x3 u8 frames unless said\n")
+    print("| framering workload | framering | peer / limit | peer | ratio | target |")
+    print("|---|---|---|---|---|---|")
+    w = m["fr write/stride"]
+    row("write/stride, 1 consumer, default wait", w, "fps", "Python shm 100-slot pool", m["python-pool 1c stride"], "≥ 4x")
+    row("write/stride, 1 consumer, default wait", w, "fps", "Python shm + Event (lockstep)", m["python-event 1c stride"])
+    row("write/stride, 1 consumer, default wait", w, "fps", "Python mp.Queue", m["python-queue 1c stride"])
+    gst = m["gstreamer-shm"]
+    hangs = sum(fig["gstreamer-shm hang"])
+    print(f"| write/stride, 1 consumer, default wait | {w:,.1f} fps | GStreamer shmsink/shmsrc | {'hung ' + str(hangs) + '/' + str(a.runs) + ' runs' if hangs else f'{gst:,.1f}'} | {'' if hangs else f'{w / gst:.2f}x'} | ≥ 2x |")
+    row("write/stride, 1 consumer, default wait", w, "fps", "memcpy into a 2-slot (cache-sized) ring", m["memcpy-ring-2-slots fps"])
+    row("write/stride, 1 consumer, spin", m["fr write/stride spin"], "fps", "memcpy into a 2-slot ring", m["memcpy-ring-2-slots fps"])
+    row("copy (from 128 MiB of sources)/stride", m["fr copy/stride"], "fps", "memcpy into a 64-slot ring (> LLC)", m["memcpy-ring-64-slots fps"])
+    row("full readers: 2 consumers (work-sharing), producer none", m["fr none/full 2c"], "fps", "the same, 1 consumer", m["fr none/full 1c"], "≥ 1.8x")
+    row("write/full, 2 consumers, 1 group", m["fr write/full 2c"], "fps", "Python pool, 2 consumers full", m["python-pool 2c full"])
+    row("write/full, 2 groups (each gets every frame)", m["fr write/full 2 groups"], "fps per group", "Python pool, 1 consumer full", m["python-pool 1c full"])
+    for slots in (64, 256):
+        row(f"write/full, {slots} slots", m[f"fr write/full {slots} slots"], "fps", "the same, 8 slots", m["fr write/full 8 slots"], "≥ 1.0x")
+    row("hand-off 16x16x1, spin", m["fr handoff spin"], "fps", "", None, "≥ 5 M")
+    row("hand-off 16x16x1, default", m["fr handoff default"], "fps", "", None, "≥ 1 M")
+    row("latency p50, consumer asleep (futex)", m["fr latency futex p50"], "us", "raw futex ping-pong, one way", m["futex-ping-pong"], "≤ 1.2x")
+    row("latency p50, consumer spinning", m["fr latency spin p50"], "us", "spin ping-pong, one way", m["spin-ping-pong"], "≤ 0.3 us")
+    print(f"\nlimits: memcpy {m['memcpy-ring-64-slots']:.1f} GB/s into a ring > LLC, "
+          f"{m['memcpy-ring-2-slots']:.1f} GB/s into a cache-sized one; futex ping-pong "
+          f"{m['futex-ping-pong']:.2f} us, spin {m['spin-ping-pong']:.3f} us one way")
+
+
+if __name__ == "__main__":
+    main()
