@@ -68,7 +68,14 @@ fn pong(name: &str, spin: bool) {
 
 fn ping_pong(spin: bool) -> f64 {
     let name = format!("framering-limits-{}", std::process::id());
-    let shape = Shape { slots: 1, height: 1, width: 1, channels: 1, max_consumers: 2, max_groups: 1 };
+    let shape = Shape {
+        slots: 1,
+        height: 1,
+        width: 1,
+        channels: 1,
+        max_consumers: 2,
+        max_groups: 1,
+    };
     let seg = Segment::create(&name, shape, 0o600).expect("scratch segment");
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["pong", &name, if spin { "spin" } else { "futex" }])

@@ -45,7 +45,7 @@
 //! of the stream. The protocol is model-checked in `tests/loom.rs`.
 
 use crate::futex;
-use crate::sync::{fence, spin_hint, AtomicU32, Ordering};
+use crate::sync::{fence, spin_hint, yield_now, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// See the [module documentation](self). Lives in shared memory; all-zero
@@ -56,6 +56,10 @@ pub struct Event {
     seq: AtomicU32,
     waiters: AtomicU32,
 }
+
+/// Checks made with a bare CPU hint between them before a spin-then-sleep
+/// waiter starts yielding the CPU between checks.
+const PURE_SPINS: u32 = 64;
 
 /// How a waiter waits: spin first, then sleep in the kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,7 +138,16 @@ impl Event {
             if let Some(v) = check() {
                 return Some(v);
             }
-            spin_hint();
+            // Past a short pure spin, give the core to whoever else is
+            // runnable: with more busy processes than cores (a producer and
+            // two consumers on two cores), a spinning waiter would otherwise
+            // steal the time of the process it is waiting for. When nobody
+            // else wants the core, sched_yield returns at once.
+            if spins >= PURE_SPINS && strategy.sleep {
+                yield_now();
+            } else {
+                spin_hint();
+            }
             spins += 1;
             // A pure spinner still yields now and then, and honours the
             // deadline (checked rarely: reading the clock costs ~20 ns).

@@ -20,6 +20,16 @@ pub(crate) fn spin_hint() {
     std::hint::spin_loop();
 }
 
+/// Gives the CPU to another runnable thread, if any (`sched_yield`); a
+/// scheduling point under loom.
+#[inline]
+pub(crate) fn yield_now() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(not(loom))]
+    std::thread::yield_now();
+}
+
 /// Pads and aligns a value to 128 bytes (two cache lines, as crossbeam's
 /// `CachePadded` does on x86_64 because of the adjacent-line prefetcher), so
 /// that words written by different processes never share a line.

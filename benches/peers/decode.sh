@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Decode, the producer's real limit: images/s on 1080x720 JPEG (quality 90)
+# and PNG, framering's producer (decoding straight into the slot; consumer
+# --output null) with 1 and 2 decode threads, against libjpeg-turbo (djpeg)
+# and OpenCV (cv2.imdecode), in the same run. Medians of RUNS runs.
+#   benches/peers/decode.sh [RUNS]
+# Needs: apt-get install libjpeg-turbo-progs; pip install opencv-python-headless numpy
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+RUNS=${1:-3}
+cargo build --release --quiet --bins --examples
+B=target/release
+DATA=${BENCH_DATA:-target/bench-inputs}
+[ -d "$DATA/jpeg" ] || $B/examples/bench_inputs "$DATA" 10 >/dev/null
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+SHAPE=(--config /dev/null --height 720 --width 1080 --channels 3 --quiet)
+
+framering() { # DIR THREADS LOOPS
+  local ring="framering-dbench-$$"
+  $B/framering-consumer "${SHAPE[@]}" --ring "$ring" --output null 2>/dev/null &
+  local c=$!
+  $B/framering-producer "${SHAPE[@]}" --ring "$ring" --slots 8 --input "$1" --decode-threads "$2" \
+    --loop "$3" --stats-json /tmp/fr-dp.json 2>/dev/null
+  wait $c
+  python3 -c 'import json; print(json.load(open("/tmp/fr-dp.json"))["fps"])'
+}
+
+djpeg_rate() { # one core
+  local n=0 t0 t1
+  t0=$(date +%s.%N)
+  for _ in 1 2 3 4 5; do for f in "$DATA"/jpeg/*.jpg; do djpeg -outfile /dev/null "$f"; n=$((n+1)); done; done
+  t1=$(date +%s.%N)
+  python3 -c "print($n/($t1-$t0))"
+}
+
+cv2_rate() { # KIND: jpeg|png; one core (cv2.setNumThreads(1))
+  python3 - "$DATA/$1" <<'PY'
+import glob, sys, time
+import cv2, numpy as np
+cv2.setNumThreads(1)
+bufs = [np.fromfile(f, np.uint8) for f in sorted(glob.glob(sys.argv[1] + "/*"))]
+for b in bufs: cv2.imdecode(b, cv2.IMREAD_COLOR)
+n, t0 = 0, time.perf_counter()
+while time.perf_counter() - t0 < 3:
+    for b in bufs:
+        cv2.imdecode(b, cv2.IMREAD_COLOR); n += 1
+print(n / (time.perf_counter() - t0))
+PY
+}
+
+row() { printf '%-52s %8.1f images/s\n' "$1" "$(for _ in $(seq "$RUNS"); do "${@:2}"; done | median)"; }
+row "framering JPEG, 1 decode thread" framering "$DATA/jpeg" 1 30
+row "framering JPEG, 2 decode threads" framering "$DATA/jpeg" 2 30
+row "libjpeg-turbo djpeg (process per image, 1 core)" djpeg_rate
+row "OpenCV cv2.imdecode JPEG (1 thread)" cv2_rate jpeg
+row "framering PNG, 1 decode thread" framering "$DATA/png" 1 10
+row "framering PNG, 2 decode threads" framering "$DATA/png" 2 10
+row "OpenCV cv2.imdecode PNG (1 thread)" cv2_rate png
