@@ -33,6 +33,12 @@ djpeg_rate() { # one core
   python3 -c "print($n/($t1-$t0))"
 }
 
+tjbench_rate() { # libjpeg-turbo's own benchmark, in-process, 1 core: Mpixels/s -> images/s
+  local mp
+  mp=$(tjbench "$DATA/jpeg/000.jpg" -rgb -benchtime 2 -warmup 1 -quiet 2>/dev/null | awk '/^RGB/ {print $NF}')
+  python3 -c "print($mp * 1e6 / (1080 * 720))"
+}
+
 cv2_rate() { # KIND: jpeg|png; one core (cv2.setNumThreads(1))
   python3 - "$DATA/$1" <<'PY'
 import glob, sys, time
@@ -51,6 +57,7 @@ PY
 row() { printf '%-52s %8.1f images/s\n' "$1" "$(for _ in $(seq "$RUNS"); do "${@:2}"; done | median)"; }
 row "framering JPEG, 1 decode thread" framering "$DATA/jpeg" 1 30
 row "framering JPEG, 2 decode threads" framering "$DATA/jpeg" 2 30
+row "libjpeg-turbo tjbench (in process, 1 core)" tjbench_rate
 row "libjpeg-turbo djpeg (process per image, 1 core)" djpeg_rate
 row "OpenCV cv2.imdecode JPEG (1 thread)" cv2_rate jpeg
 row "framering PNG, 1 decode thread" framering "$DATA/png" 1 10
