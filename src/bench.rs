@@ -99,6 +99,10 @@ pub struct BenchSpec {
     /// How idle processes wait.
     #[arg(long, value_enum, default_value_t = BenchWait::SpinThenFutex)]
     pub wait: BenchWait,
+    /// Most frames queued ahead of the consumers (0: 2 to 8 frames, as many as fit in 8 MiB).
+    #[arg(long, default_value_t = 0)]
+    #[serde(default)]
+    pub max_queued: u32,
     /// Drop the oldest untaken frame instead of waiting for a slot.
     #[arg(long)]
     pub drop_oldest: bool,
@@ -171,6 +175,7 @@ impl BenchSpec {
             } else {
                 Backpressure::Block
             },
+            max_queued: self.max_queued,
             groups: (0..self.groups).map(|g| format!("g{g}")).collect(),
             group: format!("g{group}"),
             ..RingOptions::default()

@@ -106,6 +106,9 @@ pub struct RingArgs {
     /// ring.max_groups
     #[arg(long)]
     pub max_groups: Option<u32>,
+    /// ring.max_queued (0: 2 to 8 frames, as many as fit in 8 MiB)
+    #[arg(long)]
+    pub max_queued: Option<u32>,
     /// ring.wait
     #[arg(long, value_enum)]
     pub wait: Option<crate::config::WaitKind>,
@@ -155,6 +158,7 @@ impl RingArgs {
         set(&mut r.mode, self.mode.clone());
         set(&mut r.max_consumers, self.max_consumers);
         set(&mut r.max_groups, self.max_groups);
+        set(&mut r.max_queued, self.max_queued);
         set(&mut r.wait, self.wait);
         Ok(c)
     }

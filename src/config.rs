@@ -131,6 +131,9 @@ pub struct RingConfig {
     pub groups: Vec<String>,
     /// `block` or `drop_oldest`.
     pub backpressure: BackpressureKind,
+    /// With `block`: the most frames a group may have queued and not yet
+    /// taken before the producer waits (0: 2 to 8 frames, as many as fit in 8 MiB).
+    pub max_queued: u32,
     /// Wait strategy.
     pub wait: WaitKind,
 }
@@ -148,6 +151,7 @@ impl Default for RingConfig {
             max_groups: 8,
             groups: vec![crate::pool::DEFAULT_GROUP.to_string()],
             backpressure: BackpressureKind::Block,
+            max_queued: 0,
             wait: WaitKind::SpinThenFutex,
         }
     }
@@ -371,6 +375,7 @@ impl Config {
             MAX_CONSUMERS,
         )?;
         range("ring.max_groups", self.ring.max_groups, 1, MAX_GROUPS)?;
+        range("ring.max_queued", self.ring.max_queued, 0, MAX_RING_SLOTS)?;
         if self.ring.groups.len() > self.ring.max_groups as usize {
             return Err(invalid(
                 "ring.groups",
@@ -508,6 +513,7 @@ mod tests {
             "max_groups",
             "groups",
             "backpressure",
+            "max_queued",
             "wait",
             "fps_limit",
             "realtime",

@@ -316,6 +316,12 @@ impl Consumer {
         self.frames.set(n);
         let e = &seg.consumers()[self.index as usize];
         e.frames.store(n, Ordering::Relaxed);
+        // A producer waiting because our group had too many frames queued
+        // (ring.max_queued) may go on. One load when nobody waits.
+        let free_event = &seg.header().free_event;
+        if free_event.waiters() != 0 {
+            free_event.notify();
+        }
         if n % 64 == 0 {
             // A busy consumer's sign of life, for status displays.
             e.heartbeat_ns.store(monotonic_ns(), Ordering::Relaxed);

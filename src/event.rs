@@ -119,6 +119,13 @@ impl Event {
         }
     }
 
+    /// The notification count: it changes whenever someone notified
+    /// (Acquire: what the notifier did before notifying is visible after
+    /// seeing the new count).
+    pub fn seq(&self) -> u32 {
+        self.seq.load(Ordering::Acquire)
+    }
+
     /// Number of processes currently asleep (or about to be) on this event.
     pub fn waiters(&self) -> u32 {
         self.waiters.load(Ordering::Relaxed)

@@ -85,6 +85,7 @@ fn ring_options(cfg: &Config) -> anyhow::Result<RingOptions> {
         mode: cfg.mode()?,
         wait: cfg.wait(),
         backpressure: cfg.ring.backpressure.policy(),
+        max_queued: cfg.ring.max_queued,
         groups: cfg.ring.groups.clone(),
         group: cfg.consumer.group.clone(),
         latest: cfg.consumer.latest,

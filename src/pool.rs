@@ -139,6 +139,11 @@ pub struct RingOptions {
     pub wait: WaitStrategy,
     /// Producer: what to do when no slot is free.
     pub backpressure: Backpressure,
+    /// Producer, block policy: publish no further while a group has this
+    /// many frames queued and not yet taken (0: 2 to 8 frames, as many as fit in 8 MiB). Keeps the
+    /// frames consumers read recent (in cache) and the latency short in a
+    /// deep ring; the other slots still serve consumers that hold frames.
+    pub max_queued: u32,
     /// Producer: groups declared up front (default `["default"]`): they
     /// receive every frame, with or without consumers.
     pub groups: Vec<String>,
@@ -157,6 +162,7 @@ impl Default for RingOptions {
             mode: 0o600,
             wait: WaitStrategy::default(),
             backpressure: Backpressure::Block,
+            max_queued: 0,
             groups: vec![DEFAULT_GROUP.to_string()],
             group: DEFAULT_GROUP.to_string(),
             latest: false,
@@ -648,6 +654,29 @@ mod tests {
         assert_eq!(p.reap_dead_consumers().unwrap(), 0, "nobody to redeliver to");
         assert_eq!(p.free_slots(), 2);
         assert_eq!(p.subscribed_groups(), 0);
+        p.unlink().unwrap();
+    }
+
+    #[test]
+    fn block_keeps_at_most_max_queued_frames_ahead_of_the_consumers() {
+        let n = name("maxq");
+        let o = RingOptions { max_queued: 3, ..RingOptions::default() };
+        let mut p = Producer::create(&n, shape(8), &o).unwrap();
+        let c = Consumer::attach(&n, None, &RingOptions::default()).unwrap();
+        for i in 0..3u8 {
+            put(&mut p, i).unwrap();
+        }
+        // Five slots are free, but three frames wait already.
+        assert_eq!(p.free_slots(), 5);
+        assert!(p.acquire(Duration::from_millis(30)).unwrap().is_none());
+        // A consumer taking one (and holding it) lets the producer go on.
+        let held = match c.take(Duration::from_millis(50)).unwrap() {
+            Take::Frame(f) => f,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(put(&mut p, 3), Some(3));
+        assert!(p.acquire(Duration::from_millis(30)).unwrap().is_none());
+        drop(held);
         p.unlink().unwrap();
     }
 }

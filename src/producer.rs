@@ -106,6 +106,8 @@ pub struct Producer {
     free: Vec<u32>,
     wait: WaitStrategy,
     policy: Backpressure,
+    /// Block policy: the most frames a group may have queued, not taken.
+    max_queued: u64,
     last_reap: Instant,
     /// CLOCK_MONOTONIC ns at which a busy producer next looks for dead
     /// consumers (compared with the publish timestamp it reads anyway).
@@ -126,6 +128,8 @@ pub struct Producer {
     member_of: Vec<Option<u8>>,
     /// The header's roster counter when we last looked at the table.
     roster_seen: u32,
+    /// The free event's count when we last collected returns.
+    returns_seen: u32,
 }
 
 /// A slot the producer owns and may fill. Publish it with
@@ -158,6 +162,16 @@ impl WriteSlot {
         // SAFETY: as in `data_mut`; `&self` rules out a live `&mut` slice.
         unsafe { self.seg.frame(self.index) }
     }
+}
+
+/// Bytes of queued frames the automatic `max_queued` allows: what stays in
+/// the last-level cache of a small machine beside the frames being written
+/// and read.
+const QUEUED_BYTES: u64 = 8 << 20;
+
+/// The default `max_queued`: 2 to 8 frames, fewer the larger they are.
+fn auto_max_queued(frame_bytes: u64, slots: u32) -> u32 {
+    ((QUEUED_BYTES / frame_bytes.max(1)).clamp(2, 8) as u32).min(slots)
 }
 
 fn bits(mut mask: u64) -> impl Iterator<Item = usize> {
@@ -224,11 +238,16 @@ impl Producer {
         h.producer_pid.store(me.pid, Ordering::Release);
         h.flags.store(FLAG_RUNNING, Ordering::Release);
         let slots = shape.slots as usize;
+        let seg_frame_bytes = seg.geometry().frame_bytes;
         Ok(Producer {
             seg: Arc::new(seg),
             free: (0..shape.slots).rev().collect(),
             wait: opts.wait,
             policy: opts.backpressure,
+            max_queued: match opts.max_queued {
+                0 => auto_max_queued(seg_frame_bytes, shape.slots),
+                n => n.min(shape.slots),
+            } as u64,
             last_reap: Instant::now(),
             next_reap_ns: 0,
             redelivered: 0,
@@ -241,6 +260,7 @@ impl Producer {
             groups,
             member_of: vec![None; shape.max_consumers as usize],
             roster_seen: 0,
+            returns_seen: 0,
         })
     }
 
@@ -633,6 +653,12 @@ impl Producer {
         Ok(())
     }
 
+    /// Whether some subscribed group already has `max_queued` frames
+    /// waiting (block policy: publish no further ahead of the consumers).
+    fn too_far_ahead(&self) -> bool {
+        bits(self.active).any(|g| group_queue(&self.seg, g).len() >= self.max_queued)
+    }
+
     /// Drop-oldest: withdraws the oldest published frame no consumer has
     /// claimed and returns its slot to the free pool. `false` when every
     /// published slot is being read.
@@ -679,7 +705,14 @@ impl Producer {
     /// `Ok(None)` on timeout.
     pub fn acquire(&mut self, timeout: Duration) -> Result<Option<WriteSlot>, PoolError> {
         self.service_roster()?;
-        if self.free.is_empty() {
+        // Collect returned slots as soon as there are any (consumers notify
+        // the free event after every return: one load tells), not only when
+        // the pool runs dry: the LIFO pool then hands out the slot returned
+        // last, still in cache, instead of one untouched for a whole lap of
+        // a deep ring.
+        let returns = self.seg.header().free_event.seq();
+        if returns != self.returns_seen || self.free.is_empty() {
+            self.returns_seen = returns;
             self.collect();
         }
         let drop_mode = self.policy == Backpressure::DropOldest;
@@ -687,7 +720,7 @@ impl Producer {
             self.drop_oldest()?;
         }
         let mut deadline = None;
-        while self.free.is_empty() || (self.active == 0 && !drop_mode) {
+        while self.free.is_empty() || (!drop_mode && (self.active == 0 || self.too_far_ahead())) {
             // Read the clock only when there is something to wait for.
             let deadline = *deadline.get_or_insert_with(|| Instant::now() + timeout);
             // Dead consumers are looked for at most every REAP_EVERY: it
@@ -702,9 +735,14 @@ impl Producer {
             let seg = self.seg.clone();
             let slice = PEER_CHECK.min(deadline - now);
             let roster = self.roster_seen;
+            let max_queued = self.max_queued;
+            let active = self.active;
             seg.header().free_event.wait_until(self.wait, slice, || {
                 let changed = seg.header().roster.load(Ordering::Acquire) != roster;
-                (self.collect() > 0 || changed).then_some(())
+                // Consumers taking frames (they notify a waiting producer)
+                // bring a group back under max_queued.
+                let room = bits(active).all(|g| group_queue(&seg, g).len() < max_queued);
+                (self.collect() > 0 || changed || room).then_some(())
             });
             self.service_roster()?;
             if self.free.is_empty() && drop_mode {
