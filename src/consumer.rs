@@ -180,7 +180,9 @@ impl Consumer {
                         tracing::info!(ring = name, "waiting for the ring to appear");
                         logged = true;
                     }
-                    std::thread::sleep(Duration::from_millis(20));
+                    // Short: how soon a waiting consumer sees a new ring is part
+                    // of the time to the first frame; a failed open costs ~2 us.
+                    std::thread::sleep(Duration::from_millis(2));
                 }
                 r => return r,
             }
