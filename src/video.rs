@@ -60,13 +60,16 @@ pub enum VideoError {
 }
 
 /// Whether `spec` names something for ffmpeg rather than image files: a URL,
-/// a video device, or a file with a video container's extension.
+/// a video device, an image-sequence pattern (`%04d`), or a file with a video
+/// container's extension.
 pub fn looks_like_video(spec: &str) -> bool {
     const EXT: &[&str] = &[
         "mp4", "m4v", "mkv", "webm", "mov", "avi", "y4m", "ts", "mts", "m2ts", "flv", "mpg",
         "mpeg", "wmv", "ogv", "3gp", "h264", "h265", "hevc", "ivf", "nut",
     ];
-    if spec.contains("://") || spec.starts_with("/dev/video") {
+    // An image-sequence pattern for ffmpeg: frames/%04d.png.
+    let pattern = spec.contains('%') && spec.contains('d');
+    if spec.contains("://") || spec.starts_with("/dev/video") || pattern {
         return true;
     }
     let ext = std::path::Path::new(spec)
@@ -436,7 +439,15 @@ mod tests {
 
     #[test]
     fn recognises_video_inputs_and_outputs() {
-        for v in ["a.mp4", "x/B.MKV", "rtsp://cam/1", "http://h/s.m3u8", "/dev/video0", "c.y4m"] {
+        for v in [
+            "a.mp4",
+            "x/B.MKV",
+            "rtsp://cam/1",
+            "http://h/s.m3u8",
+            "/dev/video0",
+            "c.y4m",
+            "frames/%04d.png",
+        ] {
             assert!(looks_like_video(v), "{v}");
         }
         for i in ["assets", "a.jpg", "imgs/*.png", "-"] {
