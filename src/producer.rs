@@ -634,14 +634,16 @@ impl Producer {
     /// Publishes slot `s` in group `g`'s queue, first making room under the
     /// drop-oldest policy.
     fn push_to_group(&mut self, g: usize, s: u32) -> Result<(), PoolError> {
-        let seg = self.seg.clone();
-        let q = group_queue(&seg, g);
         if self.policy == Backpressure::DropOldest {
             // Withdrawn frames leave stale cells until a consumer passes them;
             // a group that takes nothing would fill its queue with them.
-            while q.len() + 2 > q.capacity() {
-                if let Some(victim) = q.evict_head().map_err(|e| ring_corrupt(&seg, e))? {
-                    let victim = victim as usize;
+            loop {
+                let q = group_queue(&self.seg, g);
+                if q.len() + 2 <= q.capacity() {
+                    break;
+                }
+                let evicted = q.evict_head().map_err(|e| ring_corrupt(&self.seg, e))?;
+                if let Some(victim) = evicted.map(|v| v as usize) {
                     if self.pending[victim] & (1 << g) != 0 {
                         self.note_group_drop(g, 1);
                         self.release(g, victim);
@@ -649,7 +651,9 @@ impl Producer {
                 }
             }
         }
-        q.push(s).map_err(|e| ring_corrupt(&seg, e))?;
+        group_queue(&self.seg, g)
+            .push(s)
+            .map_err(|e| ring_corrupt(&self.seg, e))?;
         Ok(())
     }
 
@@ -769,34 +773,40 @@ impl Producer {
     /// sequence number. With no group subscribed (drop-oldest policy only:
     /// the block policy waited for one in `acquire`) the frame is dropped.
     pub fn publish(&mut self, slot: WriteSlot, meta: &FrameMeta<'_>) -> Result<u64, PoolError> {
-        let seg = self.seg.clone();
-        let h = seg.header();
-        // Only the producer writes `published`.
-        let seq = h.published.load(Ordering::Relaxed);
+        // The slot's own handle on the segment: no reference-count traffic
+        // on this per-frame path.
         let s = slot.index as usize;
-        let m = &seg.slot_meta()[s];
-        // Relaxed: published by the Release store of the claim words in `push`.
-        m.seq.store(seq, Ordering::Relaxed);
-        m.src_width.store(meta.src_width, Ordering::Relaxed);
-        m.src_height.store(meta.src_height, Ordering::Relaxed);
-        m.redeliveries.store(0, Ordering::Relaxed);
-        let len = store_name(&m.name, meta.name);
-        m.name_len.store(len as u32, Ordering::Relaxed);
-        let now_ns = monotonic_ns();
-        m.publish_ns.store(now_ns, Ordering::Relaxed);
+        let (seq, now_ns) = {
+            let seg = &*slot.seg;
+            // Only the producer writes `published`.
+            let seq = seg.header().published.load(Ordering::Relaxed);
+            let m = &seg.slot_meta()[s];
+            // Relaxed: published by the Release store of the claim words in `push`.
+            m.seq.store(seq, Ordering::Relaxed);
+            m.src_width.store(meta.src_width, Ordering::Relaxed);
+            m.src_height.store(meta.src_height, Ordering::Relaxed);
+            m.redeliveries.store(0, Ordering::Relaxed);
+            let len = store_name(&m.name, meta.name);
+            m.name_len.store(len as u32, Ordering::Relaxed);
+            let now_ns = monotonic_ns();
+            m.publish_ns.store(now_ns, Ordering::Relaxed);
+            (seq, now_ns)
+        };
         self.slot_seq[s] = seq;
         let active = self.active;
         if active == 0 {
             self.note_drop();
             self.discard(slot);
         } else {
-            seg.slot_states()[s].store(SlotState::Ready { pos: seq }.encode(), Ordering::Relaxed);
+            slot.seg.slot_states()[s]
+                .store(SlotState::Ready { pos: seq }.encode(), Ordering::Relaxed);
             self.pending[s] = active;
             for g in bits(active) {
                 self.push_to_group(g, slot.index)?;
-                seg.groups()[g].delivered.fetch_add(1, Ordering::Relaxed);
+                slot.seg.groups()[g].delivered.fetch_add(1, Ordering::Relaxed);
             }
         }
+        let h = self.seg.header();
         h.published.store(seq + 1, Ordering::Release);
         h.ready_event.notify();
         if now_ns >= self.next_reap_ns {

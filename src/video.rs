@@ -162,6 +162,28 @@ fn spawn(program: &str, cmd: &mut Command) -> Result<Child, VideoError> {
     })
 }
 
+/// Waits for an ffmpeg child to exit: an error carrying the end of its
+/// stderr if it failed.
+fn wait_ffmpeg(child: &mut Child, stderr: &mut StderrTail, what: &str) -> Result<(), VideoError> {
+    let status = child.wait().map_err(|source| VideoError::Io {
+        what: what.into(),
+        source,
+    })?;
+    if status.success() {
+        return Ok(());
+    }
+    let stderr = stderr.text();
+    Err(VideoError::Ffmpeg {
+        what: what.into(),
+        status,
+        stderr: if stderr.is_empty() {
+            "(no message)".into()
+        } else {
+            stderr
+        },
+    })
+}
+
 /// Makes a pipe's kernel buffer larger (best effort): fewer wake-ups per
 /// frame when frames are megabytes.
 fn grow_pipe(fd: std::os::fd::BorrowedFd<'_>) {
@@ -257,23 +279,11 @@ impl FfmpegInput {
     /// Waits for ffmpeg to exit; an error carrying its message if it failed.
     pub fn finish(mut self, killed: bool) -> Result<(), VideoError> {
         drop(self.stdout);
-        let status = self.child.wait().map_err(|source| VideoError::Io {
-            what: self.input.clone(),
-            source,
-        })?;
-        let stderr = self.stderr.text();
-        if status.success() || killed {
-            return Ok(());
+        match wait_ffmpeg(&mut self.child, &mut self.stderr, &self.input) {
+            // We stopped it: its exit status says nothing.
+            Err(VideoError::Ffmpeg { .. }) if killed => Ok(()),
+            r => r,
         }
-        Err(VideoError::Ffmpeg {
-            what: self.input,
-            status,
-            stderr: if stderr.is_empty() {
-                "(no message)".into()
-            } else {
-                stderr
-            },
-        })
     }
 }
 
@@ -392,24 +402,12 @@ impl FfmpegOutput {
             return Ok(());
         };
         if let Err(source) = stdin.write_all(data) {
-            // ffmpeg died: its message says why.
+            // ffmpeg died: its message says why (else the write error does).
             self.stdin = None;
-            let status = self.child.wait().map_err(|source| VideoError::Io {
+            wait_ffmpeg(&mut self.child, &mut self.stderr, &self.path)?;
+            return Err(VideoError::Io {
                 what: self.path.clone(),
                 source,
-            })?;
-            let stderr = self.stderr.text();
-            return Err(if status.success() {
-                VideoError::Io {
-                    what: self.path.clone(),
-                    source,
-                }
-            } else {
-                VideoError::Ffmpeg {
-                    what: self.path.clone(),
-                    status,
-                    stderr,
-                }
             });
         }
         Ok(())
@@ -418,18 +416,7 @@ impl FfmpegOutput {
     /// Closes ffmpeg's input and waits for the file to be written.
     pub fn finish(&mut self) -> Result<(), VideoError> {
         drop(self.stdin.take());
-        let status = self.child.wait().map_err(|source| VideoError::Io {
-            what: self.path.clone(),
-            source,
-        })?;
-        if status.success() {
-            return Ok(());
-        }
-        Err(VideoError::Ffmpeg {
-            what: self.path.clone(),
-            status,
-            stderr: self.stderr.text(),
-        })
+        wait_ffmpeg(&mut self.child, &mut self.stderr, &self.path)
     }
 }
 
