@@ -6,7 +6,8 @@ ratio table (medians of RUNS runs). Run on demand, not in CI:
 
 Installs nothing itself beyond what `benches/peers/setup.sh` did (numpy via
 pip, GStreamer via apt). Every framering figure comes from `framering bench`
-(real processes); peers from `python_peers.py`, `gstreamer.sh`; limits from
+(real processes); peers from `python_peers.py`, `gstreamer.sh`, the
+iceoryx2 program in `iceoryx2/` (built here with cargo); limits from
 `examples/limits.rs`.
 """
 import argparse
@@ -21,6 +22,8 @@ FR = os.path.join(ROOT, "target/release/framering")
 LIMITS = os.path.join(ROOT, "target/release/examples/limits")
 PEERS = os.path.join(ROOT, "benches/peers/python_peers.py")
 GST = os.path.join(ROOT, "benches/peers/gstreamer.sh")
+IOX_DIR = os.path.join(ROOT, "benches/peers/iceoryx2")
+IOX = os.path.join(IOX_DIR, "target/release/iceoryx2-peer")
 
 
 def bench(seconds, *args):
@@ -46,6 +49,8 @@ def main():
     a = ap.parse_args()
     subprocess.run(["cargo", "build", "--release", "--quiet", "--bins", "--example", "limits"],
                    cwd=ROOT, check=True)
+    # The iceoryx2 peer is its own Cargo project (kept out of framering's build).
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=IOX_DIR, check=True)
     s = str(a.seconds)
     fig = {}
 
@@ -59,6 +64,7 @@ def main():
         print(f"run {run + 1}/{a.runs}", file=sys.stderr)
         # Write-bound pass-through: producer writes every byte, 1 consumer strided.
         add("fr write/stride", consumers_fps(bench(s)))
+        add("fr write/none", consumers_fps(bench(s, "--consumer-work", "none")))
         add("fr write/stride spin", consumers_fps(bench(s, "--wait", "spin")))
         add("fr copy/stride", consumers_fps(bench(s, "--producer-work", "copy")))
         # Full readers: 1 and 2 consumers, producer not the bottleneck.
@@ -81,7 +87,15 @@ def main():
         # Peers.
         for p in lines([sys.executable, PEERS, "--seconds", s]):
             add(f"{p['peer']} {p['consumers']}c {p['work']}", p["fps"])
-        g = lines(["bash", GST, "3000"])[0]
+        def iox(*args):
+            return lines([IOX, "--seconds", s, *args])
+        add("iox event stride", iox("--wait", "event")[0]["fps"])
+        add("iox spin stride", iox("--wait", "spin")[0]["fps"])
+        add("iox event full 2 subs", med([x["fps"] for x in iox("--work", "full", "--subscribers", "2")]))
+        add("iox handoff spin", iox(*small[:6], "--work", "none", "--wait", "spin")[0]["fps"])
+        add("iox latency event p50", lines([IOX, "--seconds", "3", *small[:6], "--work", "none", "--rate", "1000", "--wait", "event"])[0]["latency_us"][0])
+        add("iox latency spin p50", lines([IOX, "--seconds", "3", *small[:6], "--work", "none", "--rate", "1000", "--wait", "spin"])[0]["latency_us"][0])
+        g = lines(["bash", GST])[0]
         add("gstreamer-shm", g.get("fps", float("nan")))
         add("gstreamer-shm hang", 1 if g.get("hang") else 0)
         # Limits.
@@ -104,12 +118,16 @@ def main():
     print("| framering workload | framering | peer / limit | peer | ratio | target |")
     print("|---|---|---|---|---|---|")
     w = m["fr write/stride"]
+    row("write/stride, 1 consumer, default wait", w, "fps", "iceoryx2, event wake-ups", m["iox event stride"], "≥ 1.2x")
+    row("write/stride, 1 consumer, spin", m["fr write/stride spin"], "fps", "iceoryx2, busy-polling", m["iox spin stride"])
     row("write/stride, 1 consumer, default wait", w, "fps", "Python shm 100-slot pool", m["python-pool 1c stride"], "≥ 4x")
     row("write/stride, 1 consumer, default wait", w, "fps", "Python shm + Event (lockstep)", m["python-event 1c stride"])
     row("write/stride, 1 consumer, default wait", w, "fps", "Python mp.Queue", m["python-queue 1c stride"])
     gst = m["gstreamer-shm"]
     hangs = sum(fig["gstreamer-shm hang"])
     print(f"| write/stride, 1 consumer, default wait | {w:,.1f} fps | GStreamer shmsink/shmsrc | {'hung ' + str(hangs) + '/' + str(a.runs) + ' runs' if hangs else f'{gst:,.1f}'} | {'' if hangs else f'{w / gst:.2f}x'} | ≥ 2x |")
+    if not hangs:
+        row("write/none, 1 consumer (fakesink reads nothing)", m["fr write/none"], "fps", "GStreamer shmsink/shmsrc", gst)
     row("write/stride, 1 consumer, default wait", w, "fps", "memcpy into a 2-slot (cache-sized) ring", m["memcpy-ring-2-slots fps"])
     row("write/stride, 1 consumer, spin", m["fr write/stride spin"], "fps", "memcpy into a 2-slot ring", m["memcpy-ring-2-slots fps"])
     row("copy (from 128 MiB of sources)/stride", m["fr copy/stride"], "fps", "memcpy into a 64-slot ring (> LLC)", m["memcpy-ring-64-slots fps"])
@@ -117,12 +135,14 @@ def main():
     row("write/full, 2 consumers, 1 group", m["fr write/full 2c"], "fps", "Python pool, 2 consumers full", m["python-pool 2c full"])
     row("write/full, 1 consumer", m["fr write/full 8 slots"], "fps", "Python pool, 1 consumer full", m["python-pool 1c full"])
     row("write/full, 2 groups of 1 (each gets every frame)", m["fr write/full 2 groups"], "fps per group", "framering, 1 group of 1", m["fr write/full 8 slots"])
+    row("write/full, 2 groups of 1 (broadcast)", m["fr write/full 2 groups"], "fps per group", "iceoryx2 broadcast to 2 subscribers, events", m["iox event full 2 subs"])
     for slots in (64, 256):
         row(f"write/full, {slots} slots", m[f"fr write/full {slots} slots"], "fps", "the same, 8 slots", m["fr write/full 8 slots"], "≥ 1.0x")
-    row("hand-off 16x16x1, spin", m["fr handoff spin"], "fps", "", None, "≥ 5 M")
+    row("hand-off 16x16x1, spin", m["fr handoff spin"], "fps", "iceoryx2, busy-polling", m["iox handoff spin"], "≥ 5 M")
     row("hand-off 16x16x1, default", m["fr handoff default"], "fps", "", None, "≥ 1 M")
     row("latency p50, consumer asleep (futex)", m["fr latency futex p50"], "us", "raw futex ping-pong, one way", m["futex-ping-pong"], "≤ 1.2x")
-    row("latency p50, consumer spinning", m["fr latency spin p50"], "us", "spin ping-pong, one way (no ratio: target absolute)", None, "≤ 0.3 us")
+    row("latency p50, consumer asleep (futex)", m["fr latency futex p50"], "us", "iceoryx2 event wake-up", m["iox latency event p50"])
+    row("latency p50, consumer spinning", m["fr latency spin p50"], "us", "iceoryx2 busy-polling", m["iox latency spin p50"], "≤ 0.3 us")
     print(f"\nlimits: memcpy {m['memcpy-ring-64-slots']:.1f} GB/s into a ring > LLC, "
           f"{m['memcpy-ring-2-slots']:.1f} GB/s into a cache-sized one; futex ping-pong "
           f"{m['futex-ping-pong']:.2f} us, spin {m['spin-ping-pong']:.3f} us one way")
