@@ -50,6 +50,34 @@ pub enum ShapePolicy {
     Reject,
 }
 
+/// Which library decodes JPEG files (`producer.jpeg_decoder`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum JpegDecoder {
+    /// libjpeg-turbo when framering was built with it (`--features
+    /// turbojpeg`), else `image`.
+    #[default]
+    Auto,
+    /// The `image` crate's pure-Rust decoder (zune-jpeg).
+    Image,
+    /// libjpeg-turbo (needs a build with `--features turbojpeg`).
+    Turbojpeg,
+}
+
+impl JpegDecoder {
+    /// Whether this build has libjpeg-turbo.
+    pub const TURBOJPEG_BUILT: bool = cfg!(feature = "turbojpeg");
+
+    /// `auto` resolved for this build.
+    pub fn resolve(self) -> JpegDecoder {
+        match self {
+            JpegDecoder::Auto if Self::TURBOJPEG_BUILT => JpegDecoder::Turbojpeg,
+            JpegDecoder::Auto => JpegDecoder::Image,
+            other => other,
+        }
+    }
+}
+
 /// Image file format written by a consumer with `--output DIR`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -169,6 +197,8 @@ pub struct ProducerConfig {
     pub shape_policy: ShapePolicy,
     /// Decoder threads; 0 = one per core.
     pub decode_threads: u32,
+    /// JPEG decoding library: `auto`, `image` or `turbojpeg`.
+    pub jpeg_decoder: JpegDecoder,
     /// Times to replay the inputs.
     #[serde(rename = "loop")]
     pub loops: u32,
@@ -212,6 +242,7 @@ impl Default for ProducerConfig {
             recursive: false,
             shape_policy: ShapePolicy::Fit,
             decode_threads: 0,
+            jpeg_decoder: JpegDecoder::Auto,
             loops: 1,
             loop_cache_mb: 0,
             drain_timeout_secs: 0.0,
@@ -375,6 +406,12 @@ impl Config {
             MAX_CONSUMERS,
         )?;
         range("ring.max_groups", self.ring.max_groups, 1, MAX_GROUPS)?;
+        if self.producer.jpeg_decoder == JpegDecoder::Turbojpeg && !JpegDecoder::TURBOJPEG_BUILT {
+            return Err(invalid(
+                "producer.jpeg_decoder",
+                "\"turbojpeg\" needs framering built with libjpeg-turbo: cargo build --release --features turbojpeg (needs cmake and nasm); or use \"auto\" or \"image\"",
+            ));
+        }
         range("ring.max_queued", self.ring.max_queued, 0, MAX_RING_SLOTS)?;
         if self.ring.groups.len() > self.ring.max_groups as usize {
             return Err(invalid(
@@ -527,6 +564,7 @@ mod tests {
             "recursive",
             "shape_policy",
             "decode_threads",
+            "jpeg_decoder",
             "loop",
             "loop_cache_mb",
             "drain_timeout_secs",
@@ -560,6 +598,14 @@ mod tests {
             "producer.drain_timeout_secs"
         );
         assert_eq!(key_of(parse("[ring]\ngroups = [\"a b\"]")), "ring.groups");
+        let e = key_of(parse("[producer]\njpeg_decoder = \"libjpeg\""));
+        assert!(e.contains("jpeg_decoder"), "{e}");
+        if !JpegDecoder::TURBOJPEG_BUILT {
+            assert_eq!(
+                key_of(parse("[producer]\njpeg_decoder = \"turbojpeg\"")),
+                "producer.jpeg_decoder"
+            );
+        }
         assert_eq!(
             key_of(parse("[ring]\nmax_groups = 1\ngroups = [\"a\", \"b\"]")),
             "ring.groups"

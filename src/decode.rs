@@ -6,8 +6,16 @@
 //! bits, and resized with SIMD (`fast_image_resize`) according to the
 //! [`ShapePolicy`]. Decoder limits derived from the slot size refuse
 //! decompression bombs before they allocate.
+//!
+//! JPEG files go to libjpeg-turbo instead when framering is built with
+//! `--features turbojpeg` (`producer.jpeg_decoder`, see [`JpegDecoder`]):
+//! straight into the slot in the slot's pixel format, and for a source at
+//! least twice the slot's size through libjpeg-turbo's DCT scaling (1/2, 1/4
+//! or 1/8: most of the decoding work is skipped) before the SIMD resize.
+//! A JPEG that libjpeg-turbo refuses (CMYK, a warning on corrupt data) is
+//! handed to the `image` decoder, which then decides whether it is skipped.
 
-use crate::config::ShapePolicy;
+use crate::config::{JpegDecoder, ShapePolicy};
 use fast_image_resize::images::{CroppedImageMut, Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::{ColorType, DynamicImage, ImageDecoder, ImageReader, Limits};
@@ -116,6 +124,15 @@ pub struct Decoder {
     policy: ShapePolicy,
     resizer: Resizer,
     limits: Limits,
+    /// libjpeg-turbo, when built in and chosen.
+    #[cfg(feature = "turbojpeg")]
+    turbo: Option<turbojpeg::Decompressor>,
+    /// The whole file, for libjpeg-turbo (reused: no allocation per frame
+    /// once it has grown to the largest input).
+    bytes: Vec<u8>,
+    /// A scaled decode awaiting its resize (reused likewise).
+    #[cfg(feature = "turbojpeg")]
+    scratch: Vec<u8>,
 }
 
 impl fmt::Debug for Decoder {
@@ -123,6 +140,7 @@ impl fmt::Debug for Decoder {
         f.debug_struct("Decoder")
             .field("shape", &self.shape)
             .field("policy", &self.policy)
+            .field("jpeg", &self.jpeg_decoder())
             .finish()
     }
 }
@@ -157,7 +175,49 @@ impl Decoder {
             policy,
             resizer: Resizer::new(),
             limits,
+            #[cfg(feature = "turbojpeg")]
+            turbo: None,
+            bytes: Vec::new(),
+            #[cfg(feature = "turbojpeg")]
+            scratch: Vec::new(),
         }
+        .with_jpeg_decoder(JpegDecoder::Auto)
+    }
+
+    /// Chooses the JPEG decoder. `turbojpeg` in a build without it, or a
+    /// libjpeg-turbo that fails to initialise, falls back to `image` (the
+    /// configuration refuses the former up front).
+    #[cfg_attr(not(feature = "turbojpeg"), allow(unused_mut))]
+    pub fn with_jpeg_decoder(mut self, kind: JpegDecoder) -> Self {
+        #[cfg(feature = "turbojpeg")]
+        {
+            self.turbo = None;
+            if kind.resolve() == JpegDecoder::Turbojpeg {
+                match turbojpeg::Decompressor::new() {
+                    Ok(mut d) => {
+                        // Progressive JPEGs with absurd scan counts are a
+                        // known CPU exhaustion attack; real files use < 20.
+                        let _ = d.set_scan_limit(500);
+                        self.turbo = Some(d);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "libjpeg-turbo unavailable, decoding JPEG with image")
+                    }
+                }
+            }
+        }
+        #[cfg(not(feature = "turbojpeg"))]
+        let _ = kind;
+        self
+    }
+
+    /// The JPEG decoder in use (`Image` or `Turbojpeg`).
+    pub fn jpeg_decoder(&self) -> JpegDecoder {
+        #[cfg(feature = "turbojpeg")]
+        if self.turbo.is_some() {
+            return JpegDecoder::Turbojpeg;
+        }
+        JpegDecoder::Image
     }
 
     /// The frame shape.
@@ -184,7 +244,19 @@ impl Decoder {
         if meta.len() == 0 {
             return Err(err(SkipReason::Empty, "zero-byte file"));
         }
-        self.decode_reader(BufReader::new(file), out)
+        let mut reader = BufReader::new(file);
+        if self.jpeg_decoder() == JpegDecoder::Turbojpeg && is_jpeg(&mut reader) {
+            let mut bytes = std::mem::take(&mut self.bytes);
+            bytes.clear();
+            let read = reader.read_to_end(&mut bytes);
+            let result = match read {
+                Ok(_) => self.decode_bytes(&bytes, out),
+                Err(e) => Err(err(SkipReason::Unreadable, e)),
+            };
+            self.bytes = bytes;
+            return result;
+        }
+        self.decode_reader(reader, out)
     }
 
     /// Decodes an image held in memory into `out`.
@@ -192,7 +264,131 @@ impl Decoder {
         if bytes.is_empty() {
             return Err(err(SkipReason::Empty, "no bytes"));
         }
+        #[cfg(feature = "turbojpeg")]
+        if bytes.starts_with(&[0xFF, 0xD8]) && self.turbo.is_some() {
+            if let Some(done) = self.decode_turbo(bytes, out) {
+                return done;
+            }
+        }
         self.decode_reader(std::io::Cursor::new(bytes), out)
+    }
+
+    /// Refuses a source of `w`×`h` that exceeds the limits or, under
+    /// `reject`, differs from the slot. Returns whether it has the slot's size.
+    fn check_source(&self, w: u32, h: u32) -> Result<bool, DecodeError> {
+        if w == 0 || h == 0 {
+            return Err(err(SkipReason::Corrupt, "zero-sized image"));
+        }
+        let too_wide = self.limits.max_image_width.is_some_and(|m| w > m);
+        let too_high = self.limits.max_image_height.is_some_and(|m| h > m);
+        if too_wide || too_high {
+            return Err(err(
+                SkipReason::TooLarge,
+                format!("{w}x{h} exceeds the decoder's limits"),
+            ));
+        }
+        let same_size = (w, h) == (self.shape.width, self.shape.height);
+        if !same_size && self.policy == ShapePolicy::Reject {
+            return Err(err(
+                SkipReason::ShapeRejected,
+                format!(
+                    "{w}x{h} differs from the slot's {}x{}",
+                    self.shape.width, self.shape.height
+                ),
+            ));
+        }
+        Ok(same_size)
+    }
+
+    /// libjpeg-turbo: `None` hands the file to the `image` decoder (a JPEG
+    /// libjpeg-turbo does not take, or a warning on corrupt data, which
+    /// `image` then judges).
+    #[cfg(feature = "turbojpeg")]
+    fn decode_turbo(
+        &mut self,
+        bytes: &[u8],
+        out: &mut [u8],
+    ) -> Option<Result<Decoded, DecodeError>> {
+        use turbojpeg::{Image as TjImage, PixelFormat, ScalingFactor};
+        assert_eq!(out.len(), self.shape.bytes(), "frame buffer of the wrong size");
+        match jpeg_truncated(&mut std::io::Cursor::new(bytes)) {
+            Ok(true) => {
+                return Some(Err(err(
+                    SkipReason::Corrupt,
+                    "truncated JPEG (no end-of-image marker)",
+                )))
+            }
+            Ok(false) => {}
+            Err(e) => return Some(Err(err(SkipReason::Unreadable, e))),
+        }
+        let header = self.turbo.as_mut()?.read_header(bytes).ok()?;
+        let (w, h) = (
+            u32::try_from(header.width).ok()?,
+            u32::try_from(header.height).ok()?,
+        );
+        let src = Decoded {
+            width: w,
+            height: h,
+        };
+        let same_size = match self.check_source(w, h) {
+            Ok(same) => same,
+            Err(e) => return Some(Err(e)),
+        };
+        let c = self.shape.channels as usize;
+        let format = match c {
+            1 => PixelFormat::GRAY,
+            4 => PixelFormat::RGBA,
+            _ => PixelFormat::RGB,
+        };
+        let (dw, dh) = (self.shape.width, self.shape.height);
+        // The coarsest DCT scaling that still leaves at least the slot's
+        // resolution for the resize (so quality is that of a plain resize).
+        let (need_w, need_h) = match self.policy {
+            ShapePolicy::Fit => fit_size(w, h, dw, dh),
+            _ => (dw, dh),
+        };
+        let mut factor = ScalingFactor::ONE;
+        if !same_size && !header.is_lossless {
+            for d in [8usize, 4, 2] {
+                let f = ScalingFactor::new(1, d);
+                if f.scale(w as usize) >= need_w as usize && f.scale(h as usize) >= need_h as usize {
+                    factor = f;
+                    break;
+                }
+            }
+        }
+        let turbo = self.turbo.as_mut()?;
+        turbo.set_scaling_factor(factor).ok()?;
+        if same_size {
+            let image = TjImage {
+                pixels: &mut *out,
+                width: w as usize,
+                pitch: w as usize * c,
+                height: h as usize,
+                format,
+            };
+            turbo.decompress(bytes, image).ok()?;
+            return Some(Ok(src));
+        }
+        let (sw, sh) = (factor.scale(w as usize), factor.scale(h as usize));
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.resize(sw * sh * c, 0);
+        let image = TjImage {
+            pixels: &mut scratch[..],
+            width: sw,
+            pitch: sw * c,
+            height: sh,
+            format,
+        };
+        let result = match turbo.decompress(bytes, image) {
+            Ok(()) => Some(
+                self.resize(&scratch, sw as u32, sh as u32, out)
+                    .map(|()| src),
+            ),
+            Err(_) => None,
+        };
+        self.scratch = scratch;
+        result
     }
 
     fn decode_reader<R: std::io::BufRead + Seek>(
@@ -228,19 +424,7 @@ impl Decoder {
             width: w,
             height: h,
         };
-        if w == 0 || h == 0 {
-            return Err(err(SkipReason::Corrupt, "zero-sized image"));
-        }
-        let same_size = (w, h) == (self.shape.width, self.shape.height);
-        if !same_size && self.policy == ShapePolicy::Reject {
-            return Err(err(
-                SkipReason::ShapeRejected,
-                format!(
-                    "{w}x{h} differs from the slot's {}x{}",
-                    self.shape.width, self.shape.height
-                ),
-            ));
-        }
+        let same_size = self.check_source(w, h)?;
         if same_size && decoder.color_type() == color_type(self.shape.channels) {
             // Fast path: decode straight into the slot.
             decoder.read_image(out).map_err(classify)?;
@@ -297,6 +481,12 @@ impl Decoder {
         }
         Ok(())
     }
+}
+
+/// Whether the stream starts with a JPEG start-of-image marker (does not
+/// consume anything).
+fn is_jpeg<R: std::io::BufRead>(r: &mut R) -> bool {
+    r.fill_buf().is_ok_and(|b| b.starts_with(&[0xFF, 0xD8]))
 }
 
 /// Whether the stream is a JPEG without an end-of-image marker near its end.
@@ -474,4 +664,133 @@ mod tests {
             "{e}"
         );
     }
+
+    #[cfg(feature = "turbojpeg")]
+    fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {
+        assert_eq!(a.len(), b.len());
+        a.iter().zip(b).map(|(x, y)| x.abs_diff(*y) as f64).sum::<f64>() / a.len() as f64
+    }
+
+    /// A smooth picture: JPEG decoders differ by a level or two on it.
+    #[cfg(feature = "turbojpeg")]
+    fn smooth(w: u32, h: u32) -> RgbImage {
+        RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([
+                (x * 255 / w) as u8,
+                (y * 255 / h) as u8,
+                ((x + y) * 127 / (w + h)) as u8 + 64,
+            ])
+        })
+    }
+
+    #[test]
+    fn auto_resolves_to_what_is_built() {
+        let shape = FrameShape {
+            height: 4,
+            width: 4,
+            channels: 3,
+        };
+        let d = Decoder::new(shape, ShapePolicy::Fit);
+        let expected = if JpegDecoder::TURBOJPEG_BUILT {
+            JpegDecoder::Turbojpeg
+        } else {
+            JpegDecoder::Image
+        };
+        assert_eq!(d.jpeg_decoder(), expected);
+        let d = d.with_jpeg_decoder(JpegDecoder::Image);
+        assert_eq!(d.jpeg_decoder(), JpegDecoder::Image);
+    }
+
+    /// libjpeg-turbo and the `image` decoder agree on the slot's pixels, for
+    /// every slot format, at the same size and through DCT scaling + resize
+    /// (1/8: 640x480 into 80x60; 1/2: into 200x150), and for each policy.
+    #[cfg(feature = "turbojpeg")]
+    #[test]
+    fn turbojpeg_agrees_with_image() {
+        let jpg = encode(&DynamicImage::ImageRgb8(smooth(640, 480)), ImageFormat::Jpeg);
+        for (h, w) in [(480, 640), (60, 80), (150, 200), (100, 100)] {
+            for channels in [1, 3, 4] {
+                for policy in [ShapePolicy::Fit, ShapePolicy::Fill, ShapePolicy::Stretch] {
+                    let shape = FrameShape {
+                        height: h,
+                        width: w,
+                        channels,
+                    };
+                    let mut turbo = Decoder::new(shape, policy);
+                    assert_eq!(turbo.jpeg_decoder(), JpegDecoder::Turbojpeg);
+                    let mut image = Decoder::new(shape, policy).with_jpeg_decoder(JpegDecoder::Image);
+                    let (mut a, mut b) = (vec![0; shape.bytes()], vec![0; shape.bytes()]);
+                    let da = turbo.decode_bytes(&jpg, &mut a).unwrap();
+                    let db = if channels == 1 {
+                        // libjpeg-turbo's gray is the JPEG's own luma
+                        // (BT.601 weights); `image` converts with BT.709's.
+                        // Compare with BT.601 of `image`'s RGB.
+                        let rgb = FrameShape { channels: 3, ..shape };
+                        let mut c = vec![0; rgb.bytes()];
+                        let mut image = Decoder::new(rgb, policy).with_jpeg_decoder(JpegDecoder::Image);
+                        let db = image.decode_bytes(&jpg, &mut c).unwrap();
+                        for (g, p) in b.iter_mut().zip(c.chunks(3)) {
+                            let y = 0.299 * p[0] as f64 + 0.587 * p[1] as f64 + 0.114 * p[2] as f64;
+                            *g = y.round() as u8;
+                        }
+                        db
+                    } else {
+                        image.decode_bytes(&jpg, &mut b).unwrap()
+                    };
+                    assert_eq!((da.width, da.height), (640, 480));
+                    assert_eq!(da, db);
+                    let diff = mean_abs_diff(&a, &b);
+                    assert!(diff < 2.5, "{h}x{w}x{channels} {policy:?}: mean abs diff {diff}");
+                    if channels == 4 && h == 480 {
+                        assert!(a.chunks(4).all(|p| p[3] == 255), "opaque alpha");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Files go through libjpeg-turbo as well (whole file read into the
+    /// decoder's reused buffer), PNGs next to them through `image`; a
+    /// truncated or corrupt JPEG is skipped, never a panic.
+    #[cfg(feature = "turbojpeg")]
+    #[test]
+    fn turbojpeg_files_and_bad_jpegs() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = DynamicImage::ImageRgb8(smooth(64, 48));
+        let jpg = encode(&img, ImageFormat::Jpeg);
+        std::fs::write(dir.path().join("a.jpg"), &jpg).unwrap();
+        std::fs::write(dir.path().join("b.png"), encode(&img, ImageFormat::Png)).unwrap();
+        let shape = FrameShape {
+            height: 48,
+            width: 64,
+            channels: 3,
+        };
+        let mut d = Decoder::new(shape, ShapePolicy::Fit);
+        let mut out = vec![0; shape.bytes()];
+        d.decode_file(&dir.path().join("a.jpg"), &mut out).unwrap();
+        assert!(mean_abs_diff(&out, img.as_bytes()) < 3.0);
+        d.decode_file(&dir.path().join("b.png"), &mut out).unwrap();
+        assert_eq!(out, img.as_bytes());
+        // Truncated: refused up front.
+        let e = d.decode_bytes(&jpg[..jpg.len() / 2], &mut out).unwrap_err();
+        assert_eq!(e.reason, SkipReason::Corrupt, "{e}");
+        // Entropy-coded data overwritten, markers intact: decoded leniently
+        // or skipped as corrupt; either way no panic and no other reason.
+        let mut bad = jpg.clone();
+        let n = bad.len();
+        for b in &mut bad[n / 2..n - 8] {
+            *b = 0xFF;
+        }
+        if let Err(e) = d.decode_bytes(&bad, &mut out) {
+            assert_eq!(e.reason, SkipReason::Corrupt, "{e}");
+        }
+        // A header declaring 60000x60000: refused before decoding.
+        let mut bomb = jpg.clone();
+        let sof = bomb.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        bomb[sof + 5..sof + 7].copy_from_slice(&60_000u16.to_be_bytes());
+        bomb[sof + 7..sof + 9].copy_from_slice(&60_000u16.to_be_bytes());
+        let e = d.decode_bytes(&bomb, &mut out).unwrap_err();
+        assert!(matches!(e.reason, SkipReason::TooLarge | SkipReason::Corrupt), "{e}");
+    }
+
 }

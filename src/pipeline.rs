@@ -333,6 +333,11 @@ fn produce(
         0 => std::thread::available_parallelism().map_or(1, |p| p.get()),
         t => t as usize,
     };
+    tracing::debug!(
+        threads,
+        jpeg_decoder = ?cfg.producer.jpeg_decoder.resolve(),
+        "decoding images"
+    );
     let frame_bytes = shape.bytes() as u64;
     let use_cache = cfg.producer.loops > 1
         && cfg.producer.loop_cache_mb > 0
@@ -352,8 +357,9 @@ fn produce(
         .map(|_| {
             let (job_rx, done_tx, inputs) = (job_rx.clone(), done_tx.clone(), inputs.clone());
             let policy = cfg.producer.shape_policy;
+            let jpeg = cfg.producer.jpeg_decoder;
             std::thread::spawn(move || {
-                let mut decoder = Decoder::new(shape, policy);
+                let mut decoder = Decoder::new(shape, policy).with_jpeg_decoder(jpeg);
                 for mut job in job_rx {
                     let path = &inputs[(job.index % inputs.len() as u64) as usize];
                     let result = decoder.decode_file(path, job.slot.data_mut());

@@ -5,7 +5,7 @@
 
 use clap::Parser;
 use framering::cli::{self, exit, RingArgs};
-use framering::config::{BackpressureKind, ShapePolicy, SourceKind};
+use framering::config::{BackpressureKind, JpegDecoder, ShapePolicy, SourceKind};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -47,6 +47,9 @@ struct Args {
     /// producer.decode_threads (0 = one per core)
     #[arg(long)]
     decode_threads: Option<u32>,
+    /// producer.jpeg_decoder
+    #[arg(long, value_enum)]
+    jpeg_decoder: Option<JpegDecoder>,
     /// producer.loop: replay the inputs N times
     #[arg(long = "loop", value_name = "N")]
     loops: Option<u32>,
@@ -68,6 +71,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
     p.recursive |= args.recursive;
     cli::set(&mut p.shape_policy, args.shape_policy);
     cli::set(&mut p.decode_threads, args.decode_threads);
+    cli::set(&mut p.jpeg_decoder, args.jpeg_decoder);
     cli::set(&mut p.loops, args.loops);
     cli::set(&mut p.loop_cache_mb, args.loop_cache_mb);
     cli::set(&mut p.drain_timeout_secs, args.drain_timeout);
