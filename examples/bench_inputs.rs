@@ -124,8 +124,12 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let dir = std::path::PathBuf::from(args.next().expect("usage: bench_inputs DIR [N]"));
     let n: u64 = args.next().map_or(10, |s| s.parse().expect("N"));
-    std::fs::create_dir_all(dir.join("jpeg")).unwrap();
-    std::fs::create_dir_all(dir.join("png")).unwrap();
+    // These two directories are ours: start them empty, so that nothing
+    // left over from elsewhere is measured along with the inputs.
+    for sub in ["jpeg", "png"] {
+        let _ = std::fs::remove_dir_all(dir.join(sub));
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
     for i in 0..n {
         let img = picture(1080, 720, i);
         let mut jpeg =

@@ -36,11 +36,17 @@ djpeg_rate() { # one core
   python3 -c "print($n/($t1-$t0))"
 }
 
-tjbench_rate() { # libjpeg-turbo's own benchmark, in-process, 1 core: Mpixels/s -> images/s
-  local mp
-  mp=$(tjbench "$DATA/jpeg/000.jpg" -rgb -benchtime 2 -warmup 1 -quiet 2>/dev/null | awk '/^RGB/ {print $NF}')
-  python3 -c "print($mp * 1e6 / (1080 * 720))"
+tjbench_rate() { # [TJBENCH] libjpeg-turbo's own benchmark, in process, 1 core, over
+  # every input (harmonic mean): Mpixels/s -> images/s. -nowrite: otherwise
+  # tjbench leaves NAME_full.ppm beside each input, which the next framering
+  # run would then decode as well.
+  local tj=${1:-tjbench} f
+  for f in "$DATA"/jpeg/*.jpg; do
+    "$tj" "$f" -rgb -benchtime 0.5 -warmup 0.2 -quiet -nowrite 2>&1 | awk '/^RGB/ {print $NF}'
+  done | awk '{s += 1 / $1; n++} END {printf "%.1f\n", n / s * 1e6 / (1080 * 720)}'
 }
+# The libjpeg-turbo that framering links (3.x, built by turbojpeg-sys).
+TJ3=$(ls target/release/build/turbojpeg-sys-*/out/build/tjbench-static 2>/dev/null | head -1)
 
 cv2_rate() { # KIND: jpeg|png; one core (cv2.setNumThreads(1))
   python3 - "$DATA/$1" <<'PY'
@@ -48,23 +54,42 @@ import glob, sys, time
 import cv2, numpy as np
 cv2.setNumThreads(1)
 bufs = [np.fromfile(f, np.uint8) for f in sorted(glob.glob(sys.argv[1] + "/*"))]
-for b in bufs: cv2.imdecode(b, cv2.IMREAD_COLOR)
+for b in bufs: img = cv2.imdecode(b, cv2.IMREAD_COLOR)
+# Keep each result until the next one replaces it, as real code does: a
+# result dropped at once has glibc unmap and re-fault its 2.3 MB every call
+# (OpenCV then measures ~40 % slower).
 n, t0 = 0, time.perf_counter()
 while time.perf_counter() - t0 < 3:
     for b in bufs:
-        cv2.imdecode(b, cv2.IMREAD_COLOR); n += 1
+        img = cv2.imdecode(b, cv2.IMREAD_COLOR); n += 1
 print(n / (time.perf_counter() - t0))
 PY
 }
 
-row() { printf '%-52s %8.1f images/s\n' "$1" "$(for _ in $(seq "$RUNS"); do "${@:2}"; done | median)"; }
-row "framering JPEG (libjpeg-turbo), 1 decode thread" framering "$DATA/jpeg" 1 200 turbojpeg
-row "framering JPEG (libjpeg-turbo), 2 decode threads" framering "$DATA/jpeg" 2 200 turbojpeg
-row "framering JPEG (image), 1 decode thread" framering "$DATA/jpeg" 1 200 image
-row "framering JPEG (image), 2 decode threads" framering "$DATA/jpeg" 2 200 image
-row "libjpeg-turbo tjbench (in process, 1 core)" tjbench_rate
-row "libjpeg-turbo djpeg (process per image, 1 core)" djpeg_rate
-row "OpenCV cv2.imdecode JPEG (1 thread)" cv2_rate jpeg
-row "framering PNG, 1 decode thread" framering "$DATA/png" 1 50
-row "framering PNG, 2 decode threads" framering "$DATA/png" 2 50
-row "OpenCV cv2.imdecode PNG (1 thread)" cv2_rate png
+# Interleaved: every run measures each row once (the VM's speed drifts by up
+# to 2.5x within minutes, so rows measured minutes apart are not comparable).
+ROWS=(
+  "framering JPEG (libjpeg-turbo), 1 decode thread|framering $DATA/jpeg 1 200 turbojpeg"
+  "framering JPEG (libjpeg-turbo), 2 decode threads|framering $DATA/jpeg 2 200 turbojpeg"
+  "framering JPEG (image), 1 decode thread|framering $DATA/jpeg 1 200 image"
+  "framering JPEG (image), 2 decode threads|framering $DATA/jpeg 2 200 image"
+  "libjpeg-turbo 2.1 tjbench (in process, 1 core)|tjbench_rate"
+  ${TJ3:+"libjpeg-turbo 3.1 tjbench (framering's, 1 core)|tjbench_rate $TJ3"}
+  "libjpeg-turbo djpeg (process per image, 1 core)|djpeg_rate"
+  "OpenCV cv2.imdecode JPEG (1 thread)|cv2_rate jpeg"
+  "framering PNG, 1 decode thread|framering $DATA/png 1 50"
+  "framering PNG, 2 decode threads|framering $DATA/png 2 50"
+  "OpenCV cv2.imdecode PNG (1 thread)|cv2_rate png"
+)
+OUT=$(mktemp -d)
+for r in $(seq "$RUNS"); do
+  echo "run $r/$RUNS" >&2
+  for i in "${!ROWS[@]}"; do
+    # shellcheck disable=SC2086
+    ${ROWS[$i]#*|} >> "$OUT/$i"
+  done
+done
+for i in "${!ROWS[@]}"; do
+  printf '%-52s %8.1f images/s\n' "${ROWS[$i]%%|*}" "$(median < "$OUT/$i")"
+done
+rm -rf "$OUT"

@@ -16,11 +16,13 @@
 # receiver's is. With a smaller shm-size (5 or 10 MB: 2-4 frames) the pair
 # deadlocks here every time (the time box reports it as a hang); 100 MB
 # (42 frames) runs.
-#   benches/peers/gstreamer.sh [FRAMES]
+#   benches/peers/gstreamer.sh [FRAMES [WIDTH HEIGHT]]
 set -uo pipefail
 N=${1:-20000}
+W=${2:-1080}
+H=${3:-720}
 SOCK=/tmp/framering-gst-$$.sock
-CAPS="video/x-raw,format=RGB,width=1080,height=720,framerate=0/1"
+CAPS="video/x-raw,format=RGB,width=$W,height=$H,framerate=0/1"
 rm -f "$SOCK"
 timeout 120 gst-launch-1.0 -q videotestsrc num-buffers="$N" pattern=solid-color foreground-color=0xff336699 \
   ! "$CAPS" ! shmsink socket-path="$SOCK" shm-size=100000000 wait-for-connection=true sync=false >/dev/null 2>&1 &

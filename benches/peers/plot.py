@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""fps against frame size, framering and the Python shared-memory pool, in
-the same run (producer writes every byte, one consumer reads one byte per
-4 KiB page), medians of RUNS runs; writes benches/peers/fps-vs-size.png and
-.csv.   python3 benches/peers/plot.py [--runs 3] [--seconds 2]
-Needs numpy and matplotlib (pip)."""
+"""fps against frame size, framering and its peers in the same run
+(producer writes every byte, one consumer reads one byte per 4 KiB page;
+GStreamer's fakesink reads none), medians of RUNS runs, interleaved; writes
+benches/peers/fps-vs-size.png and .csv.
+    python3 benches/peers/plot.py [--runs 3] [--seconds 2]
+Needs numpy and matplotlib (pip), gst-launch-1.0 (apt), cargo (the iceoryx2
+peer)."""
 import argparse
 import csv
 import json
@@ -31,21 +33,48 @@ def python_pool(w, h, s):
     return json.loads(out)["fps"]
 
 
+IOX_DIR = os.path.join(HERE, "iceoryx2")
+IOX = os.path.join(IOX_DIR, "target/release/iceoryx2-peer")
+
+
+def iceoryx2(w, h, s):
+    out = subprocess.run([IOX, "--seconds", str(s), "--width", str(w), "--height", str(h)],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out.splitlines()[0])["fps"]
+
+
+def gstreamer(w, h, s, guess):
+    # About `s` seconds of frames at the rate framering reached (GStreamer is
+    # slower), at least 2000.
+    n = max(2000, int(guess * s / 2))
+    out = subprocess.run(["bash", os.path.join(HERE, "gstreamer.sh"), str(n), str(w), str(h)],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out).get("fps", float("nan"))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=2.0)
     a = ap.parse_args()
     subprocess.run(["cargo", "build", "--release", "--quiet", "--bins"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=IOX_DIR, check=True)
     rows = []
     for w, h in SIZES:
-        fr = statistics.median(framering(w, h, a.seconds) for _ in range(a.runs))
-        py = statistics.median(python_pool(w, h, a.seconds) for _ in range(a.runs))
-        rows.append((w, h, w * h * 3, fr, py))
-        print(f"{w}x{h}: framering {fr:,.0f} fps, Python pool {py:,.0f} fps, {fr / py:.1f}x", flush=True)
+        f, p, i, g = [], [], [], []
+        for _ in range(a.runs):
+            f.append(framering(w, h, a.seconds))
+            p.append(python_pool(w, h, a.seconds))
+            i.append(iceoryx2(w, h, a.seconds))
+            g.append(gstreamer(w, h, a.seconds, f[-1]))
+        fr, py, iox, gst = (statistics.median(x) for x in (f, p, i, g))
+        rows.append((w, h, w * h * 3, fr, py, iox, gst))
+        print(f"{w}x{h}: framering {fr:,.0f} fps; Python pool {py:,.0f} ({fr / py:.1f}x); "
+              f"iceoryx2 {iox:,.0f} ({fr / iox:.2f}x); GStreamer {gst:,.0f} ({fr / gst:.1f}x)", flush=True)
     with open(os.path.join(HERE, "fps-vs-size.csv"), "w", newline="") as f:
         c = csv.writer(f)
-        c.writerow(["width", "height", "frame_bytes", "framering_fps", "python_pool_fps"])
+        c.writerow(["width", "height", "frame_bytes", "framering_fps", "python_pool_fps",
+                    "iceoryx2_event_fps", "gstreamer_shm_fps"])
         c.writerows(rows)
     import matplotlib
     matplotlib.use("Agg")
@@ -53,6 +82,8 @@ def main():
     fig, ax = plt.subplots(figsize=(7, 4.5))
     xs = [r[2] for r in rows]
     ax.loglog(xs, [r[3] for r in rows], "o-", label="framering (default wait)")
+    ax.loglog(xs, [r[5] for r in rows], "^-", label="iceoryx2 pub-sub, event wake-ups")
+    ax.loglog(xs, [r[6] for r in rows], "d-", label="GStreamer shmsink/shmsrc")
     ax.loglog(xs, [r[4] for r in rows], "s-", label="Python shm 100-slot pool + mp.Queue")
     ax.set_xticks(xs, [f"{r[0]}x{r[1]}" for r in rows])
     ax.set_xlabel("frame size (x3 bytes)")

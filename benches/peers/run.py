@@ -41,12 +41,70 @@ def med(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
+def report(fig, runs, seconds):
+    """The table. Each ratio is the median of the per-run ratios (both sides
+    measured within the same run, seconds apart), which the VM's speed
+    changes between runs do not skew the way a ratio of medians is skewed."""
+    m = {k: med(v) for k, v in fig.items()}
+
+    def ratio(a, b):
+        return med([x / y for x, y in zip(fig[a], fig[b]) if y and x == x and y == y])
+
+    def row(label, key, unit, peer_label=None, peer_key=None, target=None):
+        value = m[key]
+        peer = m[peer_key] if peer_key else None
+        r = f"{ratio(key, peer_key):.2f}x" if peer_key else ""
+        t = f"{target}" if target else ""
+        print(f"| {label} | {value:,.1f} {unit} | {peer_label or ''} | {'' if peer is None else f'{peer:,.1f}'} | {r} | {t} |")
+
+    print(f"\nmedians of {runs} runs, {seconds} s each; ratio = median of the per-run ratios; "
+          "720x1080x3 u8 frames unless said\n")
+    print("| framering workload | framering | peer / limit | peer | ratio | target |")
+    print("|---|---|---|---|---|---|")
+    w = "fr write/stride"
+    row("write/stride, 1 consumer, default wait", w, "fps", "iceoryx2, event wake-ups", "iox event stride", "≥ 1.2x")
+    row("write/stride, 1 consumer, spin", "fr write/stride spin", "fps", "iceoryx2, busy-polling", "iox spin stride")
+    row("write/stride, 1 consumer, default wait", w, "fps", "Python shm 100-slot pool", "python-pool 1c stride", "≥ 4x")
+    row("write/stride, 1 consumer, default wait", w, "fps", "Python shm + Event (lockstep)", "python-event 1c stride")
+    row("write/stride, 1 consumer, default wait", w, "fps", "Python mp.Queue", "python-queue 1c stride")
+    hangs = sum(fig["gstreamer-shm hang"])
+    if hangs:
+        print(f"| write/stride, 1 consumer, default wait | {m[w]:,.1f} fps | GStreamer shmsink/shmsrc | hung {hangs}/{runs} runs | | ≥ 2x |")
+    else:
+        row("write/stride, 1 consumer, default wait", w, "fps", "GStreamer shmsink/shmsrc", "gstreamer-shm", "≥ 2x")
+        row("write/none, 1 consumer (fakesink reads nothing)", "fr write/none", "fps", "GStreamer shmsink/shmsrc", "gstreamer-shm")
+    row("write/stride, 1 consumer, default wait", w, "fps", "memcpy into a 2-slot (cache-sized) ring", "memcpy-ring-2-slots fps")
+    row("copy (from 128 MiB of sources)/stride", "fr copy/stride", "fps", "memcpy into a 64-slot ring (> LLC)", "memcpy-ring-64-slots fps")
+    row("full readers: 2 consumers (work-sharing), producer none", "fr none/full 2c", "fps", "the same, 1 consumer", "fr none/full 1c", "≥ 1.8x")
+    row("write/full, 2 consumers, 1 group", "fr write/full 2c", "fps", "Python pool, 2 consumers full", "python-pool 2c full")
+    row("write/full, 1 consumer", "fr write/full 8 slots", "fps", "Python pool, 1 consumer full", "python-pool 1c full")
+    row("write/full, 2 groups of 1 (each gets every frame)", "fr write/full 2 groups", "fps per group", "framering, 1 group of 1", "fr write/full 8 slots")
+    row("write/full, 2 groups of 1 (broadcast)", "fr write/full 2 groups", "fps per group", "iceoryx2 broadcast to 2 subscribers, events", "iox event full 2 subs")
+    for slots in (64, 256):
+        row(f"write/full, {slots} slots", f"fr write/full {slots} slots", "fps", "the same, 8 slots", "fr write/full 8 slots", "≥ 1.0x")
+    row("hand-off 16x16x1, spin", "fr handoff spin", "fps", "iceoryx2, busy-polling", "iox handoff spin", "≥ 5 M")
+    row("hand-off 16x16x1, default", "fr handoff default", "fps", "", None, "≥ 1 M")
+    row("latency p50, consumer asleep (futex)", "fr latency futex p50", "us", "raw futex ping-pong, one way", "futex-ping-pong", "≤ 1.2x")
+    row("latency p50, consumer asleep (futex)", "fr latency futex p50", "us", "iceoryx2 event wake-up", "iox latency event p50")
+    row("latency p50, consumer spinning", "fr latency spin p50", "us", "iceoryx2 busy-polling", "iox latency spin p50", "≤ 0.3 us")
+    row("latency p50, consumer spinning", "fr latency spin p50", "us", "spin ping-pong, one way", "spin-ping-pong")
+    print(f"\nlimits: memcpy {m['memcpy-ring-64-slots']:.1f} GB/s into a ring > LLC, "
+          f"{m['memcpy-ring-2-slots']:.1f} GB/s into a cache-sized one; futex ping-pong "
+          f"{m['futex-ping-pong']:.2f} us, spin {m['spin-ping-pong']:.3f} us one way")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--json", default=os.path.join(ROOT, "target/peers.json"))
+    ap.add_argument("--report-only", action="store_true", help="print the table of the saved --json run")
     a = ap.parse_args()
+    if a.report_only:
+        with open(a.json) as f:
+            d = json.load(f)
+        report(d["all"], d["runs"], d["seconds"])
+        return
     subprocess.run(["cargo", "build", "--release", "--quiet", "--bins", "--example", "limits"],
                    cwd=ROOT, check=True)
     # The iceoryx2 peer is its own Cargo project (kept out of framering's build).
@@ -104,48 +162,11 @@ def main():
             if "frames_per_s" in l:
                 add(l["limit"] + " fps", l["frames_per_s"])
 
-    m = {k: med(v) for k, v in fig.items()}
     os.makedirs(os.path.dirname(a.json), exist_ok=True)
     with open(a.json, "w") as f:
-        json.dump({"runs": a.runs, "seconds": a.seconds, "median": m, "all": fig}, f, indent=1)
-
-    def row(label, value, unit, peer_label=None, peer=None, target=None):
-        ratio = f"{value / peer:.2f}x" if peer else ""
-        t = f"{target}" if target else ""
-        print(f"| {label} | {value:,.1f} {unit} | {peer_label or ''} | {'' if peer is None else f'{peer:,.1f}'} | {ratio} | {t} |")
-
-    print(f"\nmedians of {a.runs} runs, {a.seconds} s each; 720x1080x3 u8 frames unless said\n")
-    print("| framering workload | framering | peer / limit | peer | ratio | target |")
-    print("|---|---|---|---|---|---|")
-    w = m["fr write/stride"]
-    row("write/stride, 1 consumer, default wait", w, "fps", "iceoryx2, event wake-ups", m["iox event stride"], "≥ 1.2x")
-    row("write/stride, 1 consumer, spin", m["fr write/stride spin"], "fps", "iceoryx2, busy-polling", m["iox spin stride"])
-    row("write/stride, 1 consumer, default wait", w, "fps", "Python shm 100-slot pool", m["python-pool 1c stride"], "≥ 4x")
-    row("write/stride, 1 consumer, default wait", w, "fps", "Python shm + Event (lockstep)", m["python-event 1c stride"])
-    row("write/stride, 1 consumer, default wait", w, "fps", "Python mp.Queue", m["python-queue 1c stride"])
-    gst = m["gstreamer-shm"]
-    hangs = sum(fig["gstreamer-shm hang"])
-    print(f"| write/stride, 1 consumer, default wait | {w:,.1f} fps | GStreamer shmsink/shmsrc | {'hung ' + str(hangs) + '/' + str(a.runs) + ' runs' if hangs else f'{gst:,.1f}'} | {'' if hangs else f'{w / gst:.2f}x'} | ≥ 2x |")
-    if not hangs:
-        row("write/none, 1 consumer (fakesink reads nothing)", m["fr write/none"], "fps", "GStreamer shmsink/shmsrc", gst)
-    row("write/stride, 1 consumer, default wait", w, "fps", "memcpy into a 2-slot (cache-sized) ring", m["memcpy-ring-2-slots fps"])
-    row("write/stride, 1 consumer, spin", m["fr write/stride spin"], "fps", "memcpy into a 2-slot ring", m["memcpy-ring-2-slots fps"])
-    row("copy (from 128 MiB of sources)/stride", m["fr copy/stride"], "fps", "memcpy into a 64-slot ring (> LLC)", m["memcpy-ring-64-slots fps"])
-    row("full readers: 2 consumers (work-sharing), producer none", m["fr none/full 2c"], "fps", "the same, 1 consumer", m["fr none/full 1c"], "≥ 1.8x")
-    row("write/full, 2 consumers, 1 group", m["fr write/full 2c"], "fps", "Python pool, 2 consumers full", m["python-pool 2c full"])
-    row("write/full, 1 consumer", m["fr write/full 8 slots"], "fps", "Python pool, 1 consumer full", m["python-pool 1c full"])
-    row("write/full, 2 groups of 1 (each gets every frame)", m["fr write/full 2 groups"], "fps per group", "framering, 1 group of 1", m["fr write/full 8 slots"])
-    row("write/full, 2 groups of 1 (broadcast)", m["fr write/full 2 groups"], "fps per group", "iceoryx2 broadcast to 2 subscribers, events", m["iox event full 2 subs"])
-    for slots in (64, 256):
-        row(f"write/full, {slots} slots", m[f"fr write/full {slots} slots"], "fps", "the same, 8 slots", m["fr write/full 8 slots"], "≥ 1.0x")
-    row("hand-off 16x16x1, spin", m["fr handoff spin"], "fps", "iceoryx2, busy-polling", m["iox handoff spin"], "≥ 5 M")
-    row("hand-off 16x16x1, default", m["fr handoff default"], "fps", "", None, "≥ 1 M")
-    row("latency p50, consumer asleep (futex)", m["fr latency futex p50"], "us", "raw futex ping-pong, one way", m["futex-ping-pong"], "≤ 1.2x")
-    row("latency p50, consumer asleep (futex)", m["fr latency futex p50"], "us", "iceoryx2 event wake-up", m["iox latency event p50"])
-    row("latency p50, consumer spinning", m["fr latency spin p50"], "us", "iceoryx2 busy-polling", m["iox latency spin p50"], "≤ 0.3 us")
-    print(f"\nlimits: memcpy {m['memcpy-ring-64-slots']:.1f} GB/s into a ring > LLC, "
-          f"{m['memcpy-ring-2-slots']:.1f} GB/s into a cache-sized one; futex ping-pong "
-          f"{m['futex-ping-pong']:.2f} us, spin {m['spin-ping-pong']:.3f} us one way")
+        json.dump({"runs": a.runs, "seconds": a.seconds, "median": {k: med(v) for k, v in fig.items()},
+                   "all": fig}, f, indent=1)
+    report(fig, a.runs, a.seconds)
 
 
 if __name__ == "__main__":
