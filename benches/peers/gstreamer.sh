@@ -21,14 +21,15 @@ set -uo pipefail
 N=${1:-20000}
 W=${2:-1080}
 H=${3:-720}
+T=${GST_TIMEOUT:-120}  # seconds before a run counts as a hang
 SOCK=/tmp/framering-gst-$$.sock
 CAPS="video/x-raw,format=RGB,width=$W,height=$H,framerate=0/1"
 rm -f "$SOCK"
-timeout 120 gst-launch-1.0 -q videotestsrc num-buffers="$N" pattern=solid-color foreground-color=0xff336699 \
+timeout "$T" gst-launch-1.0 -q videotestsrc num-buffers="$N" pattern=solid-color foreground-color=0xff336699 \
   ! "$CAPS" ! shmsink socket-path="$SOCK" shm-size=100000000 wait-for-connection=true sync=false >/dev/null 2>&1 &
 src=$!
 for _ in $(seq 250); do [ -S "$SOCK" ] && break; sleep 0.02; done
-out=$(timeout 120 gst-launch-1.0 shmsrc socket-path="$SOCK" is-live=false do-timestamp=false num-buffers="$N" \
+out=$(timeout "$T" gst-launch-1.0 shmsrc socket-path="$SOCK" is-live=false do-timestamp=false num-buffers="$N" \
   ! "$CAPS" ! fakesink sync=false 2>&1)
 rs=$?
 kill $src 2>/dev/null; wait $src 2>/dev/null
