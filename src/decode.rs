@@ -245,7 +245,12 @@ impl Decoder {
             return Err(err(SkipReason::Empty, "zero-byte file"));
         }
         let mut reader = BufReader::new(file);
-        if self.jpeg_decoder() == JpegDecoder::Turbojpeg && is_jpeg(&mut reader) {
+        // libjpeg-turbo takes the whole file in memory; anything larger
+        // than a JPEG frame plausibly is streams through `image` instead.
+        if self.jpeg_decoder() == JpegDecoder::Turbojpeg
+            && meta.len() <= MAX_JPEG_IN_MEMORY
+            && is_jpeg(&mut reader)
+        {
             let mut bytes = std::mem::take(&mut self.bytes);
             bytes.clear();
             let read = reader.read_to_end(&mut bytes);
@@ -371,8 +376,15 @@ impl Decoder {
             return Some(Ok(src));
         }
         let (sw, sh) = (factor.scale(w as usize), factor.scale(h as usize));
+        let scratch_bytes = sw.saturating_mul(sh).saturating_mul(c);
+        if self.limits.max_alloc.is_some_and(|m| scratch_bytes as u64 > m) {
+            return Some(Err(err(
+                SkipReason::TooLarge,
+                format!("decoding {w}x{h} needs {scratch_bytes} bytes, beyond the decoder's limit"),
+            )));
+        }
         let mut scratch = std::mem::take(&mut self.scratch);
-        scratch.resize(sw * sh * c, 0);
+        scratch.resize(scratch_bytes, 0);
         let image = TjImage {
             pixels: &mut scratch[..],
             width: sw,
@@ -482,6 +494,10 @@ impl Decoder {
         Ok(())
     }
 }
+
+/// Largest JPEG file read whole for libjpeg-turbo (64 MiB: far beyond any
+/// frame; larger files stream through the `image` decoder and its limits).
+const MAX_JPEG_IN_MEMORY: u64 = 64 << 20;
 
 /// Whether the stream starts with a JPEG start-of-image marker (does not
 /// consume anything).
