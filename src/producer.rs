@@ -103,6 +103,8 @@ pub struct GroupReport {
 #[derive(Debug)]
 pub struct Producer {
     seg: Arc<Segment>,
+    /// The frames' memory still being reserved (until the first publish).
+    reservation: Option<crate::segment::Reservation>,
     free: Vec<u32>,
     wait: WaitStrategy,
     policy: Backpressure,
@@ -200,14 +202,17 @@ impl Producer {
         for g in &opts.groups {
             valid_group_name(g)?;
         }
-        let seg = match Segment::create(name, shape, opts.mode) {
-            Ok(seg) => seg,
-            Err(SegmentError::Exists { .. }) => {
-                Self::reclaim_stale(name)?;
-                Segment::create(name, shape, opts.mode)?
-            }
-            Err(e) => return Err(e.into()),
-        };
+        // The frames' memory is reserved in the background while the first
+        // slots fill; `publish` waits for it before the first frame.
+        let (seg, reservation) =
+            match Segment::create_reserving_frames_later(name, shape, opts.mode) {
+                Ok(created) => created,
+                Err(SegmentError::Exists { .. }) => {
+                    Self::reclaim_stale(name)?;
+                    Segment::create_reserving_frames_later(name, shape, opts.mode)?
+                }
+                Err(e) => return Err(e.into()),
+            };
         let mut groups = vec![Group::UNUSED; shape.max_groups as usize];
         let mut active = 0;
         for (g, gname) in opts.groups.iter().enumerate() {
@@ -241,6 +246,7 @@ impl Producer {
         let seg_frame_bytes = seg.geometry().frame_bytes;
         Ok(Producer {
             seg: Arc::new(seg),
+            reservation,
             free: (0..shape.slots).rev().collect(),
             wait: opts.wait,
             policy: opts.backpressure,
@@ -773,6 +779,9 @@ impl Producer {
     /// sequence number. With no group subscribed (drop-oldest policy only:
     /// the block policy waited for one in `acquire`) the frame is dropped.
     pub fn publish(&mut self, slot: WriteSlot, meta: &FrameMeta<'_>) -> Result<u64, PoolError> {
+        if let Some(r) = self.reservation.take() {
+            r.wait()?;
+        }
         // The slot's own handle on the segment: no reference-count traffic
         // on this per-frame path.
         let s = slot.index as usize;
