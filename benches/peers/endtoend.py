@@ -169,9 +169,14 @@ def main():
         py.append(python_pool(files, loops * len(files)))
         imap.append(python_imap(files, loops * len(files) // 2))
     m = statistics.median
+    # Ratios: medians of the per-run ratios (the VM's speed drifts between
+    # runs; both sides of a ratio are measured within the same run).
     print(json.dumps({"kind": a.kind, "framering_images_per_s": m(fr),
-                      "python_pool_opencv_2_decoders_images_per_s": m(py), "ratio": m(fr) / m(py),
-                      "python_pool_imap_2_workers_images_per_s": m(imap), "ratio_imap": m(fr) / m(imap),
+                      "python_pool_opencv_2_decoders_images_per_s": m(py),
+                      "ratio": m([x / y for x, y in zip(fr, py)]),
+                      "python_pool_imap_2_workers_images_per_s": m(imap),
+                      "ratio_imap": m([x / y for x, y in zip(fr, imap)]),
+                      "runs": {"framering": fr, "python_pool": py, "imap": imap},
                       "framering_first_frame_ms": m(ff) * 1e3, "producer_private_rss_mb": m(rss)}))
 
 
