@@ -191,8 +191,10 @@ impl Decoder {
     pub fn with_jpeg_decoder(mut self, kind: JpegDecoder) -> Self {
         #[cfg(feature = "turbojpeg")]
         {
-            self.turbo = None;
-            if kind.resolve() == JpegDecoder::Turbojpeg {
+            if kind.resolve() != JpegDecoder::Turbojpeg {
+                self.turbo = None;
+            } else if self.turbo.is_none() {
+                // (`new` already made one for `auto`: kept, not made twice.)
                 match turbojpeg::Decompressor::new() {
                     Ok(mut d) => {
                         // Progressive JPEGs with absurd scan counts are a
