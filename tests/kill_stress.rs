@@ -5,11 +5,10 @@
 
 mod common;
 
-use framering::slot::SlotState;
+use framering::ring::inspect::{self, RingView};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Child;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 const PRODUCER: &str = env!("CARGO_BIN_EXE_framering-producer");
@@ -78,23 +77,25 @@ fn consumers_killed_at_random_lose_no_frame() {
     }
     assert!(kills >= 5, "only {kills} kills happened");
 
-    // Every slot is free.
-    let seg = framering::segment::Segment::open(&ring).unwrap();
-    for (i, w) in seg.slot_states().iter().enumerate() {
-        assert_eq!(
-            SlotState::decode(w.load(Ordering::Acquire)),
-            Some(SlotState::Free),
-            "slot {i}"
-        );
-    }
-    // No live consumer is registered (a consumer killed after the producer
-    // finished may leave its entry, owned by a dead process: harmless).
-    assert!(seg.consumers().iter().all(|c| {
-        let w = c.owner.load(Ordering::Acquire);
-        w == 0 || !framering::process::ProcessId::owner_word_alive(w)
-    }));
-    let redelivered = seg.header().redelivered.load(Ordering::Relaxed);
-    framering::segment::Segment::unlink(&ring).unwrap();
+    // Every slot is free, and no live consumer is registered (a consumer
+    // killed after the producer finished may leave its entry, owned by a
+    // dead process: harmless).
+    let status = RingView::open(&ring).unwrap().snapshot();
+    assert_eq!(
+        status.slot_states.free, status.slots,
+        "{:?}",
+        status.slot_states
+    );
+    assert!(
+        status.consumers.iter().all(|c| !c.alive),
+        "{:?}",
+        status.consumers
+    );
+    let redelivered = status.producer.redelivered;
+    assert!(matches!(
+        inspect::remove_if_abandoned(&ring),
+        Ok(inspect::Removal::Removed { .. })
+    ));
 
     // Every frame written at least once, each copy with the right pixels.
     let mut seen = BTreeSet::new();

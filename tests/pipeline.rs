@@ -134,12 +134,8 @@ fn run_into_null(name: &str, input: &Path, tmp: &Path) -> (Output, Output, serde
 fn wait_published(name: &str, n: u64) {
     let start = Instant::now();
     loop {
-        let published = framering::segment::Segment::open(name)
-            .map(|s| {
-                s.header()
-                    .published
-                    .load(std::sync::atomic::Ordering::Acquire)
-            })
+        let published = framering::ring::inspect::RingView::open(name)
+            .map(|v| v.snapshot().producer.published)
             .unwrap_or(0);
         if published >= n {
             return;
@@ -680,7 +676,7 @@ fn segment_mode_is_configurable_and_other_users_get_a_clear_error() {
         let p = producer(&name, &args).spawn().unwrap();
         let path = format!("/dev/shm/{name}");
         let start = Instant::now();
-        while framering::segment::Segment::open(&name).is_err() {
+        while framering::ring::inspect::RingView::open(&name).is_err() {
             assert!(start.elapsed() < Duration::from_secs(30));
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -1011,4 +1007,54 @@ fn bench_runs_real_processes_and_accounts_for_every_frame() {
         .sum();
     assert_eq!(taken, 3000);
     assert_eq!(roles[0]["dropped"], 0);
+}
+
+/// `examples/consumer.rs`, the README's "write your own consumer", against a
+/// real producer: one line per frame, `seq=N mean=M` with the mean of the
+/// frame's pixels (checked against an independent decode of each input),
+/// and exit 0 at the end of the stream.
+#[test]
+fn the_example_consumer_prints_every_frame_with_its_mean() {
+    let example = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("examples/consumer");
+    assert!(example.exists(), "{} not built (cargo test builds examples)", example.display());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("in");
+    std::fs::create_dir_all(&dir).unwrap();
+    let means: Vec<f64> = (0..5u32)
+        .map(|i| {
+            let img = image::RgbImage::from_fn(W, H, |x, y| {
+                image::Rgb([(x * 3 + i) as u8, (y * 2) as u8, (i * 50) as u8])
+            });
+            img.save(dir.join(format!("{i}.png"))).unwrap();
+            img.iter().map(|&b| b as u64).sum::<u64>() as f64 / img.len() as f64
+        })
+        .collect();
+    let name = ring("example");
+    let c = Command::new(&example)
+        .args([name.as_str(), "--wait", "30"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let p = producer(&name, &["--input", dir.to_str().unwrap(), "--loop", "3"])
+        .spawn()
+        .unwrap();
+    let pout = wait_with_timeout(p, Duration::from_secs(30));
+    assert!(pout.status.success(), "producer: {}", stderr(&pout));
+    let out = wait_with_timeout(c, Duration::from_secs(30));
+    assert!(out.status.success(), "example: {}", stderr(&out));
+    let lines: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    let expected: Vec<String> = (0..15)
+        .map(|seq| format!("seq={seq} mean={:.2}", means[seq % 5]))
+        .collect();
+    assert_eq!(lines, expected);
 }

@@ -12,7 +12,6 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Child;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 const PRODUCER: &str = env!("CARGO_BIN_EXE_framering-producer");
@@ -92,11 +91,11 @@ fn soak_killing_consumers_and_producers() {
                 "consumer exit {code:?} after the producer died"
             );
         }
-        let published = framering::segment::Segment::open(&ring)
+        let published = framering::ring::inspect::RingView::open(&ring)
             .unwrap()
-            .header()
-            .published
-            .load(Ordering::Acquire);
+            .snapshot()
+            .producer
+            .published;
         let mut seen = BTreeSet::new();
         for d in &outs {
             let Ok(rd) = std::fs::read_dir(d) else {
@@ -122,7 +121,7 @@ fn soak_killing_consumers_and_producers() {
         std::fs::remove_dir_all(&run_dir).unwrap();
         // The next producer reclaims the abandoned segment by itself.
     }
-    let _ = framering::segment::Segment::unlink(&ring);
+    let _ = framering::ring::inspect::remove_if_abandoned(&ring);
     eprintln!(
         "soak: {:.0} s, {runs} producer runs (each SIGKILLed), {kills} consumer kills, {frames} frames all delivered",
         start.elapsed().as_secs_f64()

@@ -8,7 +8,7 @@ Installs nothing itself beyond what `benches/peers/setup.sh` did (numpy via
 pip, GStreamer via apt). Every framering figure comes from `framering bench`
 (real processes); peers from `python_peers.py`, `gstreamer.sh`, the
 iceoryx2 program in `iceoryx2/` (built here with cargo); limits from
-`examples/limits.rs`.
+`limits/` (built here with cargo).
 """
 import argparse
 import json
@@ -19,7 +19,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FR = os.path.join(ROOT, "target/release/framering")
-LIMITS = os.path.join(ROOT, "target/release/examples/limits")
+LIMITS = os.path.join(ROOT, "benches/peers/limits/target/release/limits-peer")
 PEERS = os.path.join(ROOT, "benches/peers/python_peers.py")
 GST = os.path.join(ROOT, "benches/peers/gstreamer.sh")
 IOX_DIR = os.path.join(ROOT, "benches/peers/iceoryx2")
@@ -105,8 +105,9 @@ def main():
             d = json.load(f)
         report(d["all"], d["runs"], d["seconds"])
         return
-    subprocess.run(["cargo", "build", "--release", "--quiet", "--bins", "--example", "limits"],
-                   cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--bins"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "--quiet"],
+                   cwd=os.path.join(ROOT, "benches/peers/limits"), check=True)
     # The iceoryx2 peer is its own Cargo project (kept out of framering's build).
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=IOX_DIR, check=True)
     s = str(a.seconds)

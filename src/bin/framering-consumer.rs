@@ -6,9 +6,9 @@
 //! corrupt, full); 4 the producer died (after consuming all it published).
 
 use clap::Parser;
-use framering::cli::{self, exit, RingArgs};
-use framering::config::OutputFormat;
-use framering::pipeline::ConsumerEnd;
+use framering::app::cli::{self, exit, RingArgs};
+use framering::app::pipeline::ConsumerEnd;
+use framering::media::sink::OutputFormat;
 
 #[derive(Parser, Debug)]
 #[command(version, about = "Take frames from a shared-memory frame ring")]
@@ -60,8 +60,8 @@ fn run(args: Args) -> anyhow::Result<i32> {
     cli::set(&mut c.hold_ms, args.hold_ms);
     cli::set(&mut c.video_fps, args.video_fps);
     cli::set(&mut cfg.producer.ffmpeg, args.ffmpeg);
-    framering::signals::install();
-    let report = framering::pipeline::run_consumer(
+    framering::ring::signals::install();
+    let report = framering::app::pipeline::run_consumer(
         &cfg,
         !args.any_shape,
         &args.ring.run_options("consumer")?,

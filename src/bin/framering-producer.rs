@@ -4,8 +4,9 @@
 //! (in use by a live producer, corrupt); 130 interrupted twice.
 
 use clap::Parser;
-use framering::cli::{self, exit, RingArgs};
-use framering::config::{BackpressureKind, JpegDecoder, ShapePolicy, SourceKind};
+use framering::app::cli::{self, exit, RingArgs};
+use framering::app::config::{BackpressureKind, SourceKind};
+use framering::media::decode::{JpegDecoder, ShapePolicy};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -86,13 +87,13 @@ fn run(args: Args) -> anyhow::Result<i32> {
         args.groups
             .map(|g| g.into_iter().filter(|n| !n.is_empty()).collect()),
     );
-    framering::signals::install();
-    let report = framering::pipeline::run_producer(&cfg, &args.ring.run_options("producer")?)?;
+    framering::ring::signals::install();
+    let report = framering::app::pipeline::run_producer(&cfg, &args.ring.run_options("producer")?)?;
     eprintln!("{}", report.summary.render());
     if let Some(path) = &args.ring.stats_json {
         report.summary.write_json(path)?;
     }
-    Ok(if framering::signals::received() >= 2 {
+    Ok(if framering::ring::signals::received() >= 2 {
         exit::INTERRUPTED
     } else {
         exit::OK

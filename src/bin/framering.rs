@@ -5,12 +5,12 @@
 //! 3 `clean NAME` refused (live producer or unreadable ring).
 
 use clap::{Parser, Subcommand};
-use framering::cli::{self, exit};
-use framering::process::ProcessId;
-use framering::segment::{Segment, SegmentError, SHM_DIR};
+use framering::app::cli::{self, exit};
+use framering::app::status::{render, to_json};
+use framering::ring::inspect::{self, Removal, RingView};
+use framering::ring::OpenError;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::Ordering;
 
 #[derive(Parser, Debug)]
 #[command(version, about = "Admin tool for framering shared-memory frame rings")]
@@ -58,7 +58,7 @@ enum Cmd {
     /// and drops per process.
     Bench {
         #[command(flatten)]
-        spec: framering::bench::BenchSpec,
+        spec: framering::app::bench::BenchSpec,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -67,7 +67,7 @@ enum Cmd {
     #[command(hide = true)]
     BenchRole {
         #[arg(long, value_enum)]
-        role: framering::bench::Role,
+        role: framering::app::bench::Role,
         #[arg(long, default_value_t = 0)]
         index: u32,
         #[arg(long, default_value_t = 0)]
@@ -137,38 +137,22 @@ fn status(name: &str, watch: bool, json: bool, interval: f64) -> anyhow::Result<
         interval.is_finite() && (0.01..=3600.0).contains(&interval),
         "--interval must be between 0.01 and 3600 seconds"
     );
-    let seg = Segment::open_read_only(name)?;
+    let view = RingView::open(name)?;
     let interval = std::time::Duration::from_secs_f64(interval);
-    framering::signals::install();
+    framering::ring::signals::install();
     loop {
-        let s = framering::status::sample(&seg, interval);
+        let s = view.sample(interval);
         if json {
-            println!("{}", serde_json::to_string_pretty(&s)?);
+            println!("{}", to_json(&s)?);
         } else if watch {
             // Clear the screen and home the cursor, like top.
-            print!("\x1b[2J\x1b[H{}", s.render());
+            print!("\x1b[2J\x1b[H{}", render(&s));
         } else {
-            print!("{}", s.render());
+            print!("{}", render(&s));
         }
-        if !watch || framering::signals::stop_requested() {
+        if !watch || framering::ring::signals::stop_requested() {
             return Ok(exit::OK);
         }
-    }
-}
-
-fn ring_names() -> std::io::Result<Vec<String>> {
-    let mut v: Vec<String> = std::fs::read_dir(SHM_DIR)?
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .collect();
-    v.sort();
-    Ok(v)
-}
-
-fn producer_of(seg: &Segment) -> ProcessId {
-    let h = seg.header();
-    ProcessId {
-        pid: h.producer_pid.load(Ordering::Acquire),
-        start_ticks: h.producer_start_ticks.load(Ordering::Relaxed),
     }
 }
 
@@ -177,10 +161,10 @@ fn list() -> anyhow::Result<i32> {
         "{:<32} {:>5} {:>16} {:>8} {:>6} {:>10} {:>9}  state",
         "NAME", "SLOTS", "FRAME (HxWxC)", "PRODUCER", "ALIVE", "PUBLISHED", "CONSUMERS"
     );
-    for name in ring_names()? {
-        match Segment::open_read_only(&name) {
-            Ok(seg) => {
-                let s = framering::status::snapshot(&seg);
+    for name in inspect::shm_names()? {
+        match RingView::open(&name) {
+            Ok(view) => {
+                let s = view.snapshot();
                 let p = &s.producer;
                 let state = if p.alive {
                     p.state
@@ -199,7 +183,7 @@ fn list() -> anyhow::Result<i32> {
                     state
                 );
             }
-            Err(SegmentError::BadMagic { .. }) | Err(SegmentError::InvalidName(_)) => {}
+            Err(OpenError::NotARing { .. }) | Err(OpenError::InvalidName(_)) => {}
             Err(e) => println!("{name:<32} (unreadable: {e})"),
         }
     }
@@ -209,26 +193,19 @@ fn list() -> anyhow::Result<i32> {
 fn clean(only: Option<String>) -> anyhow::Result<i32> {
     let names = match &only {
         Some(n) => vec![n.clone()],
-        None => ring_names()?,
+        None => inspect::shm_names()?,
     };
     let mut code = exit::OK;
     for name in names {
-        match Segment::open(&name) {
-            Ok(seg) => {
-                let p = producer_of(&seg);
-                if p.is_alive() {
-                    println!("kept {name}: its producer (pid {}) is alive", p.pid);
-                    if only.is_some() {
-                        code = exit::RING;
-                    }
-                } else {
-                    drop(seg);
-                    Segment::unlink(&name)?;
-                    println!("removed {name} (producer pid {} is gone)", p.pid);
+        match inspect::remove_if_abandoned(&name) {
+            Ok(Removal::Kept { pid }) => {
+                println!("kept {name}: its producer (pid {pid}) is alive");
+                if only.is_some() {
+                    code = exit::RING;
                 }
             }
-            Err(SegmentError::BadMagic { .. }) | Err(SegmentError::InvalidName(_))
-                if only.is_none() => {}
+            Ok(Removal::Removed { pid }) => println!("removed {name} (producer pid {pid} is gone)"),
+            Err(OpenError::NotARing { .. }) | Err(OpenError::InvalidName(_)) if only.is_none() => {}
             Err(e) => {
                 println!("kept {name}: {e}");
                 code = exit::RING;
@@ -253,7 +230,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
             interval,
         } => status(&name, watch, json, interval),
         Cmd::Bench { spec, json } => {
-            let report = framering::bench::run(&spec, &std::env::current_exe()?)?;
+            let report = framering::app::bench::run(&spec, &std::env::current_exe()?)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -267,11 +244,13 @@ fn run(args: Args) -> anyhow::Result<i32> {
             group,
             spec,
         } => {
-            let spec: framering::bench::BenchSpec = serde_json::from_str(&spec)?;
+            let spec: framering::app::bench::BenchSpec = serde_json::from_str(&spec)?;
             let report = match role {
-                framering::bench::Role::Producer => framering::bench::run_producer(&spec)?,
-                framering::bench::Role::Consumer => {
-                    framering::bench::run_consumer(&spec, index, group)?
+                framering::app::bench::Role::Producer => {
+                    framering::app::bench::run_producer(&spec)?
+                }
+                framering::app::bench::Role::Consumer => {
+                    framering::app::bench::run_consumer(&spec, index, group)?
                 }
             };
             println!("{}", serde_json::to_string(&report)?);

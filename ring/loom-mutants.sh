@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Shows that each loom model of the ring's protocols can fail: runs every
+# model with each deliberately broken variant of the code it checks
+# (FRAMERING_LOOM_MUTANT, see ring/src/sync.rs) and requires the model to
+# fail. Prints one line per pair; exits 1 if a broken variant passed.
+#
+# Usage (from the repository root): ring/loom-mutants.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}"
+cargo test --release -p framering-ring --lib models --no-run -q 2>&1 | grep -v '^$' || true
+# model                                                  mutant
+pairs="
+event_wakes_a_sleeping_waiter                            wait-unfenced
+event_wakes_two_waiters_after_two_notifications          wait-unfenced
+producer_and_consumer_round_trip_with_events             wait-unfenced
+a_producer_waiting_for_room_is_woken_by_a_take           notify-unfenced
+a_producer_waiting_for_room_is_woken_by_a_take           wait-no-recheck
+two_consumers_take_each_frame_exactly_once               claim-store
+the_ready_queue_wraps_without_losing_or_doubling_a_frame publish-tail-relaxed
+recovery_runs_beside_a_live_consumer                     recover-any-reader
+drop_oldest_withdrawal_and_a_claim_never_both_win        revoke-store
+two_consumers_join_two_groups_through_the_roster         admit-relaxed
+"
+bad=0
+while read -r model mutant; do
+  [ -z "$model" ] && continue
+  start=$(date +%s)
+  out=$(FRAMERING_LOOM_MUTANT="$mutant" timeout 900 \
+    cargo test --release -p framering-ring --lib "models::$model" -q -- --exact 2>&1)
+  code=$?
+  secs=$(( $(date +%s) - start ))
+  why=$(printf '%s\n' "$out" | grep -m1 -E "panicked at|deadlock|assertion|corrupt" | sed 's/^ *//' | cut -c1-150)
+  if [ "$code" -ne 0 ] && [ "$code" -ne 124 ] && printf '%s\n' "$out" | grep -q "test result: FAILED"; then
+    echo "caught   $model with $mutant (${secs}s): $why"
+  else
+    echo "MISSED   $model with $mutant (exit $code, ${secs}s)"
+    bad=1
+  fi
+done <<< "$pairs"
+exit $bad

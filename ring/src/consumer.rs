@@ -1,0 +1,570 @@
+//! A reader of a ring: joins a consumer group, takes frames in place from the
+//! group's ready queue, and hands each slot back when its [`Frame`] (or
+//! [`FrameLease`]) drops.
+//!
+//! Until the producer admits it into its group ([`crate::roster`]), a
+//! consumer's `take` finds nothing and waits like an idle one.
+//!
+//! A [`Consumer`] is `Send + Sync`: several threads may take from one
+//! consumer (they share its group's frames like separate consumers would). A
+//! [`Frame`] borrows its consumer; [`Frame::into_lease`] turns it into a
+//! [`FrameLease`] that owns a reference to the consumer instead, to hand the
+//! frame to a worker thread without a copy. The consumer's table entry is
+//! released only when the consumer and every lease are gone.
+
+use crate::clock::monotonic_ns;
+use crate::error::{AttachError, OpenError, RingCorrupt, TakeError};
+use crate::event::WaitStrategy;
+use crate::layout::{FLAG_DRAINED, FLAG_END_OF_STREAM, GROUP_UNUSED, NAME_MAX};
+use crate::ledger::pack_return;
+use crate::options::{validate_group_name, FrameInfo, DEFAULT_GROUP};
+use crate::process::ProcessId;
+use crate::producer::{group_queue, return_queue, PEER_CHECK};
+use crate::ready_queue::ReadClaim;
+use crate::roster::{self, load_name, Admission};
+use crate::segment::Segment;
+use crate::shape::FrameShape;
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Attaches a [`Consumer`] to a ring. Start with [`Consumer::builder`].
+///
+/// Defaults: group `"default"`, every frame in order (not only the latest),
+/// [`WaitStrategy::SPIN_THEN_FUTEX`], the ring's own frame shape, and no
+/// waiting for a ring that does not exist yet.
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `attach` is called"]
+pub struct ConsumerBuilder {
+    name: String,
+    group: String,
+    latest: bool,
+    wait: WaitStrategy,
+    expect: Option<FrameShape>,
+    wait_for_ring: Duration,
+}
+
+impl ConsumerBuilder {
+    /// The group to join (default `"default"`). Every group receives every
+    /// frame; the consumers of one group share its frames.
+    pub fn group(mut self, group: &str) -> Self {
+        self.group = group.to_string();
+        self
+    }
+
+    /// Skip to the newest queued frame on every take, handing the older ones
+    /// straight back (counted in [`Consumer::skipped`]): for previews.
+    pub fn latest(mut self, latest: bool) -> Self {
+        self.latest = latest;
+        self
+    }
+
+    /// How [`Consumer::take`] waits for a frame.
+    pub fn wait(mut self, wait: WaitStrategy) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// Refuse a ring whose frames are not of this shape
+    /// ([`AttachError::ShapeMismatch`]). Without it the consumer adopts the
+    /// ring's shape ([`Consumer::shape`]).
+    pub fn expect_shape(mut self, shape: FrameShape) -> Self {
+        self.expect = Some(shape);
+        self
+    }
+
+    /// Wait up to `timeout` for the ring to appear (a consumer may start
+    /// before its producer). Default: not at all.
+    pub fn wait_for_ring(mut self, timeout: Duration) -> Self {
+        self.wait_for_ring = timeout;
+        self
+    }
+
+    /// Opens the ring, registers in its consumer table and asks to join the
+    /// group.
+    pub fn attach(self) -> Result<Consumer, AttachError> {
+        validate_group_name(&self.group)?;
+        let deadline = Instant::now() + self.wait_for_ring;
+        let mut logged = false;
+        loop {
+            match Consumer::attach_once(&self) {
+                Err(AttachError::Open(OpenError::NotFound { .. } | OpenError::NotReady { .. }))
+                    if Instant::now() < deadline =>
+                {
+                    if !logged {
+                        tracing::info!(ring = %self.name, "waiting for the ring to appear");
+                        logged = true;
+                    }
+                    // Short: how soon a waiting consumer sees a new ring is part
+                    // of the time to the first frame; a failed open costs ~2 us.
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                r => return r,
+            }
+        }
+    }
+}
+
+/// What a consumer shares with its leases.
+#[derive(Debug)]
+struct Shared {
+    seg: Segment,
+    index: u8,
+    group_name: String,
+    /// The group index once admitted; `NOT_ADMITTED` before.
+    admitted: AtomicU32,
+    /// Serialises pushes into the single-producer return queue (frames may
+    /// be handed back from several threads).
+    returns: Mutex<()>,
+}
+
+const NOT_ADMITTED: u32 = u32::MAX;
+
+impl Shared {
+    /// Hands a claimed slot back to the producer.
+    fn release(&self, group: u8, claim: ReadClaim) {
+        let seg = &self.seg;
+        let pushed = {
+            let _one_at_a_time = self.returns.lock();
+            return_queue(seg, self.index as usize).push(pack_return(group, claim.slot()))
+        };
+        if let Err(e) = pushed {
+            // Only garbage in the segment gets here; the slot stays marked as
+            // ours and the producer's recovery finds it when we exit.
+            tracing::error!(ring = seg.name(), error = e.0, "could not return a slot");
+            return;
+        }
+        seg.header().free_event.notify();
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The consumer and every lease are gone, so every slot was handed
+        // back. The producer frees the entry once it has collected them.
+        let h = self.seg.header();
+        roster::leave(
+            &self.seg.consumers()[self.index as usize],
+            &h.roster,
+            &h.free_event,
+        );
+    }
+}
+
+/// One consumer of a ring. See the [module documentation](self) and the
+/// [crate documentation](crate) for an example.
+#[derive(Debug)]
+pub struct Consumer {
+    shared: Arc<Shared>,
+    latest: bool,
+    wait: WaitStrategy,
+}
+
+/// What [`Consumer::take`] found.
+#[derive(Debug)]
+pub enum Take<'c> {
+    /// A frame, read in place; dropping it hands the slot back.
+    Frame(Frame<'c>),
+    /// The producer ended the stream and every frame has been consumed.
+    EndOfStream,
+    /// The producer died before ending the stream; every frame it published
+    /// to this consumer's group has been consumed.
+    ProducerGone {
+        /// The dead producer's pid (as seen from the producer's PID
+        /// namespace).
+        pid: u32,
+    },
+}
+
+/// A frame taken from the ring, read in place. Dropping it hands the slot
+/// back to the producer.
+#[derive(Debug)]
+pub struct Frame<'c> {
+    consumer: &'c Consumer,
+    group: u8,
+    info: FrameInfo,
+    claim: Option<ReadClaim>,
+}
+
+/// A taken frame that owns a reference to its consumer, so it can be sent to
+/// another thread (it is `Send + Sync + 'static`) and dropped there, which
+/// hands the slot back. Made by [`Frame::into_lease`].
+#[derive(Debug)]
+pub struct FrameLease {
+    shared: Arc<Shared>,
+    group: u8,
+    info: FrameInfo,
+    claim: Option<ReadClaim>,
+}
+
+fn claim_of(claim: &Option<ReadClaim>) -> &ReadClaim {
+    claim.as_ref().expect("a live frame holds its claim")
+}
+
+impl<'c> Frame<'c> {
+    /// The pixels: H×W×C bytes, row-major, in the shared segment.
+    pub fn pixels(&self) -> &[u8] {
+        self.consumer.shared.seg.frame(claim_of(&self.claim))
+    }
+
+    /// The frame's metadata (sequence number, publish time, source…).
+    pub fn info(&self) -> &FrameInfo {
+        &self.info
+    }
+
+    /// Sequence number: 0, 1, 2, … in publish order.
+    pub fn seq(&self) -> u64 {
+        self.info.seq
+    }
+
+    /// The frame's shape (the ring's).
+    pub fn shape(&self) -> FrameShape {
+        self.consumer.shape()
+    }
+
+    /// Turns the frame into a [`FrameLease`], which can go to another thread
+    /// without a copy. Costs one reference-count increment.
+    pub fn into_lease(mut self) -> FrameLease {
+        FrameLease {
+            shared: self.consumer.shared.clone(),
+            group: self.group,
+            info: self.info,
+            claim: self.claim.take(),
+        }
+    }
+}
+
+impl Drop for Frame<'_> {
+    fn drop(&mut self) {
+        if let Some(claim) = self.claim.take() {
+            self.consumer.shared.release(self.group, claim);
+        }
+    }
+}
+
+impl FrameLease {
+    /// The pixels: H×W×C bytes, row-major, in the shared segment.
+    pub fn pixels(&self) -> &[u8] {
+        self.shared.seg.frame(claim_of(&self.claim))
+    }
+
+    /// The frame's metadata.
+    pub fn info(&self) -> &FrameInfo {
+        &self.info
+    }
+
+    /// Sequence number.
+    pub fn seq(&self) -> u64 {
+        self.info.seq
+    }
+
+    /// The frame's shape (the ring's).
+    pub fn shape(&self) -> FrameShape {
+        self.shared.seg.geometry().frame_shape()
+    }
+}
+
+impl Drop for FrameLease {
+    fn drop(&mut self) {
+        if let Some(claim) = self.claim.take() {
+            self.shared.release(self.group, claim);
+        }
+    }
+}
+
+impl Consumer {
+    /// Starts attaching to the ring `name`; the defaults join group
+    /// `"default"` and adopt the ring's shape.
+    pub fn builder(name: &str) -> ConsumerBuilder {
+        ConsumerBuilder {
+            name: name.to_string(),
+            group: DEFAULT_GROUP.to_string(),
+            latest: false,
+            wait: WaitStrategy::default(),
+            expect: None,
+            wait_for_ring: Duration::ZERO,
+        }
+    }
+
+    fn attach_once(b: &ConsumerBuilder) -> Result<Consumer, AttachError> {
+        let name = b.name.as_str();
+        let seg = Segment::open(name)?;
+        let g = *seg.geometry();
+        if let Some(expected) = b.expect {
+            let ring = g.frame_shape();
+            if ring != expected {
+                return Err(AttachError::ShapeMismatch {
+                    name: name.into(),
+                    ring,
+                    expected,
+                });
+            }
+        }
+        let me = ProcessId::current();
+        // Entries of consumers that left are freed by the producer; give it
+        // a moment if the table is full of them.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let index = loop {
+            match roster::claim_entry(seg.consumers(), me.owner_word()) {
+                Some(i) => break i,
+                None if Instant::now() < deadline
+                    && seg
+                        .consumers()
+                        .iter()
+                        .any(|e| roster::request(e) == roster::Request::Leave) =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                None => {
+                    return Err(AttachError::TooManyConsumers {
+                        name: name.into(),
+                        max: g.max_consumers,
+                    })
+                }
+            }
+        };
+        let e = &seg.consumers()[index];
+        use crate::sync::Ordering as O;
+        e.start_ticks.store(me.start_ticks, O::Relaxed);
+        e.pid.store(me.pid, O::Relaxed);
+        e.frames.store(0, O::Relaxed);
+        e.skipped.store(0, O::Relaxed);
+        e.heartbeat_ns.store(monotonic_ns(), O::Relaxed);
+        let h = seg.header();
+        roster::request_join(e, b.group.as_bytes(), &h.roster, &h.free_event);
+        Ok(Consumer {
+            shared: Arc::new(Shared {
+                seg,
+                index: index as u8,
+                group_name: b.group.clone(),
+                admitted: AtomicU32::new(NOT_ADMITTED),
+                returns: Mutex::new(()),
+            }),
+            latest: b.latest,
+            wait: b.wait,
+        })
+    }
+
+    fn seg(&self) -> &Segment {
+        &self.shared.seg
+    }
+
+    /// The ring's name.
+    pub fn name(&self) -> &str {
+        self.seg().name()
+    }
+
+    /// The ring's frame shape.
+    pub fn shape(&self) -> FrameShape {
+        self.seg().geometry().frame_shape()
+    }
+
+    /// Slots in the ring.
+    pub fn slots(&self) -> u32 {
+        self.seg().geometry().slots
+    }
+
+    /// This consumer's index in the ring's consumer table.
+    pub fn index(&self) -> u8 {
+        self.shared.index
+    }
+
+    /// The group this consumer joins.
+    pub fn group(&self) -> &str {
+        &self.shared.group_name
+    }
+
+    /// Frames taken so far.
+    pub fn frames_taken(&self) -> u64 {
+        self.entry().frames.load(crate::sync::Ordering::Relaxed)
+    }
+
+    /// Frames skipped to stay on the newest one (`latest`).
+    pub fn skipped(&self) -> u64 {
+        self.entry().skipped.load(crate::sync::Ordering::Relaxed)
+    }
+
+    /// Frames this consumer's group lost so far (dropped unconsumed), as the
+    /// producer counts them. 0 before the consumer was admitted.
+    pub fn group_dropped(&self) -> u64 {
+        match self.shared.admitted.load(Ordering::Relaxed) {
+            NOT_ADMITTED => 0,
+            g => self.seg().groups()[g as usize]
+                .dropped
+                .load(crate::sync::Ordering::Relaxed),
+        }
+    }
+
+    fn entry(&self) -> &crate::layout::ConsumerEntry {
+        &self.seg().consumers()[self.shared.index as usize]
+    }
+
+    fn corrupt(&self, c: crate::error::Corrupt) -> TakeError {
+        TakeError::Corrupt(RingCorrupt::new(self.name(), c))
+    }
+
+    /// The group index, once the producer admitted us.
+    fn admitted(&self) -> Result<Option<u8>, TakeError> {
+        let g = self.shared.admitted.load(Ordering::Relaxed);
+        if g != NOT_ADMITTED {
+            return Ok(Some(g as u8));
+        }
+        match roster::admission(self.entry(), self.seg().geometry().max_groups)
+            .map_err(|c| self.corrupt(c))?
+        {
+            Admission::Admitted(g) => {
+                // Relaxed: a cache of what we acquired from the entry; a
+                // thread that reads it re-reads nothing the producer wrote.
+                self.shared.admitted.store(g as u32, Ordering::Relaxed);
+                Ok(Some(g))
+            }
+            Admission::Refused => Err(TakeError::GroupRefused {
+                name: self.name().to_string(),
+                group: self.group().to_string(),
+                max: self.seg().geometry().max_groups,
+            }),
+            Admission::Waiting => Ok(None),
+        }
+    }
+
+    /// With the producer dead nobody admits us: join our group ourselves,
+    /// if it exists, to drain what was published to it. Safe because only
+    /// the producer changes groups, and it is gone; we write only our entry.
+    fn admit_self(&self) {
+        if self.shared.admitted.load(Ordering::Relaxed) != NOT_ADMITTED
+            || roster::request(self.entry()) != roster::Request::Join
+        {
+            return;
+        }
+        let found = self.seg().groups().iter().position(|g| {
+            let (name, len) = load_name(&g.name);
+            g.state.load(crate::sync::Ordering::Acquire) != GROUP_UNUSED
+                && &name[..len] == self.group().as_bytes()
+        });
+        if let Some(g) = found {
+            roster::admit(self.entry(), g as u8);
+        }
+    }
+
+    fn try_take(&self) -> Result<Option<Frame<'_>>, TakeError> {
+        use crate::sync::Ordering as O;
+        let Some(g) = self.admitted()? else {
+            return Ok(None);
+        };
+        let seg = self.seg();
+        let q = group_queue(seg, g as usize);
+        let me = self.shared.index;
+        let Some(mut claim) = q.take(me).map_err(|c| self.corrupt(c))? else {
+            return Ok(None);
+        };
+        let e = self.entry();
+        if self.latest {
+            // Keep the newest: claim the next one before handing back the
+            // one we hold, so that we never end up with nothing.
+            while let Some(newer) = q.take(me).map_err(|c| self.corrupt(c))? {
+                self.shared.release(g, claim);
+                e.skipped.fetch_add(1, O::Relaxed);
+                claim = newer;
+            }
+        }
+        // The slot was bounds-checked by the queue against the claim words.
+        let slot = claim.slot();
+        let m = &seg.slot_meta()[slot as usize];
+        let mut source = [0u8; NAME_MAX];
+        let source_len = (m.name_len.load(O::Relaxed) as usize).min(NAME_MAX);
+        for (i, w) in m.name.iter().enumerate().take(source_len.div_ceil(8)) {
+            source[i * 8..i * 8 + 8].copy_from_slice(&w.load(O::Relaxed).to_ne_bytes());
+        }
+        let info = FrameInfo {
+            seq: m.seq.load(O::Relaxed),
+            publish_ns: m.publish_ns.load(O::Relaxed),
+            src_width: m.src_width.load(O::Relaxed),
+            src_height: m.src_height.load(O::Relaxed),
+            redeliveries: m.redeliveries.load(O::Relaxed),
+            slot,
+            source,
+            source_len,
+        };
+        let n = e.frames.fetch_add(1, O::Relaxed) + 1;
+        // A producer waiting because our group had too many frames queued
+        // (max_queued) may go on: our claim moved the head.
+        seg.header().free_event.notify_if_waiting();
+        if n % 64 == 0 {
+            // A busy consumer's sign of life, for status displays.
+            e.heartbeat_ns.store(monotonic_ns(), O::Relaxed);
+        }
+        Ok(Some(Frame {
+            consumer: self,
+            group: g,
+            info,
+            claim: Some(claim),
+        }))
+    }
+
+    /// Takes the next frame of the consumer's group, waiting up to
+    /// `timeout` ([`TakeError::Timeout`] after that). Ends with
+    /// [`Take::EndOfStream`] once the producer finished and drained, or
+    /// [`Take::ProducerGone`] if it died, after every frame published to the
+    /// group was taken.
+    pub fn take(&self, timeout: Duration) -> Result<Take<'_>, TakeError> {
+        use crate::sync::Ordering as O;
+        if let Some(f) = self.try_take()? {
+            return Ok(Take::Frame(f));
+        }
+        let seg = self.seg();
+        let h = seg.header();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let slice = PEER_CHECK.min(deadline.saturating_duration_since(Instant::now()));
+            let mut err = None;
+            let got = h.ready_event.wait_until(self.wait, slice, || {
+                match self.try_take() {
+                    Ok(Some(f)) => return Some(Some(f)),
+                    Ok(None) => {}
+                    Err(e) => {
+                        err = Some(e);
+                        return Some(None);
+                    }
+                }
+                // Acquire: every publish happens before the flags we see.
+                let flags = h.flags.load(O::Acquire);
+                (flags & FLAG_DRAINED != 0).then_some(None)
+            });
+            if let Some(e) = err {
+                return Err(e);
+            }
+            match got {
+                Some(Some(f)) => return Ok(Take::Frame(f)),
+                Some(None) => {
+                    // Drained: a last look, then done.
+                    return Ok(match self.try_take()? {
+                        Some(f) => Take::Frame(f),
+                        None => Take::EndOfStream,
+                    });
+                }
+                None => {}
+            }
+            self.entry().heartbeat_ns.store(monotonic_ns(), O::Relaxed);
+            let producer = ProcessId {
+                pid: h.producer_pid.load(O::Acquire),
+                start_ticks: h.producer_start_ticks.load(O::Relaxed),
+            };
+            if !producer.is_alive() {
+                self.admit_self();
+                if let Some(f) = self.try_take()? {
+                    return Ok(Take::Frame(f));
+                }
+                let flags = h.flags.load(O::Acquire);
+                return Ok(if flags & FLAG_END_OF_STREAM != 0 {
+                    Take::EndOfStream
+                } else {
+                    Take::ProducerGone { pid: producer.pid }
+                });
+            }
+            if Instant::now() >= deadline {
+                return Err(TakeError::Timeout { waited: timeout });
+            }
+        }
+    }
+}

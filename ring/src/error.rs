@@ -1,0 +1,338 @@
+//! The errors of the ring's operations: one enum per operation, each with a
+//! `Display` a person can read (`ring "cam0" does not exist (no
+//! /dev/shm/cam0)`), and the values that explain it as fields.
+
+use crate::shape::FrameShape;
+use std::time::Duration;
+
+/// Where POSIX shared-memory objects appear on Linux.
+pub(crate) const SHM_DIR: &str = "/dev/shm";
+
+/// Something in shared memory contradicts the ring's invariants: another
+/// process wrote garbage. Never caused by a crash of a well-behaved peer.
+/// (Internal: turned into [`RingCorrupt`] with the ring's name.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Corrupt(pub(crate) &'static str);
+
+/// A word in the ring's shared memory holds a value no conforming process
+/// writes: some process scribbled over the segment. The ring cannot go on
+/// safely; nothing was read out of bounds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("ring {ring:?} is corrupt: {what}")]
+pub struct RingCorrupt {
+    /// The ring.
+    pub ring: String,
+    /// What was found wrong.
+    pub what: &'static str,
+}
+
+impl RingCorrupt {
+    pub(crate) fn new(ring: &str, c: Corrupt) -> Self {
+        Self {
+            ring: ring.to_string(),
+            what: c.0,
+        }
+    }
+}
+
+/// A ring name that cannot be a shared-memory object name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid ring name {0:?}: use 1 to 200 letters, digits, '.', '_' or '-', not starting with '.'"
+)]
+pub struct InvalidName(pub String);
+
+/// A consumer group name that is empty, longer than 32 bytes, or has
+/// characters other than ASCII letters, digits, `_`, `-` and `.`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid group name {0:?}: use 1 to 32 letters, digits, '_', '-' or '.'")]
+pub struct InvalidGroupName(pub String);
+
+/// A ring shape outside the limits (see [`crate::limits`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShapeError {
+    /// A dimension is zero or above its limit.
+    #[error("{what} must be between {min} and {max}, got {got}")]
+    OutOfRange {
+        /// Which dimension (`slots`, `height`, …).
+        what: &'static str,
+        /// Smallest allowed.
+        min: u64,
+        /// Largest allowed.
+        max: u64,
+        /// The value given.
+        got: u64,
+    },
+    /// The segment would be larger than the address space.
+    #[error("slots × height × width × channels is too large for this machine's address space")]
+    Overflow,
+}
+
+/// Why a ring could not be opened (by a consumer, or for inspection).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The name cannot be a ring's.
+    #[error(transparent)]
+    InvalidName(#[from] InvalidName),
+    /// No ring of that name.
+    #[error("ring {name:?} does not exist (no {SHM_DIR}/{name})")]
+    NotFound {
+        /// Ring name.
+        name: String,
+    },
+    /// Its producer is still creating it (try again in a moment).
+    #[error("ring {name:?} is still being initialised by its producer")]
+    NotReady {
+        /// Ring name.
+        name: String,
+    },
+    /// The segment's mode does not let this user open it.
+    #[error("permission denied opening ring {name:?} ({SHM_DIR}/{name}, mode {mode}): run as its owner, or have the producer create it with a wider mode such as 0660")]
+    PermissionDenied {
+        /// Ring name.
+        name: String,
+        /// The segment's mode as octal text, if it could be read.
+        mode: String,
+    },
+    /// The file is not a framering ring (another program's shared memory).
+    #[error("{SHM_DIR}/{name} is not a framering ring")]
+    NotARing {
+        /// File name under /dev/shm.
+        name: String,
+    },
+    /// Made by a build with another segment layout.
+    #[error("ring {name:?} has layout version {found}; this build understands version {expected} (restart its producer with this build)")]
+    Version {
+        /// Ring name.
+        name: String,
+        /// Version in the segment.
+        found: u32,
+        /// Version this build writes.
+        expected: u32,
+    },
+    /// The header contradicts itself or the file.
+    #[error("ring {name:?} is corrupt: {reason}")]
+    Corrupt {
+        /// Ring name.
+        name: String,
+        /// What disagreed.
+        reason: String,
+    },
+    /// A system call failed.
+    #[error("ring {name:?}: {op} failed: {source}")]
+    Io {
+        /// Ring name.
+        name: String,
+        /// The operation.
+        op: &'static str,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// Why [`crate::ProducerBuilder::create`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CreateError {
+    /// The name cannot be a ring's.
+    #[error(transparent)]
+    InvalidName(#[from] InvalidName),
+    /// No frame shape was given to the builder.
+    #[error("ring {name:?}: no frame shape given (ProducerBuilder::shape)")]
+    NoShape {
+        /// Ring name.
+        name: String,
+    },
+    /// The shape is outside the limits.
+    #[error("ring {name:?}: {source}")]
+    Shape {
+        /// Ring name.
+        name: String,
+        /// What is out of range.
+        source: ShapeError,
+    },
+    /// A declared group name is invalid.
+    #[error(transparent)]
+    InvalidGroup(#[from] InvalidGroupName),
+    /// The mode is not a permission set that includes owner read and write.
+    #[error("ring {name:?}: mode {mode:04o} must be at most 0777 and include 0600 (owner read and write)")]
+    InvalidMode {
+        /// Ring name.
+        name: String,
+        /// The mode given.
+        mode: u32,
+    },
+    /// More declared groups than the group table holds.
+    #[error("ring {name:?}: {given} groups declared but max_groups is {max}")]
+    TooManyGroups {
+        /// Ring name.
+        name: String,
+        /// Groups declared.
+        given: usize,
+        /// Table size.
+        max: u32,
+    },
+    /// A live producer owns a ring of that name.
+    #[error("ring {name:?} is in use by a running producer (pid {pid}); stop it or choose another ring name")]
+    InUse {
+        /// Ring name.
+        name: String,
+        /// The live producer.
+        pid: u32,
+    },
+    /// The existing object of that name belongs to someone else.
+    #[error("permission denied creating ring {name:?} ({SHM_DIR}/{name}, mode {mode}): it belongs to another user; remove it as that user or choose another ring name")]
+    PermissionDenied {
+        /// Ring name.
+        name: String,
+        /// The existing object's mode.
+        mode: String,
+    },
+    /// /dev/shm cannot hold the ring.
+    #[error("not enough shared memory for ring {name:?}: it needs {needed} bytes but {SHM_DIR} has {available} bytes free; enlarge {SHM_DIR} (in Docker: --shm-size) or use fewer slots or smaller frames")]
+    NoSpace {
+        /// Ring name.
+        name: String,
+        /// Bytes the segment needs.
+        needed: u64,
+        /// Bytes free in /dev/shm.
+        available: u64,
+    },
+    /// A ring of that name exists and could not be checked for a live
+    /// producer (another layout version, corrupt): it is left alone.
+    #[error("ring {name:?} exists and cannot be reclaimed: {source}")]
+    Unreclaimable {
+        /// Ring name.
+        name: String,
+        /// Why it could not be opened.
+        source: OpenError,
+    },
+    /// A system call failed.
+    #[error("ring {name:?}: {op} failed: {source}")]
+    Io {
+        /// Ring name.
+        name: String,
+        /// The operation.
+        op: &'static str,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// Why [`crate::ConsumerBuilder::attach`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AttachError {
+    /// The ring could not be opened (absent, not ready, refused…).
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// The group name is invalid.
+    #[error(transparent)]
+    InvalidGroup(#[from] InvalidGroupName),
+    /// The ring's frames are not the shape the consumer insisted on.
+    #[error("ring {name:?} holds {ring} frames, but this consumer expects {expected} (leave the shape unset to adopt the ring's)")]
+    ShapeMismatch {
+        /// Ring name.
+        name: String,
+        /// The ring's shape.
+        ring: FrameShape,
+        /// The shape asked for.
+        expected: FrameShape,
+    },
+    /// Every consumer table entry is taken.
+    #[error("ring {name:?} already has its maximum of {max} consumers attached")]
+    TooManyConsumers {
+        /// Ring name.
+        name: String,
+        /// Table size.
+        max: u32,
+    },
+}
+
+/// Why [`crate::Producer::loan`] returned no slot.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoanError {
+    /// No slot became free within the timeout (consumers hold them all, or
+    /// with the block policy no group is subscribed, or every group has
+    /// `max_queued` frames waiting).
+    #[error("no free slot within {waited:?}")]
+    Timeout {
+        /// How long it waited.
+        waited: Duration,
+    },
+    /// The ring's shared memory holds garbage.
+    #[error(transparent)]
+    Corrupt(#[from] RingCorrupt),
+}
+
+/// Why [`crate::WriteSlot::publish`] failed. The slot went back to the
+/// producer's free pool.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// /dev/shm could not hold the frames' memory (reserved in the
+    /// background since the producer was created).
+    #[error("not enough shared memory for ring {name:?}: it needs {needed} bytes but {SHM_DIR} has {available} bytes free; enlarge {SHM_DIR} (in Docker: --shm-size) or use fewer slots or smaller frames")]
+    NoSpace {
+        /// Ring name.
+        name: String,
+        /// Bytes the segment needs.
+        needed: u64,
+        /// Bytes free in /dev/shm.
+        available: u64,
+    },
+    /// Reserving the frames' memory failed otherwise.
+    #[error("ring {name:?}: reserving the frames' memory failed: {source}")]
+    Io {
+        /// Ring name.
+        name: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The ring's shared memory holds garbage.
+    #[error(transparent)]
+    Corrupt(#[from] RingCorrupt),
+}
+
+/// Why [`crate::Consumer::take`] returned no frame.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TakeError {
+    /// No frame arrived within the timeout.
+    #[error("no frame within {waited:?}")]
+    Timeout {
+        /// How long it waited.
+        waited: Duration,
+    },
+    /// The producer refused the consumer's group: its group table is full.
+    #[error(
+        "ring {name:?} cannot take group {group:?}: it already has its maximum of {max} groups"
+    )]
+    GroupRefused {
+        /// Ring name.
+        name: String,
+        /// The group asked for.
+        group: String,
+        /// Size of the group table.
+        max: u32,
+    },
+    /// The ring's shared memory holds garbage.
+    #[error(transparent)]
+    Corrupt(#[from] RingCorrupt),
+}
+
+impl LoanError {
+    /// Whether this is [`LoanError::Timeout`].
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, LoanError::Timeout { .. })
+    }
+}
+
+impl TakeError {
+    /// Whether this is [`TakeError::Timeout`].
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, TakeError::Timeout { .. })
+    }
+}

@@ -1,0 +1,476 @@
+//! The byte layout of a ring segment: what lies where, computed from the
+//! shape alone, so that a process attaching to a segment can recompute every
+//! offset and refuse a header that disagrees with it.
+//!
+//! All integers are native-endian (the segment never leaves the host); all
+//! offsets are from the start of the segment. See README.md for a map a
+//! Python/numpy reader can follow.
+//!
+//! ```text
+//! 0            Header (512 bytes; the rest of the first page reserved)
+//! 4096         group table: max_groups × 384 B                 (GroupEntry; its ready
+//!              queue's tail @+0, head @+128)
+//! (128-align)  ready queue cells: max_groups × ready_cap × u64
+//! (128-align)  claim words: max_groups × slots × u64          (crate::slot, per group)
+//! (128-align)  producer's slot words: slots × u64             (free / writing / published)
+//! (128-align)  slot metadata: slots × 128 B                    (SlotMeta)
+//! (128-align)  consumer table: max_consumers × 384 B           (ConsumerEntry)
+//! (128-align)  return queue cells: max_consumers × return_cap × u32
+//! (4096-align) frames: slots × slot_stride, each H×W×C u8, row-major, HWC
+//! ```
+
+use crate::error::ShapeError;
+use crate::event::Event;
+use crate::queue_ctrl::QueueCtrl;
+use crate::ready_queue::MAX_SLOTS;
+use crate::sync::{AtomicU32, AtomicU64, Padded};
+use std::mem::size_of;
+
+/// First 8 bytes of every framering segment.
+pub(crate) const MAGIC: [u8; 8] = *b"FRAMERNG";
+/// Version of this layout; bumped on any change of it. 0 means "still being
+/// initialised" and is never a valid version.
+pub(crate) const LAYOUT_VERSION: u32 = 2;
+/// Page size the layout aligns frames to (fixed, so the layout does not depend
+/// on the machine).
+pub(crate) const PAGE: u64 = 4096;
+/// Bytes of a source name kept per frame.
+pub(crate) const NAME_MAX: usize = 96;
+/// Limits on the shape (also checked by the configuration, with key names).
+pub(crate) const MAX_DIM: u32 = 32_768;
+/// The most slots a ring may have.
+pub(crate) const MAX_RING_SLOTS: u32 = 4096;
+/// The most consumers that can be attached at once (slot words carry an 8-bit
+/// owner index).
+pub(crate) const MAX_CONSUMERS: u32 = 64;
+/// Most consumer groups a ring can have (a producer-side bit mask per slot).
+pub(crate) const MAX_GROUPS: u32 = 64;
+/// Longest ring name, in bytes (it becomes a file name under /dev/shm).
+pub(crate) const RING_NAME_MAX: usize = 200;
+/// Longest group name, in bytes.
+pub(crate) const GROUP_NAME_MAX: usize = 32;
+
+const _: () = assert!(MAX_RING_SLOTS <= MAX_SLOTS);
+
+/// Header flag: a producer is running and publishing.
+pub(crate) const FLAG_RUNNING: u32 = 1;
+/// Header flag: the producer published its last frame.
+pub(crate) const FLAG_END_OF_STREAM: u32 = 2;
+/// Header flag: after end of stream, every slot came back to the producer.
+pub(crate) const FLAG_DRAINED: u32 = 4;
+
+/// The shape and limits a ring is created with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RingSpec {
+    /// Number of frame slots.
+    pub(crate) slots: u32,
+    /// Frame height in pixels.
+    pub(crate) height: u32,
+    /// Frame width in pixels.
+    pub(crate) width: u32,
+    /// Bytes per pixel (1 gray, 3 RGB, 4 RGBA).
+    pub(crate) channels: u32,
+    /// Size of the consumer table.
+    pub(crate) max_consumers: u32,
+    /// Size of the consumer-group table.
+    pub(crate) max_groups: u32,
+}
+
+/// Everything about a segment's layout, derived from a [`Shape`]. Stored
+/// verbatim in the header; `repr(C)` with no padding, plain integers only.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    /// Size of the whole segment in bytes.
+    pub(crate) total_size: u64,
+    /// Number of slots.
+    pub(crate) slots: u32,
+    /// Frame height.
+    pub(crate) height: u32,
+    /// Frame width.
+    pub(crate) width: u32,
+    /// Bytes per pixel.
+    pub(crate) channels: u32,
+    /// `height × width × channels`.
+    pub(crate) frame_bytes: u64,
+    /// Distance between two frames: `frame_bytes` rounded up to a page.
+    pub(crate) slot_stride: u64,
+    /// Cells of the ready queue (power of two, ≥ 2 × slots).
+    pub(crate) ready_cap: u32,
+    /// Cells of each consumer's return queue (power of two, ≥ slots).
+    pub(crate) return_cap: u32,
+    /// Entries of the consumer table.
+    pub(crate) max_consumers: u32,
+    /// Bytes of source name per slot.
+    pub(crate) name_max: u32,
+    /// Entries of the group table.
+    pub(crate) max_groups: u32,
+    /// Zero.
+    pub(crate) pad: u32,
+    /// Offset of the [`GroupEntry`] table.
+    pub(crate) off_groups: u64,
+    /// Offset of the ready queues' cells (`ready_cap` per group).
+    pub(crate) off_ready_cells: u64,
+    /// Offset of the claim words (`slots` per group; see [`crate::slot`]).
+    pub(crate) off_claims: u64,
+    /// Offset of the producer's per-slot words.
+    pub(crate) off_slot_state: u64,
+    /// Offset of the [`SlotMeta`] array.
+    pub(crate) off_slot_meta: u64,
+    /// Offset of the [`ConsumerEntry`] table.
+    pub(crate) off_consumers: u64,
+    /// Offset of the return queues' cells.
+    pub(crate) off_return_cells: u64,
+    /// Offset of frame 0.
+    pub(crate) off_data: u64,
+    /// Zero.
+    pub(crate) reserved: [u64; 2],
+}
+
+fn align_up(x: u64, a: u64) -> Option<u64> {
+    Some(x.checked_add(a - 1)? & !(a - 1))
+}
+
+fn check(what: &'static str, got: u32, min: u32, max: u32) -> Result<(), ShapeError> {
+    if got < min || got > max {
+        return Err(ShapeError::OutOfRange {
+            what,
+            min: min as u64,
+            max: max as u64,
+            got: got as u64,
+        });
+    }
+    Ok(())
+}
+
+impl Geometry {
+    /// Computes the layout of a shape, with checked arithmetic throughout.
+    pub(crate) fn compute(shape: RingSpec) -> Result<Geometry, ShapeError> {
+        check("slots", shape.slots, 1, MAX_RING_SLOTS)?;
+        check("height", shape.height, 1, MAX_DIM)?;
+        check("width", shape.width, 1, MAX_DIM)?;
+        check("channels", shape.channels, 1, 4)?;
+        check("max_consumers", shape.max_consumers, 1, MAX_CONSUMERS)?;
+        check("max_groups", shape.max_groups, 1, MAX_GROUPS)?;
+        let o = ShapeError::Overflow;
+        let frame_bytes = (shape.height as u64)
+            .checked_mul(shape.width as u64)
+            .and_then(|x| x.checked_mul(shape.channels as u64))
+            .ok_or(o.clone())?;
+        let slot_stride = align_up(frame_bytes, PAGE).ok_or(o.clone())?;
+        let ready_cap = (2 * shape.slots).next_power_of_two();
+        let return_cap = shape.slots.next_power_of_two();
+        let slots = shape.slots as u64;
+        let groups = shape.max_groups as u64;
+        let off_groups = PAGE;
+        let off_ready_cells = off_groups + groups * size_of::<GroupEntry>() as u64;
+        let off_claims =
+            align_up(off_ready_cells + groups * ready_cap as u64 * 8, 128).ok_or(o.clone())?;
+        let off_slot_state = align_up(off_claims + groups * slots * 8, 128).ok_or(o.clone())?;
+        let off_slot_meta = align_up(off_slot_state + slots * 8, 128).ok_or(o.clone())?;
+        let off_consumers =
+            align_up(off_slot_meta + slots * size_of::<SlotMeta>() as u64, 128).ok_or(o.clone())?;
+        let off_return_cells = align_up(
+            off_consumers + shape.max_consumers as u64 * size_of::<ConsumerEntry>() as u64,
+            128,
+        )
+        .ok_or(o.clone())?;
+        let off_data = align_up(
+            off_return_cells + shape.max_consumers as u64 * return_cap as u64 * 4,
+            PAGE,
+        )
+        .ok_or(o.clone())?;
+        let total_size = slot_stride
+            .checked_mul(slots)
+            .and_then(|d| d.checked_add(off_data))
+            .filter(|&t| t <= isize::MAX as u64)
+            .ok_or(o)?;
+        Ok(Geometry {
+            total_size,
+            slots: shape.slots,
+            height: shape.height,
+            width: shape.width,
+            channels: shape.channels,
+            frame_bytes,
+            slot_stride,
+            ready_cap,
+            return_cap,
+            max_consumers: shape.max_consumers,
+            name_max: NAME_MAX as u32,
+            max_groups: shape.max_groups,
+            pad: 0,
+            off_groups,
+            off_ready_cells,
+            off_claims,
+            off_slot_state,
+            off_slot_meta,
+            off_consumers,
+            off_return_cells,
+            off_data,
+            reserved: [0; 2],
+        })
+    }
+
+    /// The shape this geometry was computed from.
+    pub(crate) fn spec(&self) -> RingSpec {
+        RingSpec {
+            slots: self.slots,
+            height: self.height,
+            width: self.width,
+            channels: self.channels,
+            max_consumers: self.max_consumers,
+            max_groups: self.max_groups,
+        }
+    }
+
+    /// The frames' shape.
+    pub(crate) fn frame_shape(&self) -> crate::shape::FrameShape {
+        crate::shape::FrameShape::new(self.height, self.width, self.channels)
+    }
+
+    /// Offset of frame `slot`'s first byte (`slot` must be `< slots`).
+    pub(crate) fn frame_offset(&self, slot: u32) -> u64 {
+        self.off_data + slot as u64 * self.slot_stride
+    }
+}
+
+/// The segment header at offset 0.
+///
+/// The creator writes everything with the segment still mode 0600, then
+/// stores `layout_version` last (Release); an opener loads it first
+/// (Acquire) and treats 0 as "not ready yet".
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct Header {
+    /// [`MAGIC`].
+    pub(crate) magic: [u8; 8],
+    /// [`LAYOUT_VERSION`], or 0 while initialising.
+    pub(crate) layout_version: AtomicU32,
+    /// `size_of::<Header>()`.
+    pub(crate) header_bytes: u32,
+    /// The creating crate's version, NUL-padded (informational).
+    pub(crate) crate_version: [u8; 16],
+    /// The layout, stored verbatim.
+    pub(crate) geometry: Geometry,
+    /// The producer's pid (0: none).
+    pub(crate) producer_pid: AtomicU32,
+    /// [`FLAG_RUNNING`] | [`FLAG_END_OF_STREAM`] | [`FLAG_DRAINED`].
+    pub(crate) flags: AtomicU32,
+    /// The producer's start time (see [`crate::process`]).
+    pub(crate) producer_start_ticks: AtomicU64,
+    /// Frames published so far (the next sequence number).
+    pub(crate) published: AtomicU64,
+    /// Frames re-published after their consumer died.
+    pub(crate) redelivered: AtomicU64,
+    /// Inputs the producer skipped.
+    pub(crate) skipped: AtomicU64,
+    /// Frames dropped unconsumed under the drop-oldest policy, or published
+    /// while no group was subscribed (each group also counts its own).
+    pub(crate) dropped: AtomicU64,
+    /// [`BACKPRESSURE_BLOCK`] or [`BACKPRESSURE_DROP_OLDEST`].
+    pub(crate) backpressure: AtomicU32,
+    /// Bumped by a consumer after it asks to join or leave (the producer
+    /// looks at the consumer table when it changes).
+    pub(crate) roster: AtomicU32,
+    reserved: [u64; 3],
+    /// Bumped by the producer after each publish and at end of stream;
+    /// consumers wait on it.
+    pub(crate) ready_event: Padded<Event>,
+    /// Bumped by consumers after returning a slot; the producer waits on it.
+    pub(crate) free_event: Padded<Event>,
+}
+
+/// Metadata of the frame in a slot. Written by the producer while it owns the
+/// slot, read by the consumer that claimed it (the slot word's Release/Acquire
+/// orders them; the fields are atomics so that a misbehaving peer cannot make
+/// the reads undefined behaviour).
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct SlotMeta {
+    /// Sequence number (0, 1, 2, … in publish order).
+    pub(crate) seq: AtomicU64,
+    /// Publish time, CLOCK_MONOTONIC nanoseconds.
+    pub(crate) publish_ns: AtomicU64,
+    /// Width of the source image before fitting to the slot.
+    pub(crate) src_width: AtomicU32,
+    /// Height of the source image before fitting to the slot.
+    pub(crate) src_height: AtomicU32,
+    /// Valid bytes of `name`.
+    pub(crate) name_len: AtomicU32,
+    /// How many times this frame was delivered before (0 normally).
+    pub(crate) redeliveries: AtomicU32,
+    /// Source name (path), UTF-8 where the source was; truncated.
+    pub(crate) name: [AtomicU64; NAME_MAX / 8],
+}
+
+/// One attached consumer.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct ConsumerEntry {
+    /// 0 when free; else [`crate::process::ProcessId::owner_word`].
+    pub(crate) owner: AtomicU64,
+    /// Full start time of the owner.
+    pub(crate) start_ticks: AtomicU64,
+    /// Last sign of life, CLOCK_MONOTONIC ns.
+    pub(crate) heartbeat_ns: AtomicU64,
+    /// Frames taken by this consumer.
+    pub(crate) frames: AtomicU64,
+    /// Index of the consumer's group in the group table, valid once `join`
+    /// is [`JOIN_ACTIVE`] (written by the producer).
+    pub(crate) group: AtomicU32,
+    /// Owner pid, for display.
+    pub(crate) pid: AtomicU32,
+    /// [`JOIN_NONE`] → [`JOIN_REQUESTED`] (consumer) → [`JOIN_ACTIVE`]
+    /// (producer) → [`JOIN_LEAVING`] (consumer); the producer frees the entry.
+    pub(crate) join: AtomicU32,
+    /// Zero.
+    pub(crate) pad: u32,
+    /// Frames this consumer skipped to stay on the newest (`--latest`).
+    pub(crate) skipped: AtomicU64,
+    /// Name of the group asked for (UTF-8, NUL-padded; untrusted).
+    pub(crate) group_name: [AtomicU64; GROUP_NAME_MAX / 8],
+    reserved: [u64; 5],
+    /// This consumer's return queue (cells in the return-cells region).
+    pub(crate) ret: QueueCtrl,
+}
+
+/// One consumer group: every group receives every frame published while it
+/// is active; its consumers share them. Written only by the producer, except
+/// the queue's head, which the group's consumers advance.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct GroupEntry {
+    /// The group's ready queue (cells in the ready-cells region).
+    pub(crate) ready: QueueCtrl,
+    /// [`GROUP_UNUSED`], [`GROUP_ACTIVE`] (has consumers, receives frames) or
+    /// [`GROUP_DECLARED`] (receives frames whether or not it has consumers).
+    pub(crate) state: AtomicU32,
+    /// Consumers in the group.
+    pub(crate) members: AtomicU32,
+    /// First sequence number published into the group since it last became
+    /// active.
+    pub(crate) since_seq: AtomicU64,
+    /// Frames published into the group.
+    pub(crate) delivered: AtomicU64,
+    /// Frames the group lost: dropped unconsumed, or released when its last
+    /// consumer left.
+    pub(crate) dropped: AtomicU64,
+    /// Group name (UTF-8, NUL-padded).
+    pub(crate) name: [AtomicU64; GROUP_NAME_MAX / 8],
+    reserved: [u64; 8],
+}
+
+/// [`ConsumerEntry::join`]: not asked yet.
+pub(crate) const JOIN_NONE: u32 = 0;
+/// [`ConsumerEntry::join`]: the consumer asked to join `group_name`.
+pub(crate) const JOIN_REQUESTED: u32 = 1;
+/// [`ConsumerEntry::join`]: the producer admitted it into `group`.
+pub(crate) const JOIN_ACTIVE: u32 = 2;
+/// [`ConsumerEntry::join`]: the consumer returned every frame and left.
+pub(crate) const JOIN_LEAVING: u32 = 3;
+/// [`ConsumerEntry::join`]: the producer refused it (bad name, table full).
+pub(crate) const JOIN_REFUSED: u32 = 4;
+
+/// [`GroupEntry::state`]: free.
+pub(crate) const GROUP_UNUSED: u32 = 0;
+/// [`GroupEntry::state`]: subscribed while it has consumers.
+pub(crate) const GROUP_ACTIVE: u32 = 1;
+/// [`GroupEntry::state`]: declared by the producer; always subscribed.
+pub(crate) const GROUP_DECLARED: u32 = 2;
+
+/// [`Header::backpressure`]: the producer waits for a free slot (lossless).
+pub(crate) const BACKPRESSURE_BLOCK: u32 = 0;
+/// [`Header::backpressure`]: the oldest untaken frame is dropped.
+pub(crate) const BACKPRESSURE_DROP_OLDEST: u32 = 1;
+
+// The documented sizes (loom's atomics are larger: models never map a segment).
+#[cfg(not(loom))]
+const _: () = {
+    assert!(size_of::<Header>() == 512);
+    assert!(size_of::<Geometry>() == 144);
+    assert!(size_of::<GroupEntry>() == 384);
+    assert!(size_of::<SlotMeta>() == 128);
+    assert!(size_of::<ConsumerEntry>() == 384);
+    assert!(size_of::<QueueCtrl>() == 256);
+};
+
+#[cfg(loom)]
+impl ConsumerEntry {
+    /// A free entry, for models (a new segment's zero bytes are one).
+    pub(crate) fn new() -> Self {
+        let z = || AtomicU64::new(0);
+        Self {
+            owner: z(),
+            start_ticks: z(),
+            heartbeat_ns: z(),
+            frames: z(),
+            group: AtomicU32::new(0),
+            pid: AtomicU32::new(0),
+            join: AtomicU32::new(0),
+            pad: 0,
+            skipped: z(),
+            group_name: [z(), z(), z(), z()],
+            reserved: [0; 5],
+            ret: QueueCtrl::new(),
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::mem::offset_of;
+
+    fn shape(slots: u32, h: u32, w: u32, c: u32) -> RingSpec {
+        RingSpec {
+            slots,
+            height: h,
+            width: w,
+            channels: c,
+            max_consumers: 16,
+            max_groups: 4,
+        }
+    }
+
+    #[test]
+    fn documented_offsets() {
+        assert_eq!(offset_of!(Header, layout_version), 8);
+        assert_eq!(offset_of!(Header, geometry), 32);
+        assert_eq!(offset_of!(Header, producer_pid), 176);
+        assert_eq!(offset_of!(Header, dropped), 216);
+        assert_eq!(offset_of!(Header, backpressure), 224);
+        assert_eq!(offset_of!(GroupEntry, state), 256);
+        assert_eq!(offset_of!(GroupEntry, name), 288);
+        assert_eq!(offset_of!(ConsumerEntry, group_name), 56);
+        assert_eq!(offset_of!(Header, ready_event), 256);
+        assert_eq!(offset_of!(Header, free_event), 384);
+        assert_eq!(offset_of!(Geometry, off_data), 120);
+        assert_eq!(offset_of!(SlotMeta, name), 32);
+        assert_eq!(offset_of!(ConsumerEntry, ret), 128);
+    }
+
+    #[test]
+    fn frames_are_page_aligned_and_disjoint() {
+        let g = Geometry::compute(shape(7, 720, 1080, 3)).unwrap();
+        assert_eq!(g.frame_bytes, 720 * 1080 * 3);
+        assert_eq!(g.slot_stride % PAGE, 0);
+        assert!(g.slot_stride >= g.frame_bytes);
+        assert_eq!(g.off_data % PAGE, 0);
+        assert_eq!(g.ready_cap, 16);
+        assert_eq!(g.return_cap, 8);
+        assert!(g.off_return_cells + 16 * 8 * 4 <= g.off_data);
+        assert_eq!(g.total_size, g.off_data + 7 * g.slot_stride);
+        assert_eq!(Geometry::compute(g.spec()).unwrap(), g);
+    }
+
+    #[test]
+    fn out_of_range_and_overflow() {
+        assert!(matches!(
+            Geometry::compute(shape(0, 1, 1, 1)),
+            Err(ShapeError::OutOfRange { what: "slots", .. })
+        ));
+        assert!(Geometry::compute(shape(1, 1, 1, 5)).is_err());
+        assert!(Geometry::compute(shape(1, 0, 1, 1)).is_err());
+        assert!(Geometry::compute(shape(4096, 32768, 32768, 4)).is_ok());
+    }
+}

@@ -1,0 +1,275 @@
+//! The producer's private bookkeeping of slots: its free pool and which
+//! groups still hold each published slot.
+//!
+//! Kept in the producer's own memory, never in the segment: no shared
+//! reference count exists that a process dying between two instructions
+//! could leave wrong. A slot is in exactly one of these states here:
+//!
+//! * **free** — in the LIFO `free` stack (the slot handed back last is
+//!   loaned first: it is still warm in the cache);
+//! * **loaned** — a [`WriteClaim`] exists for it (exactly one);
+//! * **published** — `pending[s]` has a bit for every group that has not
+//!   handed it back yet; when the last bit clears, it is free again.
+//!
+//! Returns are collected from the consumers' return queues
+//! ([`crate::return_queue`]) and each is checked against the group's claim
+//! word, which must name the returning consumer: a bogus return (garbage, a
+//! duplicate) is counted and ignored, never freeing a slot someone reads.
+
+use crate::error::Corrupt;
+use crate::return_queue::ReturnQueue;
+use crate::slot::SlotState;
+use crate::sync::{AtomicU64, Ordering};
+
+/// Proof that the producer loaned slot `slot` for writing: minted only by
+/// [`Ledger::loan`], neither `Clone` nor `Copy`, consumed by
+/// [`Ledger::publish`] or [`Ledger::discard`]. While it lives no group holds
+/// the slot, so this process may write the frame:
+/// [`crate::segment::Segment::frame_mut`] relies on that.
+#[derive(Debug)]
+pub(crate) struct WriteClaim {
+    slot: u32,
+    /// The mapping the claim belongs to (its base address).
+    origin: usize,
+}
+
+impl WriteClaim {
+    /// The slot loaned.
+    pub(crate) fn slot(&self) -> u32 {
+        self.slot
+    }
+
+    /// Base address of the mapping this claim belongs to.
+    pub(crate) fn origin(&self) -> usize {
+        self.origin
+    }
+}
+
+/// A return-queue cell: the group in the high half, the slot in the low.
+pub(crate) fn pack_return(group: u8, slot: u32) -> u32 {
+    ((group as u32) << 16) | (slot & 0xffff)
+}
+
+/// The inverse of [`pack_return`] (unchecked: callers validate both).
+pub(crate) fn unpack_return(v: u32) -> (usize, usize) {
+    ((v >> 16) as usize, (v & 0xffff) as usize)
+}
+
+/// See the [module documentation](self).
+#[derive(Debug)]
+pub(crate) struct Ledger {
+    free: Vec<u32>,
+    /// Per slot: the groups that still hold it (bit per group).
+    pending: Vec<u64>,
+    /// Per slot: sequence number of the frame in it (drop-oldest order).
+    seq: Vec<u64>,
+    /// Base address of the mapping, stamped into every WriteClaim.
+    origin: usize,
+    /// Returns that named a slot the consumer did not hold.
+    bogus: u64,
+}
+
+impl Ledger {
+    /// All `slots` free; claims are stamped with `origin`.
+    pub(crate) fn new(slots: usize, origin: usize) -> Self {
+        Self {
+            free: (0..slots as u32).rev().collect(),
+            pending: vec![0; slots],
+            seq: vec![0; slots],
+            origin,
+            bogus: 0,
+        }
+    }
+
+    /// Loans the most recently freed slot, marking it `WRITING` in the
+    /// producer's (informational) slot word.
+    pub(crate) fn loan(&mut self, states: &[AtomicU64]) -> Option<WriteClaim> {
+        let slot = self.free.pop()?;
+        states[slot as usize].store(SlotState::Writing.encode(), Ordering::Relaxed);
+        Some(WriteClaim {
+            slot,
+            origin: self.origin,
+        })
+    }
+
+    /// Takes a loaned slot back unpublished.
+    pub(crate) fn discard(&mut self, claim: WriteClaim, states: &[AtomicU64]) {
+        states[claim.slot as usize].store(SlotState::Free.encode(), Ordering::Relaxed);
+        self.free.push(claim.slot);
+    }
+
+    /// Records that the loaned slot was published as frame `seq` to the
+    /// groups in `groups` (none: it is free again). Returns its index.
+    pub(crate) fn publish(
+        &mut self,
+        claim: WriteClaim,
+        groups: u64,
+        seq: u64,
+        states: &[AtomicU64],
+    ) -> u32 {
+        let s = claim.slot;
+        self.seq[s as usize] = seq;
+        if groups == 0 {
+            self.discard(claim, states);
+        } else {
+            states[s as usize].store(SlotState::Ready { pos: seq }.encode(), Ordering::Relaxed);
+            self.pending[s as usize] = groups;
+        }
+        s
+    }
+
+    /// Group `g` no longer holds slot `s`; frees the slot if no group does.
+    /// Returns whether it was freed.
+    pub(crate) fn release(&mut self, g: usize, s: usize, states: &[AtomicU64]) -> bool {
+        self.pending[s] &= !(1 << g);
+        if self.pending[s] != 0 {
+            return false;
+        }
+        // We own the slot again; nobody else writes this word.
+        states[s].store(SlotState::Free.encode(), Ordering::Relaxed);
+        self.free.push(s as u32);
+        true
+    }
+
+    /// Whether group `g` still holds slot `s`.
+    pub(crate) fn holds(&self, g: usize, s: usize) -> bool {
+        self.pending[s] & (1 << g) != 0
+    }
+
+    /// The groups that hold slot `s`.
+    pub(crate) fn holders(&self, s: usize) -> u64 {
+        self.pending[s]
+    }
+
+    /// Sequence number of the frame last published in slot `s`.
+    pub(crate) fn seq(&self, s: usize) -> u64 {
+        self.seq[s]
+    }
+
+    /// Number of slots.
+    pub(crate) fn slots(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Slots in the free pool.
+    pub(crate) fn free_len(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Returns that were ignored as bogus.
+    #[allow(dead_code)]
+    pub(crate) fn bogus(&self) -> u64 {
+        self.bogus
+    }
+
+    /// Collects what consumer `c` handed back through `ret`. `claims(g)` is
+    /// group `g`'s claim words (`None` for a group index out of range). Each
+    /// return counts only if the group's claim word names `c` and the group
+    /// still holds the slot; the claim word is then reset to `FREE` (the slot
+    /// is ours until published again) and the group's hold released.
+    /// Returns how many returns were read; a corrupt queue is an error.
+    pub(crate) fn collect<'a>(
+        &mut self,
+        c: usize,
+        ret: ReturnQueue<'_>,
+        claims: impl Fn(usize) -> Option<&'a [AtomicU64]>,
+        states: &[AtomicU64],
+    ) -> Result<usize, Corrupt> {
+        ret.drain(|v| {
+            let (g, s) = unpack_return(v);
+            let word = claims(g).and_then(|w| w.get(s));
+            match word {
+                Some(w)
+                    if matches!(
+                        SlotState::decode(w.load(Ordering::Acquire)),
+                        Some(SlotState::Reading { owner, .. }) if owner as usize == c
+                    ) && self.holds(g, s) =>
+                {
+                    // Acquire above: the consumer's reads of the frame (before
+                    // its Release tail store, which `drain` acquired) happen
+                    // before we write the slot again.
+                    w.store(SlotState::Free.encode(), Ordering::Relaxed);
+                    self.release(g, s, states);
+                }
+                _ => {
+                    self.bogus += 1;
+                    tracing::warn!(
+                        consumer = c,
+                        group = g,
+                        slot = s,
+                        "ignoring a bogus slot return"
+                    );
+                }
+            }
+        })
+    }
+
+    /// Whether group `g` holds slot `s` and its claim word (in `claims`,
+    /// the group's) says consumer `c` is reading it: what a dead consumer of
+    /// `g` took and never returned.
+    pub(crate) fn read_by(&self, c: usize, g: usize, s: usize, claims: &[AtomicU64]) -> bool {
+        // Loom mutant `recover-any-reader`: ignore who reads it (would
+        // re-publish a frame a live consumer is reading).
+        let any = crate::sync::mutant("recover-any-reader");
+        self.holds(g, s)
+            && claims.get(s).is_some_and(|w| {
+                matches!(SlotState::decode(w.load(Ordering::Acquire)),
+                    Some(SlotState::Reading { owner, .. }) if any || owner as usize == c)
+            })
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::queue_ctrl::QueueCtrl;
+    use crate::sync::AtomicU32;
+
+    fn words(n: usize) -> Vec<AtomicU64> {
+        (0..n).map(|_| AtomicU64::new(0)).collect()
+    }
+
+    #[test]
+    fn loans_lifo_and_frees_when_every_group_returned() {
+        let states = words(3);
+        let mut l = Ledger::new(3, 42);
+        let a = l.loan(&states).unwrap();
+        assert_eq!((a.slot(), a.origin()), (0, 42));
+        let s = l.publish(a, 0b11, 7, &states);
+        assert_eq!(l.holders(0), 0b11);
+        assert!(!l.release(0, s as usize, &states));
+        assert!(l.release(1, s as usize, &states));
+        // The slot returned last is loaned first.
+        assert_eq!(l.loan(&states).unwrap().slot(), 0);
+    }
+
+    #[test]
+    fn a_return_counts_only_if_the_claim_word_names_the_consumer() {
+        let states = words(2);
+        let claims = words(2);
+        let ctrl = QueueCtrl::new();
+        let cells: Vec<AtomicU32> = (0..2).map(|_| AtomicU32::new(0)).collect();
+        let ret = ReturnQueue::new(&ctrl, &cells);
+        let mut l = Ledger::new(2, 0);
+        let a = l.loan(&states).unwrap();
+        l.publish(a, 1, 0, &states);
+        claims[0].store(
+            SlotState::Reading { owner: 3, pos: 0 }.encode(),
+            Ordering::Relaxed,
+        );
+        // Consumer 2 returns a slot consumer 3 reads: ignored.
+        ret.push(pack_return(0, 0)).unwrap();
+        assert_eq!(
+            l.collect(2, ret, |g| (g == 0).then_some(&claims[..]), &states),
+            Ok(1)
+        );
+        assert_eq!((l.bogus(), l.free_len()), (1, 1));
+        // Consumer 3 returns it: freed.
+        ret.push(pack_return(0, 0)).unwrap();
+        assert_eq!(
+            l.collect(3, ret, |g| (g == 0).then_some(&claims[..]), &states),
+            Ok(1)
+        );
+        assert_eq!((l.bogus(), l.free_len()), (1, 2));
+    }
+}

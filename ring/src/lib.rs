@@ -1,0 +1,205 @@
+//! A crash-safe ring of frame slots in one POSIX shared-memory segment, for
+//! moving images between processes without copying them.
+//!
+//! One [`Producer`] process creates the ring (`/dev/shm/NAME`): N slots of
+//! H × W × C bytes. It [loans](Producer::loan) a free slot, fills it in place
+//! and [publishes](WriteSlot::publish) it. Any number of [`Consumer`]
+//! processes, started and stopped at any time, [take](Consumer::take)
+//! frames and read them in place; dropping a [`Frame`] hands its slot back.
+//!
+//! * **Groups**: every consumer group receives every frame (broadcast: a
+//!   recorder and a detector); the consumers of one group share its frames
+//!   (work-sharing: each frame goes to one of them).
+//! * **Backpressure**: [`Backpressure::Block`] (lossless: the producer
+//!   waits) or [`Backpressure::DropOldest`] (live: the oldest frame nobody
+//!   is reading is dropped instead).
+//! * **Crashes**: a consumer killed at any instruction loses nothing — the
+//!   producer notices and delivers its frames again (with
+//!   [`FrameInfo::redeliveries`] counted); a dead producer lets its consumers
+//!   take what it published and then reports [`Take::ProducerGone`]; a ring
+//!   left by a dead producer is reclaimed by the next one, a live one is
+//!   never clobbered.
+//! * **Untrusted memory**: the segment is shared with processes this one
+//!   does not trust; every index read from it is checked, and garbage is
+//!   reported as [`RingCorrupt`], never undefined behaviour.
+//! * **Waiting**: idle processes sleep on futexes in the segment; busy ones
+//!   hand frames over without a system call.
+//!
+//! # Example
+//!
+//! A producer and a consumer (here in one process; normally two):
+//!
+//! ```
+//! use framering_ring::{Consumer, FrameMeta, FrameShape, Producer, Take};
+//! use std::time::Duration;
+//!
+//! let ring = format!("doc-example-{}", std::process::id());
+//! let producer = Producer::builder(&ring)
+//!     .shape(FrameShape::new(2, 2, 3))
+//!     .slots(4)
+//!     .create()?;
+//! let consumer = Consumer::builder(&ring).attach()?; // adopts the ring's shape
+//! assert_eq!(consumer.shape(), FrameShape::new(2, 2, 3));
+//!
+//! let mut slot = producer.loan(Duration::from_secs(1))?;
+//! slot.pixels_mut().fill(7);
+//! let seq = slot.publish(&FrameMeta::new().source(b"seven.png"))?;
+//!
+//! match consumer.take(Duration::from_secs(1))? {
+//!     Take::Frame(frame) => {
+//!         assert_eq!(frame.seq(), seq);
+//!         assert_eq!(frame.info().source(), b"seven.png");
+//!         assert!(frame.pixels().iter().all(|&b| b == 7));
+//!     } // dropping the frame hands the slot back
+//!     other => panic!("{other:?}"),
+//! }
+//!
+//! drop(consumer);
+//! producer.finish();
+//! assert!(producer.drain(Some(Duration::from_secs(1)))?);
+//! producer.unlink()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! A consumer feeding a thread pool hands each frame over as a
+//! [`FrameLease`] (no copy; the slot goes back when the worker drops it):
+//!
+//! ```
+//! # use framering_ring::{Consumer, FrameMeta, FrameShape, Producer, Take};
+//! # use std::time::Duration;
+//! # let ring = format!("doc-lease-{}", std::process::id());
+//! # let producer = Producer::builder(&ring).shape(FrameShape::new(2, 2, 1)).create()?;
+//! # let consumer = Consumer::builder(&ring).attach()?;
+//! # let mut slot = producer.loan(Duration::from_secs(1))?;
+//! # slot.pixels_mut().fill(1);
+//! # slot.publish(&FrameMeta::new())?;
+//! if let Take::Frame(frame) = consumer.take(Duration::from_secs(1))? {
+//!     let lease = frame.into_lease();
+//!     let sum = std::thread::spawn(move || lease.pixels().iter().map(|&b| b as u32).sum::<u32>())
+//!         .join()
+//!         .unwrap();
+//!     assert_eq!(sum, 4);
+//! }
+//! # producer.unlink()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Layers
+//!
+//! Platform calls (the segment's mapping, futex, process liveness,
+//! signals) → lock-free building blocks over the segment's atomics (claim
+//! words, the ready and return queues, the event, the join handshake, the
+//! producer's ledger), model-checked with loom → this API. All `unsafe` code
+//! is in three small private modules: `segment` (the mapping and the typed
+//! views of it), `futex` (the system call) and [`signals`] (the handlers).
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+#![deny(missing_docs)]
+
+mod error;
+mod event;
+mod futex;
+mod layout;
+mod ledger;
+mod queue_ctrl;
+mod ready_queue;
+mod return_queue;
+mod roster;
+mod slot;
+mod sync;
+
+// Everything above the atomics needs the real mapping and OS; under
+// `--cfg loom` only the building blocks (and their models) are compiled.
+#[cfg(not(loom))]
+mod clock;
+#[cfg(not(loom))]
+mod consumer;
+#[cfg(not(loom))]
+pub mod inspect;
+#[cfg(not(loom))]
+mod options;
+#[cfg(not(loom))]
+mod process;
+#[cfg(not(loom))]
+mod producer;
+#[cfg(not(loom))]
+mod segment;
+#[cfg(not(loom))]
+mod shape;
+#[cfg(not(loom))]
+pub mod signals;
+
+#[cfg(all(test, loom))]
+mod models;
+#[cfg(all(test, not(loom)))]
+mod tests;
+
+pub use error::{
+    AttachError, CreateError, InvalidGroupName, InvalidName, LoanError, OpenError, PublishError,
+    RingCorrupt, ShapeError, TakeError,
+};
+pub use event::WaitStrategy;
+
+#[cfg(not(loom))]
+pub use clock::monotonic_ns;
+#[cfg(not(loom))]
+pub use consumer::{Consumer, ConsumerBuilder, Frame, FrameLease, Take};
+#[cfg(not(loom))]
+pub use options::{
+    validate_group_name, validate_ring_name, Backpressure, FrameInfo, FrameMeta, DEFAULT_GROUP,
+};
+#[cfg(not(loom))]
+pub use producer::{GroupReport, Producer, ProducerBuilder, WriteSlot};
+#[cfg(not(loom))]
+pub use shape::FrameShape;
+
+/// The ring's limits, for validating a configuration before creating a ring.
+pub mod limits {
+    /// Most slots a ring may have.
+    pub const MAX_SLOTS: u32 = crate::layout::MAX_RING_SLOTS;
+    /// Largest frame height or width.
+    pub const MAX_DIM: u32 = crate::layout::MAX_DIM;
+    /// Most consumers attached to one ring at once.
+    pub const MAX_CONSUMERS: u32 = crate::layout::MAX_CONSUMERS;
+    /// Most consumer groups of one ring at once.
+    pub const MAX_GROUPS: u32 = crate::layout::MAX_GROUPS;
+    /// Longest ring name, in bytes.
+    pub const MAX_NAME_LEN: usize = crate::layout::RING_NAME_MAX;
+    /// Longest group name, in bytes.
+    pub const MAX_GROUP_NAME_LEN: usize = crate::layout::GROUP_NAME_MAX;
+}
+
+/// The size of the shared-memory segment of a ring of `slots` frames of
+/// `shape` with room for `max_consumers` consumers and `max_groups` groups
+/// (what /dev/shm must have free), or why there is no such ring.
+///
+/// ```
+/// use framering_ring::{segment_size, FrameShape};
+///
+/// let bytes = segment_size(FrameShape::new(720, 1080, 3), 8, 16, 8)?;
+/// assert!(bytes >= 8 * 720 * 1080 * 3);
+/// # Ok::<(), framering_ring::ShapeError>(())
+/// ```
+#[cfg(not(loom))]
+pub fn segment_size(
+    shape: FrameShape,
+    slots: u32,
+    max_consumers: u32,
+    max_groups: u32,
+) -> Result<u64, ShapeError> {
+    layout::Geometry::compute(layout::RingSpec {
+        slots,
+        height: shape.height,
+        width: shape.width,
+        channels: shape.channels,
+        max_consumers,
+        max_groups,
+    })
+    .map(|g| g.total_size)
+}
+
+/// Bytes free in /dev/shm now, if it can be read.
+#[cfg(not(loom))]
+pub fn shm_free_bytes() -> Option<u64> {
+    segment::shm_free_bytes()
+}

@@ -1,0 +1,124 @@
+//! What producers and consumers are configured with, and the metadata that
+//! travels with each frame.
+
+use crate::error::InvalidGroupName;
+use crate::layout::{GROUP_NAME_MAX, NAME_MAX};
+
+/// What the producer does when no slot is free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backpressure {
+    /// Wait for a consumer to return one: lossless.
+    #[default]
+    Block,
+    /// Withdraw the oldest published frame nobody is reading and reuse its
+    /// slot: for live sources that must never be slowed down. A frame being
+    /// read is never withdrawn.
+    DropOldest,
+}
+
+/// The group consumers join unless told otherwise, and the group a producer
+/// declares unless told otherwise.
+pub const DEFAULT_GROUP: &str = "default";
+
+/// Checks a group name: 1 to 32 bytes of ASCII letters, digits, `_`, `-`
+/// or `.`.
+///
+/// ```
+/// assert!(framering_ring::validate_group_name("preview-1").is_ok());
+/// assert!(framering_ring::validate_group_name("no spaces").is_err());
+/// ```
+pub fn validate_group_name(name: &str) -> Result<(), InvalidGroupName> {
+    let ok = !name.is_empty()
+        && name.len() <= GROUP_NAME_MAX
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidGroupName(name.into()))
+    }
+}
+
+/// Checks a ring name: it becomes `/dev/shm/NAME`, so 1 to 200 ASCII
+/// letters, digits, `.`, `_` or `-`, not starting with `.`.
+///
+/// ```
+/// assert!(framering_ring::validate_ring_name("cam-0").is_ok());
+/// assert!(framering_ring::validate_ring_name("../etc").is_err());
+/// ```
+pub fn validate_ring_name(name: &str) -> Result<(), crate::error::InvalidName> {
+    crate::segment::validate_name(name)
+}
+
+/// What the producer says about a frame it publishes
+/// ([`crate::WriteSlot::publish`]).
+///
+/// ```
+/// use framering_ring::FrameMeta;
+///
+/// let meta = FrameMeta::new().source(b"cam0/000123.jpg").src_size(1920, 1080);
+/// assert_eq!(meta.src_width, 1920);
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FrameMeta<'a> {
+    /// Where the frame came from (a path, a URL): up to 96 bytes are kept.
+    pub source: &'a [u8],
+    /// Width of the source image before it was fitted to the ring's shape.
+    pub src_width: u32,
+    /// Height of the source image before it was fitted to the ring's shape.
+    pub src_height: u32,
+}
+
+impl<'a> FrameMeta<'a> {
+    /// No source name, source size 0×0.
+    pub const fn new() -> Self {
+        Self {
+            source: &[],
+            src_width: 0,
+            src_height: 0,
+        }
+    }
+
+    /// Sets the source name (truncated to 96 bytes in the ring).
+    pub const fn source(mut self, source: &'a [u8]) -> Self {
+        self.source = source;
+        self
+    }
+
+    /// Sets the source size.
+    pub const fn src_size(mut self, width: u32, height: u32) -> Self {
+        self.src_width = width;
+        self.src_height = height;
+        self
+    }
+}
+
+/// Metadata of a taken frame, copied out of the segment when it was taken
+/// (no allocation), so it stays valid after the frame is handed back.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameInfo {
+    /// Sequence number: 0, 1, 2, … in publish order.
+    pub seq: u64,
+    /// When it was published: CLOCK_MONOTONIC nanoseconds (compare with
+    /// [`crate::monotonic_ns`]).
+    pub publish_ns: u64,
+    /// Width of the source before fitting.
+    pub src_width: u32,
+    /// Height of the source before fitting.
+    pub src_height: u32,
+    /// How many times this frame was delivered before, to consumers that
+    /// died holding it (0 normally).
+    pub redeliveries: u32,
+    /// Index of the slot that holds it.
+    pub slot: u32,
+    pub(crate) source: [u8; NAME_MAX],
+    pub(crate) source_len: usize,
+}
+
+impl FrameInfo {
+    /// The source name's bytes (as the producer gave them, truncated).
+    pub fn source(&self) -> &[u8] {
+        &self.source[..self.source_len]
+    }
+}

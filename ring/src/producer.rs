@@ -1,0 +1,1144 @@
+//! The single writer of a ring: loans free slots, and publishes them to every
+//! subscribed consumer group.
+//!
+//! # Groups and slot lifetime
+//!
+//! Each group has its own ready queue and its own claim word per slot
+//! ([`crate::slot`]); its consumers share its frames (work-sharing), and
+//! every group receives every frame published while it is subscribed
+//! (broadcast). The producer alone knows which groups still hold a slot
+//! ([`crate::ledger`]): a per-slot bit mask in its own memory, set at publish
+//! and cleared as each group's consumer hands the slot back.
+//!
+//! Groups are *declared* (named by the producer: subscribed from the start,
+//! and kept when their consumers die, so nothing is lost) or *ad hoc*
+//! (created when a consumer asks to join a name nobody declared; subscribed
+//! from the next published frame until its last consumer leaves or dies,
+//! when it releases every slot it held — a preview window must not hold the
+//! recorder back). Membership changes go through the producer
+//! ([`crate::roster`]).
+//!
+//! # Backpressure
+//!
+//! With [`Backpressure::Block`] the producer waits for a free slot (and,
+//! when no group is subscribed, for one to appear): lossless. With
+//! [`Backpressure::DropOldest`] a producer short of slots withdraws the
+//! oldest published frame that no consumer has claimed yet (a CAS on each
+//! group's claim word, racing the consumers' claim CAS, so a frame being read
+//! is never taken away) and reuses its slot; it waits only when every slot is
+//! being read.
+//!
+//! # Threads
+//!
+//! A [`Producer`] is `Send + Sync`: its bookkeeping sits behind a lock that
+//! is held only for the few hundred nanoseconds of a loan or a publish, never
+//! while waiting. A [`WriteSlot`] borrows its producer, so it can only be
+//! published (or dropped: handed back unpublished) through the producer that
+//! loaned it, and it is `Send`: decoder threads can fill slots in parallel.
+
+use crate::clock::monotonic_ns;
+use crate::error::{CreateError, LoanError, OpenError, PublishError, RingCorrupt};
+use crate::event::WaitStrategy;
+use crate::layout::{
+    RingSpec, BACKPRESSURE_BLOCK, BACKPRESSURE_DROP_OLDEST, FLAG_DRAINED, FLAG_END_OF_STREAM,
+    FLAG_RUNNING, GROUP_ACTIVE, GROUP_DECLARED, GROUP_NAME_MAX, GROUP_UNUSED,
+};
+use crate::ledger::{Ledger, WriteClaim};
+use crate::options::{validate_group_name, Backpressure, FrameMeta, DEFAULT_GROUP};
+use crate::process::ProcessId;
+use crate::ready_queue::ReadyQueue;
+use crate::return_queue::ReturnQueue;
+use crate::roster::{self, load_name, store_name, Request};
+use crate::segment::{CreateFailure, Reservation, Segment};
+use crate::shape::FrameShape;
+use crate::slot::SlotState;
+use crate::sync::Ordering;
+use parking_lot::Mutex;
+use std::time::{Duration, Instant};
+
+/// How often an idle waiter wakes to check its peers.
+pub(crate) const PEER_CHECK: Duration = Duration::from_millis(100);
+/// How often a busy producer looks for dead consumers.
+const REAP_EVERY: Duration = Duration::from_millis(200);
+
+/// Group `g`'s ready queue (`g` below `max_groups`, else a panic).
+pub(crate) fn group_queue(seg: &Segment, g: usize) -> ReadyQueue<'_> {
+    ReadyQueue::new(&seg.groups()[g].ready, seg.ready_cells(g), seg.claims(g))
+}
+
+/// Consumer `c`'s return queue (`c` below `max_consumers`, else a panic).
+pub(crate) fn return_queue(seg: &Segment, c: usize) -> ReturnQueue<'_> {
+    ReturnQueue::new(&seg.consumers()[c].ret, seg.return_cells(c))
+}
+
+/// Creates a ring and its [`Producer`]. Start with [`Producer::builder`].
+///
+/// Every setting but the frame shape has a default: 8 slots, 16 consumers,
+/// 8 groups, the declared group `"default"`, [`Backpressure::Block`], mode
+/// 0600, [`WaitStrategy::SPIN_THEN_FUTEX`].
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `create` is called"]
+pub struct ProducerBuilder {
+    name: String,
+    shape: Option<FrameShape>,
+    slots: u32,
+    max_consumers: u32,
+    max_groups: u32,
+    groups: Vec<String>,
+    backpressure: Backpressure,
+    max_queued: u32,
+    mode: u32,
+    wait: WaitStrategy,
+}
+
+impl ProducerBuilder {
+    fn new(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            shape: None,
+            slots: 8,
+            max_consumers: 16,
+            max_groups: 8,
+            groups: vec![DEFAULT_GROUP.to_string()],
+            backpressure: Backpressure::Block,
+            max_queued: 0,
+            mode: 0o600,
+            wait: WaitStrategy::default(),
+        }
+    }
+
+    /// The frames' shape (required).
+    pub fn shape(mut self, shape: FrameShape) -> Self {
+        self.shape = Some(shape);
+        self
+    }
+
+    /// Number of frame slots, 1 to 4096 (default 8).
+    pub fn slots(mut self, slots: u32) -> Self {
+        self.slots = slots;
+        self
+    }
+
+    /// Most consumers attached at once, 1 to 64 (default 16).
+    pub fn max_consumers(mut self, n: u32) -> Self {
+        self.max_consumers = n;
+        self
+    }
+
+    /// Most consumer groups at once, 1 to 64 (default 8).
+    pub fn max_groups(mut self, n: u32) -> Self {
+        self.max_groups = n;
+        self
+    }
+
+    /// The declared groups (default `["default"]`): they receive every frame
+    /// from the first one, with or without consumers, and keep the frames of
+    /// consumers that die for redelivery. Empty: only ad-hoc groups, created
+    /// by the consumers that join them.
+    pub fn groups<I, S>(mut self, groups: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.groups = groups.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// What to do when no slot is free (default [`Backpressure::Block`]).
+    pub fn backpressure(mut self, policy: Backpressure) -> Self {
+        self.backpressure = policy;
+        self
+    }
+
+    /// With [`Backpressure::Block`]: publish no further while a group has
+    /// this many frames queued and not yet taken. 0 (default): 2 to 8
+    /// frames, as many as fit in 8 MiB. Keeps the frames consumers read
+    /// recent (in cache) and the latency short in a deep ring; the other
+    /// slots still serve consumers that hold frames.
+    pub fn max_queued(mut self, n: u32) -> Self {
+        self.max_queued = n;
+        self
+    }
+
+    /// Permissions of the segment, e.g. `0o660` to let the owner's group
+    /// attach (default `0o600`). Must include `0o600`.
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// How [`Producer::loan`] waits for a free slot.
+    pub fn wait(mut self, wait: WaitStrategy) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// Creates the ring and becomes its producer. A ring of that name left
+    /// by a dead producer is reclaimed; one whose producer is alive is
+    /// refused with [`CreateError::InUse`].
+    pub fn create(self) -> Result<Producer, CreateError> {
+        Producer::create(self)
+    }
+}
+
+/// What the producer knows of one group.
+#[derive(Debug, Clone, Copy)]
+struct Group {
+    state: u32,
+    name: [u8; GROUP_NAME_MAX],
+    name_len: usize,
+    /// Consumer table entries in the group (bit per entry).
+    members: u64,
+    dropped: u64,
+}
+
+impl Group {
+    const UNUSED: Group = Group {
+        state: GROUP_UNUSED,
+        name: [0; GROUP_NAME_MAX],
+        name_len: 0,
+        members: 0,
+        dropped: 0,
+    };
+
+    fn name(&self) -> &[u8] {
+        &self.name[..self.name_len]
+    }
+}
+
+/// Per-group figures for summaries ([`Producer::group_reports`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupReport {
+    /// Group name.
+    pub name: String,
+    /// Frames the group lost: dropped unconsumed, or released when its last
+    /// consumer left.
+    pub dropped: u64,
+    /// Whether the producer declared it.
+    pub declared: bool,
+}
+
+/// The producer's bookkeeping, behind its lock.
+#[derive(Debug)]
+struct State {
+    /// The frames' memory still being reserved (until the first publish).
+    reservation: Option<Reservation>,
+    ledger: Ledger,
+    policy: Backpressure,
+    /// Block policy: the most frames a group may have queued, not taken.
+    max_queued: u64,
+    last_reap: Instant,
+    /// CLOCK_MONOTONIC ns at which a busy producer next looks for dead
+    /// consumers (compared with the publish timestamp it reads anyway).
+    next_reap_ns: u64,
+    redelivered: u64,
+    dropped: u64,
+    /// Consumer entries whose return queue held garbage (bit per entry).
+    quarantined: u64,
+    /// Groups subscribed now (bit per group).
+    active: u64,
+    groups: Vec<Group>,
+    /// Per consumer entry: the group it was admitted to.
+    member_of: Vec<Option<u8>>,
+    /// The header's roster counter when we last looked at the table.
+    roster_seen: u32,
+    /// The free event's count when we last collected returns.
+    returns_seen: u32,
+}
+
+/// The single writer of a ring. See the [module documentation](self) for
+/// groups and backpressure, and the [crate documentation](crate) for an
+/// example.
+#[derive(Debug)]
+pub struct Producer {
+    seg: Segment,
+    wait: WaitStrategy,
+    state: Mutex<State>,
+}
+
+/// A slot loaned by [`Producer::loan`], to fill in place and
+/// [`publish`](Self::publish). It borrows its producer, so it can only be
+/// published through the producer that loaned it; dropping it unpublished
+/// hands it back (e.g. when the input could not be decoded).
+#[derive(Debug)]
+pub struct WriteSlot<'p> {
+    producer: &'p Producer,
+    claim: Option<WriteClaim>,
+}
+
+impl WriteSlot<'_> {
+    fn claim(&self) -> &WriteClaim {
+        self.claim
+            .as_ref()
+            .expect("a live WriteSlot holds its claim")
+    }
+
+    /// The slot's index in the pool.
+    pub fn index(&self) -> u32 {
+        self.claim().slot()
+    }
+
+    /// The frames' shape.
+    pub fn shape(&self) -> FrameShape {
+        self.producer.shape()
+    }
+
+    /// The frame's bytes, H×W×C row-major, to fill in place. They hold
+    /// whatever the slot held before (an old frame).
+    pub fn pixels_mut(&mut self) -> &mut [u8] {
+        let claim = self
+            .claim
+            .as_mut()
+            .expect("a live WriteSlot holds its claim");
+        self.producer.seg.frame_mut(claim)
+    }
+
+    /// The frame's bytes.
+    pub fn pixels(&self) -> &[u8] {
+        self.producer.seg.frame_written(self.claim())
+    }
+
+    /// Publishes the frame to every subscribed group and returns its
+    /// sequence number. With no group subscribed (possible only with
+    /// [`Backpressure::DropOldest`]: the block policy waits for one in
+    /// `loan`) the frame is counted as dropped.
+    pub fn publish(mut self, meta: &FrameMeta<'_>) -> Result<u64, PublishError> {
+        let claim = self.claim.take().expect("a live WriteSlot holds its claim");
+        self.producer.publish_claim(claim, meta)
+    }
+}
+
+impl Drop for WriteSlot<'_> {
+    fn drop(&mut self) {
+        if let Some(claim) = self.claim.take() {
+            let mut st = self.producer.state.lock();
+            st.ledger.discard(claim, self.producer.seg.slot_states());
+        }
+    }
+}
+
+/// Bytes of queued frames the automatic `max_queued` allows: what stays in
+/// the last-level cache of a small machine beside the frames being written
+/// and read.
+const QUEUED_BYTES: u64 = 8 << 20;
+
+/// The default `max_queued`: 2 to 8 frames, fewer the larger they are.
+fn auto_max_queued(frame_bytes: u64, slots: u32) -> u32 {
+    ((QUEUED_BYTES / frame_bytes.max(1)).clamp(2, 8) as u32).min(slots)
+}
+
+fn bits(mut mask: u64) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        (mask != 0).then(|| {
+            let b = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            b
+        })
+    })
+}
+
+impl Producer {
+    /// Starts building the ring `name`: give it a
+    /// [`shape`](ProducerBuilder::shape), then
+    /// [`create`](ProducerBuilder::create) it.
+    pub fn builder(name: &str) -> ProducerBuilder {
+        ProducerBuilder::new(name)
+    }
+
+    fn create(b: ProducerBuilder) -> Result<Producer, CreateError> {
+        let name = b.name.as_str();
+        let shape = b
+            .shape
+            .ok_or_else(|| CreateError::NoShape { name: name.into() })?;
+        let spec = RingSpec {
+            slots: b.slots,
+            height: shape.height,
+            width: shape.width,
+            channels: shape.channels,
+            max_consumers: b.max_consumers,
+            max_groups: b.max_groups,
+        };
+        if b.groups.len() > b.max_groups as usize {
+            return Err(CreateError::TooManyGroups {
+                name: name.into(),
+                given: b.groups.len(),
+                max: b.max_groups,
+            });
+        }
+        for g in &b.groups {
+            validate_group_name(g)?;
+        }
+        if b.mode > 0o777 || b.mode & 0o600 != 0o600 {
+            return Err(CreateError::InvalidMode {
+                name: name.into(),
+                mode: b.mode,
+            });
+        }
+        let mut groups = vec![Group::UNUSED; b.max_groups as usize];
+        let mut active = 0;
+        for (g, gname) in b.groups.iter().enumerate() {
+            if groups[..g].iter().any(|x| x.name() == gname.as_bytes()) {
+                continue;
+            }
+            let len = gname.len().min(GROUP_NAME_MAX);
+            groups[g].name[..len].copy_from_slice(&gname.as_bytes()[..len]);
+            groups[g].name_len = len;
+            groups[g].state = GROUP_DECLARED;
+            active |= 1 << g;
+        }
+        // Everything a consumer reads about its producer is written before
+        // the segment's version makes it openable.
+        let init = |seg: &Segment| {
+            for (g, grp) in groups.iter().enumerate() {
+                if grp.state == GROUP_DECLARED {
+                    let entry = &seg.groups()[g];
+                    store_name(&entry.name, grp.name());
+                    entry.state.store(GROUP_DECLARED, Ordering::Relaxed);
+                }
+            }
+            let me = ProcessId::current();
+            let h = seg.header();
+            h.backpressure.store(
+                match b.backpressure {
+                    Backpressure::Block => BACKPRESSURE_BLOCK,
+                    Backpressure::DropOldest => BACKPRESSURE_DROP_OLDEST,
+                },
+                Ordering::Relaxed,
+            );
+            h.producer_start_ticks
+                .store(me.start_ticks, Ordering::Relaxed);
+            h.producer_pid.store(me.pid, Ordering::Relaxed);
+            h.flags.store(FLAG_RUNNING, Ordering::Relaxed);
+        };
+        // The frames' memory is reserved in the background while the first
+        // slots fill; `publish` waits for it before the first frame.
+        let (seg, reservation) =
+            match Segment::create_reserving_frames_later(name, spec, b.mode, init) {
+                Ok(created) => created,
+                Err(CreateFailure::Exists) => {
+                    Self::reclaim_stale(name)?;
+                    match Segment::create_reserving_frames_later(name, spec, b.mode, init) {
+                        Ok(created) => created,
+                        // Another producer won the race for the name.
+                        Err(CreateFailure::Exists) => return Err(Self::in_use(name)),
+                        Err(CreateFailure::Error(e)) => return Err(e),
+                    }
+                }
+                Err(CreateFailure::Error(e)) => return Err(e),
+            };
+        let g = *seg.geometry();
+        let ledger = Ledger::new(g.slots as usize, seg.base_addr());
+        Ok(Producer {
+            wait: b.wait,
+            state: Mutex::new(State {
+                reservation,
+                ledger,
+                policy: b.backpressure,
+                max_queued: match b.max_queued {
+                    0 => auto_max_queued(g.frame_bytes, g.slots),
+                    n => n.min(g.slots),
+                } as u64,
+                last_reap: Instant::now(),
+                next_reap_ns: 0,
+                redelivered: 0,
+                dropped: 0,
+                quarantined: 0,
+                active,
+                groups,
+                member_of: vec![None; g.max_consumers as usize],
+                roster_seen: 0,
+                returns_seen: 0,
+            }),
+            seg,
+        })
+    }
+
+    fn in_use(name: &str) -> CreateError {
+        let pid = Segment::open(name)
+            .map(|s| s.header().producer_pid.load(Ordering::Acquire))
+            .unwrap_or(0);
+        CreateError::InUse {
+            name: name.into(),
+            pid,
+        }
+    }
+
+    fn reclaim_stale(name: &str) -> Result<(), CreateError> {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            match Segment::open(name) {
+                Ok(old) => {
+                    let h = old.header();
+                    let owner = ProcessId {
+                        pid: h.producer_pid.load(Ordering::Acquire),
+                        start_ticks: h.producer_start_ticks.load(Ordering::Relaxed),
+                    };
+                    if owner.pid != 0 && owner.is_alive() {
+                        return Err(CreateError::InUse {
+                            name: name.into(),
+                            pid: owner.pid,
+                        });
+                    }
+                    tracing::warn!(
+                        ring = name,
+                        pid = owner.pid,
+                        "reclaiming a ring left behind by a dead producer"
+                    );
+                    break;
+                }
+                Err(OpenError::NotReady { .. }) if Instant::now() < deadline => {
+                    // Maybe another producer is creating it right now.
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(OpenError::NotReady { .. }) => {
+                    tracing::warn!(
+                        ring = name,
+                        "reclaiming a ring whose creator never finished initialising it"
+                    );
+                    break;
+                }
+                Err(OpenError::NotFound { .. }) => return Ok(()),
+                Err(OpenError::PermissionDenied { mode, .. }) => {
+                    return Err(CreateError::PermissionDenied {
+                        name: name.into(),
+                        mode,
+                    })
+                }
+                // An older layout cannot be attached to, so it cannot be
+                // checked for a live producer: refuse rather than clobber.
+                Err(source) => {
+                    return Err(CreateError::Unreclaimable {
+                        name: name.into(),
+                        source,
+                    })
+                }
+            }
+        }
+        match Segment::unlink(name) {
+            Ok(()) | Err(OpenError::NotFound { .. }) => Ok(()),
+            Err(source) => Err(CreateError::Unreclaimable {
+                name: name.into(),
+                source,
+            }),
+        }
+    }
+
+    /// The ring's name.
+    pub fn name(&self) -> &str {
+        self.seg.name()
+    }
+
+    /// The frames' shape.
+    pub fn shape(&self) -> FrameShape {
+        self.seg.geometry().frame_shape()
+    }
+
+    /// Number of slots.
+    pub fn slots(&self) -> u32 {
+        self.seg.geometry().slots
+    }
+
+    /// Frames re-published because their consumer died.
+    pub fn redelivered(&self) -> u64 {
+        self.state.lock().redelivered
+    }
+
+    /// Frames dropped (drop-oldest policy, or published with no group
+    /// subscribed). A frame dropped by several groups counts once.
+    pub fn dropped(&self) -> u64 {
+        self.state.lock().dropped
+    }
+
+    /// Slots in the producer's free pool now.
+    pub fn free_slots(&self) -> usize {
+        self.state.lock().ledger.free_len()
+    }
+
+    /// Consumers admitted into a group now.
+    pub fn consumers(&self) -> u32 {
+        let st = self.state.lock();
+        st.groups.iter().map(|g| g.members.count_ones()).sum()
+    }
+
+    /// Groups subscribed now.
+    pub fn subscribed_groups(&self) -> u32 {
+        self.state.lock().active.count_ones()
+    }
+
+    /// Every group the ring has had (declared, or ad hoc and still active,
+    /// or ad hoc with drops), with what it dropped.
+    pub fn group_reports(&self) -> Vec<GroupReport> {
+        let st = self.state.lock();
+        st.groups
+            .iter()
+            .filter(|g| g.state != GROUP_UNUSED || g.dropped > 0)
+            .map(|g| GroupReport {
+                name: String::from_utf8_lossy(g.name()).into_owned(),
+                dropped: g.dropped,
+                declared: g.state == GROUP_DECLARED,
+            })
+            .collect()
+    }
+
+    /// Frames published so far.
+    pub fn published(&self) -> u64 {
+        self.seg.header().published.load(Ordering::Relaxed)
+    }
+
+    /// Counts an input the producer skipped (shown by inspection tools).
+    pub fn note_skipped(&self) {
+        self.seg.header().skipped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn corrupt(&self, c: crate::error::Corrupt) -> RingCorrupt {
+        RingCorrupt::new(self.seg.name(), c)
+    }
+
+    /// Loans a free slot to fill, waiting up to `timeout` for consumers to
+    /// return one (and, with the block policy, for a group to subscribe and
+    /// for consumers to take queued frames). The lock is not held while
+    /// waiting.
+    pub fn loan(&self, timeout: Duration) -> Result<WriteSlot<'_>, LoanError> {
+        let mut deadline = None;
+        loop {
+            let (roster_seen, active, quarantined, drop_mode, max_queued) = {
+                let mut st = self.state.lock();
+                if let Some(claim) = st.try_loan(&self.seg)? {
+                    return Ok(WriteSlot {
+                        producer: self,
+                        claim: Some(claim),
+                    });
+                }
+                // Dead consumers are looked for at most every REAP_EVERY: it
+                // reads /proc, far too slow for every failed attempt.
+                if st.last_reap.elapsed() >= REAP_EVERY {
+                    st.reap_dead_consumers(&self.seg)?;
+                    if let Some(claim) = st.try_loan(&self.seg)? {
+                        return Ok(WriteSlot {
+                            producer: self,
+                            claim: Some(claim),
+                        });
+                    }
+                }
+                (
+                    st.roster_seen,
+                    st.active,
+                    st.quarantined,
+                    st.policy == Backpressure::DropOldest,
+                    st.max_queued,
+                )
+            };
+            // Read the clock only when there is something to wait for.
+            let deadline = *deadline.get_or_insert_with(|| Instant::now() + timeout);
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(LoanError::Timeout { waited: timeout });
+            }
+            let seg = &self.seg;
+            let slice = PEER_CHECK.min(deadline - now);
+            seg.header().free_event.wait_until(self.wait, slice, || {
+                let changed = seg.header().roster.load(Ordering::Acquire) != roster_seen;
+                let returned = (0..seg.geometry().max_consumers as usize)
+                    .any(|c| quarantined & (1 << c) == 0 && !return_queue(seg, c).is_empty());
+                // Consumers taking frames (they notify a waiting producer)
+                // bring a group back under max_queued.
+                let room = !drop_mode
+                    && active != 0
+                    && bits(active).all(|g| group_queue(seg, g).len() < max_queued);
+                (changed || returned || room).then_some(())
+            });
+        }
+    }
+
+    fn publish_claim(&self, claim: WriteClaim, meta: &FrameMeta<'_>) -> Result<u64, PublishError> {
+        let seg = &self.seg;
+        let mut st = self.state.lock();
+        if let Some(r) = st.reservation.take() {
+            if let Err(e) = r.wait() {
+                st.ledger.discard(claim, seg.slot_states());
+                return Err(e);
+            }
+        }
+        let s = claim.slot() as usize;
+        let h = seg.header();
+        // Only the producer writes `published` (under our lock).
+        let seq = h.published.load(Ordering::Relaxed);
+        let m = &seg.slot_meta()[s];
+        // Relaxed: published by the Release store of the claim words in `push`.
+        m.seq.store(seq, Ordering::Relaxed);
+        m.src_width.store(meta.src_width, Ordering::Relaxed);
+        m.src_height.store(meta.src_height, Ordering::Relaxed);
+        m.redeliveries.store(0, Ordering::Relaxed);
+        let len = store_name(&m.name, meta.source);
+        m.name_len.store(len as u32, Ordering::Relaxed);
+        let now_ns = monotonic_ns();
+        m.publish_ns.store(now_ns, Ordering::Relaxed);
+        let active = st.active;
+        if active == 0 {
+            st.note_drop(seg);
+        }
+        let slot = st.ledger.publish(claim, active, seq, seg.slot_states());
+        for g in bits(active) {
+            st.push_to_group(seg, g, slot)
+                .map_err(|c| self.corrupt(c))?;
+            seg.groups()[g].delivered.fetch_add(1, Ordering::Relaxed);
+        }
+        h.published.store(seq + 1, Ordering::Release);
+        h.ready_event.notify();
+        if now_ns >= st.next_reap_ns {
+            st.next_reap_ns = now_ns + REAP_EVERY.as_nanos() as u64;
+            if st.last_reap.elapsed() >= REAP_EVERY {
+                st.reap_dead_consumers(seg)?;
+            }
+        }
+        Ok(seq)
+    }
+
+    /// Admits consumers waiting to join, frees the entries of those that
+    /// left, and recovers the frames of those that died. `loan`, `publish`
+    /// and `drain` do this as they go; call it when the producer is idle for
+    /// long (a consumer waits for admission until then).
+    pub fn service(&self) -> Result<(), RingCorrupt> {
+        let mut st = self.state.lock();
+        st.service_roster(&self.seg)?;
+        st.reap_dead_consumers(&self.seg)?;
+        Ok(())
+    }
+
+    /// Waits up to `timeout` until at least `n` groups are subscribed (for
+    /// a run that must not start before its consumers). Returns whether they
+    /// are.
+    pub fn wait_for_groups(&self, n: u32, timeout: Duration) -> Result<bool, RingCorrupt> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let roster = {
+                let mut st = self.state.lock();
+                st.service_roster(&self.seg)?;
+                if st.active.count_ones() >= n {
+                    return Ok(true);
+                }
+                if Instant::now() >= deadline {
+                    return Ok(false);
+                }
+                st.reap_dead_consumers(&self.seg)?;
+                st.roster_seen
+            };
+            let h = self.seg.header();
+            h.free_event
+                .wait_until(WaitStrategy::FUTEX, Duration::from_millis(20), || {
+                    (h.roster.load(Ordering::Acquire) != roster).then_some(())
+                });
+        }
+    }
+
+    /// Signals end of stream: consumers take what is queued, then their
+    /// `take` reports [`Take::EndOfStream`](crate::Take::EndOfStream) once
+    /// the producer [drained](Self::drain).
+    pub fn finish(&self) {
+        let h = self.seg.header();
+        // Release: every publish happens before a consumer sees the flag.
+        h.flags.fetch_or(FLAG_END_OF_STREAM, Ordering::Release);
+        h.ready_event.notify();
+    }
+
+    /// After [`finish`](Self::finish): waits until every published frame was
+    /// consumed and returned (re-publishing those of consumers that die), or
+    /// `timeout` passes. Returns whether the ring drained.
+    pub fn drain(&self, timeout: Option<Duration>) -> Result<bool, RingCorrupt> {
+        let seg = &self.seg;
+        let slots = seg.geometry().slots as usize;
+        let start = Instant::now();
+        let mut last_log = Instant::now();
+        loop {
+            let (roster, quarantined) = {
+                let mut st = self.state.lock();
+                st.service_roster(seg)?;
+                st.collect(seg);
+                if st.ledger.free_len() >= slots {
+                    let h = seg.header();
+                    h.flags.fetch_or(FLAG_DRAINED, Ordering::Release);
+                    h.ready_event.notify();
+                    return Ok(true);
+                }
+                if timeout.is_some_and(|t| start.elapsed() >= t) {
+                    return Ok(false);
+                }
+                if last_log.elapsed() >= Duration::from_secs(5) {
+                    last_log = Instant::now();
+                    tracing::info!(
+                        outstanding = slots - st.ledger.free_len(),
+                        "waiting for consumers to finish the queued frames"
+                    );
+                }
+                (st.roster_seen, st.quarantined)
+            };
+            seg.header()
+                .free_event
+                .wait_until(WaitStrategy::FUTEX, PEER_CHECK, || {
+                    let changed = seg.header().roster.load(Ordering::Acquire) != roster;
+                    let returned = (0..seg.geometry().max_consumers as usize)
+                        .any(|c| quarantined & (1 << c) == 0 && !return_queue(seg, c).is_empty());
+                    (changed || returned).then_some(())
+                });
+            self.state.lock().reap_dead_consumers(seg)?;
+        }
+    }
+
+    /// Removes the ring's name from /dev/shm. Attached consumers keep their
+    /// mapping until they exit; a new producer may create the name again.
+    pub fn unlink(&self) -> Result<(), OpenError> {
+        Segment::unlink(self.seg.name())
+    }
+
+    #[cfg(test)]
+    pub(crate) fn segment(&self) -> &Segment {
+        &self.seg
+    }
+
+    #[cfg(test)]
+    pub(crate) fn quarantined(&self) -> u64 {
+        self.state.lock().quarantined
+    }
+
+    #[cfg(test)]
+    pub(crate) fn reap_dead_consumers(&self) -> Result<u64, RingCorrupt> {
+        self.state.lock().reap_dead_consumers(&self.seg)
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        let h = self.seg.header();
+        h.flags.fetch_and(!FLAG_RUNNING, Ordering::Release);
+        h.ready_event.notify();
+    }
+}
+
+impl State {
+    fn note_group_drop(&mut self, seg: &Segment, g: usize, n: u64) {
+        self.groups[g].dropped += n;
+        seg.groups()[g].dropped.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn note_drop(&mut self, seg: &Segment) {
+        self.dropped += 1;
+        seg.header().dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A free slot now, if the policy lets the producer publish one more
+    /// frame; `None` if it must wait.
+    fn try_loan(&mut self, seg: &Segment) -> Result<Option<WriteClaim>, RingCorrupt> {
+        self.service_roster(seg)?;
+        // Collect returned slots as soon as there are any (consumers notify
+        // the free event after every return: one load tells), not only when
+        // the pool runs dry: the LIFO pool then hands out the slot returned
+        // last, still in cache, instead of one untouched for a whole lap of
+        // a deep ring.
+        let returns = seg.header().free_event.seq();
+        if returns != self.returns_seen || self.ledger.free_len() == 0 {
+            self.returns_seen = returns;
+            self.collect(seg);
+        }
+        let drop_mode = self.policy == Backpressure::DropOldest;
+        if self.ledger.free_len() == 0 && drop_mode {
+            self.drop_oldest(seg)
+                .map_err(|c| RingCorrupt::new(seg.name(), c))?;
+        }
+        if self.ledger.free_len() == 0
+            || (!drop_mode && (self.active == 0 || self.too_far_ahead(seg)))
+        {
+            return Ok(None);
+        }
+        Ok(self.ledger.loan(seg.slot_states()))
+    }
+
+    /// Collects returned slots from every consumer's return queue.
+    fn collect(&mut self, seg: &Segment) -> usize {
+        let mut got = 0;
+        let max_groups = seg.geometry().max_groups as usize;
+        for c in 0..seg.geometry().max_consumers as usize {
+            if self.quarantined & (1 << c) != 0 {
+                continue;
+            }
+            let q = return_queue(seg, c);
+            if q.is_empty() {
+                continue;
+            }
+            let claims = |g: usize| (g < max_groups).then(|| seg.claims(g));
+            match self.ledger.collect(c, q, claims, seg.slot_states()) {
+                Ok(n) => got += n,
+                Err(e) => {
+                    // A misbehaving consumer must not stop the ring: ignore its
+                    // queue; the slots it holds come back when it exits or dies.
+                    self.quarantined |= 1 << c;
+                    tracing::error!(
+                        consumer = c,
+                        error = e.0,
+                        "ignoring a consumer whose return queue is corrupt"
+                    );
+                }
+            }
+        }
+        got
+    }
+
+    /// Admits consumers that asked to join a group and retires those that
+    /// left, if the consumer table changed since the last look. One atomic
+    /// load when nothing changed.
+    fn service_roster(&mut self, seg: &Segment) -> Result<(), RingCorrupt> {
+        if !roster::changed(&seg.header().roster, &mut self.roster_seen) {
+            return Ok(());
+        }
+        let mut admitted = false;
+        for (c, entry) in seg.consumers().iter().enumerate() {
+            match roster::request(entry) {
+                Request::Join => {
+                    self.admit(seg, c)?;
+                    admitted = true;
+                }
+                Request::Leave => {
+                    self.retire(seg, c, false)?;
+                }
+                Request::Nothing => {}
+            }
+        }
+        if admitted {
+            seg.header().ready_event.notify();
+        }
+        Ok(())
+    }
+
+    fn admit(&mut self, seg: &Segment, c: usize) -> Result<(), RingCorrupt> {
+        let entry = &seg.consumers()[c];
+        let (name, len) = load_name(&entry.group_name);
+        let name = &name[..len];
+        let refuse = |why: &str| {
+            tracing::warn!(consumer = c, group = %String::from_utf8_lossy(name), "refusing a consumer: {why}");
+            roster::refuse(entry);
+        };
+        if std::str::from_utf8(name).map_or(true, |n| validate_group_name(n).is_err()) {
+            refuse("invalid group name");
+            return Ok(());
+        }
+        if let Some(old) = self.member_of[c] {
+            // Asked again (cannot happen with our consumers): leave first.
+            self.leave_group(seg, c, old as usize, false)?;
+        }
+        let g = match self
+            .groups
+            .iter()
+            .position(|g| g.state != GROUP_UNUSED && g.name() == name)
+        {
+            Some(g) => g,
+            None => match self.groups.iter().position(|g| g.state == GROUP_UNUSED) {
+                Some(g) => {
+                    // A new ad-hoc group: subscribed from the next frame.
+                    let grp = &mut self.groups[g];
+                    grp.state = GROUP_ACTIVE;
+                    grp.name[..len].copy_from_slice(name);
+                    grp.name_len = len;
+                    grp.dropped = 0;
+                    let e = &seg.groups()[g];
+                    group_queue(seg, g).clear();
+                    store_name(&e.name, name);
+                    e.since_seq.store(
+                        seg.header().published.load(Ordering::Relaxed),
+                        Ordering::Relaxed,
+                    );
+                    e.dropped.store(0, Ordering::Relaxed);
+                    e.delivered.store(0, Ordering::Relaxed);
+                    e.state.store(GROUP_ACTIVE, Ordering::Release);
+                    self.active |= 1 << g;
+                    tracing::info!(group = %String::from_utf8_lossy(name), "group joined");
+                    g
+                }
+                None => {
+                    refuse("the group table is full (max_groups)");
+                    return Ok(());
+                }
+            },
+        };
+        self.groups[g].members |= 1 << c;
+        self.member_of[c] = Some(g as u8);
+        seg.groups()[g]
+            .members
+            .store(self.groups[g].members.count_ones(), Ordering::Relaxed);
+        roster::admit(entry, g as u8);
+        Ok(())
+    }
+
+    /// Removes consumer `c` from group `g`. Its unreturned frames are
+    /// published to the group again, or released if the group goes away with
+    /// it.
+    fn leave_group(
+        &mut self,
+        seg: &Segment,
+        c: usize,
+        g: usize,
+        died: bool,
+    ) -> Result<u64, RingCorrupt> {
+        self.groups[g].members &= !(1 << c);
+        self.member_of[c] = None;
+        let stays = self.groups[g].members != 0 || self.groups[g].state == GROUP_DECLARED;
+        let mut redelivered = 0;
+        if stays {
+            let claims = seg.claims(g);
+            for s in 0..self.ledger.slots() {
+                if !self.ledger.read_by(c, g, s, claims) {
+                    continue;
+                }
+                seg.slot_meta()[s]
+                    .redeliveries
+                    .fetch_add(1, Ordering::Relaxed);
+                self.push_to_group(seg, g, s as u32)
+                    .map_err(|e| RingCorrupt::new(seg.name(), e))?;
+                redelivered += 1;
+            }
+            if redelivered > 0 {
+                seg.header().ready_event.notify();
+            }
+        } else {
+            // Its last consumer is gone: the group stops holding slots.
+            let mut released = 0;
+            for (s, claim) in seg.claims(g).iter().enumerate() {
+                if !self.ledger.holds(g, s) {
+                    continue;
+                }
+                // No consumer of the group is left to claim or return it.
+                claim.store(SlotState::Free.encode(), Ordering::Relaxed);
+                released += 1;
+                self.ledger.release(g, s, seg.slot_states());
+            }
+            group_queue(seg, g).clear();
+            self.note_group_drop(seg, g, released);
+            self.active &= !(1 << g);
+            self.groups[g].state = GROUP_UNUSED;
+            seg.groups()[g].state.store(GROUP_UNUSED, Ordering::Release);
+            tracing::info!(
+                group = %String::from_utf8_lossy(self.groups[g].name()),
+                released,
+                "group left (its last consumer {})",
+                if died { "died" } else { "detached" }
+            );
+        }
+        seg.groups()[g]
+            .members
+            .store(self.groups[g].members.count_ones(), Ordering::Relaxed);
+        if died && redelivered > 0 {
+            tracing::warn!(
+                consumer = c,
+                frames = redelivered,
+                "consumer died; its frames were published again"
+            );
+        }
+        Ok(redelivered)
+    }
+
+    /// Frees consumer entry `c` after it left or died.
+    fn retire(&mut self, seg: &Segment, c: usize, died: bool) -> Result<u64, RingCorrupt> {
+        // Whatever it handed back first.
+        self.collect(seg);
+        let entry = &seg.consumers()[c];
+        let n = match self.member_of[c] {
+            Some(g) => self.leave_group(seg, c, g as usize, died)?,
+            None => 0,
+        };
+        if self.quarantined & (1 << c) != 0 {
+            // Give the next owner of the entry a clean return queue.
+            entry.ret.tail.store(0, Ordering::Relaxed);
+            entry.ret.head.store(0, Ordering::Relaxed);
+            self.quarantined &= !(1 << c);
+        }
+        roster::free_entry(entry);
+        if died {
+            tracing::warn!(consumer = c, "consumer died");
+        }
+        self.redelivered += n;
+        seg.header().redelivered.fetch_add(n, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    /// Re-publishes the frames of consumers that died, and frees their table
+    /// entries. Returns the number of frames re-published.
+    fn reap_dead_consumers(&mut self, seg: &Segment) -> Result<u64, RingCorrupt> {
+        self.last_reap = Instant::now();
+        self.service_roster(seg)?;
+        let mut total = 0;
+        for (c, entry) in seg.consumers().iter().enumerate() {
+            let owner = entry.owner.load(Ordering::Acquire);
+            if owner == 0 || ProcessId::owner_word_alive(owner) {
+                continue;
+            }
+            total += self.retire(seg, c, true)?;
+        }
+        Ok(total)
+    }
+
+    /// Publishes slot `s` in group `g`'s queue, first making room under the
+    /// drop-oldest policy.
+    fn push_to_group(
+        &mut self,
+        seg: &Segment,
+        g: usize,
+        s: u32,
+    ) -> Result<(), crate::error::Corrupt> {
+        let q = group_queue(seg, g);
+        if self.policy == Backpressure::DropOldest {
+            // Withdrawn frames leave stale cells until a consumer passes them;
+            // a group that takes nothing would fill its queue with them.
+            while q.len() + 2 > q.capacity() {
+                if let Some(victim) = q.evict_head()?.map(|v| v as usize) {
+                    if self.ledger.holds(g, victim) {
+                        self.note_group_drop(seg, g, 1);
+                        self.ledger.release(g, victim, seg.slot_states());
+                    }
+                }
+            }
+        }
+        q.push(s)?;
+        Ok(())
+    }
+
+    /// Whether some subscribed group already has `max_queued` frames
+    /// waiting (block policy: publish no further ahead of the consumers).
+    fn too_far_ahead(&self, seg: &Segment) -> bool {
+        bits(self.active).any(|g| group_queue(seg, g).len() >= self.max_queued)
+    }
+
+    /// Drop-oldest: withdraws the oldest published frame no consumer has
+    /// claimed and returns its slot to the free pool. `false` when every
+    /// published slot is being read.
+    fn drop_oldest(&mut self, seg: &Segment) -> Result<bool, crate::error::Corrupt> {
+        loop {
+            // The oldest slot whose every holding group has it unclaimed.
+            let mut best: Option<usize> = None;
+            for s in 0..self.ledger.slots() {
+                let mask = self.ledger.holders(s);
+                if mask == 0 || best.is_some_and(|b| self.ledger.seq(b) <= self.ledger.seq(s)) {
+                    continue;
+                }
+                let unclaimed = bits(mask).all(|g| {
+                    matches!(
+                        SlotState::decode(seg.claims(g)[s].load(Ordering::Acquire)),
+                        Some(SlotState::Ready { .. })
+                    )
+                });
+                if unclaimed {
+                    best = Some(s);
+                }
+            }
+            let Some(s) = best else { return Ok(false) };
+            for g in bits(self.ledger.holders(s)) {
+                if group_queue(seg, g).revoke(s as u32)? {
+                    self.note_group_drop(seg, g, 1);
+                    self.ledger.release(g, s, seg.slot_states());
+                }
+            }
+            if self.ledger.holders(s) == 0 {
+                self.note_drop(seg);
+                return Ok(true);
+            }
+            // A consumer claimed it meanwhile; the scan now skips it.
+        }
+    }
+}

@@ -1,0 +1,856 @@
+//! The POSIX shared-memory segment of one ring: creation, validated opening,
+//! and typed views of its regions.
+//!
+//! This module, [`crate::futex`] and [`crate::signals`] hold all of the
+//! ring's `unsafe` code. The invariant everything here rests on: **every offset and length used to form
+//! a reference comes from a [`Geometry`] held in this process's own memory**,
+//! computed by [`Geometry::compute`] and checked against the real size of the
+//! mapping when the segment was created or opened. Nothing read from the
+//! segment after that is ever used as an offset; indices read from it (slot
+//! numbers in queue cells) are bounds-checked by the slice accessors.
+//!
+//! The regions hold only atomics and plain integers, for which every bit
+//! pattern is valid, so a peer writing garbage can make the ring report
+//! corruption but cannot make this process's reads undefined behaviour. Frame
+//! bytes are the exception the design accepts (as every shared-memory
+//! transport does): while a slot is owned by this process, other processes
+//! must not write it. Frame bytes are reached only through ownership tokens:
+//! a [`ReadClaim`] (made by a successful claim CAS) or a [`WriteClaim`]
+//! (made by the producer's free pool), so no other module needs `unsafe`.
+
+use crate::error::{CreateError, InvalidName, OpenError, PublishError, SHM_DIR};
+use crate::layout::{
+    ConsumerEntry, Geometry, GroupEntry, Header, RingSpec, SlotMeta, LAYOUT_VERSION, MAGIC, PAGE,
+    RING_NAME_MAX,
+};
+use crate::ledger::WriteClaim;
+use crate::queue_ctrl::QueueCtrl;
+use crate::ready_queue::ReadClaim;
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use memmap2::{MmapOptions, MmapRaw};
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+use std::fs::File;
+use std::mem::{align_of, size_of};
+use std::os::fd::AsRawFd;
+
+/// Checks a ring name: it becomes a file name under /dev/shm, never a path.
+pub(crate) fn validate_name(name: &str) -> Result<(), InvalidName> {
+    let ok = !name.is_empty()
+        && name.len() <= RING_NAME_MAX
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidName(name.to_string()))
+    }
+}
+
+fn open_io(name: &str, op: &'static str, e: impl Into<std::io::Error>) -> OpenError {
+    OpenError::Io {
+        name: name.to_string(),
+        op,
+        source: e.into(),
+    }
+}
+
+fn create_io(name: &str, op: &'static str, e: impl Into<std::io::Error>) -> CreateError {
+    CreateError::Io {
+        name: name.to_string(),
+        op,
+        source: e.into(),
+    }
+}
+
+fn mode_of(name: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(format!("{SHM_DIR}/{name}"))
+        .map(|m| format!("{:04o}", m.permissions().mode() & 0o7777))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Bytes free for shared memory.
+pub(crate) fn shm_free_bytes() -> Option<u64> {
+    let s = nix::sys::statvfs::statvfs(SHM_DIR).ok()?;
+    Some(s.blocks_available() as u64 * s.fragment_size() as u64)
+}
+
+/// Types that may be viewed in the shared mapping.
+///
+/// # Safety
+///
+/// Implementors are `repr(C)` (or primitive), valid for every bit pattern
+/// (including all zeroes, which is what a new segment holds), and mutated only
+/// through atomics (interior mutability), so shared references to them may
+/// alias memory other processes write concurrently.
+unsafe trait ShmSafe {}
+// SAFETY: atomics of plain integers: every bit pattern is a valid value.
+unsafe impl ShmSafe for AtomicU32 {}
+// SAFETY: as above.
+unsafe impl ShmSafe for AtomicU64 {}
+// SAFETY: repr(C) struct of atomics and padding only.
+unsafe impl ShmSafe for QueueCtrl {}
+// SAFETY: repr(C) struct of atomic integers.
+unsafe impl ShmSafe for SlotMeta {}
+// SAFETY: repr(C) struct of atomic integers and a plain integer array
+// (`reserved`, never read).
+unsafe impl ShmSafe for ConsumerEntry {}
+// SAFETY: as for ConsumerEntry: atomics and plain integers only.
+unsafe impl ShmSafe for GroupEntry {}
+// SAFETY: repr(C); the non-atomic fields are plain integers and byte arrays,
+// written only by the creator before `layout_version` is published and read
+// by others only through `read_volatile` copies (see `Segment::open`).
+unsafe impl ShmSafe for Header {}
+
+/// `posix_fallocate` of `len` bytes at `offset`; file systems without it
+/// (EINVAL, EOPNOTSUPP) allocate on first touch instead.
+fn reserve(file: &File, offset: u64, len: u64) -> Result<(), Errno> {
+    if len == 0 {
+        return Ok(());
+    }
+    match nix::fcntl::posix_fallocate(file.as_raw_fd(), offset as i64, len as i64) {
+        Ok(()) | Err(Errno::EINVAL) | Err(Errno::EOPNOTSUPP) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn reserve_error(name: &str, size: u64, e: Errno) -> PublishError {
+    match e {
+        Errno::ENOSPC => PublishError::NoSpace {
+            name: name.into(),
+            needed: size,
+            available: shm_free_bytes().unwrap_or(0),
+        },
+        e => PublishError::Io {
+            name: name.into(),
+            source: e.into(),
+        },
+    }
+}
+
+/// The frames' memory of a new segment, being reserved in the background
+/// (from [`Segment::create_reserving_frames_later`]).
+#[derive(Debug)]
+#[must_use = "wait for the reservation before publishing"]
+pub(crate) struct Reservation {
+    name: String,
+    size: u64,
+    handle: std::thread::JoinHandle<Result<(), Errno>>,
+}
+
+impl Reservation {
+    /// Waits until the frames' memory is reserved: a full /dev/shm is
+    /// [`PublishError::NoSpace`] here.
+    pub(crate) fn wait(self) -> Result<(), PublishError> {
+        match self.handle.join() {
+            Ok(r) => r.map_err(|e| reserve_error(&self.name, self.size, e)),
+            Err(_) => Err(reserve_error(&self.name, self.size, Errno::EIO)),
+        }
+    }
+}
+
+/// Why [`Segment::create`] did not create a segment.
+#[derive(Debug)]
+pub(crate) enum CreateFailure {
+    /// An object of that name exists (maybe a dead producer's: reclaimable).
+    Exists,
+    /// Anything else.
+    Error(CreateError),
+}
+
+impl From<CreateError> for CreateFailure {
+    fn from(e: CreateError) -> Self {
+        CreateFailure::Error(e)
+    }
+}
+
+/// A mapped ring segment.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    map: MmapRaw,
+    geometry: Geometry,
+    name: String,
+    file: File,
+}
+
+impl Segment {
+    /// Creates a new segment of `spec` named `name`, refusing if one exists.
+    ///
+    /// The object is created owner-only (0600) and exclusively, sized, its
+    /// memory reserved up front (so that a full /dev/shm is a clear error now,
+    /// not a SIGBUS later), its header written, then `init` runs (the
+    /// producer writes its identity, groups and policy), and only then is the
+    /// layout version published and the object given `mode`: an opener never
+    /// sees a header without its producer.
+    #[cfg(test)]
+    pub(crate) fn create(
+        name: &str,
+        spec: RingSpec,
+        mode: u32,
+        init: impl FnOnce(&Segment),
+    ) -> Result<Segment, CreateFailure> {
+        let (seg, later) = Self::create_inner(name, spec, mode, false, init)?;
+        debug_assert!(later.is_none());
+        Ok(seg)
+    }
+
+    /// Like [`create`](Self::create), but reserves only the control area
+    /// (everything before the frames) before returning; the frames' memory
+    /// is reserved by a background thread while the caller starts filling
+    /// slots (reserving 8 × 2.3 MB costs ~5 ms, a quarter of the time to the
+    /// first frame). The caller must [`wait`](Reservation::wait) for the
+    /// [`Reservation`] before it publishes anything.
+    ///
+    /// Free space is checked first, as in `create`; a slot written before
+    /// its pages are reserved simply has them allocated on first touch, so
+    /// only another process filling /dev/shm within those milliseconds can
+    /// still turn a write into SIGBUS (which the binaries report, exit 5).
+    pub(crate) fn create_reserving_frames_later(
+        name: &str,
+        spec: RingSpec,
+        mode: u32,
+        init: impl FnOnce(&Segment),
+    ) -> Result<(Segment, Option<Reservation>), CreateFailure> {
+        Self::create_inner(name, spec, mode, true, init)
+    }
+
+    fn create_inner(
+        name: &str,
+        spec: RingSpec,
+        mode: u32,
+        frames_later: bool,
+        init: impl FnOnce(&Segment),
+    ) -> Result<(Segment, Option<Reservation>), CreateFailure> {
+        validate_name(name).map_err(CreateError::from)?;
+        let geometry = Geometry::compute(spec).map_err(|source| CreateError::Shape {
+            name: name.into(),
+            source,
+        })?;
+        let needed = geometry.total_size;
+        if let Some(available) = shm_free_bytes() {
+            if available < needed {
+                return Err(CreateError::NoSpace {
+                    name: name.into(),
+                    needed,
+                    available,
+                }
+                .into());
+            }
+        }
+        let fd = nix::sys::mman::shm_open(
+            format!("/{name}").as_str(),
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map_err(|e| match e {
+            Errno::EEXIST => CreateFailure::Exists,
+            Errno::EACCES => CreateError::PermissionDenied {
+                name: name.into(),
+                mode: mode_of(name),
+            }
+            .into(),
+            e => create_io(name, "shm_open", e).into(),
+        })?;
+        let file = File::from(fd);
+        let result = Self::init(name, file, geometry, mode, frames_later, init);
+        if result.is_err() {
+            let _ = Self::unlink(name);
+        }
+        Ok(result?)
+    }
+
+    fn init(
+        name: &str,
+        file: File,
+        geometry: Geometry,
+        mode: u32,
+        frames_later: bool,
+        init: impl FnOnce(&Segment),
+    ) -> Result<(Segment, Option<Reservation>), CreateError> {
+        let size = geometry.total_size;
+        file.set_len(size)
+            .map_err(|e| create_io(name, "ftruncate", e))?;
+        let now = if frames_later {
+            geometry.off_data.min(size)
+        } else {
+            size
+        };
+        reserve(&file, 0, now).map_err(|e| match e {
+            Errno::ENOSPC => CreateError::NoSpace {
+                name: name.into(),
+                needed: size,
+                available: shm_free_bytes().unwrap_or(0),
+            },
+            e => create_io(name, "posix_fallocate", e),
+        })?;
+        let later = if now < size {
+            let dup = file.try_clone().map_err(|e| create_io(name, "dup", e))?;
+            let handle = std::thread::Builder::new()
+                .name("framering-reserve".into())
+                .spawn(move || reserve(&dup, now, size - now))
+                .map_err(|e| create_io(name, "spawn", e))?;
+            Some(Reservation {
+                name: name.into(),
+                size,
+                handle,
+            })
+        } else {
+            None
+        };
+        let map = MmapOptions::new()
+            .len(size as usize)
+            .map_raw(&file)
+            .map_err(|e| create_io(name, "mmap", e))?;
+        let seg = Segment {
+            map,
+            geometry,
+            name: name.into(),
+            file,
+        };
+        let hdr = seg.map.as_mut_ptr() as *mut Header;
+        let mut version = [0u8; 16];
+        let v = env!("CARGO_PKG_VERSION").as_bytes();
+        version[..v.len().min(16)].copy_from_slice(&v[..v.len().min(16)]);
+        // SAFETY: the mapping is at least one page (Geometry puts the data
+        // after PAGE) and page-aligned, so `hdr` is valid and aligned for a
+        // Header. We created the object exclusively with mode 0600 and have
+        // not published the version, so no conforming process reads these
+        // plain fields yet; raw-pointer writes create no references.
+        unsafe {
+            std::ptr::addr_of_mut!((*hdr).magic).write_volatile(MAGIC);
+            std::ptr::addr_of_mut!((*hdr).header_bytes).write_volatile(size_of::<Header>() as u32);
+            std::ptr::addr_of_mut!((*hdr).crate_version).write_volatile(version);
+            std::ptr::addr_of_mut!((*hdr).geometry).write_volatile(geometry);
+        }
+        // The creator's own fields (producer identity, groups, policy).
+        init(&seg);
+        // Release: publishes everything above to an opener's Acquire load.
+        seg.header()
+            .layout_version
+            .store(LAYOUT_VERSION, Ordering::Release);
+        nix::sys::stat::fchmod(seg.file.as_raw_fd(), Mode::from_bits_truncate(mode))
+            .map_err(|e| create_io(name, "fchmod", e))?;
+        Ok((seg, later))
+    }
+
+    /// Opens an existing segment and validates it before anything else is
+    /// read: size, magic, version, and a geometry that must equal the one
+    /// recomputed from its own shape and match the file's real size.
+    pub(crate) fn open(name: &str) -> Result<Segment, OpenError> {
+        Self::open_with(name, true)
+    }
+
+    /// Like [`open`](Self::open), but maps the segment read-only: for
+    /// inspection, which then cannot change it even by mistake (a store
+    /// through any accessor would fault). Needs only read permission.
+    pub(crate) fn open_read_only(name: &str) -> Result<Segment, OpenError> {
+        Self::open_with(name, false)
+    }
+
+    fn open_with(name: &str, writable: bool) -> Result<Segment, OpenError> {
+        validate_name(name)?;
+        let flags = if writable {
+            OFlag::O_RDWR
+        } else {
+            OFlag::O_RDONLY
+        };
+        let fd = nix::sys::mman::shm_open(format!("/{name}").as_str(), flags, Mode::empty())
+            .map_err(|e| match e {
+                Errno::ENOENT => OpenError::NotFound { name: name.into() },
+                Errno::EACCES | Errno::EPERM => OpenError::PermissionDenied {
+                    name: name.into(),
+                    mode: mode_of(name),
+                },
+                e => open_io(name, "shm_open", e),
+            })?;
+        let file = File::from(fd);
+        let size = file
+            .metadata()
+            .map_err(|e| open_io(name, "fstat", e))?
+            .len();
+        if size == 0 {
+            return Err(OpenError::NotReady { name: name.into() });
+        }
+        if size < PAGE {
+            return Err(OpenError::Corrupt {
+                name: name.into(),
+                reason: format!("file is {size} bytes, smaller than a header"),
+            });
+        }
+        if size > isize::MAX as u64 {
+            return Err(OpenError::Corrupt {
+                name: name.into(),
+                reason: format!("file is {size} bytes"),
+            });
+        }
+        let mut opts = MmapOptions::new();
+        opts.len(size as usize);
+        let map = if writable {
+            opts.map_raw(&file)
+        } else {
+            opts.map_raw_read_only(&file)
+        }
+        .map_err(|e| open_io(name, "mmap", e))?;
+        let hdr = map.as_ptr() as *const Header;
+        // Acquire: pairs with the creator's Release store of the version.
+        // SAFETY: the mapping is at least PAGE bytes and page-aligned; an
+        // AtomicU32 is valid for any bit pattern.
+        let version =
+            unsafe { (*std::ptr::addr_of!((*hdr).layout_version)).load(Ordering::Acquire) };
+        // SAFETY: in bounds (first bytes of the mapping). A volatile copy: a
+        // peer racing with us can only change what we read, and we validate
+        // the copy, never the shared bytes.
+        let magic = unsafe { std::ptr::addr_of!((*hdr).magic).read_volatile() };
+        if magic != MAGIC {
+            if version == 0 && magic == [0; 8] {
+                return Err(OpenError::NotReady { name: name.into() });
+            }
+            return Err(OpenError::NotARing { name: name.into() });
+        }
+        if version == 0 {
+            return Err(OpenError::NotReady { name: name.into() });
+        }
+        if version != LAYOUT_VERSION {
+            return Err(OpenError::Version {
+                name: name.into(),
+                found: version,
+                expected: LAYOUT_VERSION,
+            });
+        }
+        // SAFETY: as for `magic`; Geometry is plain integers, valid for any bits.
+        let (geometry, header_bytes) = unsafe {
+            (
+                std::ptr::addr_of!((*hdr).geometry).read_volatile(),
+                std::ptr::addr_of!((*hdr).header_bytes).read_volatile(),
+            )
+        };
+        let corrupt = |reason: String| OpenError::Corrupt {
+            name: name.into(),
+            reason,
+        };
+        if header_bytes != size_of::<Header>() as u32 {
+            return Err(corrupt(format!("header size {header_bytes}")));
+        }
+        let expected = Geometry::compute(geometry.spec())
+            .map_err(|e| corrupt(format!("impossible shape in header: {e}")))?;
+        if expected != geometry {
+            return Err(corrupt(
+                "header offsets disagree with its own shape".to_string(),
+            ));
+        }
+        if geometry.total_size != size {
+            return Err(corrupt(format!(
+                "header says {} bytes but the file has {size}",
+                geometry.total_size
+            )));
+        }
+        Ok(Segment {
+            map,
+            geometry,
+            name: name.into(),
+            file,
+        })
+    }
+
+    /// Removes the name from /dev/shm (mappings stay valid until unmapped).
+    pub(crate) fn unlink(name: &str) -> Result<(), OpenError> {
+        validate_name(name)?;
+        nix::sys::mman::shm_unlink(format!("/{name}").as_str()).map_err(|e| match e {
+            Errno::ENOENT => OpenError::NotFound { name: name.into() },
+            e => open_io(name, "shm_unlink", e),
+        })
+    }
+
+    /// The ring's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The validated layout (a local copy, never re-read from the segment).
+    pub(crate) fn geometry(&self) -> &Geometry {
+        &self.geometry
+    }
+
+    /// Mapped length in bytes.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Address of the first byte of the mapping (identifies the mapping in
+    /// the producer's write tokens).
+    pub(crate) fn base_addr(&self) -> usize {
+        self.map.as_ptr() as usize
+    }
+
+    fn region<T: ShmSafe>(&self, off: u64, count: usize) -> &[T] {
+        let bytes = (count as u64).checked_mul(size_of::<T>() as u64);
+        // Offsets come from our validated Geometry; this re-check is cheap
+        // insurance that a bug here cannot become an out-of-bounds reference.
+        assert!(
+            bytes.is_some_and(|b| off
+                .checked_add(b)
+                .is_some_and(|end| end <= self.map.len() as u64))
+                && off % align_of::<T>() as u64 == 0,
+            "region out of bounds"
+        );
+        // SAFETY: `off .. off + count * size_of::<T>()` lies inside the live
+        // mapping (asserted) and is aligned for T (asserted; the base is
+        // page-aligned). T: ShmSafe is valid for every bit pattern and only
+        // mutated through atomics, so shared references may alias writes by
+        // other processes. The mapping lives as long as `self`.
+        unsafe {
+            std::slice::from_raw_parts(self.map.as_ptr().add(off as usize) as *const T, count)
+        }
+    }
+
+    /// The header.
+    pub(crate) fn header(&self) -> &Header {
+        &self.region::<Header>(0, 1)[0]
+    }
+
+    /// The group table.
+    pub(crate) fn groups(&self) -> &[GroupEntry] {
+        self.region(self.geometry.off_groups, self.geometry.max_groups as usize)
+    }
+
+    /// Cells of group `group`'s ready queue. Panics if `group` is not below
+    /// `max_groups`.
+    pub(crate) fn ready_cells(&self, group: usize) -> &[AtomicU64] {
+        assert!(group < self.geometry.max_groups as usize);
+        let cap = self.geometry.ready_cap as u64;
+        self.region(
+            self.geometry.off_ready_cells + group as u64 * cap * 8,
+            cap as usize,
+        )
+    }
+
+    /// Group `group`'s claim word for every slot (see [`crate::slot`]).
+    /// Panics if `group` is not below `max_groups`.
+    pub(crate) fn claims(&self, group: usize) -> &[AtomicU64] {
+        assert!(group < self.geometry.max_groups as usize);
+        let n = self.geometry.slots as u64;
+        self.region(self.geometry.off_claims + group as u64 * n * 8, n as usize)
+    }
+
+    /// The producer's word per slot: free, writing, or published (as
+    /// `Ready { pos: seq }`); see [`crate::slot`]. Informational.
+    pub(crate) fn slot_states(&self) -> &[AtomicU64] {
+        self.region(self.geometry.off_slot_state, self.geometry.slots as usize)
+    }
+
+    /// Per-slot frame metadata.
+    pub(crate) fn slot_meta(&self) -> &[SlotMeta] {
+        self.region(self.geometry.off_slot_meta, self.geometry.slots as usize)
+    }
+
+    /// The consumer table.
+    pub(crate) fn consumers(&self) -> &[ConsumerEntry] {
+        self.region(
+            self.geometry.off_consumers,
+            self.geometry.max_consumers as usize,
+        )
+    }
+
+    /// Cells of consumer `index`'s return queue. Panics if `index` is not
+    /// below `max_consumers`.
+    pub(crate) fn return_cells(&self, index: usize) -> &[AtomicU32] {
+        assert!(index < self.geometry.max_consumers as usize);
+        let cap = self.geometry.return_cap as u64;
+        self.region(
+            self.geometry.off_return_cells + index as u64 * cap * 4,
+            cap as usize,
+        )
+    }
+
+    fn frame_ptr(&self, slot: u32) -> *mut u8 {
+        assert!(slot < self.geometry.slots, "slot index out of range");
+        let off = self.geometry.frame_offset(slot);
+        debug_assert!(off + self.geometry.frame_bytes <= self.map.len() as u64);
+        // SAFETY: `slot < slots`, so the frame lies inside the mapping (the
+        // geometry was checked against the mapping's size); `add` stays in
+        // the same allocation.
+        unsafe { self.map.as_mut_ptr().add(off as usize) }
+    }
+
+    /// The bytes of the frame `claim` holds (H×W×C, row-major), for as long
+    /// as the claim is borrowed.
+    ///
+    /// Panics if the claim was made on another segment's claim words.
+    pub(crate) fn frame<'a>(&'a self, claim: &'a ReadClaim) -> &'a [u8] {
+        let g = &self.geometry;
+        let claims_start = self.base_addr() + g.off_claims as usize;
+        let claims_end = claims_start + (g.max_groups as usize * g.slots as usize) * 8;
+        assert!(
+            (claims_start..claims_end).contains(&claim.word_addr()),
+            "a read claim made on another segment"
+        );
+        let p = self.frame_ptr(claim.slot());
+        // SAFETY: in bounds (see `frame_ptr`). The claim proves that our
+        // claim CAS set this segment's claim word for the slot to
+        // READING(us) (checked above: the word lies in this mapping's claim
+        // region), and the claim is borrowed for the slice's lifetime, so it
+        // cannot be returned meanwhile; conforming processes do not write a
+        // frame until every group that holds it returned it. u8 has no
+        // invalid values, so even a misbehaving writer cannot cause UB here
+        // beyond the bytes changing under us, which the design accepts.
+        unsafe { std::slice::from_raw_parts(p, g.frame_bytes as usize) }
+    }
+
+    /// The bytes of the slot `claim` holds for writing.
+    ///
+    /// Panics if the claim belongs to another segment.
+    pub(crate) fn frame_mut<'a>(&'a self, claim: &'a mut WriteClaim) -> &'a mut [u8] {
+        assert_eq!(
+            claim.origin(),
+            self.base_addr(),
+            "a write claim of another segment"
+        );
+        let p = self.frame_ptr(claim.slot());
+        // SAFETY: in bounds (see `frame_ptr`). A WriteClaim is minted only by
+        // the producer's free pool for a slot no group holds, exactly once
+        // per loan (it is neither Clone nor Copy), so it is the only handle
+        // to this slot in this process and no conforming consumer reads it;
+        // the `&mut` borrow of the claim makes this slice unique.
+        unsafe { std::slice::from_raw_parts_mut(p, self.geometry.frame_bytes as usize) }
+    }
+
+    /// The bytes of the slot `claim` holds for writing, read back.
+    ///
+    /// Panics if the claim belongs to another segment.
+    pub(crate) fn frame_written<'a>(&'a self, claim: &'a WriteClaim) -> &'a [u8] {
+        assert_eq!(
+            claim.origin(),
+            self.base_addr(),
+            "a write claim of another segment"
+        );
+        let p = self.frame_ptr(claim.slot());
+        // SAFETY: as in `frame_mut`; the shared borrow of the claim rules out
+        // a live `&mut` slice of this slot.
+        unsafe { std::slice::from_raw_parts(p, self.geometry.frame_bytes as usize) }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    pub(crate) fn test_name(tag: &str) -> String {
+        format!("framering-test-{tag}-{}", std::process::id())
+    }
+
+    fn shape() -> RingSpec {
+        RingSpec {
+            slots: 4,
+            height: 8,
+            width: 16,
+            channels: 3,
+            max_consumers: 4,
+            max_groups: 2,
+        }
+    }
+
+    #[test]
+    fn names_are_validated() {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "../x",
+            "a b",
+            &"x".repeat(201),
+            ".hidden",
+        ] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+        validate_name("cam-0_main.v2").unwrap();
+    }
+
+    #[test]
+    fn create_open_and_refuse_duplicates() {
+        let name = test_name("seg");
+        let _ = Segment::unlink(&name);
+        let seg = Segment::create(&name, shape(), 0o600, |_| {}).unwrap();
+        assert!(matches!(
+            Segment::create(&name, shape(), 0o600, |_| {}),
+            Err(CreateFailure::Exists)
+        ));
+        let other = Segment::open(&name).unwrap();
+        assert_eq!(other.geometry(), seg.geometry());
+        let mode = std::fs::metadata(format!("{SHM_DIR}/{name}")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(mode.permissions().mode() & 0o777, 0o600);
+        Segment::unlink(&name).unwrap();
+        assert!(matches!(
+            Segment::open(&name),
+            Err(OpenError::NotFound { .. })
+        ));
+    }
+
+    /// Both ways of creating reserve the whole segment in /dev/shm: at once,
+    /// or the control area at once and the frames by the time the
+    /// reservation is waited for. The segment is usable before that.
+    #[test]
+    fn memory_is_reserved_now_or_by_the_reservation() {
+        use std::os::unix::fs::MetadataExt;
+        let big = RingSpec {
+            slots: 8,
+            height: 720,
+            width: 1080,
+            ..shape()
+        };
+        let reserved = |name: &str| {
+            std::fs::metadata(format!("{SHM_DIR}/{name}"))
+                .unwrap()
+                .blocks()
+                * 512
+        };
+        let name = test_name("reserve-now");
+        let _ = Segment::unlink(&name);
+        let seg = Segment::create(&name, big, 0o600, |_| {}).unwrap();
+        assert!(reserved(&name) >= seg.geometry().total_size);
+        Segment::unlink(&name).unwrap();
+
+        let name = test_name("reserve-later");
+        let _ = Segment::unlink(&name);
+        let (seg, later) =
+            Segment::create_reserving_frames_later(&name, big, 0o600, |_| {}).unwrap();
+        let g = seg.geometry();
+        assert!(g.off_data < g.total_size);
+        assert!(
+            reserved(&name) >= g.off_data,
+            "control area reserved at once"
+        );
+        let other = Segment::open(&name).unwrap();
+        assert_eq!(other.geometry(), g);
+        later
+            .expect("frames reserved in the background")
+            .wait()
+            .unwrap();
+        assert!(reserved(&name) >= g.total_size);
+        Segment::unlink(&name).unwrap();
+    }
+
+    #[test]
+    fn garbage_headers_are_refused() {
+        let name = test_name("garbage");
+        let _ = Segment::unlink(&name);
+        let seg = Segment::create(&name, shape(), 0o600, |_| {}).unwrap();
+        let path = format!("{SHM_DIR}/{name}");
+        let good = std::fs::read(&path).unwrap();
+        let mut cases: Vec<(&str, Vec<u8>)> = vec![];
+        let mut b = good.clone();
+        b[0] ^= 1;
+        cases.push(("magic", b));
+        let mut b = good.clone();
+        b[8] = 99;
+        cases.push(("version", b));
+        let mut b = good.clone();
+        b[8..12].copy_from_slice(&0u32.to_ne_bytes());
+        cases.push(("not ready", b));
+        let mut b = good.clone();
+        b[32 + 8] = 200; // slots
+        cases.push(("slots", b));
+        let mut b = good.clone();
+        b[32 + 120] ^= 0x40; // off_data
+        cases.push(("offset", b));
+        let mut b = good.clone();
+        b.truncate(good.len() - 4096);
+        cases.push(("truncated", b));
+        cases.push(("tiny", vec![1, 2, 3]));
+        for (what, bytes) in cases {
+            std::fs::write(&path, &bytes).unwrap();
+            let e = Segment::open(&name).expect_err(what);
+            assert!(
+                matches!(
+                    e,
+                    OpenError::NotARing { .. }
+                        | OpenError::Version { .. }
+                        | OpenError::NotReady { .. }
+                        | OpenError::Corrupt { .. }
+                ),
+                "{what}: {e}"
+            );
+        }
+        drop(seg);
+        Segment::unlink(&name).unwrap();
+    }
+}
+
+/// Property test over arbitrary bytes: a segment another process left or
+/// scribbled over must never make `open` panic or accept a geometry that does
+/// not fit the file.
+#[cfg(all(test, not(loom)))]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn name(tag: &str) -> String {
+        format!("framering-fuzz-{tag}-{}", std::process::id())
+    }
+
+    fn valid_segment_bytes() -> Vec<u8> {
+        let n = name("template");
+        let _ = Segment::unlink(&n);
+        let spec = RingSpec {
+            slots: 3,
+            height: 8,
+            width: 8,
+            channels: 3,
+            max_consumers: 2,
+            max_groups: 2,
+        };
+        let seg = Segment::create(&n, spec, 0o600, |_| {}).unwrap();
+        let bytes = std::fs::read(format!("{SHM_DIR}/{n}")).unwrap();
+        drop(seg);
+        Segment::unlink(&n).unwrap();
+        bytes
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, .. ProptestConfig::default() })]
+
+        #[test]
+        fn opening_garbage_is_an_error_never_a_panic(
+            random in proptest::collection::vec(any::<u8>(), 0..3 * 4096),
+            flips in proptest::collection::vec((0usize..4096, any::<u8>()), 1..8),
+            truncate in any::<bool>(),
+            cut in 0usize..32 * 1024,
+            use_random in any::<bool>(),
+        ) {
+            let n = name("open");
+            let path = format!("{SHM_DIR}/{n}");
+            let bytes = if use_random {
+                random
+            } else {
+                // A valid segment with a few header bytes changed, maybe cut short.
+                let mut b = valid_segment_bytes();
+                for (at, v) in flips {
+                    b[at % 512] = v;
+                }
+                if truncate {
+                    b.truncate(cut.min(b.len()));
+                }
+                b
+            };
+            std::fs::write(&path, &bytes).unwrap();
+            match Segment::open(&n) {
+                Ok(seg) => {
+                    // Accepted: then everything it says must fit the file.
+                    prop_assert_eq!(seg.geometry().total_size, bytes.len() as u64);
+                    prop_assert!(seg.len() == bytes.len());
+                    let groups = seg.geometry().max_groups as usize;
+                    let _ = seg.slot_states().len() + seg.consumers().len() + seg.groups().len()
+                        + seg.ready_cells(groups - 1).len() + seg.claims(groups - 1).len();
+                }
+                Err(e) => prop_assert!(!e.to_string().is_empty()),
+            }
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
+}

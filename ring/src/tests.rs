@@ -1,0 +1,612 @@
+//! Tests of the public API and the protocols through real segments, in one
+//! process (threads stand in for processes; a "dead" consumer is one whose
+//! table entry is made to name a process that has exited).
+
+use crate::process::ProcessId;
+use crate::*;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+fn name(tag: &str) -> String {
+    format!("framering-ring-{tag}-{}", std::process::id())
+}
+
+const SHAPE: FrameShape = FrameShape::new(4, 8, 3);
+
+fn producer(n: &str, slots: u32, groups: &[&str], bp: Backpressure) -> Producer {
+    Producer::builder(n)
+        .shape(SHAPE)
+        .slots(slots)
+        .max_consumers(4)
+        .max_groups(4)
+        .groups(groups.iter().copied())
+        .backpressure(bp)
+        .create()
+        .unwrap()
+}
+
+fn consumer(n: &str, group: &str, latest: bool) -> Consumer {
+    Consumer::builder(n)
+        .group(group)
+        .latest(latest)
+        .attach()
+        .unwrap()
+}
+
+fn put(p: &Producer, fill: u8) -> Option<u64> {
+    let mut s = match p.loan(Duration::from_millis(50)) {
+        Ok(s) => s,
+        Err(e) if e.is_timeout() => return None,
+        Err(e) => panic!("{e}"),
+    };
+    s.pixels_mut().fill(fill);
+    Some(
+        s.publish(&FrameMeta::new().source(b"g").src_size(8, 4))
+            .unwrap(),
+    )
+}
+
+fn take(c: &Consumer, timeout: Duration) -> Option<Frame<'_>> {
+    match c.take(timeout) {
+        Ok(Take::Frame(f)) => Some(f),
+        Err(e) if e.is_timeout() => None,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn seq_of(c: &Consumer) -> Option<u64> {
+    let f = take(c, Duration::from_millis(20))?;
+    assert!(f.pixels().iter().all(|&b| b == (f.seq() % 251) as u8));
+    Some(f.seq())
+}
+
+/// Makes consumer `c`'s table entry name a process that has exited, and
+/// forgets `c` without handing anything back (forget its frames first).
+fn kill(p: &Producer, c: Consumer) {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = ProcessId::of(child.id());
+    child.wait().unwrap();
+    let dead = dead.unwrap_or(ProcessId {
+        pid: u32::MAX - 7,
+        start_ticks: 1,
+    });
+    p.segment().consumers()[c.index() as usize]
+        .owner
+        .store(dead.owner_word(), Ordering::Release);
+    std::mem::forget(c);
+}
+
+#[test]
+fn threads_move_frames_in_order_and_in_place() {
+    let n = name("threads");
+    let p = producer(&n, 4, &["default"], Backpressure::Block);
+    let n2 = n.clone();
+    let reader = std::thread::spawn(move || {
+        let c = Consumer::builder(&n2).expect_shape(SHAPE).attach().unwrap();
+        let mut next = 0u64;
+        loop {
+            match c.take(Duration::from_secs(10)).unwrap() {
+                Take::Frame(f) => {
+                    assert_eq!(f.seq(), next);
+                    assert!(f.pixels().iter().all(|&b| b == (next % 251) as u8));
+                    assert_eq!(f.info().source(), format!("f{next}").as_bytes());
+                    assert_eq!(f.info().src_width, 8);
+                    next += 1;
+                }
+                Take::EndOfStream => return next,
+                other => panic!("{other:?}"),
+            }
+        }
+    });
+    for i in 0..5000u64 {
+        let mut s = p.loan(Duration::from_secs(10)).unwrap();
+        s.pixels_mut().fill((i % 251) as u8);
+        let source = format!("f{i}");
+        let seq = s
+            .publish(&FrameMeta::new().source(source.as_bytes()).src_size(8, 4))
+            .unwrap();
+        assert_eq!(seq, i);
+    }
+    p.finish();
+    assert!(p.drain(Some(Duration::from_secs(10))).unwrap());
+    assert_eq!(reader.join().unwrap(), 5000);
+    assert_eq!(p.free_slots(), 4);
+    p.unlink().unwrap();
+}
+
+#[test]
+fn a_consumer_adopts_the_ring_shape_unless_it_insists_on_another() {
+    let n = name("adopt");
+    let p = producer(&n, 2, &["default"], Backpressure::Block);
+    let c = Consumer::builder(&n).attach().unwrap();
+    assert_eq!((c.shape(), c.slots()), (SHAPE, 2));
+    let e = Consumer::builder(&n)
+        .expect_shape(FrameShape::new(4, 8, 1))
+        .attach()
+        .unwrap_err();
+    assert!(
+        matches!(e, AttachError::ShapeMismatch { ring: SHAPE, .. }),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        format!("ring {n:?} holds 4x8x3 frames, but this consumer expects 4x8x1 (leave the shape unset to adopt the ring's)")
+    );
+    drop(c);
+    p.unlink().unwrap();
+}
+
+#[test]
+fn errors_read_as_sentences() {
+    let n = name("absent");
+    let e = Consumer::builder(&n).attach().unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("ring {n:?} does not exist (no /dev/shm/{n})")
+    );
+    let e = Producer::builder("../etc")
+        .shape(SHAPE)
+        .create()
+        .unwrap_err();
+    assert!(
+        e.to_string().starts_with("invalid ring name \"../etc\""),
+        "{e}"
+    );
+    let e = Producer::builder(&n).create().unwrap_err();
+    assert!(e.to_string().contains("no frame shape given"), "{e}");
+    let e = Producer::builder(&n)
+        .shape(FrameShape::new(0, 1, 1))
+        .create()
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("ring {n:?}: height must be between 1 and 32768, got 0")
+    );
+}
+
+#[test]
+fn timeouts_are_reported_the_same_way_by_loan_and_take() {
+    let n = name("timeouts");
+    let p = producer(&n, 1, &["default"], Backpressure::Block);
+    let c = consumer(&n, "default", false);
+    let e = c.take(Duration::from_millis(10)).unwrap_err();
+    assert!(
+        e.is_timeout()
+            && matches!(e, TakeError::Timeout { waited } if waited == Duration::from_millis(10))
+    );
+    put(&p, 1).unwrap();
+    let held = take(&c, Duration::from_secs(1)).unwrap();
+    let e = p.loan(Duration::from_millis(10)).unwrap_err();
+    assert!(
+        e.is_timeout()
+            && matches!(e, LoanError::Timeout { waited } if waited == Duration::from_millis(10))
+    );
+    drop(held);
+    p.loan(Duration::from_secs(1)).unwrap();
+    p.unlink().unwrap();
+}
+
+#[test]
+fn a_dropped_slot_goes_back_and_decoder_threads_can_fill_slots() {
+    let n = name("slots");
+    let p = producer(&n, 4, &["default"], Backpressure::Block);
+    let c = consumer(&n, "default", false);
+    drop(p.loan(Duration::from_secs(1)).unwrap());
+    assert_eq!(p.free_slots(), 4);
+    // Two slots filled by two threads at once, published in order.
+    let a = p.loan(Duration::from_secs(1)).unwrap();
+    let b = p.loan(Duration::from_secs(1)).unwrap();
+    let (a, b) = std::thread::scope(|s| {
+        let ta = s.spawn(move || {
+            let mut a = a;
+            a.pixels_mut().fill(0);
+            a
+        });
+        let tb = s.spawn(move || {
+            let mut b = b;
+            b.pixels_mut().fill(1);
+            b
+        });
+        (ta.join().unwrap(), tb.join().unwrap())
+    });
+    assert_eq!(a.publish(&FrameMeta::new()).unwrap(), 0);
+    assert_eq!(b.publish(&FrameMeta::new()).unwrap(), 1);
+    assert_eq!((seq_of(&c), seq_of(&c)), (Some(0), Some(1)));
+    p.unlink().unwrap();
+}
+
+#[test]
+fn a_lease_goes_to_another_thread_and_returns_the_slot_there() {
+    let n = name("lease");
+    let p = producer(&n, 2, &["default"], Backpressure::Block);
+    let c = consumer(&n, "default", false);
+    for i in 0..2 {
+        put(&p, i).unwrap();
+    }
+    let leases: Vec<FrameLease> = (0..2)
+        .map(|_| take(&c, Duration::from_secs(1)).unwrap().into_lease())
+        .collect();
+    // Both slots are out; the consumer itself may even go away first.
+    drop(c);
+    assert!(p.loan(Duration::from_millis(20)).unwrap_err().is_timeout());
+    let sums: Vec<u64> = leases
+        .into_iter()
+        .map(|l| std::thread::spawn(move || (l.seq(), l.pixels()[0] as u64)))
+        .map(|t| t.join().unwrap())
+        .map(|(seq, px)| seq * 10 + px)
+        .collect();
+    assert_eq!(sums, vec![0, 11]);
+    // Both came back, and the entry was freed once the last lease went.
+    p.loan(Duration::from_secs(1)).unwrap();
+    p.service().unwrap();
+    assert_eq!(p.consumers(), 0);
+    p.unlink().unwrap();
+}
+
+#[test]
+fn two_threads_share_one_consumer() {
+    let n = name("sharedc");
+    let p = producer(&n, 4, &["default"], Backpressure::Block);
+    let c = consumer(&n, "default", false);
+    let got = std::thread::scope(|s| {
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut seen = vec![];
+                    loop {
+                        match c.take(Duration::from_secs(10)).unwrap() {
+                            Take::Frame(f) => seen.push(f.seq()),
+                            Take::EndOfStream => return seen,
+                            other => panic!("{other:?}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for i in 0..2000u64 {
+            let mut s = p.loan(Duration::from_secs(10)).unwrap();
+            s.pixels_mut().fill((i % 251) as u8);
+            s.publish(&FrameMeta::new()).unwrap();
+        }
+        p.finish();
+        assert!(p.drain(Some(Duration::from_secs(10))).unwrap());
+        readers
+            .into_iter()
+            .flat_map(|r| r.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    let mut got = got;
+    got.sort_unstable();
+    assert_eq!(got, (0..2000).collect::<Vec<_>>());
+    assert_eq!(c.frames_taken(), 2000);
+    p.unlink().unwrap();
+}
+
+#[test]
+fn shape_mismatch_and_full_table_are_refused() {
+    let n = name("refuse");
+    let p = producer(&n, 2, &["default"], Backpressure::Block);
+    let held: Vec<_> = (0..4).map(|_| consumer(&n, "default", false)).collect();
+    assert!(matches!(
+        Consumer::builder(&n).attach(),
+        Err(AttachError::TooManyConsumers { max: 4, .. })
+    ));
+    drop(held);
+    // The producer frees the entries of consumers that left.
+    p.service().unwrap();
+    consumer(&n, "default", false);
+    // A second producer on a live ring is refused, naming us.
+    match Producer::builder(&n).shape(SHAPE).create() {
+        Err(CreateError::InUse { pid, .. }) => assert_eq!(pid, std::process::id()),
+        other => panic!("{other:?}"),
+    }
+    p.unlink().unwrap();
+}
+
+#[test]
+fn a_ring_left_by_a_dead_producer_is_reclaimed() {
+    let n = name("reclaim");
+    let p = producer(&n, 2, &["default"], Backpressure::Block);
+    // The producer "dies": its identity in the header names an exited process.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    p.segment()
+        .header()
+        .producer_pid
+        .store(pid, Ordering::Release);
+    std::mem::forget(p);
+    let q = producer(&n, 3, &["default"], Backpressure::Block);
+    assert_eq!(q.slots(), 3);
+    q.unlink().unwrap();
+}
+
+/// A consumer must never see a header without its producer: the producer's
+/// identity, groups and policy are written before the layout version makes
+/// the segment openable.
+#[test]
+fn an_openable_header_always_names_its_producer() {
+    let n = name("halfinit");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let opener = s.spawn(|| {
+            let mut seen = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(view) = inspect::RingView::open(&n) {
+                    let st = view.snapshot();
+                    assert_ne!(
+                        st.producer.pid, 0,
+                        "an openable ring without a producer pid"
+                    );
+                    assert_eq!(st.groups.len(), 1, "an openable ring without its groups");
+                    seen += 1;
+                }
+            }
+            seen
+        });
+        for _ in 0..300 {
+            let p = producer(&n, 1, &["default"], Backpressure::Block);
+            p.unlink().unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+        let seen = opener.join().unwrap();
+        assert!(seen > 0, "the opener never caught a ring");
+    });
+}
+
+#[test]
+fn frames_of_a_dead_consumer_are_delivered_again() {
+    let n = name("dead");
+    let p = producer(&n, 3, &["default"], Backpressure::Block);
+    for i in 0..3u8 {
+        put(&p, i).unwrap();
+    }
+    // A consumer takes two frames, returns one, then "dies".
+    let victim = consumer(&n, "default", false);
+    p.service().unwrap();
+    let a = take(&victim, Duration::ZERO).unwrap();
+    let b = take(&victim, Duration::ZERO).unwrap();
+    assert_eq!((a.seq(), b.seq()), (0, 1));
+    drop(a);
+    let index = victim.index() as usize;
+    std::mem::forget(b);
+    kill(&p, victim);
+
+    assert_eq!(p.reap_dead_consumers().unwrap(), 1);
+    assert_eq!(
+        p.segment().consumers()[index].owner.load(Ordering::Relaxed),
+        0
+    );
+    let c = consumer(&n, "default", false);
+    p.service().unwrap();
+    let mut seen = vec![];
+    while let Some(f) = take(&c, Duration::from_millis(50)) {
+        seen.push((f.seq(), f.info().redeliveries, f.pixels()[0]));
+    }
+    seen.sort();
+    assert_eq!(seen, vec![(1, 1, 1), (2, 0, 2)]);
+    p.unlink().unwrap();
+}
+
+#[test]
+fn a_consumer_with_a_corrupt_return_queue_does_not_stop_the_ring() {
+    let n = name("quarantine");
+    let p = producer(&n, 2, &["default"], Backpressure::Block);
+    let bad = consumer(&n, "default", false);
+    let good = consumer(&n, "default", false);
+    // The bad consumer scribbles over its own return queue.
+    p.segment().consumers()[bad.index() as usize]
+        .ret
+        .tail
+        .store(u64::MAX / 3, Ordering::Relaxed);
+    for round in 0..20u8 {
+        let mut s = p.loan(Duration::from_secs(2)).unwrap();
+        s.pixels_mut().fill(round);
+        s.publish(&FrameMeta::new()).unwrap();
+        let f = take(&good, Duration::from_secs(1)).unwrap();
+        assert_eq!(f.pixels()[0], round);
+    }
+    assert_eq!(p.quarantined(), 1 << bad.index());
+    p.unlink().unwrap();
+}
+
+#[test]
+fn every_group_gets_every_frame_and_its_consumers_share_them() {
+    let n = name("groups");
+    let p = producer(&n, 4, &["a", "b"], Backpressure::Block);
+    let readers: Vec<_> = ["a", "a", "b"]
+        .into_iter()
+        .map(|g| {
+            let n = n.clone();
+            std::thread::spawn(move || {
+                let c = consumer(&n, g, false);
+                let mut seen = vec![];
+                loop {
+                    match c.take(Duration::from_secs(10)).unwrap() {
+                        Take::Frame(f) => {
+                            let seq = f.seq();
+                            assert!(f.pixels().iter().all(|&b| b == (seq % 251) as u8));
+                            seen.push(seq);
+                        }
+                        Take::EndOfStream => return (g, seen),
+                        other => panic!("{other:?}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for i in 0..3000u64 {
+        let mut s = p.loan(Duration::from_secs(10)).unwrap();
+        s.pixels_mut().fill((i % 251) as u8);
+        s.publish(&FrameMeta::new()).unwrap();
+    }
+    p.finish();
+    assert!(p.drain(Some(Duration::from_secs(10))).unwrap());
+    let mut a = vec![];
+    let mut b = vec![];
+    for r in readers {
+        let (g, seen) = r.join().unwrap();
+        if g == "a" {
+            a.extend(seen)
+        } else {
+            b.extend(seen)
+        }
+    }
+    a.sort_unstable();
+    let all: Vec<u64> = (0..3000).collect();
+    assert_eq!(a, all, "group a: each frame exactly once");
+    assert_eq!(b, all, "group b: each frame exactly once, in order");
+    assert_eq!(p.free_slots(), 4);
+    assert_eq!(p.dropped(), 0);
+    p.unlink().unwrap();
+}
+
+#[test]
+fn an_ad_hoc_group_starts_at_the_next_frame_and_stops_holding_slots_when_it_leaves() {
+    let n = name("adhoc");
+    let p = producer(&n, 4, &["main"], Backpressure::Block);
+    let main = consumer(&n, "main", false);
+    assert_eq!(put(&p, 0), Some(0));
+    assert_eq!(put(&p, 1), Some(1));
+    let preview = consumer(&n, "preview", false);
+    p.service().unwrap();
+    assert_eq!(p.subscribed_groups(), 2);
+    assert_eq!(put(&p, 2), Some(2));
+    // The new group sees frame 2 only; the declared one sees them all.
+    assert_eq!(seq_of(&preview), Some(2));
+    assert_eq!(seq_of(&preview), None);
+    assert_eq!(
+        (seq_of(&main), seq_of(&main), seq_of(&main)),
+        (Some(0), Some(1), Some(2))
+    );
+    assert_eq!(put(&p, 3), Some(3));
+    assert_eq!(put(&p, 4), Some(4));
+    // The preview leaves without taking 3 and 4; main takes them: the
+    // slots come back although the preview never returned them.
+    drop(preview);
+    p.service().unwrap();
+    assert_eq!(p.subscribed_groups(), 1);
+    assert_eq!((seq_of(&main), seq_of(&main)), (Some(3), Some(4)));
+    p.finish();
+    assert!(p.drain(Some(Duration::from_secs(2))).unwrap());
+    // What the preview never took counts as its drops.
+    let preview = p.group_reports().into_iter().find(|g| g.name == "preview");
+    assert_eq!(
+        preview,
+        Some(GroupReport {
+            name: "preview".into(),
+            dropped: 2,
+            declared: false
+        })
+    );
+    p.unlink().unwrap();
+}
+
+#[test]
+fn block_with_no_group_waits_for_a_subscriber() {
+    let n = name("nogroup");
+    let p = producer(&n, 2, &[], Backpressure::Block);
+    assert!(p.loan(Duration::from_millis(30)).unwrap_err().is_timeout());
+    let c = consumer(&n, "late", false);
+    assert_eq!(put(&p, 0), Some(0));
+    assert_eq!(seq_of(&c), Some(0));
+    p.unlink().unwrap();
+}
+
+#[test]
+fn drop_oldest_keeps_the_newest_and_never_takes_a_frame_being_read() {
+    let n = name("dropold");
+    let p = producer(&n, 4, &["default"], Backpressure::DropOldest);
+    let c = consumer(&n, "default", false);
+    assert_eq!(put(&p, 0), Some(0));
+    let held = take(&c, Duration::from_millis(50)).unwrap();
+    // The producer never waits: 20 more frames into 3 remaining slots.
+    for i in 1..=20u64 {
+        assert_eq!(put(&p, (i % 251) as u8), Some(i));
+    }
+    // The frame being read was not touched.
+    assert_eq!(held.seq(), 0);
+    assert!(held.pixels().iter().all(|&b| b == 0));
+    drop(held);
+    assert_eq!(p.dropped(), 17);
+    assert_eq!(c.group_dropped(), 17);
+    let rest: Vec<_> = std::iter::from_fn(|| seq_of(&c)).collect();
+    assert_eq!(rest, vec![18, 19, 20], "the newest frames survive");
+    p.unlink().unwrap();
+}
+
+#[test]
+fn drop_oldest_with_a_consumer_that_never_takes_keeps_going() {
+    // Stale queue entries would fill the group's queue if nothing
+    // cleared them; the producer evicts them.
+    let n = name("dropidle");
+    let p = producer(&n, 2, &["default"], Backpressure::DropOldest);
+    let c = consumer(&n, "default", false);
+    for i in 0..1000u64 {
+        assert_eq!(put(&p, (i % 251) as u8), Some(i));
+    }
+    assert_eq!(p.dropped(), 998);
+    let rest: Vec<_> = std::iter::from_fn(|| seq_of(&c)).collect();
+    assert_eq!(rest, vec![998, 999]);
+    p.unlink().unwrap();
+}
+
+#[test]
+fn latest_skips_to_the_newest_frame_and_returns_the_rest() {
+    let n = name("latest");
+    let p = producer(&n, 4, &["default"], Backpressure::Block);
+    let c = consumer(&n, "default", true);
+    for i in 0..3u8 {
+        put(&p, i).unwrap();
+    }
+    assert_eq!(seq_of(&c), Some(2));
+    assert_eq!(c.skipped(), 2);
+    // Every slot is back with the producer.
+    p.finish();
+    assert!(p.drain(Some(Duration::from_secs(2))).unwrap());
+    p.unlink().unwrap();
+}
+
+#[test]
+fn a_dead_consumer_of_an_ad_hoc_group_releases_its_slots() {
+    let n = name("adhocdead");
+    let p = producer(&n, 2, &[], Backpressure::Block);
+    let victim = consumer(&n, "tmp", false);
+    put(&p, 0).unwrap();
+    put(&p, 1).unwrap();
+    let f = take(&victim, Duration::from_millis(50)).unwrap();
+    std::mem::forget(f);
+    kill(&p, victim);
+    assert_eq!(
+        p.reap_dead_consumers().unwrap(),
+        0,
+        "nobody to redeliver to"
+    );
+    assert_eq!(p.free_slots(), 2);
+    assert_eq!(p.subscribed_groups(), 0);
+    p.unlink().unwrap();
+}
+
+#[test]
+fn block_keeps_at_most_max_queued_frames_ahead_of_the_consumers() {
+    let n = name("maxq");
+    let p = Producer::builder(&n)
+        .shape(SHAPE)
+        .slots(8)
+        .max_queued(3)
+        .create()
+        .unwrap();
+    let c = consumer(&n, "default", false);
+    for i in 0..3u8 {
+        put(&p, i).unwrap();
+    }
+    // Five slots are free, but three frames wait already.
+    assert_eq!(p.free_slots(), 5);
+    assert!(p.loan(Duration::from_millis(30)).unwrap_err().is_timeout());
+    // A consumer taking one (and holding it) lets the producer go on.
+    let held = take(&c, Duration::from_millis(50)).unwrap();
+    assert_eq!(put(&p, 3), Some(3));
+    assert!(p.loan(Duration::from_millis(30)).unwrap_err().is_timeout());
+    drop(held);
+    p.unlink().unwrap();
+}

@@ -1,0 +1,212 @@
+//! What the binaries share: logging, exit codes, and mapping errors to them.
+
+use super::config::{Config, ConfigError};
+use framering_ring::{
+    AttachError, CreateError, LoanError, OpenError, PublishError, RingCorrupt, TakeError,
+};
+use std::path::Path;
+
+/// Documented exit codes of the binaries.
+pub mod exit {
+    /// Success.
+    pub const OK: i32 = 0;
+    /// A runtime failure (I/O, a corrupt ring, …).
+    pub const FAILURE: i32 = 1;
+    /// Bad configuration, flags or input path.
+    pub const CONFIG: i32 = 2;
+    /// The ring was refused: in use by a live producer, a different shape or
+    /// layout version, corrupt header, absent after the wait, or full.
+    pub const RING: i32 = 3;
+    /// Consumer: the producer died; every frame it published was consumed.
+    pub const PRODUCER_GONE: i32 = 4;
+    /// The shared segment became inaccessible (SIGBUS: truncated by another
+    /// process, or /dev/shm out of memory).
+    pub const SHM_LOST: i32 = framering_ring::signals::SIGBUS_EXIT;
+    /// Stopped by a second SIGINT/SIGTERM.
+    pub const INTERRUPTED: i32 = 130;
+}
+
+/// Starts `tracing` to stderr; `RUST_LOG` overrides the default `info`.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+/// Loads the config file; the default path may be absent (built-in defaults).
+pub fn load_config(path: &Path, explicit: bool) -> Result<Config, ConfigError> {
+    if !explicit && !path.exists() {
+        tracing::info!(path = %path.display(), "no config file; using built-in defaults");
+        return Ok(Config::default());
+    }
+    Config::load(path)
+}
+
+/// The exit code for an error chain (the table in README.md).
+pub fn exit_code(e: &anyhow::Error) -> i32 {
+    for cause in e.chain() {
+        if cause.is::<ConfigError>() || cause.is::<crate::media::source::SourceError>() {
+            return exit::CONFIG;
+        }
+        if let Some(crate::media::video::VideoError::NotFound { .. }) = cause.downcast_ref() {
+            return exit::CONFIG;
+        }
+        if let Some(e) = cause.downcast_ref::<CreateError>() {
+            return match e {
+                CreateError::InUse { .. }
+                | CreateError::PermissionDenied { .. }
+                | CreateError::Unreclaimable { .. } => exit::RING,
+                CreateError::Io { .. } => exit::FAILURE,
+                _ => exit::CONFIG,
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<AttachError>() {
+            return match e {
+                AttachError::Open(o) => open_code(o),
+                AttachError::InvalidGroup(_) => exit::CONFIG,
+                _ => exit::RING,
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<OpenError>() {
+            return open_code(e);
+        }
+        if let Some(TakeError::GroupRefused { .. }) = cause.downcast_ref() {
+            return exit::RING;
+        }
+        if let Some(PublishError::NoSpace { .. }) = cause.downcast_ref() {
+            return exit::CONFIG;
+        }
+        if cause.is::<RingCorrupt>() || cause.is::<LoanError>() || cause.is::<TakeError>() {
+            return exit::FAILURE;
+        }
+    }
+    exit::FAILURE
+}
+
+fn open_code(e: &OpenError) -> i32 {
+    match e {
+        OpenError::InvalidName(_) => exit::CONFIG,
+        OpenError::Io { .. } => exit::FAILURE,
+        _ => exit::RING,
+    }
+}
+
+/// Flags that override `[ring]` keys, shared by every binary.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RingArgs {
+    /// Config file.
+    #[arg(long, default_value = "config.toml")]
+    pub config: std::path::PathBuf,
+    /// ring.name
+    #[arg(long)]
+    pub ring: Option<String>,
+    /// ring.slots
+    #[arg(long)]
+    pub slots: Option<u32>,
+    /// ring.height
+    #[arg(long)]
+    pub height: Option<u32>,
+    /// ring.width
+    #[arg(long)]
+    pub width: Option<u32>,
+    /// ring.channels
+    #[arg(long)]
+    pub channels: Option<u32>,
+    /// ring.mode (octal, e.g. 0660)
+    #[arg(long)]
+    pub mode: Option<String>,
+    /// ring.max_consumers
+    #[arg(long)]
+    pub max_consumers: Option<u32>,
+    /// ring.max_groups
+    #[arg(long)]
+    pub max_groups: Option<u32>,
+    /// ring.max_queued (0: 2 to 8 frames, as many as fit in 8 MiB)
+    #[arg(long)]
+    pub max_queued: Option<u32>,
+    /// ring.wait
+    #[arg(long, value_enum)]
+    pub wait: Option<super::config::WaitKind>,
+    /// Write the final summary as JSON to this file.
+    #[arg(long)]
+    pub stats_json: Option<std::path::PathBuf>,
+    /// No progress bar or progress lines (the summary is still printed).
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Serve Prometheus metrics on http://ADDR/metrics (`PORT` alone binds
+    /// to loopback).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
+}
+
+impl RingArgs {
+    /// Progress and metrics for a run of `role`; starts the metrics server.
+    pub fn run_options(&self, role: &str) -> anyhow::Result<super::pipeline::RunOptions> {
+        let metrics = match &self.metrics_addr {
+            Some(addr) => {
+                let m = super::metrics::Metrics::new(role);
+                let bound = m
+                    .serve(addr)
+                    .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
+                tracing::info!("metrics on http://{bound}/metrics");
+                Some(m)
+            }
+            None => None,
+        };
+        Ok(super::pipeline::RunOptions {
+            progress: super::stats::Progress::auto(self.quiet),
+            metrics,
+        })
+    }
+}
+
+impl RingArgs {
+    /// Loads the config and applies these overrides.
+    pub fn load(&self, argv_has_config: bool) -> Result<Config, ConfigError> {
+        let mut c = load_config(&self.config, argv_has_config)?;
+        let r = &mut c.ring;
+        set(&mut r.name, self.ring.clone());
+        set(&mut r.slots, self.slots);
+        set(&mut r.height, self.height);
+        set(&mut r.width, self.width);
+        set(&mut r.channels, self.channels);
+        set(&mut r.mode, self.mode.clone());
+        set(&mut r.max_consumers, self.max_consumers);
+        set(&mut r.max_groups, self.max_groups);
+        set(&mut r.max_queued, self.max_queued);
+        set(&mut r.wait, self.wait);
+        Ok(c)
+    }
+}
+
+/// Whether `--config` was given on the command line.
+pub fn config_flag_given() -> bool {
+    std::env::args().any(|a| a == "--config" || a.starts_with("--config="))
+}
+
+/// Prints an error with its causes and returns its exit code.
+pub fn report_error(e: &anyhow::Error) -> i32 {
+    eprintln!("error: {e:#}");
+    exit_code(e)
+}
+
+/// Replaces `field` with the flag's value when the flag was given.
+pub fn set<T>(field: &mut T, flag: Option<T>) {
+    if let Some(v) = flag {
+        *field = v;
+    }
+}
+
+/// The whole `main` of a binary: logging, flag parsing, `run`, exit code.
+pub fn main_with<A: clap::Parser>(run: impl FnOnce(A) -> anyhow::Result<i32>) -> ! {
+    init_logging();
+    let code = match run(A::parse()) {
+        Ok(code) => code,
+        Err(e) => report_error(&e),
+    };
+    std::process::exit(code)
+}

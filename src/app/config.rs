@@ -1,0 +1,603 @@
+//! The TOML configuration (`config.toml`), with defaults for every key and
+//! validation that names the offending key.
+
+use crate::media::decode::{JpegDecoder, ShapePolicy};
+use crate::media::sink::OutputFormat;
+use crate::media::FrameShape;
+use framering_ring::limits::{MAX_CONSUMERS, MAX_DIM, MAX_GROUPS, MAX_SLOTS};
+use framering_ring::{validate_group_name, Backpressure, WaitStrategy};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// A configuration problem; the binaries exit with code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema (the message names the key).
+    #[error("invalid config {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with the key and line.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid config: {key}: {message}")]
+    Invalid {
+        /// The key, e.g. `ring.slots`.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// How processes wait for frames and free slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum WaitKind {
+    /// Busy-wait: lowest latency, one core per waiting process.
+    Spin,
+    /// Spin briefly, then sleep on a futex.
+    SpinThenFutex,
+    /// Sleep on a futex at once.
+    Futex,
+}
+
+impl WaitKind {
+    /// The ring-core strategy.
+    pub fn strategy(self) -> WaitStrategy {
+        match self {
+            WaitKind::Spin => WaitStrategy::SPIN,
+            WaitKind::SpinThenFutex => WaitStrategy::SPIN_THEN_FUTEX,
+            WaitKind::Futex => WaitStrategy::FUTEX,
+        }
+    }
+}
+
+/// What the producer does when every slot is taken (`ring.backpressure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum BackpressureKind {
+    /// Wait for a consumer to hand a slot back: lossless (files).
+    Block,
+    /// Drop the oldest frame no consumer has taken yet (live sources).
+    #[value(name = "drop_oldest", alias = "drop-oldest")]
+    DropOldest,
+}
+
+impl BackpressureKind {
+    /// The ring-core policy.
+    pub fn policy(self) -> Backpressure {
+        match self {
+            BackpressureKind::Block => Backpressure::Block,
+            BackpressureKind::DropOldest => Backpressure::DropOldest,
+        }
+    }
+}
+
+/// `[ring]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RingConfig {
+    /// Name of the shared-memory object (/dev/shm/NAME).
+    pub name: String,
+    /// Number of frame slots.
+    pub slots: u32,
+    /// Frame height.
+    pub height: u32,
+    /// Frame width.
+    pub width: u32,
+    /// Channels: 1 (gray), 3 (RGB) or 4 (RGBA).
+    pub channels: u32,
+    /// Octal permission of the segment, e.g. "0600".
+    pub mode: String,
+    /// Most consumers attached at once.
+    pub max_consumers: u32,
+    /// Most consumer groups at once.
+    pub max_groups: u32,
+    /// Groups that receive every frame from the start, with or without
+    /// consumers (others join and leave at run time).
+    pub groups: Vec<String>,
+    /// `block` or `drop_oldest`.
+    pub backpressure: BackpressureKind,
+    /// With `block`: the most frames a group may have queued and not yet
+    /// taken before the producer waits (0: 2 to 8 frames, as many as fit in 8 MiB).
+    pub max_queued: u32,
+    /// Wait strategy.
+    pub wait: WaitKind,
+}
+
+impl Default for RingConfig {
+    fn default() -> Self {
+        Self {
+            name: "framering".into(),
+            slots: 16,
+            height: 360,
+            width: 480,
+            channels: 3,
+            mode: "0600".into(),
+            max_consumers: 16,
+            max_groups: 8,
+            groups: vec![framering_ring::DEFAULT_GROUP.to_string()],
+            backpressure: BackpressureKind::Block,
+            max_queued: 0,
+            wait: WaitKind::SpinThenFutex,
+        }
+    }
+}
+
+/// `[producer]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProducerConfig {
+    /// A file, a directory or a glob pattern.
+    pub input: String,
+    /// Walk sub-directories of a directory input.
+    pub recursive: bool,
+    /// Fitting of differently sized images.
+    pub shape_policy: ShapePolicy,
+    /// Decoder threads; 0 = one per core.
+    pub decode_threads: u32,
+    /// JPEG decoding library: `auto`, `image` or `turbojpeg`.
+    pub jpeg_decoder: JpegDecoder,
+    /// Times to replay the inputs.
+    #[serde(rename = "loop")]
+    pub loops: u32,
+    /// Keep decoded frames of the first pass in memory and replay them on
+    /// later loops, up to this many MiB (0: decode every time).
+    pub loop_cache_mb: u64,
+    /// Seconds to wait at the end for consumers to finish; 0 = no limit.
+    pub drain_timeout_secs: f64,
+    /// Leave the segment in /dev/shm at exit.
+    pub keep: bool,
+    /// Publish at most this many frames per second; 0 = as fast as possible.
+    pub fps_limit: f64,
+    /// Publish video at the source's own frame rate (live-like playback).
+    pub realtime: bool,
+    /// What `input` is: `auto`, `images`, `video` (through ffmpeg) or `raw`
+    /// (frames of the ring's shape, back to back).
+    pub source: SourceKind,
+    /// The ffmpeg program used for video input and output.
+    pub ffmpeg: String,
+}
+
+/// What the producer's input is (`producer.source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// `-` is raw frames on stdin; a URL, a device or a video file
+    /// extension is video; anything else is images.
+    Auto,
+    /// Image files: a file, a directory or a glob.
+    Images,
+    /// Anything ffmpeg can read.
+    Video,
+    /// Raw frames of the ring's shape (a file, a FIFO or `-` for stdin).
+    Raw,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        Self {
+            input: "assets".into(),
+            recursive: false,
+            shape_policy: ShapePolicy::Fit,
+            decode_threads: 0,
+            jpeg_decoder: JpegDecoder::Auto,
+            loops: 1,
+            loop_cache_mb: 0,
+            drain_timeout_secs: 0.0,
+            keep: false,
+            fps_limit: 0.0,
+            realtime: false,
+            source: SourceKind::Auto,
+            ffmpeg: "ffmpeg".into(),
+        }
+    }
+}
+
+/// `[consumer]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsumerConfig {
+    /// A directory, `-` (raw frames to stdout) or `null` (checksum only).
+    pub output: String,
+    /// File format for a directory output.
+    pub format: OutputFormat,
+    /// JPEG quality 1–100.
+    pub jpeg_quality: u8,
+    /// Seconds to wait for the ring to appear.
+    pub wait_timeout_secs: f64,
+    /// Consumer group to join: every group gets every frame; the consumers
+    /// of a group share them.
+    pub group: String,
+    /// Skip to the newest frame on every take (previews).
+    pub latest: bool,
+    /// Frame rate written into a video output.
+    pub video_fps: f64,
+    /// Hold each frame this many milliseconds before handing it back
+    /// (simulates per-frame work; for tests and benchmarks).
+    pub hold_ms: f64,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        Self {
+            output: "out".into(),
+            format: OutputFormat::Png,
+            jpeg_quality: 90,
+            wait_timeout_secs: 30.0,
+            group: framering_ring::DEFAULT_GROUP.to_string(),
+            latest: false,
+            video_fps: 25.0,
+            hold_ms: 0.0,
+        }
+    }
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `[ring]`
+    pub ring: RingConfig,
+    /// `[producer]`
+    pub producer: ProducerConfig,
+    /// `[consumer]`
+    pub consumer: ConsumerConfig,
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+fn range(key: &'static str, v: u32, lo: u32, hi: u32) -> Result<(), ConfigError> {
+    if v < lo || v > hi {
+        return Err(invalid(
+            key,
+            format!("must be between {lo} and {hi}, got {v}"),
+        ));
+    }
+    Ok(())
+}
+
+fn seconds(key: &'static str, v: f64) -> Result<(), ConfigError> {
+    if !(v.is_finite() && (0.0..=1e9).contains(&v)) {
+        return Err(invalid(
+            key,
+            format!("must be a number of seconds >= 0, got {v}"),
+        ));
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Parses TOML text (`path` is only for messages).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Reads and parses a file (not yet validated: apply overrides first).
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// The configured frame shape.
+    pub fn frame_shape(&self) -> FrameShape {
+        FrameShape {
+            height: self.ring.height,
+            width: self.ring.width,
+            channels: self.ring.channels,
+        }
+    }
+
+    /// The configured frame shape, as the ring names it.
+    pub fn ring_shape(&self) -> framering_ring::FrameShape {
+        framering_ring::FrameShape::new(self.ring.height, self.ring.width, self.ring.channels)
+    }
+
+    /// Bytes of the ring's shared-memory segment.
+    fn segment_size(&self) -> Result<u64, ConfigError> {
+        framering_ring::segment_size(
+            self.ring_shape(),
+            self.ring.slots,
+            self.ring.max_consumers,
+            self.ring.max_groups,
+        )
+        .map_err(|e| invalid("ring.slots", e.to_string()))
+    }
+
+    /// The segment mode, parsed.
+    pub fn mode(&self) -> Result<u32, ConfigError> {
+        let m = self.ring.mode.trim_start_matches("0o");
+        let mode = u32::from_str_radix(m, 8).map_err(|_| {
+            invalid(
+                "ring.mode",
+                format!("must be octal like \"0600\", got {:?}", self.ring.mode),
+            )
+        })?;
+        if mode > 0o777 || mode & 0o600 != 0o600 {
+            return Err(invalid(
+                "ring.mode",
+                format!(
+                    "must be at most 0777 and give the owner read and write (0600), got {mode:04o}"
+                ),
+            ));
+        }
+        Ok(mode)
+    }
+
+    /// Checks every value before anything is created; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        framering_ring::validate_ring_name(&self.ring.name)
+            .map_err(|e| invalid("ring.name", e.to_string()))?;
+        range("ring.slots", self.ring.slots, 1, MAX_SLOTS)?;
+        range("ring.height", self.ring.height, 1, MAX_DIM)?;
+        range("ring.width", self.ring.width, 1, MAX_DIM)?;
+        if !matches!(self.ring.channels, 1 | 3 | 4) {
+            return Err(invalid(
+                "ring.channels",
+                format!(
+                    "must be 1 (gray), 3 (RGB) or 4 (RGBA), got {}",
+                    self.ring.channels
+                ),
+            ));
+        }
+        range(
+            "ring.max_consumers",
+            self.ring.max_consumers,
+            1,
+            MAX_CONSUMERS,
+        )?;
+        range("ring.max_groups", self.ring.max_groups, 1, MAX_GROUPS)?;
+        if self.producer.jpeg_decoder == JpegDecoder::Turbojpeg && !JpegDecoder::TURBOJPEG_BUILT {
+            return Err(invalid(
+                "producer.jpeg_decoder",
+                "\"turbojpeg\" needs framering built with libjpeg-turbo: cargo build --release --features turbojpeg (needs cmake and nasm); or use \"auto\" or \"image\"",
+            ));
+        }
+        range("ring.max_queued", self.ring.max_queued, 0, MAX_SLOTS)?;
+        if self.ring.groups.len() > self.ring.max_groups as usize {
+            return Err(invalid(
+                "ring.groups",
+                format!(
+                    "names {} groups but ring.max_groups is {}",
+                    self.ring.groups.len(),
+                    self.ring.max_groups
+                ),
+            ));
+        }
+        for g in &self.ring.groups {
+            validate_group_name(g).map_err(|e| invalid("ring.groups", e.to_string()))?;
+        }
+        validate_group_name(&self.consumer.group)
+            .map_err(|e| invalid("consumer.group", e.to_string()))?;
+        if !(self.producer.fps_limit.is_finite() && (0.0..=1e7).contains(&self.producer.fps_limit))
+        {
+            return Err(invalid(
+                "producer.fps_limit",
+                format!(
+                    "must be frames per second >= 0, got {}",
+                    self.producer.fps_limit
+                ),
+            ));
+        }
+        if !(self.consumer.video_fps.is_finite()
+            && (0.01..=1000.0).contains(&self.consumer.video_fps))
+        {
+            return Err(invalid(
+                "consumer.video_fps",
+                format!(
+                    "must be between 0.01 and 1000, got {}",
+                    self.consumer.video_fps
+                ),
+            ));
+        }
+        seconds("consumer.hold_ms", self.consumer.hold_ms)?;
+        if self.producer.ffmpeg.is_empty() {
+            return Err(invalid("producer.ffmpeg", "must name the ffmpeg program"));
+        }
+        self.mode()?;
+        self.segment_size()?;
+        range(
+            "producer.decode_threads",
+            self.producer.decode_threads,
+            0,
+            256,
+        )?;
+        range("producer.loop", self.producer.loops, 1, u32::MAX)?;
+        seconds(
+            "producer.drain_timeout_secs",
+            self.producer.drain_timeout_secs,
+        )?;
+        seconds(
+            "consumer.wait_timeout_secs",
+            self.consumer.wait_timeout_secs,
+        )?;
+        if !(1..=100).contains(&self.consumer.jpeg_quality) {
+            return Err(invalid(
+                "consumer.jpeg_quality",
+                format!(
+                    "must be between 1 and 100, got {}",
+                    self.consumer.jpeg_quality
+                ),
+            ));
+        }
+        if self.producer.input.is_empty() {
+            return Err(invalid(
+                "producer.input",
+                "must name a file, directory or glob",
+            ));
+        }
+        if self.consumer.output.is_empty() {
+            return Err(invalid(
+                "consumer.output",
+                "must be a directory, \"-\" or \"null\"",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks that /dev/shm can hold the ring (producer side).
+    pub fn validate_space(&self) -> Result<(), ConfigError> {
+        let size = self.segment_size()?;
+        if let Some(free) = framering_ring::shm_free_bytes() {
+            if size > free {
+                return Err(invalid(
+                    "ring.slots",
+                    format!(
+                        "the ring needs {} MiB but /dev/shm has {} MiB free: lower ring.slots or the frame size, or enlarge /dev/shm (Docker: --shm-size)",
+                        size >> 20,
+                        free >> 20
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The wait strategy.
+    pub fn wait(&self) -> WaitStrategy {
+        self.ring.wait.strategy()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Config, ConfigError> {
+        let c = Config::parse(s, Path::new("t.toml"))?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    fn key_of(r: Result<Config, ConfigError>) -> String {
+        match r {
+            Err(ConfigError::Invalid { key, .. }) => key.to_string(),
+            Err(e) => e.to_string(),
+            Ok(_) => "ok".into(),
+        }
+    }
+
+    #[test]
+    fn shipped_config_is_valid_and_documented() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")).unwrap();
+        let c = parse(&text).unwrap();
+        assert_eq!(c.ring.channels, 3);
+        // Every key of the schema appears, commented, in the shipped file.
+        for key in [
+            "name",
+            "slots",
+            "height",
+            "width",
+            "channels",
+            "mode",
+            "max_consumers",
+            "max_groups",
+            "groups",
+            "backpressure",
+            "max_queued",
+            "wait",
+            "fps_limit",
+            "realtime",
+            "source",
+            "ffmpeg",
+            "group",
+            "latest",
+            "video_fps",
+            "hold_ms",
+            "input",
+            "recursive",
+            "shape_policy",
+            "decode_threads",
+            "jpeg_decoder",
+            "loop",
+            "loop_cache_mb",
+            "drain_timeout_secs",
+            "keep",
+            "output",
+            "format",
+            "jpeg_quality",
+            "wait_timeout_secs",
+        ] {
+            assert!(
+                text.contains(&format!("\n{key} =")),
+                "config.toml lacks {key}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        assert_eq!(key_of(parse("[ring]\nslots = 0")), "ring.slots");
+        assert_eq!(key_of(parse("[ring]\nchannels = 2")), "ring.channels");
+        assert_eq!(key_of(parse("[ring]\nname = \"../etc\"")), "ring.name");
+        assert_eq!(key_of(parse("[ring]\nmode = \"0400\"")), "ring.mode");
+        assert_eq!(key_of(parse("[ring]\nmode = \"rw\"")), "ring.mode");
+        assert_eq!(key_of(parse("[ring]\nheight = 100000")), "ring.height");
+        assert_eq!(
+            key_of(parse("[consumer]\njpeg_quality = 0")),
+            "consumer.jpeg_quality"
+        );
+        assert_eq!(
+            key_of(parse("[producer]\ndrain_timeout_secs = -1.0")),
+            "producer.drain_timeout_secs"
+        );
+        assert_eq!(key_of(parse("[ring]\ngroups = [\"a b\"]")), "ring.groups");
+        let e = key_of(parse("[producer]\njpeg_decoder = \"libjpeg\""));
+        assert!(e.contains("jpeg_decoder"), "{e}");
+        if !JpegDecoder::TURBOJPEG_BUILT {
+            assert_eq!(
+                key_of(parse("[producer]\njpeg_decoder = \"turbojpeg\"")),
+                "producer.jpeg_decoder"
+            );
+        }
+        assert_eq!(
+            key_of(parse("[ring]\nmax_groups = 1\ngroups = [\"a\", \"b\"]")),
+            "ring.groups"
+        );
+        assert_eq!(key_of(parse("[ring]\nmax_groups = 65")), "ring.max_groups");
+        assert_eq!(key_of(parse("[consumer]\ngroup = \"\"")), "consumer.group");
+        assert_eq!(
+            key_of(parse("[producer]\nfps_limit = -3.0")),
+            "producer.fps_limit"
+        );
+        let e = key_of(parse("[ring]\nbackpressure = \"drop_newest\""));
+        assert!(e.contains("backpressure"), "{e}");
+        let e = key_of(parse("[ring]\nslotz = 3"));
+        assert!(e.contains("slotz"), "{e}");
+        let e = key_of(parse("[producer]\nshape_policy = \"squash\""));
+        assert!(e.contains("shape_policy") || e.contains("squash"), "{e}");
+    }
+
+    #[test]
+    fn a_pool_larger_than_shm_is_refused() {
+        let c = parse("[ring]\nslots = 4096\nheight = 32768\nwidth = 32768\nchannels = 4").unwrap();
+        match c.validate_space() {
+            Err(ConfigError::Invalid { key, message }) => {
+                assert_eq!(key, "ring.slots");
+                assert!(message.contains("/dev/shm"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

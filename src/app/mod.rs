@@ -1,0 +1,10 @@
+//! The programs as library functions: the binaries parse flags into a
+//! [`config::Config`] and call [`pipeline`], [`status`] or [`bench`].
+
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod metrics;
+pub mod pipeline;
+pub mod stats;
+pub mod status;

@@ -1,0 +1,637 @@
+//! The producer and consumer programs, as library functions: the binaries
+//! parse flags into a [`Config`] and call these.
+
+use super::config::{Config, SourceKind};
+use super::stats::{Progress, Stats, Summary};
+use crate::media::decode::{DecodeError, Decoded, Decoder, ShapePolicy};
+use crate::media::sink::Sink;
+use crate::media::source::list_inputs;
+use crate::media::FrameShape;
+use anyhow::Context;
+use crossbeam::channel::{bounded, RecvTimeoutError};
+use framering_ring::{
+    monotonic_ns, signals, Consumer, FrameMeta, Producer, PublishError, Take, WriteSlot,
+};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Publication pacing for `producer.fps_limit`: frame `n` is published no
+/// earlier than `start + n / fps`. A producer that falls behind does not
+/// burst to catch up by more than one frame.
+#[derive(Debug)]
+pub struct Pacer {
+    period: Option<Duration>,
+    next: Option<Instant>,
+}
+
+impl Pacer {
+    /// `fps` of 0 means no limit.
+    pub fn new(fps: f64) -> Pacer {
+        Pacer {
+            period: (fps > 0.0).then(|| Duration::from_secs_f64(1.0 / fps)),
+            next: None,
+        }
+    }
+
+    /// Sleeps until the next frame is due.
+    pub fn wait(&mut self) {
+        let Some(period) = self.period else { return };
+        let now = Instant::now();
+        let due = *self.next.get_or_insert(now);
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        // Late by more than a period: restart the schedule from now.
+        let base = if now > due + period { now } else { due };
+        self.next = Some(base + period);
+    }
+}
+
+/// What the producer reads, once `producer.source = "auto"` is resolved.
+fn source_kind(cfg: &Config) -> SourceKind {
+    match cfg.producer.source {
+        SourceKind::Auto if cfg.producer.input == "-" => SourceKind::Raw,
+        SourceKind::Auto if crate::media::video::looks_like_video(&cfg.producer.input) => {
+            SourceKind::Video
+        }
+        SourceKind::Auto => SourceKind::Images,
+        k => k,
+    }
+}
+
+/// How a run reports while it goes.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Progress display.
+    pub progress: Progress,
+    /// Prometheus metrics to keep up to date (and serve).
+    pub metrics: Option<Arc<super::metrics::Metrics>>,
+}
+
+/// How often progress is logged.
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+
+struct Job<'p> {
+    index: u64,
+    slot: WriteSlot<'p>,
+}
+
+struct Done<'p> {
+    index: u64,
+    slot: WriteSlot<'p>,
+    result: Result<Decoded, DecodeError>,
+}
+
+/// Loans a slot, `None` on timeout.
+fn loan(producer: &Producer, timeout: Duration) -> anyhow::Result<Option<WriteSlot<'_>>> {
+    match producer.loan(timeout) {
+        Ok(slot) => Ok(Some(slot)),
+        Err(e) if e.is_timeout() => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What a producer run did.
+#[derive(Debug)]
+pub struct ProducerReport {
+    /// Counters and rates.
+    pub summary: Summary,
+    /// Whether every published frame was consumed before exit.
+    pub drained: bool,
+}
+
+/// Runs a producer: decodes the inputs into the ring in order, signals end
+/// of stream, waits for the consumers, removes the ring (unless `keep`).
+pub fn run_producer(cfg: &Config, run: &RunOptions) -> anyhow::Result<ProducerReport> {
+    cfg.validate()?;
+    cfg.validate_space()?;
+    let kind = source_kind(cfg);
+    if kind != SourceKind::Images {
+        return run_stream_producer(cfg, kind, run);
+    }
+    if cfg.producer.realtime {
+        tracing::warn!(
+            "producer.realtime applies to video input; use producer.fps_limit to pace images"
+        );
+    }
+    let inputs = list_inputs(&cfg.producer.input, cfg.producer.recursive)?;
+    if inputs.is_empty() {
+        tracing::warn!(input = %cfg.producer.input, "the input holds no files");
+    }
+    let inputs: Arc<Vec<PathBuf>> = Arc::new(inputs);
+    let n = inputs.len() as u64;
+    let total = n * cfg.producer.loops as u64;
+    let shape = cfg.frame_shape();
+    let producer = create_producer(cfg)?;
+    tracing::info!(
+        ring = %cfg.ring.name,
+        slots = cfg.ring.slots,
+        shape = %format!("{}x{}x{}", shape.height, shape.width, shape.channels),
+        inputs = n,
+        loops = cfg.producer.loops,
+        "producer started"
+    );
+    // Rates are those of publication; the drain below is not counted.
+    let result = produce(cfg, &producer, inputs, total, shape, run).map(|s| {
+        s.finish_progress();
+        s.summary()
+    });
+    let drained = end_stream(cfg, &producer, result.is_ok())?;
+    let mut summary = result?;
+    finish_summary(&mut summary, &producer);
+    Ok(ProducerReport { summary, drained })
+}
+
+fn create_producer(cfg: &Config) -> anyhow::Result<Producer> {
+    let r = &cfg.ring;
+    Producer::builder(&r.name)
+        .shape(cfg.ring_shape())
+        .slots(r.slots)
+        .max_consumers(r.max_consumers)
+        .max_groups(r.max_groups)
+        .groups(r.groups.iter().cloned())
+        .backpressure(r.backpressure.policy())
+        .max_queued(r.max_queued)
+        .mode(cfg.mode()?)
+        .wait(cfg.wait())
+        .create()
+        .with_context(|| format!("cannot create ring {:?}", r.name))
+}
+
+/// Ends the stream; after a run that went well, waits for the consumers to
+/// finish (returns whether they did). Removes the ring unless `keep`.
+fn end_stream(cfg: &Config, producer: &Producer, ok: bool) -> anyhow::Result<bool> {
+    producer.finish();
+    let drain_timeout = (cfg.producer.drain_timeout_secs > 0.0)
+        .then(|| Duration::from_secs_f64(cfg.producer.drain_timeout_secs));
+    let drained = if ok {
+        drain(producer, drain_timeout)?
+    } else {
+        false
+    };
+    if !cfg.producer.keep {
+        if let Err(e) = producer.unlink() {
+            tracing::warn!(error = %e, "could not remove the ring");
+        }
+    }
+    Ok(drained)
+}
+
+fn finish_summary(summary: &mut Summary, producer: &Producer) {
+    summary.redelivered = producer.redelivered();
+    summary.dropped = producer.dropped();
+    summary.groups = producer
+        .group_reports()
+        .into_iter()
+        .map(|g| (g.name, g.dropped))
+        .collect();
+}
+
+/// A producer over a stream of frames: video decoded by ffmpeg, or raw
+/// frames. Each frame is read from the pipe straight into a free slot.
+fn run_stream_producer(
+    cfg: &Config,
+    kind: SourceKind,
+    run: &RunOptions,
+) -> anyhow::Result<ProducerReport> {
+    let shape = cfg.frame_shape();
+    let input = &cfg.producer.input;
+    let mut ffmpeg = None;
+    let mut raw = None;
+    match kind {
+        SourceKind::Video => {
+            if cfg.producer.shape_policy == ShapePolicy::Reject {
+                return Err(super::config::ConfigError::Invalid {
+                    key: "producer.shape_policy",
+                    message:
+                        "\"reject\" cannot be used with video input: choose fit, fill or stretch"
+                            .into(),
+                }
+                .into());
+            }
+            ffmpeg = Some(crate::media::video::FfmpegInput::spawn(
+                &cfg.producer.ffmpeg,
+                input,
+                shape,
+                cfg.producer.shape_policy,
+                cfg.producer.realtime,
+            )?);
+        }
+        _ => raw = Some(crate::media::video::RawInput::open(input)?),
+    }
+    let producer = create_producer(cfg)?;
+    tracing::info!(
+        ring = %cfg.ring.name,
+        slots = cfg.ring.slots,
+        shape = %format!("{}x{}x{}", shape.height, shape.width, shape.channels),
+        input = %input,
+        source = ?kind,
+        "producer started"
+    );
+    let mut stats = Stats::new("producer", PROGRESS_EVERY, run.progress, None)
+        .with_metrics(run.metrics.clone());
+    let mut pacer = Pacer::new(cfg.producer.fps_limit);
+    let name = input.as_bytes();
+    let outcome: anyhow::Result<()> = (|| {
+        loop {
+            if signals::stop_requested() {
+                tracing::info!("stop requested: ending the stream");
+                return Ok(());
+            }
+            let Some(mut slot) = loan(&producer, Duration::from_millis(100))? else {
+                stats.tick_now();
+                continue;
+            };
+            let got = match (&mut ffmpeg, &mut raw) {
+                (Some(f), _) => f.read_frame(slot.pixels_mut()),
+                (_, Some(r)) => r.read_frame(slot.pixels_mut()),
+                _ => unreachable!("one source is open"),
+            };
+            // A slot not filled goes back to the pool when dropped.
+            match got {
+                Ok(true) => {}
+                Ok(false) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+            pacer.wait();
+            let bytes = slot.pixels().len();
+            slot.publish(
+                &FrameMeta::new()
+                    .source(name)
+                    .src_size(shape.width, shape.height),
+            )?;
+            stats.frame(bytes, None);
+            stats.set_dropped(producer.dropped());
+            stats.set_slots_in_use(producer.slots() as usize - producer.free_slots());
+            stats.tick();
+        }
+    })();
+    let stopped = signals::stop_requested();
+    let mut outcome = outcome;
+    if let Some(mut f) = ffmpeg {
+        if stopped || outcome.is_err() {
+            f.kill();
+        }
+        let finished = f.finish(stopped || outcome.is_err());
+        if outcome.is_ok() {
+            if let Err(e) = finished {
+                if stats.summary().frames == 0 {
+                    outcome = Err(e.into());
+                } else {
+                    tracing::warn!(error = %e, "ffmpeg ended with an error; the frames it produced were published");
+                }
+            }
+        }
+    }
+    stats.finish_progress();
+    let mut summary = stats.summary();
+    let drained = end_stream(cfg, &producer, outcome.is_ok())?;
+    outcome?;
+    finish_summary(&mut summary, &producer);
+    Ok(ProducerReport { summary, drained })
+}
+
+fn drain(producer: &Producer, timeout: Option<Duration>) -> anyhow::Result<bool> {
+    // A second signal while draining gives up waiting.
+    let slice = Duration::from_millis(200);
+    let start = std::time::Instant::now();
+    loop {
+        if producer.drain(Some(slice))? {
+            return Ok(true);
+        }
+        if signals::received() >= 2 || timeout.is_some_and(|t| start.elapsed() >= t) {
+            tracing::warn!(
+                outstanding = producer.slots() as usize - producer.free_slots(),
+                "stopped waiting for consumers; some frames were not consumed"
+            );
+            return Ok(false);
+        }
+    }
+}
+
+fn produce(
+    cfg: &Config,
+    producer: &Producer,
+    inputs: Arc<Vec<PathBuf>>,
+    total: u64,
+    shape: FrameShape,
+    run: &RunOptions,
+) -> anyhow::Result<Stats> {
+    let n = inputs.len() as u64;
+    let mut stats = Stats::new("producer", PROGRESS_EVERY, run.progress, Some(total))
+        .with_metrics(run.metrics.clone());
+    let mut pacer = Pacer::new(cfg.producer.fps_limit);
+    if n == 0 {
+        return Ok(stats);
+    }
+    let threads = match cfg.producer.decode_threads {
+        0 => std::thread::available_parallelism().map_or(1, |p| p.get()),
+        t => t as usize,
+    };
+    tracing::debug!(
+        threads,
+        jpeg_decoder = ?cfg.producer.jpeg_decoder.resolve(),
+        "decoding images"
+    );
+    let frame_bytes = shape.bytes() as u64;
+    let use_cache = cfg.producer.loops > 1
+        && cfg.producer.loop_cache_mb > 0
+        && n * frame_bytes <= cfg.producer.loop_cache_mb << 20;
+    // With a replay cache only the first pass is decoded.
+    let decode_total = if use_cache { n } else { total };
+    // Per input: its decoded frame, or why it was skipped.
+    let mut cache: Vec<Result<(Vec<u8>, Decoded), &'static str>> = Vec::new();
+    if use_cache {
+        cache.resize_with(n as usize, || Err("unreadable"));
+    }
+
+    let max_in_flight = (threads * 2).min(cfg.ring.slots as usize).max(1);
+    // Decoder threads fill loaned slots in place; they live in a scope
+    // because a slot borrows its producer.
+    let outcome = std::thread::scope(|scope| {
+        let (job_tx, job_rx) = bounded::<Job<'_>>(max_in_flight);
+        let (done_tx, done_rx) = bounded::<Done<'_>>(max_in_flight);
+        for _ in 0..threads {
+            let (job_rx, done_tx, inputs) = (job_rx.clone(), done_tx.clone(), inputs.clone());
+            let policy = cfg.producer.shape_policy;
+            let jpeg = cfg.producer.jpeg_decoder;
+            scope.spawn(move || {
+                let mut decoder = Decoder::new(shape, policy).with_jpeg_decoder(jpeg);
+                for mut job in job_rx {
+                    let path = &inputs[(job.index % inputs.len() as u64) as usize];
+                    let result = decoder.decode_file(path, job.slot.pixels_mut());
+                    let done = Done {
+                        index: job.index,
+                        slot: job.slot,
+                        result,
+                    };
+                    if done_tx.send(done).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(job_rx);
+        drop(done_tx);
+
+        // Results come back in any order; publish strictly in input order.
+        let mut reorder: Vec<Option<Done<'_>>> = (0..max_in_flight).map(|_| None).collect();
+        let (mut next_input, mut next_publish, mut in_flight) = (0u64, 0u64, 0usize);
+        let mut dispatch_end = decode_total;
+        let outcome: anyhow::Result<()> = (|| {
+            loop {
+                if signals::stop_requested() && dispatch_end > next_input {
+                    tracing::info!("stop requested: publishing the frames already decoding, then ending the stream");
+                    dispatch_end = next_input;
+                }
+                while let Some(done) =
+                    reorder[(next_publish % max_in_flight as u64) as usize].take()
+                {
+                    in_flight -= 1;
+                    next_publish += 1;
+                    let i = (done.index % n) as usize;
+                    let path = &inputs[i];
+                    match done.result {
+                        Ok(d) => {
+                            if use_cache && done.index < n {
+                                cache[i] = Ok((done.slot.pixels().to_vec(), d));
+                            }
+                            publish(producer, done.slot, d, path, &mut stats, &mut pacer)?;
+                        }
+                        Err(e) => {
+                            tracing::warn!(input = %path.display(), reason = e.reason.as_str(), "skipping input: {}", e.detail);
+                            stats.skip(e.reason.as_str());
+                            producer.note_skipped();
+                            if use_cache && done.index < n {
+                                cache[i] = Err(e.reason.as_str());
+                            }
+                            // Dropping the slot hands it back unpublished.
+                            drop(done.slot);
+                            stats.set_slots_in_use(
+                                producer.slots() as usize - producer.free_slots(),
+                            );
+                        }
+                    }
+                    stats.tick();
+                }
+                if next_publish >= dispatch_end {
+                    break;
+                }
+                if next_input < dispatch_end && in_flight < max_in_flight {
+                    let wait = if in_flight == 0 {
+                        Duration::from_millis(100)
+                    } else {
+                        Duration::ZERO
+                    };
+                    if let Some(slot) = loan(producer, wait)? {
+                        job_tx
+                            .send(Job {
+                                index: next_input,
+                                slot,
+                            })
+                            .map_err(|_| anyhow::anyhow!("decoder threads stopped"))?;
+                        next_input += 1;
+                        in_flight += 1;
+                        continue;
+                    }
+                    if in_flight == 0 {
+                        stats.tick_now();
+                        continue;
+                    }
+                }
+                match done_rx.recv_timeout(Duration::from_millis(100)) {
+                    Ok(done) => {
+                        let k = (done.index % max_in_flight as u64) as usize;
+                        reorder[k] = Some(done);
+                    }
+                    Err(RecvTimeoutError::Timeout) => stats.tick_now(),
+                    Err(RecvTimeoutError::Disconnected) => anyhow::bail!("decoder threads stopped"),
+                }
+            }
+            Ok(())
+        })();
+        // The decoders stop once the job queue closes; slots of unfinished
+        // jobs go back to the pool as they drop.
+        drop(job_tx);
+        drop(reorder);
+        drop(done_rx);
+        outcome
+    });
+    outcome?;
+
+    if use_cache && !signals::stop_requested() {
+        replay(producer, &inputs, &cache, total - n, &mut stats, &mut pacer)?;
+    }
+    Ok(stats)
+}
+
+fn replay(
+    producer: &Producer,
+    inputs: &[PathBuf],
+    cache: &[Result<(Vec<u8>, Decoded), &'static str>],
+    frames: u64,
+    stats: &mut Stats,
+    pacer: &mut Pacer,
+) -> anyhow::Result<()> {
+    let n = inputs.len() as u64;
+    for k in 0..frames {
+        if signals::stop_requested() {
+            break;
+        }
+        let i = (k % n) as usize;
+        let (pixels, d) = match &cache[i] {
+            Ok(frame) => frame,
+            Err(reason) => {
+                stats.skip(reason);
+                producer.note_skipped();
+                continue;
+            }
+        };
+        let mut slot = loop {
+            if let Some(s) = loan(producer, Duration::from_millis(100))? {
+                break s;
+            }
+            stats.tick_now();
+            if signals::stop_requested() {
+                return Ok(());
+            }
+        };
+        slot.pixels_mut().copy_from_slice(pixels);
+        publish(producer, slot, *d, &inputs[i], stats, pacer)?;
+        stats.tick();
+    }
+    Ok(())
+}
+
+fn publish(
+    producer: &Producer,
+    slot: WriteSlot<'_>,
+    d: Decoded,
+    path: &std::path::Path,
+    stats: &mut Stats,
+    pacer: &mut Pacer,
+) -> Result<u64, PublishError> {
+    pacer.wait();
+    let bytes = slot.pixels().len();
+    let seq = slot.publish(
+        &FrameMeta::new()
+            .source(path.as_os_str().as_bytes())
+            .src_size(d.width, d.height),
+    )?;
+    stats.frame(bytes, None);
+    stats.set_dropped(producer.dropped());
+    stats.set_slots_in_use(producer.slots() as usize - producer.free_slots());
+    Ok(seq)
+}
+
+/// How a consumer run ended.
+#[derive(Debug)]
+pub enum ConsumerEnd {
+    /// End of stream, every frame consumed.
+    EndOfStream,
+    /// Stopped by a signal.
+    Stopped,
+    /// The producer died; every frame it published was consumed.
+    ProducerGone {
+        /// Its pid.
+        pid: u32,
+    },
+}
+
+/// What a consumer run did.
+#[derive(Debug)]
+pub struct ConsumerReport {
+    /// Counters, rates, latency.
+    pub summary: Summary,
+    /// How it ended.
+    pub end: ConsumerEnd,
+    /// Checksum of every byte read (`--output null`).
+    pub checksum: Option<u64>,
+}
+
+/// Runs a consumer: attaches to the ring (waiting for it), writes every
+/// frame it takes to the output, returns at end of stream.
+pub fn run_consumer(
+    cfg: &Config,
+    check_shape: bool,
+    run: &RunOptions,
+) -> anyhow::Result<ConsumerReport> {
+    cfg.validate()?;
+    let mut builder = Consumer::builder(&cfg.ring.name)
+        .group(&cfg.consumer.group)
+        .latest(cfg.consumer.latest)
+        .wait(cfg.wait())
+        .wait_for_ring(Duration::from_secs_f64(cfg.consumer.wait_timeout_secs));
+    if check_shape {
+        builder = builder.expect_shape(cfg.ring_shape());
+    }
+    let consumer = builder
+        .attach()
+        .with_context(|| format!("cannot attach to ring {:?}", cfg.ring.name))?;
+    let ring = consumer.shape();
+    let shape = FrameShape {
+        height: ring.height,
+        width: ring.width,
+        channels: ring.channels,
+    };
+    tracing::info!(ring = %cfg.ring.name, consumer = consumer.index(), "consumer attached");
+    let out = &cfg.consumer.output;
+    let mut sink = if crate::media::video::is_video_output(out) {
+        Sink::open_video(&cfg.producer.ffmpeg, out, shape, cfg.consumer.video_fps)?
+    } else {
+        Sink::open(out, cfg.consumer.format, cfg.consumer.jpeg_quality)?
+    };
+    let mut stats = Stats::new("consumer", PROGRESS_EVERY, run.progress, None)
+        .with_metrics(run.metrics.clone());
+    let mut started = false;
+    let hold = Duration::from_secs_f64(cfg.consumer.hold_ms / 1e3);
+    let end = loop {
+        if signals::stop_requested() {
+            break ConsumerEnd::Stopped;
+        }
+        match consumer.take(Duration::from_millis(250)) {
+            Ok(Take::Frame(frame)) => {
+                if !started {
+                    started = true;
+                    stats.restart_clock();
+                }
+                stats.set_slots_in_use(1);
+                let info = *frame.info();
+                let latency = monotonic_ns().saturating_sub(info.publish_ns);
+                sink.write(info.seq, frame.pixels(), shape)
+                    .with_context(|| format!("frame {}", info.seq))?;
+                if hold > Duration::ZERO {
+                    std::thread::sleep(hold);
+                }
+                drop(frame);
+                stats.set_slots_in_use(0);
+                stats.frame(shape.bytes(), Some(latency));
+                if info.redeliveries > 0 {
+                    stats.redelivery();
+                }
+                stats.set_dropped(consumer.group_dropped());
+                stats.tick();
+            }
+            Err(e) if e.is_timeout() => stats.tick_now(),
+            Err(e) => return Err(e.into()),
+            Ok(Take::EndOfStream) => break ConsumerEnd::EndOfStream,
+            Ok(Take::ProducerGone { pid }) => break ConsumerEnd::ProducerGone { pid },
+        }
+    };
+    sink.finish()
+        .with_context(|| format!("finishing output {out}"))?;
+    stats.set_dropped(consumer.group_dropped());
+    stats.finish_progress();
+    let mut summary = stats.summary();
+    summary
+        .groups
+        .insert(consumer.group().to_string(), summary.dropped);
+    summary.latest_skipped = consumer.skipped();
+    Ok(ConsumerReport {
+        summary,
+        end,
+        checksum: sink.checksum(),
+    })
+}

@@ -1,0 +1,379 @@
+//! Frame counters, throughput and publish→consume latency, with periodic
+//! progress and a final summary (text or JSON).
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Running statistics of one process.
+#[derive(Debug)]
+pub struct Stats {
+    role: &'static str,
+    start: Instant,
+    frames: u64,
+    bytes: u64,
+    latency_ns: Histogram<u64>,
+    skipped: BTreeMap<&'static str, u64>,
+    redelivered: u64,
+    dropped: u64,
+    last_report: Instant,
+    frames_at_report: u64,
+    every: Duration,
+    bar: Option<indicatif::ProgressBar>,
+    quiet: bool,
+    metrics: Option<std::sync::Arc<super::metrics::Metrics>>,
+}
+
+/// How a long run shows its progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Nothing.
+    Quiet,
+    /// A log line every few seconds (stderr is not a terminal).
+    Lines,
+    /// A live progress bar (stderr is a terminal).
+    Bar,
+}
+
+impl Progress {
+    /// A bar on a terminal, lines otherwise; nothing with `quiet`.
+    pub fn auto(quiet: bool) -> Self {
+        use std::io::IsTerminal;
+        if quiet {
+            Progress::Quiet
+        } else if std::io::stderr().is_terminal() {
+            Progress::Bar
+        } else {
+            Progress::Lines
+        }
+    }
+}
+
+fn make_bar(role: &str, total: Option<u64>) -> indicatif::ProgressBar {
+    use indicatif::{ProgressBar, ProgressStyle};
+    let (bar, template) = match total {
+        Some(n) => (
+            ProgressBar::new(n),
+            "{prefix} {bar:30} {pos}/{len} frames  {fps}  ETA {eta}",
+        ),
+        None => (
+            ProgressBar::new_spinner(),
+            "{prefix} {spinner} {pos} frames  {fps}",
+        ),
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.with_key(
+            "fps",
+            |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0} fps", s.per_sec());
+            },
+        ));
+    }
+    bar.set_prefix(role.to_string());
+    bar
+}
+
+/// Latency percentiles in microseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    /// Median.
+    pub p50_us: f64,
+    /// 99th percentile.
+    pub p99_us: f64,
+    /// Largest.
+    pub max_us: f64,
+}
+
+/// The final summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// "producer" or "consumer".
+    pub role: &'static str,
+    /// Frames published or consumed.
+    pub frames: u64,
+    /// Wall time.
+    pub seconds: f64,
+    /// Frames per second.
+    pub fps: f64,
+    /// Megabytes (10⁶) of frame data per second.
+    pub mb_per_s: f64,
+    /// Publish→consume latency (consumers only).
+    pub latency: Option<Latency>,
+    /// Inputs skipped, by reason.
+    pub skipped: BTreeMap<&'static str, u64>,
+    /// Total inputs skipped.
+    pub skipped_total: u64,
+    /// Frames delivered again after a consumer died (producer), or frames
+    /// received that had been delivered before (consumer).
+    pub redelivered: u64,
+    /// Frames dropped: by the producer (drop-oldest, or no group
+    /// subscribed), or lost by the consumer's group.
+    pub dropped: u64,
+    /// Producer: frames each group lost, by group name. Consumer: its group.
+    pub groups: BTreeMap<String, u64>,
+    /// Consumer: frames skipped to stay on the newest (`--latest`).
+    pub latest_skipped: u64,
+}
+
+impl Stats {
+    /// Starts the clock; progress every `every` (log lines), or a live bar;
+    /// `total` frames when known.
+    pub fn new(
+        role: &'static str,
+        every: Duration,
+        progress: Progress,
+        total: Option<u64>,
+    ) -> Self {
+        let now = Instant::now();
+        let bar = (progress == Progress::Bar).then(|| make_bar(role, total));
+        Self {
+            role,
+            start: now,
+            frames: 0,
+            bytes: 0,
+            latency_ns: Histogram::new_with_bounds(1, 600_000_000_000, 3).expect("valid bounds"),
+            skipped: BTreeMap::new(),
+            redelivered: 0,
+            dropped: 0,
+            last_report: now,
+            frames_at_report: 0,
+            every,
+            bar,
+            quiet: progress == Progress::Quiet,
+            metrics: None,
+        }
+    }
+
+    /// Also keeps these Prometheus metrics up to date.
+    pub fn with_metrics(
+        mut self,
+        metrics: Option<std::sync::Arc<super::metrics::Metrics>>,
+    ) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Reports how many slots this process holds (a gauge; metrics only).
+    #[inline]
+    pub fn set_slots_in_use(&self, n: usize) {
+        if let Some(m) = &self.metrics {
+            m.slots_in_use.set(n as i64);
+        }
+    }
+
+    /// Reports the running total of dropped frames.
+    #[inline]
+    pub fn set_dropped(&mut self, total: u64) {
+        if total > self.dropped {
+            if let Some(m) = &self.metrics {
+                m.drops.inc_by(total - self.dropped);
+            }
+            self.dropped = total;
+        }
+    }
+
+    /// Restarts the clock (e.g. when the first frame arrives).
+    pub fn restart_clock(&mut self) {
+        self.start = Instant::now();
+        self.last_report = self.start;
+    }
+
+    /// Counts a frame of `bytes` bytes; `latency_ns` for consumers.
+    #[inline]
+    pub fn frame(&mut self, bytes: usize, latency_ns: Option<u64>) {
+        self.frames += 1;
+        self.bytes += bytes as u64;
+        if let Some(l) = latency_ns {
+            self.latency_ns.saturating_record(l.max(1));
+        }
+        if let Some(m) = &self.metrics {
+            m.frames.inc();
+            m.bytes.inc_by(bytes as u64);
+            if let Some(l) = latency_ns {
+                m.latency.observe(l as f64 / 1e9);
+            }
+        }
+    }
+
+    /// Counts a skipped input.
+    pub fn skip(&mut self, reason: &'static str) {
+        *self.skipped.entry(reason).or_default() += 1;
+        if let Some(m) = &self.metrics {
+            m.skipped
+                .get_or_create(&super::metrics::ReasonLabel {
+                    reason: reason.to_string(),
+                })
+                .inc();
+        }
+    }
+
+    /// Counts one redelivered frame.
+    pub fn redelivery(&mut self) {
+        self.redelivered += 1;
+        if let Some(m) = &self.metrics {
+            m.redeliveries.inc();
+        }
+    }
+
+    /// Frames so far.
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    /// Logs a progress line if the period has passed. Cheap to call per frame.
+    #[inline]
+    pub fn tick(&mut self) {
+        if self.frames & 63 != 0 && self.frames > 0 {
+            return;
+        }
+        self.tick_now();
+    }
+
+    /// Logs a progress line if the period has passed.
+    pub fn tick_now(&mut self) {
+        if self.quiet {
+            return;
+        }
+        if let Some(bar) = &self.bar {
+            // indicatif limits its own redraw rate.
+            bar.set_position(self.frames);
+            return;
+        }
+        let now = Instant::now();
+        let dt = now - self.last_report;
+        if dt < self.every {
+            return;
+        }
+        let n = self.frames - self.frames_at_report;
+        tracing::info!(
+            "{}: {} frames, {:.1} fps now, {:.1} fps overall",
+            self.role,
+            self.frames,
+            n as f64 / dt.as_secs_f64(),
+            self.frames as f64 / (now - self.start).as_secs_f64().max(1e-9),
+        );
+        self.last_report = now;
+        self.frames_at_report = self.frames;
+    }
+
+    /// Removes the progress bar, if any (before printing a summary).
+    pub fn finish_progress(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+
+    /// The summary so far.
+    pub fn summary(&self) -> Summary {
+        let secs = self.start.elapsed().as_secs_f64().max(1e-9);
+        let h = &self.latency_ns;
+        let latency = (!h.is_empty()).then(|| Latency {
+            p50_us: h.value_at_quantile(0.5) as f64 / 1e3,
+            p99_us: h.value_at_quantile(0.99) as f64 / 1e3,
+            max_us: h.max() as f64 / 1e3,
+        });
+        Summary {
+            role: self.role,
+            frames: self.frames,
+            seconds: secs,
+            fps: self.frames as f64 / secs,
+            mb_per_s: self.bytes as f64 / secs / 1e6,
+            latency,
+            skipped_total: self.skipped.values().sum(),
+            skipped: self.skipped.clone(),
+            redelivered: self.redelivered,
+            dropped: self.dropped,
+            groups: BTreeMap::new(),
+            latest_skipped: 0,
+        }
+    }
+}
+
+impl Summary {
+    /// A human-readable multi-line summary.
+    pub fn render(&self) -> String {
+        let mut s = format!(
+            "{}: {} frames in {:.2} s = {:.1} fps, {:.1} MB/s",
+            self.role, self.frames, self.seconds, self.fps, self.mb_per_s
+        );
+        if let Some(l) = &self.latency {
+            s += &format!(
+                "\n{}: publish->consume latency p50 {:.1} us, p99 {:.1} us, max {:.1} us",
+                self.role, l.p50_us, l.p99_us, l.max_us
+            );
+        }
+        if self.skipped_total > 0 {
+            let parts: Vec<String> = self
+                .skipped
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            s += &format!(
+                "\n{}: skipped {} inputs ({})",
+                self.role,
+                self.skipped_total,
+                parts.join(", ")
+            );
+        }
+        if self.redelivered > 0 {
+            s += &format!("\n{}: redelivered {} frames", self.role, self.redelivered);
+        }
+        if self.dropped > 0 || self.groups.values().any(|&d| d > 0) {
+            let parts: Vec<String> = self
+                .groups
+                .iter()
+                .map(|(g, d)| format!("group {g} {d}"))
+                .collect();
+            s += &format!(
+                "\n{}: dropped {} frames{}",
+                self.role,
+                self.dropped,
+                if parts.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", parts.join(", "))
+                }
+            );
+        }
+        if self.latest_skipped > 0 {
+            s += &format!(
+                "\n{}: skipped {} older frames to stay on the newest",
+                self.role, self.latest_skipped
+            );
+        }
+        s
+    }
+
+    /// Writes the summary as JSON.
+    pub fn write_json(&self, path: &std::path::Path) -> std::io::Result<()> {
+        let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+        std::fs::write(path, text + "\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_counts_and_percentiles() {
+        let mut s = Stats::new("consumer", Duration::from_secs(3600), Progress::Quiet, None);
+        for i in 1..=100u64 {
+            s.frame(10, Some(i * 1000));
+        }
+        s.skip("corrupt");
+        s.skip("corrupt");
+        s.skip("empty");
+        let sum = s.summary();
+        assert_eq!(sum.frames, 100);
+        assert_eq!(sum.skipped_total, 3);
+        assert_eq!(sum.skipped["corrupt"], 2);
+        let l = sum.latency.clone().unwrap();
+        assert!((49.0..=51.0).contains(&l.p50_us), "{l:?}");
+        assert!((99.0..=101.0).contains(&l.max_us), "{l:?}");
+        let j = serde_json::to_value(&sum).unwrap();
+        assert_eq!(j["frames"], 100);
+        assert!(sum.render().contains("skipped 3 inputs"));
+    }
+}

@@ -1,0 +1,178 @@
+//! `framering status` and `framering list`: a ring's read-only snapshot
+//! ([`framering_ring::inspect`]) rendered as text or JSON.
+
+use framering_ring::inspect::{
+    ConsumerStatus, GroupStatus, ProducerStatus, RingStatus, SlotCounts,
+};
+use serde::Serialize;
+
+/// A `top`-like text rendering of a snapshot.
+pub fn render(r: &RingStatus) -> String {
+    let s = &r.slot_states;
+    let p = &r.producer;
+    let mut out = format!(
+        "ring {}: {} slots of {}x{}x{}\n\
+         slots: {} free, {} writing, {} ready, {} reading, {} returned{}; queue depth {}; backpressure {}\n\
+         producer pid {} ({}) {}: {} published, {:.1} fps, {} redelivered, {} skipped, {} dropped\n",
+        r.name,
+        r.slots,
+        r.height,
+        r.width,
+        r.channels,
+        s.free,
+        s.writing,
+        s.ready,
+        s.reading,
+        s.returned,
+        if s.corrupt > 0 { format!(", {} CORRUPT", s.corrupt) } else { String::new() },
+        r.queue_depth,
+        r.backpressure,
+        p.pid,
+        if p.alive { "alive" } else { "dead" },
+        p.state,
+        p.published,
+        p.fps,
+        p.redelivered,
+        p.skipped,
+        p.dropped,
+    );
+    for g in &r.groups {
+        out += &format!(
+            "group {} ({}): {} consumers, {} delivered, {} dropped, queue {}; {} ready, {} reading, {} returned\n",
+            g.name,
+            if g.declared { "declared" } else { "ad hoc" },
+            g.members,
+            g.delivered,
+            g.dropped,
+            g.queue_depth,
+            g.ready,
+            g.reading,
+            g.returned
+        );
+    }
+    out += &format!(
+        "{:>5} {:>8} {:>6} {:>12} {:>12} {:>10} {:>5} {:>10} {:>6}\n",
+        "ENTRY", "PID", "ALIVE", "GROUP", "FRAMES", "FPS", "HELD", "HEARTBEAT", "LAG"
+    );
+    for c in &r.consumers {
+        out += &format!(
+            "{:>5} {:>8} {:>6} {:>12} {:>12} {:>10.1} {:>5} {:>9.1}s {:>6}\n",
+            c.index,
+            c.pid,
+            if c.alive { "yes" } else { "no" },
+            if c.state == "active" {
+                c.group_name.as_str()
+            } else {
+                c.state
+            },
+            c.frames,
+            c.fps,
+            c.slots_held,
+            c.heartbeat_age_s,
+            c.lag_frames
+        );
+    }
+    if r.consumers.is_empty() {
+        out += "(no consumers attached)\n";
+    }
+    out
+}
+
+/// The snapshot as pretty-printed JSON (the same fields as the text).
+pub fn to_json(s: &RingStatus) -> serde_json::Result<String> {
+    #[derive(Serialize)]
+    struct Json<'a>(#[serde(with = "RingStatusDef")] &'a RingStatus);
+    serde_json::to_string_pretty(&Json(s))
+}
+
+// serde's remote derives: the inspect types stay free of serde (the ring
+// crate does not depend on it); the compiler checks these mirrors field by
+// field against them.
+
+#[derive(Serialize)]
+#[serde(remote = "SlotCounts")]
+struct SlotCountsDef {
+    free: u32,
+    writing: u32,
+    ready: u32,
+    reading: u32,
+    returned: u32,
+    corrupt: u32,
+}
+
+#[derive(Serialize)]
+#[serde(remote = "ProducerStatus")]
+struct ProducerStatusDef {
+    pid: u32,
+    alive: bool,
+    state: &'static str,
+    published: u64,
+    redelivered: u64,
+    skipped: u64,
+    dropped: u64,
+    fps: f64,
+}
+
+#[derive(Serialize)]
+#[serde(remote = "ConsumerStatus")]
+struct ConsumerStatusDef {
+    index: usize,
+    pid: u32,
+    alive: bool,
+    group: u32,
+    group_name: String,
+    state: &'static str,
+    skipped: u64,
+    frames: u64,
+    fps: f64,
+    slots_held: u32,
+    heartbeat_age_s: f64,
+    lag_frames: u64,
+}
+
+#[derive(Serialize)]
+#[serde(remote = "GroupStatus")]
+struct GroupStatusDef {
+    index: usize,
+    name: String,
+    declared: bool,
+    members: u32,
+    delivered: u64,
+    dropped: u64,
+    queue_depth: u64,
+    ready: u32,
+    reading: u32,
+    returned: u32,
+}
+
+#[derive(Serialize)]
+#[serde(remote = "RingStatus")]
+struct RingStatusDef {
+    name: String,
+    slots: u32,
+    height: u32,
+    width: u32,
+    channels: u32,
+    #[serde(with = "SlotCountsDef")]
+    slot_states: SlotCounts,
+    backpressure: &'static str,
+    queue_depth: u64,
+    #[serde(serialize_with = "groups")]
+    groups: Vec<GroupStatus>,
+    #[serde(with = "ProducerStatusDef")]
+    producer: ProducerStatus,
+    #[serde(serialize_with = "consumers")]
+    consumers: Vec<ConsumerStatus>,
+}
+
+fn groups<S: serde::Serializer>(v: &[GroupStatus], s: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct G<'a>(#[serde(with = "GroupStatusDef")] &'a GroupStatus);
+    s.collect_seq(v.iter().map(G))
+}
+
+fn consumers<S: serde::Serializer>(v: &[ConsumerStatus], s: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct C<'a>(#[serde(with = "ConsumerStatusDef")] &'a ConsumerStatus);
+    s.collect_seq(v.iter().map(C))
+}

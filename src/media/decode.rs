@@ -1,0 +1,865 @@
+//! Decoding an image file straight into a frame buffer of the ring's shape.
+//!
+//! When the file already has the slot's size and pixel format it is decoded
+//! directly into the slot (`image`'s `read_image`), with no intermediate
+//! buffer. Otherwise it is decoded, converted to the slot's channels at 8
+//! bits, and resized with SIMD (`fast_image_resize`) according to the
+//! [`ShapePolicy`]. Decoder limits derived from the slot size refuse
+//! decompression bombs before they allocate.
+//!
+//! JPEG files go to libjpeg-turbo instead when framering is built with
+//! `--features turbojpeg` (`producer.jpeg_decoder`, see [`JpegDecoder`]):
+//! straight into the slot in the slot's pixel format, and for a source at
+//! least twice the slot's size through libjpeg-turbo's DCT scaling (1/2, 1/4
+//! or 1/8: most of the decoding work is skipped) before the SIMD resize.
+//! A JPEG that libjpeg-turbo refuses (CMYK, a warning on corrupt data) is
+//! handed to the `image` decoder, which then decides whether it is skipped.
+
+use super::FrameShape;
+use fast_image_resize::images::{CroppedImageMut, Image, ImageRef};
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use image::{ColorType, DynamicImage, ImageDecoder, ImageReader, Limits};
+use std::fmt;
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::path::Path;
+
+/// How an image whose size differs from the slot is fitted into it
+/// (`producer.shape_policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ShapePolicy {
+    /// Scale to fit inside, keep the aspect ratio, pad with black (letterbox).
+    Fit,
+    /// Scale to cover, keep the aspect ratio, crop the overflow (centred).
+    Fill,
+    /// Scale each axis independently.
+    Stretch,
+    /// Skip the image and count it.
+    Reject,
+}
+
+/// Which library decodes JPEG files (`producer.jpeg_decoder`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum JpegDecoder {
+    /// libjpeg-turbo when framering was built with it (`--features
+    /// turbojpeg`), else `image`.
+    #[default]
+    Auto,
+    /// The `image` crate's pure-Rust decoder (zune-jpeg).
+    Image,
+    /// libjpeg-turbo (needs a build with `--features turbojpeg`).
+    Turbojpeg,
+}
+
+impl JpegDecoder {
+    /// Whether this build has libjpeg-turbo.
+    pub const TURBOJPEG_BUILT: bool = cfg!(feature = "turbojpeg");
+
+    /// `auto` resolved for this build.
+    pub fn resolve(self) -> JpegDecoder {
+        match self {
+            JpegDecoder::Auto if Self::TURBOJPEG_BUILT => JpegDecoder::Turbojpeg,
+            JpegDecoder::Auto => JpegDecoder::Image,
+            other => other,
+        }
+    }
+}
+
+/// Why an input was skipped (the key under which it is counted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SkipReason {
+    /// Could not be opened or read.
+    Unreadable,
+    /// Zero bytes.
+    Empty,
+    /// Not an image format we decode.
+    UnknownFormat,
+    /// Truncated or corrupt data.
+    Corrupt,
+    /// Declared dimensions or memory beyond the limits.
+    TooLarge,
+    /// Size differs from the slot and the policy is `reject`.
+    ShapeRejected,
+}
+
+impl SkipReason {
+    /// A stable snake_case name (used in summaries and JSON).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::Unreadable => "unreadable",
+            SkipReason::Empty => "empty",
+            SkipReason::UnknownFormat => "unknown_format",
+            SkipReason::Corrupt => "corrupt",
+            SkipReason::TooLarge => "too_large",
+            SkipReason::ShapeRejected => "shape_rejected",
+        }
+    }
+}
+
+/// An input that could not be decoded into a frame.
+#[derive(Debug)]
+pub struct DecodeError {
+    /// Counting key.
+    pub reason: SkipReason,
+    /// Human detail.
+    pub detail: String,
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.reason.as_str(), self.detail)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+fn err(reason: SkipReason, detail: impl fmt::Display) -> DecodeError {
+    DecodeError {
+        reason,
+        detail: detail.to_string(),
+    }
+}
+
+fn classify(e: image::ImageError) -> DecodeError {
+    use image::ImageError as E;
+    let reason = match &e {
+        E::Limits(_) => SkipReason::TooLarge,
+        E::Unsupported(_) => SkipReason::UnknownFormat,
+        E::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => SkipReason::Corrupt,
+        E::IoError(_) => SkipReason::Unreadable,
+        _ => SkipReason::Corrupt,
+    };
+    err(reason, e)
+}
+
+/// Size of the source image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decoded {
+    /// Source width.
+    pub width: u32,
+    /// Source height.
+    pub height: u32,
+}
+
+/// A per-thread decoder: owns the resizer and its scratch buffers, so that
+/// decoding allocates only what the image library itself needs.
+pub struct Decoder {
+    shape: FrameShape,
+    policy: ShapePolicy,
+    resizer: Resizer,
+    limits: Limits,
+    /// libjpeg-turbo, when built in and chosen.
+    #[cfg(feature = "turbojpeg")]
+    turbo: Option<turbojpeg::Decompressor>,
+    /// The whole file, for libjpeg-turbo (reused: no allocation per frame
+    /// once it has grown to the largest input).
+    bytes: Vec<u8>,
+    /// A scaled decode awaiting its resize (reused likewise).
+    #[cfg(feature = "turbojpeg")]
+    scratch: Vec<u8>,
+}
+
+impl fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Decoder")
+            .field("shape", &self.shape)
+            .field("policy", &self.policy)
+            .field("jpeg", &self.jpeg_decoder())
+            .finish()
+    }
+}
+
+fn pixel_type(channels: u32) -> PixelType {
+    match channels {
+        1 => PixelType::U8,
+        4 => PixelType::U8x4,
+        _ => PixelType::U8x3,
+    }
+}
+
+fn color_type(channels: u32) -> ColorType {
+    match channels {
+        1 => ColorType::L8,
+        4 => ColorType::Rgba8,
+        _ => ColorType::Rgb8,
+    }
+}
+
+impl Decoder {
+    /// A decoder for frames of `shape`.
+    pub fn new(shape: FrameShape, policy: ShapePolicy) -> Self {
+        let mut limits = Limits::default();
+        // Accept sources up to 16× the slot on each side (at least 16384 px);
+        // refuse anything whose decoded size would exceed 1 GiB.
+        limits.max_image_width = Some((shape.width.saturating_mul(16)).max(16_384));
+        limits.max_image_height = Some((shape.height.saturating_mul(16)).max(16_384));
+        limits.max_alloc = Some(1 << 30);
+        Self {
+            shape,
+            policy,
+            resizer: Resizer::new(),
+            limits,
+            #[cfg(feature = "turbojpeg")]
+            turbo: None,
+            bytes: Vec::new(),
+            #[cfg(feature = "turbojpeg")]
+            scratch: Vec::new(),
+        }
+        .with_jpeg_decoder(JpegDecoder::Auto)
+    }
+
+    /// Chooses the JPEG decoder. `turbojpeg` in a build without it, or a
+    /// libjpeg-turbo that fails to initialise, falls back to `image` (the
+    /// configuration refuses the former up front).
+    #[cfg_attr(not(feature = "turbojpeg"), allow(unused_mut))]
+    pub fn with_jpeg_decoder(mut self, kind: JpegDecoder) -> Self {
+        #[cfg(feature = "turbojpeg")]
+        {
+            if kind.resolve() != JpegDecoder::Turbojpeg {
+                self.turbo = None;
+            } else if self.turbo.is_none() {
+                // (`new` already made one for `auto`: kept, not made twice.)
+                match turbojpeg::Decompressor::new() {
+                    Ok(mut d) => {
+                        // Progressive JPEGs with absurd scan counts are a
+                        // known CPU exhaustion attack; real files use < 20.
+                        let _ = d.set_scan_limit(500);
+                        self.turbo = Some(d);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "libjpeg-turbo unavailable, decoding JPEG with image")
+                    }
+                }
+            }
+        }
+        #[cfg(not(feature = "turbojpeg"))]
+        let _ = kind;
+        self
+    }
+
+    /// The JPEG decoder in use (`Image` or `Turbojpeg`).
+    pub fn jpeg_decoder(&self) -> JpegDecoder {
+        #[cfg(feature = "turbojpeg")]
+        if self.turbo.is_some() {
+            return JpegDecoder::Turbojpeg;
+        }
+        JpegDecoder::Image
+    }
+
+    /// The frame shape.
+    pub fn shape(&self) -> FrameShape {
+        self.shape
+    }
+
+    /// Decodes the file at `path` into `out` (exactly one frame's bytes).
+    pub fn decode_file(&mut self, path: &Path, out: &mut [u8]) -> Result<Decoded, DecodeError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        // O_NONBLOCK: opening a FIFO (or a device) must not hang the
+        // producer; it is refused just below as not a regular file.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| err(SkipReason::Unreadable, e))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| err(SkipReason::Unreadable, e))?;
+        if !meta.is_file() {
+            return Err(err(SkipReason::Unreadable, "not a regular file"));
+        }
+        if meta.len() == 0 {
+            return Err(err(SkipReason::Empty, "zero-byte file"));
+        }
+        let mut reader = BufReader::new(file);
+        // libjpeg-turbo takes the whole file in memory; anything larger
+        // than a JPEG frame plausibly is streams through `image` instead.
+        if self.jpeg_decoder() == JpegDecoder::Turbojpeg
+            && meta.len() <= MAX_JPEG_IN_MEMORY
+            && is_jpeg(&mut reader)
+        {
+            let mut bytes = std::mem::take(&mut self.bytes);
+            bytes.clear();
+            let read = reader.read_to_end(&mut bytes);
+            let result = match read {
+                Ok(_) => self.decode_bytes(&bytes, out),
+                Err(e) => Err(err(SkipReason::Unreadable, e)),
+            };
+            self.bytes = bytes;
+            return result;
+        }
+        self.decode_reader(reader, out)
+    }
+
+    /// Decodes an image held in memory into `out`.
+    pub fn decode_bytes(&mut self, bytes: &[u8], out: &mut [u8]) -> Result<Decoded, DecodeError> {
+        if bytes.is_empty() {
+            return Err(err(SkipReason::Empty, "no bytes"));
+        }
+        #[cfg(feature = "turbojpeg")]
+        if bytes.starts_with(&[0xFF, 0xD8]) && self.turbo.is_some() {
+            if let Some(done) = self.decode_turbo(bytes, out) {
+                return done;
+            }
+        }
+        self.decode_reader(std::io::Cursor::new(bytes), out)
+    }
+
+    /// Refuses a source of `w`×`h` that exceeds the limits or, under
+    /// `reject`, differs from the slot. Returns whether it has the slot's size.
+    fn check_source(&self, w: u32, h: u32) -> Result<bool, DecodeError> {
+        if w == 0 || h == 0 {
+            return Err(err(SkipReason::Corrupt, "zero-sized image"));
+        }
+        let too_wide = self.limits.max_image_width.is_some_and(|m| w > m);
+        let too_high = self.limits.max_image_height.is_some_and(|m| h > m);
+        if too_wide || too_high {
+            return Err(err(
+                SkipReason::TooLarge,
+                format!("{w}x{h} exceeds the decoder's limits"),
+            ));
+        }
+        let same_size = (w, h) == (self.shape.width, self.shape.height);
+        if !same_size && self.policy == ShapePolicy::Reject {
+            return Err(err(
+                SkipReason::ShapeRejected,
+                format!(
+                    "{w}x{h} differs from the slot's {}x{}",
+                    self.shape.width, self.shape.height
+                ),
+            ));
+        }
+        Ok(same_size)
+    }
+
+    /// libjpeg-turbo: `None` hands the file to the `image` decoder (a JPEG
+    /// libjpeg-turbo does not take, or a warning on corrupt data, which
+    /// `image` then judges).
+    #[cfg(feature = "turbojpeg")]
+    fn decode_turbo(
+        &mut self,
+        bytes: &[u8],
+        out: &mut [u8],
+    ) -> Option<Result<Decoded, DecodeError>> {
+        use turbojpeg::{Image as TjImage, PixelFormat, ScalingFactor};
+        assert_eq!(
+            out.len(),
+            self.shape.bytes(),
+            "frame buffer of the wrong size"
+        );
+        match jpeg_truncated(&mut std::io::Cursor::new(bytes)) {
+            Ok(true) => {
+                return Some(Err(err(
+                    SkipReason::Corrupt,
+                    "truncated JPEG (no end-of-image marker)",
+                )))
+            }
+            Ok(false) => {}
+            Err(e) => return Some(Err(err(SkipReason::Unreadable, e))),
+        }
+        let header = self.turbo.as_mut()?.read_header(bytes).ok()?;
+        let (w, h) = (
+            u32::try_from(header.width).ok()?,
+            u32::try_from(header.height).ok()?,
+        );
+        let src = Decoded {
+            width: w,
+            height: h,
+        };
+        let same_size = match self.check_source(w, h) {
+            Ok(same) => same,
+            Err(e) => return Some(Err(e)),
+        };
+        let c = self.shape.channels as usize;
+        let format = match c {
+            1 => PixelFormat::GRAY,
+            4 => PixelFormat::RGBA,
+            _ => PixelFormat::RGB,
+        };
+        let (dw, dh) = (self.shape.width, self.shape.height);
+        // The coarsest DCT scaling that still leaves at least the slot's
+        // resolution for the resize (so quality is that of a plain resize).
+        let (need_w, need_h) = match self.policy {
+            ShapePolicy::Fit => fit_size(w, h, dw, dh),
+            _ => (dw, dh),
+        };
+        let mut factor = ScalingFactor::ONE;
+        if !same_size && !header.is_lossless {
+            for d in [8usize, 4, 2] {
+                let f = ScalingFactor::new(1, d);
+                if f.scale(w as usize) >= need_w as usize && f.scale(h as usize) >= need_h as usize
+                {
+                    factor = f;
+                    break;
+                }
+            }
+        }
+        let turbo = self.turbo.as_mut()?;
+        turbo.set_scaling_factor(factor).ok()?;
+        if same_size {
+            let image = TjImage {
+                pixels: &mut *out,
+                width: w as usize,
+                pitch: w as usize * c,
+                height: h as usize,
+                format,
+            };
+            turbo.decompress(bytes, image).ok()?;
+            return Some(Ok(src));
+        }
+        let (sw, sh) = (factor.scale(w as usize), factor.scale(h as usize));
+        let scratch_bytes = sw.saturating_mul(sh).saturating_mul(c);
+        if self
+            .limits
+            .max_alloc
+            .is_some_and(|m| scratch_bytes as u64 > m)
+        {
+            return Some(Err(err(
+                SkipReason::TooLarge,
+                format!("decoding {w}x{h} needs {scratch_bytes} bytes, beyond the decoder's limit"),
+            )));
+        }
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.resize(scratch_bytes, 0);
+        let image = TjImage {
+            pixels: &mut scratch[..],
+            width: sw,
+            pitch: sw * c,
+            height: sh,
+            format,
+        };
+        let result = match turbo.decompress(bytes, image) {
+            Ok(()) => Some(
+                self.resize(&scratch, sw as u32, sh as u32, out)
+                    .map(|()| src),
+            ),
+            Err(_) => None,
+        };
+        self.scratch = scratch;
+        result
+    }
+
+    fn decode_reader<R: std::io::BufRead + Seek>(
+        &mut self,
+        mut reader: R,
+        out: &mut [u8],
+    ) -> Result<Decoded, DecodeError> {
+        assert_eq!(
+            out.len(),
+            self.shape.bytes(),
+            "frame buffer of the wrong size"
+        );
+        if jpeg_truncated(&mut reader).map_err(|e| err(SkipReason::Unreadable, e))? {
+            return Err(err(
+                SkipReason::Corrupt,
+                "truncated JPEG (no end-of-image marker)",
+            ));
+        }
+        let mut reader = ImageReader::new(reader)
+            .with_guessed_format()
+            .map_err(|e| err(SkipReason::Unreadable, e))?;
+        if reader.format().is_none() {
+            return Err(err(
+                SkipReason::UnknownFormat,
+                "not a recognised image format",
+            ));
+        }
+        reader.limits(self.limits.clone());
+        let mut decoder = reader.into_decoder().map_err(classify)?;
+        decoder.set_limits(self.limits.clone()).map_err(classify)?;
+        let (w, h) = decoder.dimensions();
+        let src = Decoded {
+            width: w,
+            height: h,
+        };
+        let same_size = self.check_source(w, h)?;
+        if same_size && decoder.color_type() == color_type(self.shape.channels) {
+            // Fast path: decode straight into the slot.
+            decoder.read_image(out).map_err(classify)?;
+            return Ok(src);
+        }
+        let img = DynamicImage::from_decoder(decoder).map_err(classify)?;
+        let pixels: Vec<u8> = match self.shape.channels {
+            1 => img.into_luma8().into_raw(),
+            4 => img.into_rgba8().into_raw(),
+            _ => img.into_rgb8().into_raw(),
+        };
+        if same_size {
+            out.copy_from_slice(&pixels);
+            return Ok(src);
+        }
+        self.resize(&pixels, w, h, out)?;
+        Ok(src)
+    }
+
+    fn resize(&mut self, pixels: &[u8], w: u32, h: u32, out: &mut [u8]) -> Result<(), DecodeError> {
+        let pt = pixel_type(self.shape.channels);
+        let (dw, dh) = (self.shape.width, self.shape.height);
+        let src = ImageRef::new(w, h, pixels, pt).map_err(|e| err(SkipReason::Corrupt, e))?;
+        let alg = ResizeAlg::Convolution(FilterType::Bilinear);
+        let rerr = |e: fast_image_resize::ResizeError| err(SkipReason::Corrupt, e);
+        match self.policy {
+            ShapePolicy::Stretch | ShapePolicy::Reject => {
+                let mut dst = Image::from_slice_u8(dw, dh, out, pt)
+                    .map_err(|e| err(SkipReason::Corrupt, e))?;
+                self.resizer
+                    .resize(&src, &mut dst, &ResizeOptions::new().resize_alg(alg))
+                    .map_err(rerr)?;
+            }
+            ShapePolicy::Fill => {
+                let mut dst = Image::from_slice_u8(dw, dh, out, pt)
+                    .map_err(|e| err(SkipReason::Corrupt, e))?;
+                let opts = ResizeOptions::new()
+                    .resize_alg(alg)
+                    .fit_into_destination(Some((0.5, 0.5)));
+                self.resizer.resize(&src, &mut dst, &opts).map_err(rerr)?;
+            }
+            ShapePolicy::Fit => {
+                let (nw, nh) = fit_size(w, h, dw, dh);
+                let (left, top) = ((dw - nw) / 2, (dh - nh) / 2);
+                out.fill(0);
+                let mut dst = Image::from_slice_u8(dw, dh, out, pt)
+                    .map_err(|e| err(SkipReason::Corrupt, e))?;
+                let mut view = CroppedImageMut::new(&mut dst, left, top, nw, nh)
+                    .map_err(|e| err(SkipReason::Corrupt, e))?;
+                self.resizer
+                    .resize(&src, &mut view, &ResizeOptions::new().resize_alg(alg))
+                    .map_err(rerr)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Largest JPEG file read whole for libjpeg-turbo (64 MiB: far beyond any
+/// frame; larger files stream through the `image` decoder and its limits).
+const MAX_JPEG_IN_MEMORY: u64 = 64 << 20;
+
+/// Whether the stream starts with a JPEG start-of-image marker (does not
+/// consume anything).
+fn is_jpeg<R: std::io::BufRead>(r: &mut R) -> bool {
+    r.fill_buf().is_ok_and(|b| b.starts_with(&[0xFF, 0xD8]))
+}
+
+/// Whether the stream is a JPEG without an end-of-image marker near its end.
+///
+/// The JPEG decoder is lenient and would turn a truncated file into a
+/// partly grey frame; we skip such files instead. The marker `FF D9` cannot
+/// occur inside entropy-coded data (a data `FF` is always stuffed as `FF 00`),
+/// so looking for it in the last 16 KiB (room for trailing padding) is sound.
+/// Leaves the stream at its start.
+fn jpeg_truncated<R: Read + Seek>(r: &mut R) -> std::io::Result<bool> {
+    let mut soi = [0u8; 2];
+    let is_jpeg = r.read_exact(&mut soi).is_ok() && soi == [0xFF, 0xD8];
+    let truncated = if is_jpeg {
+        let len = r.seek(SeekFrom::End(0))?;
+        let tail = len.min(16 * 1024);
+        r.seek(SeekFrom::Start(len - tail))?;
+        let mut buf = Vec::with_capacity(tail as usize);
+        r.take(tail).read_to_end(&mut buf)?;
+        !buf.windows(2).any(|w| w == [0xFF, 0xD9])
+    } else {
+        false
+    };
+    r.seek(SeekFrom::Start(0))?;
+    Ok(truncated)
+}
+
+/// The largest `(w, h)` with the source's aspect ratio inside `dw × dh`.
+pub fn fit_size(w: u32, h: u32, dw: u32, dh: u32) -> (u32, u32) {
+    // Compare w/h with dw/dh in integers.
+    if (w as u64) * (dh as u64) >= (h as u64) * (dw as u64) {
+        let nh = ((h as u64 * dw as u64 + w as u64 / 2) / w as u64).clamp(1, dh as u64);
+        (dw, nh as u32)
+    } else {
+        let nw = ((w as u64 * dh as u64 + h as u64 / 2) / h as u64).clamp(1, dw as u64);
+        (nw as u32, dh)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{ImageFormat, RgbImage};
+
+    fn encode(img: &DynamicImage, fmt: ImageFormat) -> Vec<u8> {
+        let mut v = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut v, fmt).unwrap();
+        v.into_inner()
+    }
+
+    fn gradient(w: u32, h: u32) -> RgbImage {
+        RgbImage::from_fn(w, h, |x, y| image::Rgb([x as u8, y as u8, (x ^ y) as u8]))
+    }
+
+    #[test]
+    fn same_size_png_is_exact() {
+        let img = DynamicImage::ImageRgb8(gradient(32, 16));
+        let png = encode(&img, ImageFormat::Png);
+        let shape = FrameShape {
+            height: 16,
+            width: 32,
+            channels: 3,
+        };
+        let mut out = vec![0; shape.bytes()];
+        let d = Decoder::new(shape, ShapePolicy::Fit)
+            .decode_bytes(&png, &mut out)
+            .unwrap();
+        assert_eq!((d.width, d.height), (32, 16));
+        assert_eq!(out, img.to_rgb8().into_raw());
+    }
+
+    #[test]
+    fn gray_and_rgba_are_converted() {
+        let rgb = gradient(8, 8);
+        let shape = FrameShape {
+            height: 8,
+            width: 8,
+            channels: 3,
+        };
+        for img in [
+            DynamicImage::ImageLuma8(DynamicImage::ImageRgb8(rgb.clone()).to_luma8()),
+            DynamicImage::ImageRgba8(DynamicImage::ImageRgb8(rgb.clone()).to_rgba8()),
+            DynamicImage::ImageRgb16(DynamicImage::ImageRgb8(rgb.clone()).to_rgb16()),
+        ] {
+            let png = encode(&img, ImageFormat::Png);
+            let mut out = vec![0; shape.bytes()];
+            Decoder::new(shape, ShapePolicy::Fit)
+                .decode_bytes(&png, &mut out)
+                .unwrap();
+            assert_eq!(out, img.to_rgb8().into_raw());
+        }
+        let gray = FrameShape {
+            channels: 1,
+            ..shape
+        };
+        let mut out = vec![0; gray.bytes()];
+        let png = encode(&DynamicImage::ImageRgb8(rgb.clone()), ImageFormat::Png);
+        Decoder::new(gray, ShapePolicy::Fit)
+            .decode_bytes(&png, &mut out)
+            .unwrap();
+        assert_eq!(out, DynamicImage::ImageRgb8(rgb).to_luma8().into_raw());
+    }
+
+    #[test]
+    fn policies_fit_fill_stretch_reject() {
+        // A white 40x10 image into a 20x20 slot.
+        let img =
+            DynamicImage::ImageRgb8(RgbImage::from_pixel(40, 10, image::Rgb([255, 255, 255])));
+        let png = encode(&img, ImageFormat::Png);
+        let shape = FrameShape {
+            height: 20,
+            width: 20,
+            channels: 3,
+        };
+        let px = |out: &[u8], x: usize, y: usize| out[(y * 20 + x) * 3];
+        let mut out = vec![7; shape.bytes()];
+        Decoder::new(shape, ShapePolicy::Fit)
+            .decode_bytes(&png, &mut out)
+            .unwrap();
+        assert_eq!(fit_size(40, 10, 20, 20), (20, 5));
+        assert_eq!(px(&out, 10, 0), 0, "letterbox bar");
+        assert_eq!(px(&out, 10, 10), 255, "image band");
+        assert_eq!(px(&out, 10, 19), 0, "letterbox bar");
+        for policy in [ShapePolicy::Fill, ShapePolicy::Stretch] {
+            let mut out = vec![7; shape.bytes()];
+            Decoder::new(shape, policy)
+                .decode_bytes(&png, &mut out)
+                .unwrap();
+            assert!(out.iter().all(|&b| b == 255), "{policy:?}");
+        }
+        let mut out = vec![0; shape.bytes()];
+        let e = Decoder::new(shape, ShapePolicy::Reject)
+            .decode_bytes(&png, &mut out)
+            .unwrap_err();
+        assert_eq!(e.reason, SkipReason::ShapeRejected);
+    }
+
+    #[test]
+    fn bad_inputs_are_classified_not_panics() {
+        let shape = FrameShape {
+            height: 16,
+            width: 32,
+            channels: 3,
+        };
+        let mut out = vec![0; shape.bytes()];
+        let mut d = Decoder::new(shape, ShapePolicy::Fit);
+        let png = encode(&DynamicImage::ImageRgb8(gradient(32, 16)), ImageFormat::Png);
+        let jpg = encode(
+            &DynamicImage::ImageRgb8(gradient(32, 16)),
+            ImageFormat::Jpeg,
+        );
+        assert_eq!(
+            d.decode_bytes(&[], &mut out).unwrap_err().reason,
+            SkipReason::Empty
+        );
+        assert_eq!(
+            d.decode_bytes(b"hello, not an image", &mut out)
+                .unwrap_err()
+                .reason,
+            SkipReason::UnknownFormat
+        );
+        for truncated in [&png[..png.len() / 2], &jpg[..jpg.len() / 2], &png[..40]] {
+            let e = d.decode_bytes(truncated, &mut out).unwrap_err();
+            assert!(
+                matches!(e.reason, SkipReason::Corrupt | SkipReason::UnknownFormat),
+                "{e}"
+            );
+        }
+        // A PNG header declaring 100000 x 100000 pixels: refused before allocating.
+        let mut bomb = png.clone();
+        bomb[16..20].copy_from_slice(&100_000u32.to_be_bytes());
+        bomb[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+        let e = d.decode_bytes(&bomb, &mut out).unwrap_err();
+        assert!(
+            matches!(e.reason, SkipReason::TooLarge | SkipReason::Corrupt),
+            "{e}"
+        );
+    }
+
+    #[cfg(feature = "turbojpeg")]
+    fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| x.abs_diff(*y) as f64)
+            .sum::<f64>()
+            / a.len() as f64
+    }
+
+    /// A smooth picture: JPEG decoders differ by a level or two on it.
+    #[cfg(feature = "turbojpeg")]
+    fn smooth(w: u32, h: u32) -> RgbImage {
+        RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([
+                (x * 255 / w) as u8,
+                (y * 255 / h) as u8,
+                ((x + y) * 127 / (w + h)) as u8 + 64,
+            ])
+        })
+    }
+
+    #[test]
+    fn auto_resolves_to_what_is_built() {
+        let shape = FrameShape {
+            height: 4,
+            width: 4,
+            channels: 3,
+        };
+        let d = Decoder::new(shape, ShapePolicy::Fit);
+        let expected = if JpegDecoder::TURBOJPEG_BUILT {
+            JpegDecoder::Turbojpeg
+        } else {
+            JpegDecoder::Image
+        };
+        assert_eq!(d.jpeg_decoder(), expected);
+        let d = d.with_jpeg_decoder(JpegDecoder::Image);
+        assert_eq!(d.jpeg_decoder(), JpegDecoder::Image);
+    }
+
+    /// libjpeg-turbo and the `image` decoder agree on the slot's pixels, for
+    /// every slot format, at the same size and through DCT scaling + resize
+    /// (1/8: 640x480 into 80x60; 1/2: into 200x150), and for each policy.
+    #[cfg(feature = "turbojpeg")]
+    #[test]
+    fn turbojpeg_agrees_with_image() {
+        let jpg = encode(
+            &DynamicImage::ImageRgb8(smooth(640, 480)),
+            ImageFormat::Jpeg,
+        );
+        for (h, w) in [(480, 640), (60, 80), (150, 200), (100, 100)] {
+            for channels in [1, 3, 4] {
+                for policy in [ShapePolicy::Fit, ShapePolicy::Fill, ShapePolicy::Stretch] {
+                    let shape = FrameShape {
+                        height: h,
+                        width: w,
+                        channels,
+                    };
+                    let mut turbo = Decoder::new(shape, policy);
+                    assert_eq!(turbo.jpeg_decoder(), JpegDecoder::Turbojpeg);
+                    let mut image =
+                        Decoder::new(shape, policy).with_jpeg_decoder(JpegDecoder::Image);
+                    let (mut a, mut b) = (vec![0; shape.bytes()], vec![0; shape.bytes()]);
+                    let da = turbo.decode_bytes(&jpg, &mut a).unwrap();
+                    let db = if channels == 1 {
+                        // libjpeg-turbo's gray is the JPEG's own luma
+                        // (BT.601 weights); `image` converts with BT.709's.
+                        // Compare with BT.601 of `image`'s RGB.
+                        let rgb = FrameShape {
+                            channels: 3,
+                            ..shape
+                        };
+                        let mut c = vec![0; rgb.bytes()];
+                        let mut image =
+                            Decoder::new(rgb, policy).with_jpeg_decoder(JpegDecoder::Image);
+                        let db = image.decode_bytes(&jpg, &mut c).unwrap();
+                        for (g, p) in b.iter_mut().zip(c.chunks(3)) {
+                            let y = 0.299 * p[0] as f64 + 0.587 * p[1] as f64 + 0.114 * p[2] as f64;
+                            *g = y.round() as u8;
+                        }
+                        db
+                    } else {
+                        image.decode_bytes(&jpg, &mut b).unwrap()
+                    };
+                    assert_eq!((da.width, da.height), (640, 480));
+                    assert_eq!(da, db);
+                    let diff = mean_abs_diff(&a, &b);
+                    assert!(
+                        diff < 2.5,
+                        "{h}x{w}x{channels} {policy:?}: mean abs diff {diff}"
+                    );
+                    if channels == 4 && h == 480 {
+                        assert!(a.chunks(4).all(|p| p[3] == 255), "opaque alpha");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Files go through libjpeg-turbo as well (whole file read into the
+    /// decoder's reused buffer), PNGs next to them through `image`; a
+    /// truncated or corrupt JPEG is skipped, never a panic.
+    #[cfg(feature = "turbojpeg")]
+    #[test]
+    fn turbojpeg_files_and_bad_jpegs() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = DynamicImage::ImageRgb8(smooth(64, 48));
+        let jpg = encode(&img, ImageFormat::Jpeg);
+        std::fs::write(dir.path().join("a.jpg"), &jpg).unwrap();
+        std::fs::write(dir.path().join("b.png"), encode(&img, ImageFormat::Png)).unwrap();
+        let shape = FrameShape {
+            height: 48,
+            width: 64,
+            channels: 3,
+        };
+        let mut d = Decoder::new(shape, ShapePolicy::Fit);
+        let mut out = vec![0; shape.bytes()];
+        d.decode_file(&dir.path().join("a.jpg"), &mut out).unwrap();
+        assert!(mean_abs_diff(&out, img.as_bytes()) < 3.0);
+        d.decode_file(&dir.path().join("b.png"), &mut out).unwrap();
+        assert_eq!(out, img.as_bytes());
+        // Truncated: refused up front.
+        let e = d.decode_bytes(&jpg[..jpg.len() / 2], &mut out).unwrap_err();
+        assert_eq!(e.reason, SkipReason::Corrupt, "{e}");
+        // Entropy-coded data overwritten, markers intact: decoded leniently
+        // or skipped as corrupt; either way no panic and no other reason.
+        let mut bad = jpg.clone();
+        let n = bad.len();
+        for b in &mut bad[n / 2..n - 8] {
+            *b = 0xFF;
+        }
+        if let Err(e) = d.decode_bytes(&bad, &mut out) {
+            assert_eq!(e.reason, SkipReason::Corrupt, "{e}");
+        }
+        // A header declaring 60000x60000: refused before decoding.
+        let mut bomb = jpg.clone();
+        let sof = bomb.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        bomb[sof + 5..sof + 7].copy_from_slice(&60_000u16.to_be_bytes());
+        bomb[sof + 7..sof + 9].copy_from_slice(&60_000u16.to_be_bytes());
+        let e = d.decode_bytes(&bomb, &mut out).unwrap_err();
+        assert!(
+            matches!(e.reason, SkipReason::TooLarge | SkipReason::Corrupt),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,480 @@
+//! Video in and out through an ffmpeg child process, and raw frame streams.
+//!
+//! Input: ffmpeg decodes anything it opens (a file, a v4l2 device, an
+//! rtsp:// or http:// URL, an image-sequence pattern) to `rawvideo` at the
+//! ring's pixel format and shape — scaled and padded or cropped per the shape
+//! policy by ffmpeg's own filters — and the producer reads each frame from
+//! the pipe straight into a free slot. A raw stream (stdin, a FIFO, a file)
+//! is read the same way without ffmpeg.
+//!
+//! Output: a consumer writes each frame it takes into the stdin of an ffmpeg
+//! encoding to a file whose extension picks the container.
+//!
+//! ffmpeg's stderr is kept (its last few KiB) for error messages.
+
+use super::decode::ShapePolicy;
+use super::FrameShape;
+use parking_lot::Mutex;
+use std::io::{Read, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// How much of ffmpeg's stderr is kept for messages.
+const STDERR_KEEP: usize = 4096;
+
+/// A video or raw-stream problem.
+#[derive(Debug, thiserror::Error)]
+pub enum VideoError {
+    /// The ffmpeg program is not installed (or not at the configured path).
+    #[error("{program:?} not found: video needs ffmpeg (Debian/Ubuntu: apt-get install ffmpeg; or set producer.ffmpeg to its path)")]
+    NotFound {
+        /// The program looked for.
+        program: String,
+    },
+    /// ffmpeg could not be started.
+    #[error("cannot start {program:?}: {source}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// ffmpeg failed; its own message follows.
+    #[error("ffmpeg failed on {what} ({status}): {stderr}")]
+    Ffmpeg {
+        /// The input or output.
+        what: String,
+        /// Its exit status.
+        status: ExitStatus,
+        /// The end of its stderr.
+        stderr: String,
+    },
+    /// Reading or writing the pipe failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// The stream.
+        what: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Whether `spec` names something for ffmpeg rather than image files: a URL,
+/// a video device, an image-sequence pattern (`%04d`), or a file with a video
+/// container's extension.
+pub fn looks_like_video(spec: &str) -> bool {
+    const EXT: &[&str] = &[
+        "mp4", "m4v", "mkv", "webm", "mov", "avi", "y4m", "ts", "mts", "m2ts", "flv", "mpg",
+        "mpeg", "wmv", "ogv", "3gp", "h264", "h265", "hevc", "ivf", "nut",
+    ];
+    // An image-sequence pattern for ffmpeg: frames/%04d.png.
+    let pattern = spec.contains('%') && spec.contains('d');
+    if spec.contains("://") || spec.starts_with("/dev/video") || pattern {
+        return true;
+    }
+    let ext = std::path::Path::new(spec)
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase());
+    ext.is_some_and(|e| EXT.contains(&e.as_str()))
+}
+
+/// ffmpeg's name for the ring's pixel format.
+pub fn pix_fmt(channels: u32) -> &'static str {
+    match channels {
+        1 => "gray",
+        4 => "rgba",
+        _ => "rgb24",
+    }
+}
+
+/// The ffmpeg filter that fits a source into `shape` per `policy`.
+/// `reject` keeps the source size; a mismatch is then detected from the
+/// stream (see [`FfmpegInput`]).
+pub fn scale_filter(shape: FrameShape, policy: ShapePolicy) -> String {
+    let (w, h) = (shape.width, shape.height);
+    match policy {
+        ShapePolicy::Fit => format!(
+            "scale={w}:{h}:force_original_aspect_ratio=decrease,pad={w}:{h}:(ow-iw)/2:(oh-ih)/2:black,setsar=1"
+        ),
+        ShapePolicy::Fill => format!(
+            "scale={w}:{h}:force_original_aspect_ratio=increase,crop={w}:{h},setsar=1"
+        ),
+        ShapePolicy::Stretch => format!("scale={w}:{h},setsar=1"),
+        ShapePolicy::Reject => "null".into(),
+    }
+}
+
+/// Keeps the tail of a child's stderr, read by a thread.
+#[derive(Debug)]
+struct StderrTail {
+    buf: Arc<Mutex<Vec<u8>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl StderrTail {
+    fn start(mut from: impl Read + Send + 'static) -> StderrTail {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let b = buf.clone();
+        let thread = std::thread::spawn(move || {
+            let mut chunk = [0u8; 1024];
+            while let Ok(n) = from.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                let mut v = b.lock();
+                v.extend_from_slice(&chunk[..n]);
+                if v.len() > 2 * STDERR_KEEP {
+                    let cut = v.len() - STDERR_KEEP;
+                    v.drain(..cut);
+                }
+            }
+        });
+        StderrTail {
+            buf,
+            thread: Some(thread),
+        }
+    }
+
+    fn text(&mut self) -> String {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let v = self.buf.lock();
+        let start = v.len().saturating_sub(STDERR_KEEP);
+        String::from_utf8_lossy(&v[start..]).trim().to_string()
+    }
+}
+
+fn spawn(program: &str, cmd: &mut Command) -> Result<Child, VideoError> {
+    tracing::debug!(?cmd, "starting ffmpeg");
+    cmd.spawn().map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            VideoError::NotFound {
+                program: program.into(),
+            }
+        } else {
+            VideoError::Spawn {
+                program: program.into(),
+                source,
+            }
+        }
+    })
+}
+
+/// Waits for an ffmpeg child to exit: an error carrying the end of its
+/// stderr if it failed.
+fn wait_ffmpeg(child: &mut Child, stderr: &mut StderrTail, what: &str) -> Result<(), VideoError> {
+    let status = child.wait().map_err(|source| VideoError::Io {
+        what: what.into(),
+        source,
+    })?;
+    if status.success() {
+        return Ok(());
+    }
+    let stderr = stderr.text();
+    Err(VideoError::Ffmpeg {
+        what: what.into(),
+        status,
+        stderr: if stderr.is_empty() {
+            "(no message)".into()
+        } else {
+            stderr
+        },
+    })
+}
+
+/// Makes a pipe's kernel buffer larger (best effort): fewer wake-ups per
+/// frame when frames are megabytes.
+fn grow_pipe(fd: std::os::fd::BorrowedFd<'_>) {
+    let _ = nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
+}
+
+use std::os::fd::{AsFd, AsRawFd};
+
+/// Reads exactly one frame into `buf`. `Ok(false)` at a clean end of the
+/// stream (no byte of a new frame); an error for a frame cut short.
+fn read_frame(r: &mut impl Read, buf: &mut [u8], what: &str) -> Result<bool, VideoError> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) if got == 0 => return Ok(false),
+            Ok(0) => {
+                return Err(VideoError::Io {
+                    what: what.into(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!(
+                            "the stream ended inside a frame ({got} of {} bytes): its frames are not of the ring's shape",
+                            buf.len()
+                        ),
+                    ),
+                })
+            }
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(source) => {
+                return Err(VideoError::Io {
+                    what: what.into(),
+                    source,
+                })
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// An ffmpeg decoding a video to raw frames of the ring's shape.
+#[derive(Debug)]
+pub struct FfmpegInput {
+    input: String,
+    child: Child,
+    stdout: ChildStdout,
+    stderr: StderrTail,
+}
+
+impl FfmpegInput {
+    /// Starts `program` decoding `input`. With `realtime`, ffmpeg reads the
+    /// input at its native frame rate (`-re`).
+    pub fn spawn(
+        program: &str,
+        input: &str,
+        shape: FrameShape,
+        policy: ShapePolicy,
+        realtime: bool,
+    ) -> Result<FfmpegInput, VideoError> {
+        let mut cmd = Command::new(program);
+        cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin"]);
+        if realtime {
+            cmd.arg("-re");
+        }
+        cmd.args(["-i", input, "-an", "-sn", "-dn", "-vf"])
+            .arg(scale_filter(shape, policy))
+            .args(["-f", "rawvideo", "-pix_fmt", pix_fmt(shape.channels), "-"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = spawn(program, &mut cmd)?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        grow_pipe(stdout.as_fd());
+        let stderr = StderrTail::start(child.stderr.take().expect("piped stderr"));
+        Ok(FfmpegInput {
+            input: input.into(),
+            child,
+            stdout,
+            stderr,
+        })
+    }
+
+    /// Reads the next frame into `buf` (the slot). `Ok(false)` at the end.
+    pub fn read_frame(&mut self, buf: &mut [u8]) -> Result<bool, VideoError> {
+        read_frame(&mut self.stdout, buf, &self.input)
+    }
+
+    /// Stops ffmpeg early (e.g. on a signal).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+    }
+
+    /// Waits for ffmpeg to exit; an error carrying its message if it failed.
+    pub fn finish(mut self, killed: bool) -> Result<(), VideoError> {
+        drop(self.stdout);
+        match wait_ffmpeg(&mut self.child, &mut self.stderr, &self.input) {
+            // We stopped it: its exit status says nothing.
+            Err(VideoError::Ffmpeg { .. }) if killed => Ok(()),
+            r => r,
+        }
+    }
+}
+
+/// Raw frames of the ring's shape, back to back, from stdin or a file.
+pub struct RawInput {
+    name: String,
+    reader: Box<dyn Read + Send>,
+}
+
+impl std::fmt::Debug for RawInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawInput")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl RawInput {
+    /// `-` is stdin; anything else a file or FIFO.
+    pub fn open(spec: &str) -> Result<RawInput, VideoError> {
+        let reader: Box<dyn Read + Send> = if spec == "-" {
+            Box::new(std::io::stdin())
+        } else {
+            Box::new(std::fs::File::open(spec).map_err(|source| VideoError::Io {
+                what: spec.into(),
+                source,
+            })?)
+        };
+        Ok(RawInput {
+            name: if spec == "-" {
+                "stdin".into()
+            } else {
+                spec.into()
+            },
+            reader,
+        })
+    }
+
+    /// Reads the next frame into `buf` (the slot). `Ok(false)` at the end.
+    pub fn read_frame(&mut self, buf: &mut [u8]) -> Result<bool, VideoError> {
+        read_frame(&mut self.reader, buf, &self.name)
+    }
+}
+
+/// Whether a consumer output names a video file (by its extension).
+pub fn is_video_output(spec: &str) -> bool {
+    const EXT: &[&str] = &["mp4", "m4v", "mkv", "webm", "mov", "avi", "y4m", "nut"];
+    std::path::Path::new(spec)
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| EXT.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// An ffmpeg encoding raw frames written to its stdin into a file.
+#[derive(Debug)]
+pub struct FfmpegOutput {
+    path: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stderr: StderrTail,
+}
+
+impl FfmpegOutput {
+    /// Starts `program` encoding frames of `shape` at `fps` into `path`; the
+    /// extension picks the container (H.264 for mp4/mkv/mov, VP8 for webm,
+    /// uncompressed for y4m/nut).
+    pub fn spawn(
+        program: &str,
+        path: &str,
+        shape: FrameShape,
+        fps: f64,
+    ) -> Result<FfmpegOutput, VideoError> {
+        let ext = std::path::Path::new(path)
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let mut cmd = Command::new(program);
+        cmd.args(["-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo"])
+            .args(["-pix_fmt", pix_fmt(shape.channels)])
+            .args(["-s", &format!("{}x{}", shape.width, shape.height)])
+            .args(["-r", &format!("{fps}"), "-i", "-"]);
+        match ext.as_str() {
+            "mp4" | "m4v" | "mkv" | "mov" => {
+                // yuv420p (what players expect) needs even sizes.
+                cmd.args(["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"])
+                    .args(["-c:v", "libx264", "-preset", "veryfast", "-crf", "18"])
+                    .args(["-pix_fmt", "yuv420p"]);
+            }
+            "webm" => {
+                cmd.args(["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"])
+                    .args(["-c:v", "libvpx", "-deadline", "realtime", "-b:v", "4M"])
+                    .args(["-pix_fmt", "yuv420p"]);
+            }
+            "y4m" => {
+                cmd.args(["-pix_fmt", "yuv444p"]);
+            }
+            "nut" => {
+                cmd.args(["-c:v", "rawvideo"]);
+            }
+            _ => {}
+        }
+        cmd.arg(path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = spawn(program, &mut cmd)?;
+        let stdin = child.stdin.take().expect("piped stdin");
+        grow_pipe(stdin.as_fd());
+        let stderr = StderrTail::start(child.stderr.take().expect("piped stderr"));
+        Ok(FfmpegOutput {
+            path: path.into(),
+            child,
+            stdin: Some(stdin),
+            stderr,
+        })
+    }
+
+    /// Writes one frame.
+    pub fn write(&mut self, data: &[u8]) -> Result<(), VideoError> {
+        let Some(stdin) = self.stdin.as_mut() else {
+            return Ok(());
+        };
+        if let Err(source) = stdin.write_all(data) {
+            // ffmpeg died: its message says why (else the write error does).
+            self.stdin = None;
+            wait_ffmpeg(&mut self.child, &mut self.stderr, &self.path)?;
+            return Err(VideoError::Io {
+                what: self.path.clone(),
+                source,
+            });
+        }
+        Ok(())
+    }
+
+    /// Closes ffmpeg's input and waits for the file to be written.
+    pub fn finish(&mut self) -> Result<(), VideoError> {
+        drop(self.stdin.take());
+        wait_ffmpeg(&mut self.child, &mut self.stderr, &self.path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_video_inputs_and_outputs() {
+        for v in [
+            "a.mp4",
+            "x/B.MKV",
+            "rtsp://cam/1",
+            "http://h/s.m3u8",
+            "/dev/video0",
+            "c.y4m",
+            "frames/%04d.png",
+        ] {
+            assert!(looks_like_video(v), "{v}");
+        }
+        for i in ["assets", "a.jpg", "imgs/*.png", "-"] {
+            assert!(!looks_like_video(i), "{i}");
+        }
+        assert!(is_video_output("o.mp4") && is_video_output("o.y4m"));
+        assert!(!is_video_output("out") && !is_video_output("-"));
+    }
+
+    #[test]
+    fn raw_frames_are_read_whole_or_refused() {
+        let mut r: &[u8] = &[1, 2, 3, 4, 5, 6, 7];
+        let mut buf = [0u8; 3];
+        assert!(read_frame(&mut r, &mut buf, "t").unwrap());
+        assert_eq!(buf, [1, 2, 3]);
+        assert!(read_frame(&mut r, &mut buf, "t").unwrap());
+        assert!(read_frame(&mut r, &mut buf, "t").is_err(), "a cut frame");
+        let mut r: &[u8] = &[];
+        assert!(!read_frame(&mut r, &mut buf, "t").unwrap());
+    }
+
+    #[test]
+    fn a_missing_ffmpeg_is_a_clear_error() {
+        let shape = FrameShape {
+            height: 2,
+            width: 2,
+            channels: 3,
+        };
+        match FfmpegInput::spawn("/no/such/ffmpeg", "x.mp4", shape, ShapePolicy::Fit, false) {
+            Err(e @ VideoError::NotFound { .. }) => {
+                assert!(e.to_string().contains("apt-get install ffmpeg"))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
