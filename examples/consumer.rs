@@ -43,7 +43,10 @@ fn run(ring: &str, group: &str, wait: Duration) -> Result<ExitCode, Box<dyn std:
         .group(group)
         .wait_for_ring(wait)
         .attach()?;
-    eprintln!("attached to {ring}: {} frames, group {group}", consumer.shape());
+    eprintln!(
+        "attached to {ring}: {} frames, group {group}",
+        consumer.shape()
+    );
     loop {
         match consumer.take(Duration::from_secs(1)) {
             Ok(Take::Frame(frame)) => {

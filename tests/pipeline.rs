@@ -1021,7 +1021,11 @@ fn the_example_consumer_prints_every_frame_with_its_mean() {
         .and_then(Path::parent)
         .unwrap()
         .join("examples/consumer");
-    assert!(example.exists(), "{} not built (cargo test builds examples)", example.display());
+    assert!(
+        example.exists(),
+        "{} not built (cargo test builds examples)",
+        example.display()
+    );
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("in");
     std::fs::create_dir_all(&dir).unwrap();

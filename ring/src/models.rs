@@ -196,12 +196,13 @@ fn the_ready_queue_wraps_without_losing_or_doubling_a_frame() {
                 thread::spawn(move || {
                     let mut got = vec![];
                     loop {
-                        let next = ring.ready.wait_until(WaitStrategy::FUTEX, FOREVER, || {
-                            match ring.q().take(me).unwrap() {
-                                Some(c) => Some(Some(c)),
-                                None => (done.load(Ordering::Acquire) == 1).then_some(None),
-                            }
-                        });
+                        let next =
+                            ring.ready.wait_until(WaitStrategy::FUTEX, FOREVER, || {
+                                match ring.q().take(me).unwrap() {
+                                    Some(c) => Some(Some(c)),
+                                    None => (done.load(Ordering::Acquire) == 1).then_some(None),
+                                }
+                            });
                         let Some(Some(claim)) = next else { return got };
                         got.push(claim.pos());
                         ring.give_back(me as usize, claim.slot());
@@ -450,7 +451,9 @@ fn drop_oldest_withdrawal_and_a_claim_never_both_win() {
         let mut all: Vec<u32> = taken.iter().chain(&withdrawn).copied().collect();
         // Slot 1 may still be queued (neither taken nor evicted) if the
         // consumer finished first and the evict only passed slot 0's entry.
-        all.extend(std::iter::from_fn(|| ring.q().take(4).unwrap().map(|c| c.slot())));
+        all.extend(std::iter::from_fn(|| {
+            ring.q().take(4).unwrap().map(|c| c.slot())
+        }));
         all.sort_unstable();
         assert_eq!(all, vec![0, 1], "every frame accounted for exactly once");
     });
@@ -484,11 +487,13 @@ fn two_consumers_join_two_groups_through_the_roster() {
                 let (t, ev) = (t.clone(), events.clone());
                 thread::spawn(move || {
                     let e = &t.entries[i];
-                    assert_eq!(roster::claim_entry(&t.entries[i..=i], 100 + i as u64), Some(0));
+                    assert_eq!(
+                        roster::claim_entry(&t.entries[i..=i], 100 + i as u64),
+                        Some(0)
+                    );
                     roster::request_join(e, name.as_bytes(), &t.roster, &ev.0);
-                    let (g, slot) = ev
-                        .1
-                        .wait_until(WaitStrategy::FUTEX, FOREVER, || {
+                    let (g, slot) =
+                        ev.1.wait_until(WaitStrategy::FUTEX, FOREVER, || {
                             let Admission::Admitted(g) = roster::admission(e, 2).unwrap() else {
                                 return None;
                             };
