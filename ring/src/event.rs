@@ -238,25 +238,34 @@ impl Event {
             if now >= deadline {
                 return None;
             }
-            // W3
-            self.waiters.fetch_add(1, Ordering::SeqCst);
-            // W4 (loom mutant `wait-unfenced`: without it)
-            if !mutant("wait-unfenced") {
-                fence(Ordering::SeqCst);
+            // W3 (loom mutant `wait-unannounced`: without it, so a notifier
+            // cannot know that it must wake us).
+            let announce = !mutant("wait-unannounced");
+            if announce {
+                self.waiters.fetch_add(1, Ordering::SeqCst);
             }
+            // W4. With W3 and W5 both SeqCst this fence is implied (and the
+            // kernel's FUTEX_WAIT issues a full barrier before comparing the
+            // word), so removing it breaks nothing a model can show; it is
+            // kept so that the argument above rests on the two fences alone.
+            fence(Ordering::SeqCst);
             // W5: the count, then the condition (see notify_if_waiting).
             // Loom mutant `wait-no-recheck`: the count only.
             if self.seq.load(Ordering::SeqCst) == seen {
                 if !mutant("wait-no-recheck") {
                     if let Some(v) = check() {
-                        self.waiters.fetch_sub(1, Ordering::SeqCst);
+                        if announce {
+                            self.waiters.fetch_sub(1, Ordering::SeqCst);
+                        }
                         return Some(v);
                     }
                 }
                 // W6
                 futex::wait(&self.seq, seen, Some(deadline - now));
             }
-            self.waiters.fetch_sub(1, Ordering::SeqCst);
+            if announce {
+                self.waiters.fetch_sub(1, Ordering::SeqCst);
+            }
         }
     }
 

@@ -211,6 +211,13 @@ impl Ledger {
         // Loom mutant `recover-any-reader`: ignore who reads it (would
         // re-publish a frame a live consumer is reading).
         let any = crate::sync::mutant("recover-any-reader");
+        // Loom mutant `recover-wrong-reader`: look for another consumer's
+        // frames (the dead one's are then never re-published: lost).
+        let c = if crate::sync::mutant("recover-wrong-reader") {
+            c + 1
+        } else {
+            c
+        };
         self.holds(g, s)
             && claims.get(s).is_some_and(|w| {
                 matches!(SlotState::decode(w.load(Ordering::Acquire)),

@@ -95,6 +95,9 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![deny(missing_docs)]
+// Under loom only the building blocks are compiled, without the API that
+// uses the rest of their functions.
+#![cfg_attr(loom, allow(dead_code))]
 
 mod error;
 mod event;
@@ -105,6 +108,7 @@ mod queue_ctrl;
 mod ready_queue;
 mod return_queue;
 mod roster;
+mod shape;
 mod slot;
 mod sync;
 
@@ -124,8 +128,6 @@ mod process;
 mod producer;
 #[cfg(not(loom))]
 mod segment;
-#[cfg(not(loom))]
-mod shape;
 #[cfg(not(loom))]
 pub mod signals;
 
@@ -150,7 +152,6 @@ pub use options::{
 };
 #[cfg(not(loom))]
 pub use producer::{GroupReport, Producer, ProducerBuilder, WriteSlot};
-#[cfg(not(loom))]
 pub use shape::FrameShape;
 
 /// The ring's limits, for validating a configuration before creating a ring.
