@@ -236,7 +236,7 @@ fn one_producer_three_consumers_every_frame_exactly_once_with_right_pixels() {
 }
 
 #[test]
-fn consumer_with_another_shape_is_refused() {
+fn a_consumer_adopts_the_ring_shape_and_refuses_one_it_insists_on() {
     let tmp = tempfile::tempdir().unwrap();
     make_inputs(&tmp.path().join("in"), 2);
     let name = ring("shape");
@@ -266,11 +266,23 @@ fn consumer_with_another_shape_is_refused() {
     let out = wait_with_timeout(wrong.spawn().unwrap(), Duration::from_secs(30));
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(stderr(&out).contains("expects 50x64x3"), "{}", stderr(&out));
-    // A consumer of the right shape lets the producer finish.
-    let ok = wait_with_timeout(
-        consumer(&name, &["--output", "null"]).spawn().unwrap(),
-        Duration::from_secs(30),
-    );
+    assert!(stderr(&out).contains("--any-shape"), "{}", stderr(&out));
+    // One dimension alone is a demand too; the others are the ring's.
+    let mut one = Command::new(CONSUMER);
+    one.args(["--config", "/dev/null", "--ring", &name, "--channels", "1"]);
+    one.args(["--output", "null", "--wait-timeout", "20"]);
+    one.stderr(Stdio::piped());
+    let out = wait_with_timeout(one.spawn().unwrap(), Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let want = format!("holds {H}x{W}x3 frames, but this consumer expects {H}x{W}x1");
+    assert!(stderr(&out).contains(&want), "{}", stderr(&out));
+    // A consumer that names no shape adopts the ring's, although its
+    // (default) configuration says 360x480x3, and lets the producer finish.
+    let mut adopt = Command::new(CONSUMER);
+    adopt.args(["--config", "/dev/null", "--ring", &name, "--output", "null"]);
+    adopt.args(["--wait-timeout", "20"]);
+    adopt.stderr(Stdio::piped());
+    let ok = wait_with_timeout(adopt.spawn().unwrap(), Duration::from_secs(30));
     assert!(ok.status.success(), "{}", stderr(&ok));
     assert!(
         stderr(&ok).contains("consumer: 2 frames"),
@@ -457,6 +469,14 @@ fn dead_producer_frames_are_drained_then_exit_4_and_clean_removes_the_ring() {
             .any(|l| l.starts_with(&name) && l.contains(" no ")),
         "{listing}"
     );
+    // Another program's file in /dev/shm is not listed as a ring.
+    let foreign = format!("/dev/shm/{name}-foreign");
+    std::fs::write(&foreign, b"not a ring").unwrap();
+    let list = Command::new(admin).arg("list").output().unwrap();
+    let listing = String::from_utf8_lossy(&list.stdout).into_owned();
+    std::fs::remove_file(&foreign).unwrap();
+    assert!(list.status.success(), "{listing}");
+    assert!(!listing.contains(&format!("{name}-foreign")), "{listing}");
     let clean = Command::new(admin).args(["clean", &name]).output().unwrap();
     assert!(
         clean.status.success(),

@@ -68,7 +68,8 @@ impl ConsumerBuilder {
 
     /// Refuse a ring whose frames are not of this shape
     /// ([`AttachError::ShapeMismatch`]). Without it the consumer adopts the
-    /// ring's shape ([`Consumer::shape`]).
+    /// ring's shape ([`Consumer::shape`]). A dimension of 0 accepts any
+    /// value: `FrameShape::new(0, 0, 3)` insists on three channels only.
     pub fn expect_shape(mut self, shape: FrameShape) -> Self {
         self.expect = Some(shape);
         self
@@ -291,8 +292,15 @@ impl Consumer {
         let name = b.name.as_str();
         let seg = Segment::open(name)?;
         let g = *seg.geometry();
-        if let Some(expected) = b.expect {
+        if let Some(asked) = b.expect {
             let ring = g.frame_shape();
+            // 0 = any: the ring's own value.
+            let pick = |asked: u32, ring: u32| if asked == 0 { ring } else { asked };
+            let expected = FrameShape::new(
+                pick(asked.height, ring.height),
+                pick(asked.width, ring.width),
+                pick(asked.channels, ring.channels),
+            );
             if ring != expected {
                 return Err(AttachError::ShapeMismatch {
                     name: name.into(),

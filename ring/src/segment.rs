@@ -177,6 +177,11 @@ pub(crate) struct Segment {
     file: File,
 }
 
+/// How long a new ring may stay empty or blank while its producer writes
+/// its header (microseconds in practice); past that, such a file is not
+/// a ring.
+const INIT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Segment {
     /// Creates a new segment of `spec` named `name`, refusing if one exists.
     ///
@@ -368,18 +373,27 @@ impl Segment {
                 e => open_io(name, "shm_open", e),
             })?;
         let file = File::from(fd);
-        let size = file
-            .metadata()
-            .map_err(|e| open_io(name, "fstat", e))?
-            .len();
+        let meta = file.metadata().map_err(|e| open_io(name, "fstat", e))?;
+        let size = meta.len();
+        // A ring is empty, or all zeros, only for the moments between its
+        // creation and its header being written; an empty or blank file
+        // older than that is another program's (or a producer that died
+        // before writing anything: nothing of ours is in it either way).
+        let not_ready = || {
+            let age = meta.modified().ok().and_then(|m| m.elapsed().ok());
+            if age.is_some_and(|a| a > INIT_GRACE) {
+                OpenError::NotARing { name: name.into() }
+            } else {
+                OpenError::NotReady { name: name.into() }
+            }
+        };
         if size == 0 {
-            return Err(OpenError::NotReady { name: name.into() });
+            return Err(not_ready());
         }
+        // A ring is sized in one step to at least a header page plus its
+        // frames: anything smaller is not one.
         if size < PAGE {
-            return Err(OpenError::Corrupt {
-                name: name.into(),
-                reason: format!("file is {size} bytes, smaller than a header"),
-            });
+            return Err(OpenError::NotARing { name: name.into() });
         }
         if size > isize::MAX as u64 {
             return Err(OpenError::Corrupt {
@@ -407,7 +421,7 @@ impl Segment {
         let magic = unsafe { std::ptr::addr_of!((*hdr).magic).read_volatile() };
         if magic != MAGIC {
             if version == 0 && magic == [0; 8] {
-                return Err(OpenError::NotReady { name: name.into() });
+                return Err(not_ready());
             }
             return Err(OpenError::NotARing { name: name.into() });
         }
@@ -778,6 +792,37 @@ mod tests {
             );
         }
         drop(seg);
+        Segment::unlink(&name).unwrap();
+    }
+
+    /// Other programs' files in /dev/shm are "not a ring", never a corrupt
+    /// or initialising one (so `list` and `clean` leave them out); only a
+    /// fresh empty or blank file may be a ring being created.
+    #[test]
+    fn foreign_files_are_not_rings() {
+        let name = test_name("foreign");
+        let path = format!("{SHM_DIR}/{name}");
+        let old = std::time::SystemTime::now() - 2 * INIT_GRACE;
+        let cases: [(&str, Vec<u8>, bool); 5] = [
+            ("small", vec![7; 100], false),
+            ("page of text", b"hello ".repeat(1000), false),
+            ("old empty", vec![], true),
+            ("old blank", vec![0; 2 * PAGE as usize], true),
+            ("fresh small", vec![7; 100], false),
+        ];
+        for (what, bytes, age) in cases {
+            std::fs::write(&path, &bytes).unwrap();
+            if age {
+                let f = std::fs::File::options().write(true).open(&path).unwrap();
+                f.set_modified(old).unwrap();
+            }
+            let e = Segment::open(&name).expect_err(what);
+            assert!(matches!(e, OpenError::NotARing { .. }), "{what}: {e}");
+        }
+        // A fresh empty file may be a ring its producer is creating.
+        std::fs::write(&path, b"").unwrap();
+        let e = Segment::open(&name).expect_err("fresh empty");
+        assert!(matches!(e, OpenError::NotReady { .. }), "fresh empty: {e}");
         Segment::unlink(&name).unwrap();
     }
 }

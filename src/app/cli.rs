@@ -33,8 +33,16 @@ pub fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour_stderr())
         .with_target(false)
         .init();
+}
+
+/// Colour in logs only when stderr is a terminal and `NO_COLOR` is unset
+/// or empty (<https://no-color.org>): a log file or a pipe gets plain text.
+fn colour_stderr() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").map_or(true, |v| v.is_empty())
 }
 
 /// Loads the config file; the default path may be absent (built-in defaults).
@@ -190,8 +198,26 @@ pub fn config_flag_given() -> bool {
 
 /// Prints an error with its causes and returns its exit code.
 pub fn report_error(e: &anyhow::Error) -> i32 {
-    eprintln!("error: {e:#}");
+    eprintln!("error: {}", error_message(e));
     exit_code(e)
+}
+
+/// The error chain as one line, `outer: cause: cause`, each part once: a
+/// cause whose text its outer message already includes (errors that print
+/// their source themselves) is not repeated.
+pub fn error_message(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if line.contains(&part) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&part);
+    }
+    line
 }
 
 /// Replaces `field` with the flag's value when the flag was given.
@@ -209,4 +235,25 @@ pub fn main_with<A: clap::Parser>(run: impl FnOnce(A) -> anyhow::Result<i32>) ->
         Err(e) => report_error(&e),
     };
     std::process::exit(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_chain_names_each_cause_once() {
+        let io = std::io::Error::from_raw_os_error(libc::ENOENT);
+        let e = anyhow::Error::new(ConfigError::Read {
+            path: "/proc/nope".into(),
+            source: io,
+        })
+        .context("loading the config");
+        assert_eq!(
+            error_message(&e),
+            "loading the config: cannot read config /proc/nope: No such file or directory (os error 2)"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_message(&plain), "outer: inner");
+    }
 }

@@ -83,7 +83,7 @@ impl BackpressureKind {
 }
 
 /// `[ring]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RingConfig {
     /// Name of the shared-memory object (/dev/shm/NAME).
@@ -117,8 +117,8 @@ pub struct RingConfig {
 impl Default for RingConfig {
     fn default() -> Self {
         Self {
-            name: "framering".into(),
-            slots: 16,
+            name: "framering-demo".into(),
+            slots: 8,
             height: 360,
             width: 480,
             channels: 3,
@@ -134,7 +134,7 @@ impl Default for RingConfig {
 }
 
 /// `[producer]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProducerConfig {
     /// A file, a directory or a glob pattern.
@@ -204,7 +204,7 @@ impl Default for ProducerConfig {
 }
 
 /// `[consumer]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConsumerConfig {
     /// A directory, `-` (raw frames to stdout) or `null` (checksum only).
@@ -243,7 +243,7 @@ impl Default for ConsumerConfig {
 }
 
 /// The whole file.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// `[ring]`
@@ -482,6 +482,23 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `config.toml` documents the defaults; the built-in ones (used when
+    /// no config file is found) must be exactly those.
+    #[test]
+    fn built_in_defaults_are_the_documented_config_toml() {
+        let documented =
+            Config::parse(include_str!("../../config.toml"), Path::new("config.toml")).unwrap();
+        assert_eq!(documented, Config::default());
+        // And every key of it is given (a key left out would be read from
+        // the built-in defaults, hiding a difference).
+        let table: toml::Table = include_str!("../../config.toml").parse().unwrap();
+        let keys: usize = table
+            .values()
+            .map(|v| v.as_table().map_or(0, |t| t.len()))
+            .sum();
+        assert_eq!(keys, 12 + 13 + 8, "config.toml should set every key");
+    }
 
     fn parse(s: &str) -> Result<Config, ConfigError> {
         let c = Config::parse(s, Path::new("t.toml"))?;

@@ -10,7 +10,8 @@ use crate::media::FrameShape;
 use anyhow::Context;
 use crossbeam::channel::{bounded, RecvTimeoutError};
 use framering_ring::{
-    monotonic_ns, signals, Consumer, FrameMeta, Producer, PublishError, Take, WriteSlot,
+    monotonic_ns, signals, AttachError, Consumer, FrameMeta, Producer, PublishError, Take,
+    WriteSlot,
 };
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -551,11 +552,39 @@ pub struct ConsumerReport {
     pub checksum: Option<u64>,
 }
 
-/// Runs a consumer: attaches to the ring (waiting for it), writes every
-/// frame it takes to the output, returns at end of stream.
+/// The frame shape a consumer insists on: the dimensions the user gave
+/// explicitly (on the command line). Those left `None` are the ring's, so a
+/// consumer with none adopts whatever shape the ring has.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShapeDemand {
+    /// Rows asked for.
+    pub height: Option<u32>,
+    /// Columns asked for.
+    pub width: Option<u32>,
+    /// Channels asked for.
+    pub channels: Option<u32>,
+}
+
+impl ShapeDemand {
+    /// The ring crate's form: 0 for a dimension left to the ring; `None`
+    /// when nothing is asked.
+    fn expected(&self) -> Option<framering_ring::FrameShape> {
+        (*self != Self::default()).then(|| {
+            framering_ring::FrameShape::new(
+                self.height.unwrap_or(0),
+                self.width.unwrap_or(0),
+                self.channels.unwrap_or(0),
+            )
+        })
+    }
+}
+
+/// Runs a consumer: attaches to the ring (waiting for it; adopting its
+/// shape except for the dimensions `demand` insists on), writes every frame
+/// it takes to the output, returns at end of stream.
 pub fn run_consumer(
     cfg: &Config,
-    check_shape: bool,
+    demand: ShapeDemand,
     run: &RunOptions,
 ) -> anyhow::Result<ConsumerReport> {
     cfg.validate()?;
@@ -564,12 +593,17 @@ pub fn run_consumer(
         .latest(cfg.consumer.latest)
         .wait(cfg.wait())
         .wait_for_ring(Duration::from_secs_f64(cfg.consumer.wait_timeout_secs));
-    if check_shape {
-        builder = builder.expect_shape(cfg.ring_shape());
+    if let Some(shape) = demand.expected() {
+        builder = builder.expect_shape(shape);
     }
-    let consumer = builder
-        .attach()
-        .with_context(|| format!("cannot attach to ring {:?}", cfg.ring.name))?;
+    let consumer = builder.attach().map_err(|e| {
+        let hint = if matches!(e, AttachError::ShapeMismatch { .. }) {
+            " (--height/--width/--channels insist on a shape: drop them, or pass --any-shape, to adopt the ring's)"
+        } else {
+            ""
+        };
+        anyhow::Error::new(e).context(format!("cannot attach to ring {:?}{hint}", cfg.ring.name))
+    })?;
     let ring = consumer.shape();
     let shape = FrameShape {
         height: ring.height,

@@ -7,7 +7,7 @@
 
 use clap::Parser;
 use framering::app::cli::{self, exit, RingArgs};
-use framering::app::pipeline::ConsumerEnd;
+use framering::app::pipeline::{ConsumerEnd, ShapeDemand};
 use framering::media::sink::OutputFormat;
 
 #[derive(Parser, Debug)]
@@ -43,7 +43,8 @@ struct Args {
     /// consumer.wait_timeout_secs: how long to wait for the ring to appear
     #[arg(long)]
     wait_timeout: Option<f64>,
-    /// Accept any frame shape instead of the configured one.
+    /// Accept any frame shape even if --height/--width/--channels are given
+    /// (without them the consumer adopts the ring's shape anyway).
     #[arg(long)]
     any_shape: bool,
 }
@@ -61,11 +62,19 @@ fn run(args: Args) -> anyhow::Result<i32> {
     cli::set(&mut c.video_fps, args.video_fps);
     cli::set(&mut cfg.producer.ffmpeg, args.ffmpeg);
     framering::ring::signals::install();
-    let report = framering::app::pipeline::run_consumer(
-        &cfg,
-        !args.any_shape,
-        &args.ring.run_options("consumer")?,
-    )?;
+    // Adopt the ring's shape, except for dimensions given on the command
+    // line (config-file dimensions describe the producer's ring).
+    let demand = if args.any_shape {
+        ShapeDemand::default()
+    } else {
+        ShapeDemand {
+            height: args.ring.height,
+            width: args.ring.width,
+            channels: args.ring.channels,
+        }
+    };
+    let report =
+        framering::app::pipeline::run_consumer(&cfg, demand, &args.ring.run_options("consumer")?)?;
     eprintln!("{}", report.summary.render());
     if let Some(sum) = report.checksum {
         eprintln!("consumer: checksum {sum:016x}");

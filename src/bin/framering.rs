@@ -9,7 +9,7 @@ use framering::app::cli::{self, exit};
 use framering::app::status::{render, to_json};
 use framering::ring::inspect::{self, Removal, RingView};
 use framering::ring::OpenError;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 #[derive(Parser, Debug)]
@@ -24,9 +24,10 @@ enum Cmd {
     /// Run the demo pipeline: one producer and N consumers on the config's
     /// input, each printing its frames per second.
     Demo {
-        /// Config file.
-        #[arg(long, default_value = "config.toml")]
-        config: PathBuf,
+        /// Config file (default: ./config.toml if there is one, else the
+        /// built-in defaults, which are the repository's config.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// Number of consumer processes.
         #[arg(long, default_value_t = 2)]
         consumers: u32,
@@ -97,17 +98,45 @@ fn sibling(bin: &str) -> anyhow::Result<PathBuf> {
     Ok(p)
 }
 
-fn demo(config: PathBuf, consumers: u32, loops: u32, output: PathBuf) -> anyhow::Result<i32> {
+fn demo(
+    config: Option<PathBuf>,
+    consumers: u32,
+    loops: u32,
+    output: PathBuf,
+) -> anyhow::Result<i32> {
     let producer = sibling("framering-producer")?;
     let consumer = sibling("framering-consumer")?;
-    let cfg = config.to_str().unwrap_or("config.toml").to_string();
+    // Read the config here, once, so that a bad one is one error (not one
+    // per child); the children get the same file, or none (built-in
+    // defaults) when there is none here.
+    let explicit = config.is_some();
+    let path = config.unwrap_or_else(|| PathBuf::from("config.toml"));
+    let cfg = cli::load_config(&path, explicit)?;
+    let config_args: Vec<String> = if explicit || path.exists() {
+        vec!["--config".into(), path.to_string_lossy().into_owned()]
+    } else {
+        vec![]
+    };
+    // The sample images: the configured input, or, when run outside the
+    // repository with the default input, the repository's own assets/.
+    let mut input = PathBuf::from(&cfg.producer.input);
+    let repo_assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
+    if cfg.producer.input == "assets" && !input.exists() && repo_assets.is_dir() {
+        input = repo_assets;
+    }
+    anyhow::ensure!(
+        input.exists(),
+        "demo input {} not found: run the demo from the repository, or give a config whose producer.input exists",
+        input.display()
+    );
     let mut children = vec![];
     for i in 0..consumers {
         let out = output.join(format!("consumer-{i}"));
         children.push((
             format!("consumer {i}"),
             Command::new(&consumer)
-                .args(["--config", &cfg, "--output"])
+                .args(&config_args)
+                .arg("--output")
                 .arg(&out)
                 .spawn()?,
         ));
@@ -115,7 +144,9 @@ fn demo(config: PathBuf, consumers: u32, loops: u32, output: PathBuf) -> anyhow:
     children.push((
         "producer".to_string(),
         Command::new(&producer)
-            .args(["--config", &cfg, "--loop", &loops.to_string()])
+            .args(&config_args)
+            .args(["--loop", &loops.to_string(), "--input"])
+            .arg(&input)
             .spawn()?,
     ));
     let mut code = exit::OK;
