@@ -1082,3 +1082,84 @@ fn the_example_consumer_prints_every_frame_with_its_mean() {
         .collect();
     assert_eq!(lines, expected);
 }
+
+/// Bad paths and flags: exit 2 (the README's table) with one message that
+/// names the problem once, before any frame is taken; nothing left behind.
+#[test]
+fn bad_input_output_and_flags_exit_2_with_one_clear_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    make_inputs(&dir.join("in"), 1);
+    let name = ring("badflags");
+    let s = |p: PathBuf| p.to_str().unwrap().to_string();
+    let cases: Vec<(&str, &str, Vec<String>, &str)> = vec![
+        (
+            "a glob matching nothing",
+            PRODUCER,
+            vec!["--input".into(), s(dir.join("nosuch/*.jpg"))],
+            "matches no file",
+        ),
+        (
+            "a metrics address that does not parse",
+            PRODUCER,
+            vec![
+                "--input".into(),
+                s(dir.join("in")),
+                "--metrics-addr".into(),
+                "nonsense".into(),
+            ],
+            "--metrics-addr",
+        ),
+        (
+            "an output with an unknown extension",
+            CONSUMER,
+            vec!["--output".into(), s(dir.join("out.gif"))],
+            "not a video container",
+        ),
+        (
+            "a video output in a directory that does not exist",
+            CONSUMER,
+            vec!["--output".into(), s(dir.join("nosuch/x.mp4"))],
+            "does not exist",
+        ),
+        (
+            "a video output without ffmpeg",
+            CONSUMER,
+            vec![
+                "--output".into(),
+                s(dir.join("x.mp4")),
+                "--ffmpeg".into(),
+                "/no/such/ffmpeg".into(),
+            ],
+            "apt-get install ffmpeg",
+        ),
+    ];
+    for (what, bin, args, says) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        // No ring exists: a consumer that got past its output check would
+        // wait for one and then exit 3 instead.
+        let wait: &[&str] = if bin == CONSUMER {
+            &["--wait-timeout", "0.2"]
+        } else {
+            &[]
+        };
+        let out = command(bin, &name, &[wait, &args].concat())
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{what}: {err}");
+        assert!(err.contains(says), "{what}: {err}");
+        let line = err.lines().find(|l| l.starts_with("error: ")).unwrap();
+        assert_eq!(err.matches("error: ").count(), 1, "{what}: {err}");
+        // No part of the message is said twice.
+        let parts: Vec<&str> = line.split(": ").collect();
+        for (i, p) in parts.iter().enumerate() {
+            assert!(
+                !parts[i + 1..].contains(p) || p.len() < 12,
+                "{what}: {line}"
+            );
+        }
+    }
+    assert!(!dir.join("out.gif").exists(), "no directory out.gif/ made");
+    assert!(!Path::new("/dev/shm").join(&name).exists());
+}

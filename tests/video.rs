@@ -386,12 +386,20 @@ fn raw_frames_on_stdin_and_raw_frames_to_stdout_round_trip() {
 fn a_missing_ffmpeg_or_an_unreadable_video_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
     let name = ring("errors");
+    // A file that exists (ffmpeg would judge it), with no ffmpeg to do so.
+    let clip = tmp.path().join("clip.mp4");
+    std::fs::write(&clip, b"not really a video").unwrap();
     let out = command(
         PRODUCER,
         &name,
         32,
         24,
-        &["--input", "clip.mp4", "--ffmpeg", "/no/such/ffmpeg"],
+        &[
+            "--input",
+            clip.to_str().unwrap(),
+            "--ffmpeg",
+            "/no/such/ffmpeg",
+        ],
     )
     .output()
     .unwrap();
@@ -412,9 +420,22 @@ fn a_missing_ffmpeg_or_an_unreadable_video_is_a_clear_error() {
     )
     .output()
     .unwrap();
+    // A missing input file is a bad input path, said before ffmpeg runs.
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+    // A file ffmpeg cannot read is ffmpeg's failure (exit 1), its own
+    // message kept.
+    let out = command(
+        PRODUCER,
+        &name,
+        32,
+        24,
+        &["--input", clip.to_str().unwrap()],
+    )
+    .output()
+    .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    // ffmpeg's own message is kept.
-    assert!(stderr(&out).contains("No such file"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("ffmpeg failed"), "{}", stderr(&out));
     assert!(
         !Path::new("/dev/shm").join(&name).exists(),
         "the ring was removed"

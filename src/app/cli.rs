@@ -1,6 +1,8 @@
 //! What the binaries share: logging, exit codes, and mapping errors to them.
 
 use super::config::{Config, ConfigError};
+use crate::media::sink::SinkError;
+use crate::media::video::VideoError;
 use framering_ring::{
     AttachError, CreateError, LoanError, OpenError, PublishError, RingCorrupt, TakeError,
 };
@@ -60,7 +62,17 @@ pub fn exit_code(e: &anyhow::Error) -> i32 {
         if cause.is::<ConfigError>() || cause.is::<crate::media::source::SourceError>() {
             return exit::CONFIG;
         }
-        if let Some(crate::media::video::VideoError::NotFound { .. }) = cause.downcast_ref() {
+        if let Some(VideoError::NotFound { .. }) = cause.downcast_ref() {
+            return exit::CONFIG;
+        }
+        // A bad output path, or no ffmpeg for a video output (SinkError
+        // is transparent over VideoError: the chain skips the inner one).
+        if let Some(
+            SinkError::UnknownOutput { .. }
+            | SinkError::NoDirectory { .. }
+            | SinkError::Video(VideoError::NotFound { .. }),
+        ) = cause.downcast_ref()
+        {
             return exit::CONFIG;
         }
         if let Some(e) = cause.downcast_ref::<CreateError>() {
@@ -153,13 +165,27 @@ pub struct RingArgs {
 
 impl RingArgs {
     /// Progress and metrics for a run of `role`; starts the metrics server.
-    pub fn run_options(&self, role: &str) -> anyhow::Result<super::pipeline::RunOptions> {
+    pub fn run_options(
+        &self,
+        role: &str,
+        ring: &str,
+    ) -> anyhow::Result<super::pipeline::RunOptions> {
         let metrics = match &self.metrics_addr {
             Some(addr) => {
-                let m = super::metrics::Metrics::new(role);
-                let bound = m
-                    .serve(addr)
-                    .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
+                let m = super::metrics::Metrics::new(role, ring);
+                let bound = m.serve(addr).map_err(|e| {
+                    let message = format!("cannot serve metrics on {addr}: {e}");
+                    // An address that does not parse is a bad flag (exit 2);
+                    // one that cannot be bound (in use, no permission) is not.
+                    if e.kind() == std::io::ErrorKind::InvalidInput {
+                        anyhow::Error::new(ConfigError::Invalid {
+                            key: "--metrics-addr",
+                            message: format!("{addr:?} is not HOST:PORT or PORT ({e})"),
+                        })
+                    } else {
+                        anyhow::anyhow!(message)
+                    }
+                })?;
                 tracing::info!("metrics on http://{bound}/metrics");
                 Some(m)
             }

@@ -222,6 +222,8 @@ pub struct ConsumerConfig {
     pub latest: bool,
     /// Frame rate written into a video output.
     pub video_fps: f64,
+    /// The ffmpeg program that encodes a video output.
+    pub ffmpeg: String,
     /// Hold each frame this many milliseconds before handing it back
     /// (simulates per-frame work; for tests and benchmarks).
     pub hold_ms: f64,
@@ -237,6 +239,7 @@ impl Default for ConsumerConfig {
             group: framering_ring::DEFAULT_GROUP.to_string(),
             latest: false,
             video_fps: 25.0,
+            ffmpeg: "ffmpeg".into(),
             hold_ms: 0.0,
         }
     }
@@ -414,6 +417,9 @@ impl Config {
         if self.producer.ffmpeg.is_empty() {
             return Err(invalid("producer.ffmpeg", "must name the ffmpeg program"));
         }
+        if self.consumer.ffmpeg.is_empty() {
+            return Err(invalid("consumer.ffmpeg", "must name the ffmpeg program"));
+        }
         self.mode()?;
         self.segment_size()?;
         range(
@@ -497,7 +503,7 @@ mod tests {
             .values()
             .map(|v| v.as_table().map_or(0, |t| t.len()))
             .sum();
-        assert_eq!(keys, 12 + 13 + 8, "config.toml should set every key");
+        assert_eq!(keys, 12 + 13 + 9, "config.toml should set every key");
     }
 
     fn parse(s: &str) -> Result<Config, ConfigError> {

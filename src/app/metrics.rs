@@ -10,6 +10,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::borrow::Cow;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 
@@ -42,8 +43,14 @@ pub struct Metrics {
 
 impl Metrics {
     /// Registers the metrics of a `role` ("producer" or "consumer").
-    pub fn new(role: &str) -> Arc<Metrics> {
-        let mut registry = Registry::with_prefix(format!("framering_{role}"));
+    /// Metrics of `role` (`producer`/`consumer`) on ring `ring`: every
+    /// series carries a `ring` label, so that the processes of several rings
+    /// on one host scrape into one Prometheus.
+    pub fn new(role: &str, ring: &str) -> Arc<Metrics> {
+        let mut registry = Registry::with_prefix_and_labels(
+            format!("framering_{role}"),
+            [(Cow::Borrowed("ring"), Cow::Owned(ring.to_string()))].into_iter(),
+        );
         let m = Metrics {
             registry: Registry::default(),
             frames: Counter::default(),
@@ -134,7 +141,7 @@ mod tests {
 
     #[test]
     fn encodes_prometheus_text() {
-        let m = Metrics::new("consumer");
+        let m = Metrics::new("consumer", "cam0");
         m.frames.inc_by(3);
         m.skipped
             .get_or_create(&ReasonLabel {
@@ -143,13 +150,18 @@ mod tests {
             .inc();
         m.latency.observe(0.001);
         let text = m.encode();
-        assert!(text.contains("framering_consumer_frames_total 3"), "{text}");
         assert!(
-            text.contains("framering_consumer_skipped_inputs_total{reason=\"corrupt\"} 1"),
+            text.contains("framering_consumer_frames_total{ring=\"cam0\"} 3"),
             "{text}"
         );
         assert!(
-            text.contains("framering_consumer_latency_seconds_count 1"),
+            text.contains(
+                "framering_consumer_skipped_inputs_total{ring=\"cam0\",reason=\"corrupt\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("framering_consumer_latency_seconds_count{ring=\"cam0\"} 1"),
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));

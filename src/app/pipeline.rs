@@ -212,6 +212,13 @@ fn run_stream_producer(
                 }
                 .into());
             }
+            // A local file that is not there is a bad input path (exit 2),
+            // said before ffmpeg is started; URLs, devices and image-sequence
+            // patterns are ffmpeg's to judge.
+            let local = !input.contains("://") && !input.contains('%') && input != "-";
+            if local && std::fs::symlink_metadata(input).is_err() {
+                return Err(crate::media::source::SourceError::NotFound(input.clone()).into());
+            }
             ffmpeg = Some(crate::media::video::FfmpegInput::spawn(
                 &cfg.producer.ffmpeg,
                 input,
@@ -588,6 +595,9 @@ pub fn run_consumer(
     run: &RunOptions,
 ) -> anyhow::Result<ConsumerReport> {
     cfg.validate()?;
+    // The output is checked before any frame is taken (a frame taken for an
+    // output that cannot be written would be lost to the group).
+    Sink::check(&cfg.consumer.output, &cfg.consumer.ffmpeg)?;
     let mut builder = Consumer::builder(&cfg.ring.name)
         .group(&cfg.consumer.group)
         .latest(cfg.consumer.latest)
@@ -613,7 +623,7 @@ pub fn run_consumer(
     tracing::info!(ring = %cfg.ring.name, consumer = consumer.index(), "consumer attached");
     let out = &cfg.consumer.output;
     let mut sink = if crate::media::video::is_video_output(out) {
-        Sink::open_video(&cfg.producer.ffmpeg, out, shape, cfg.consumer.video_fps)?
+        Sink::open_video(&cfg.consumer.ffmpeg, out, shape, cfg.consumer.video_fps)?
     } else {
         Sink::open(out, cfg.consumer.format, cfg.consumer.jpeg_quality)?
     };

@@ -31,7 +31,7 @@ struct Args {
     /// consumer.video_fps: frame rate of a video output
     #[arg(long)]
     video_fps: Option<f64>,
-    /// producer.ffmpeg: the ffmpeg program (for a video output)
+    /// consumer.ffmpeg: the ffmpeg program (for a video output)
     #[arg(long)]
     ffmpeg: Option<String>,
     /// consumer.format
@@ -60,7 +60,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
     c.latest |= args.latest;
     cli::set(&mut c.hold_ms, args.hold_ms);
     cli::set(&mut c.video_fps, args.video_fps);
-    cli::set(&mut cfg.producer.ffmpeg, args.ffmpeg);
+    cli::set(&mut cfg.consumer.ffmpeg, args.ffmpeg);
     framering::ring::signals::install();
     // Adopt the ring's shape, except for dimensions given on the command
     // line (config-file dimensions describe the producer's ring).
@@ -73,8 +73,11 @@ fn run(args: Args) -> anyhow::Result<i32> {
             channels: args.ring.channels,
         }
     };
-    let report =
-        framering::app::pipeline::run_consumer(&cfg, demand, &args.ring.run_options("consumer")?)?;
+    let report = framering::app::pipeline::run_consumer(
+        &cfg,
+        demand,
+        &args.ring.run_options("consumer", &cfg.ring.name)?,
+    )?;
     eprintln!("{}", report.summary.render());
     if let Some(sum) = report.checksum {
         eprintln!("consumer: checksum {sum:016x}");

@@ -88,7 +88,10 @@ fn run(args: Args) -> anyhow::Result<i32> {
             .map(|g| g.into_iter().filter(|n| !n.is_empty()).collect()),
     );
     framering::ring::signals::install();
-    let report = framering::app::pipeline::run_producer(&cfg, &args.ring.run_options("producer")?)?;
+    let report = framering::app::pipeline::run_producer(
+        &cfg,
+        &args.ring.run_options("producer", &cfg.ring.name)?,
+    )?;
     eprintln!("{}", report.summary.render());
     if let Some(path) = &args.ring.stats_json {
         report.summary.write_json(path)?;

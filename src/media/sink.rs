@@ -21,6 +21,25 @@ pub enum OutputFormat {
 /// Writing an output failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
+    /// An output that names neither a directory, a video file of a known
+    /// container, `-` nor `null`.
+    #[error("output {path:?}: .{ext} is not a video container this consumer writes ({known}), and {path} is not a directory; for image files in a directory of that name, create the directory first")]
+    UnknownOutput {
+        /// The output.
+        path: String,
+        /// Its extension.
+        ext: String,
+        /// The video extensions known.
+        known: String,
+    },
+    /// A video output in a directory that does not exist.
+    #[error("output {path:?}: directory {} does not exist", dir.display())]
+    NoDirectory {
+        /// The output.
+        path: String,
+        /// Its directory.
+        dir: PathBuf,
+    },
     /// File or pipe error.
     #[error("writing {path}: {source}")]
     Io {
@@ -101,6 +120,44 @@ pub fn extension(format: OutputFormat, channels: u32) -> &'static str {
 }
 
 impl Sink {
+    /// Checks an output before any frame is taken: a directory output is
+    /// created; a video output needs `ffmpeg` to run and its directory to
+    /// exist; an output with an extension that is no video container (and
+    /// no existing directory) is refused rather than made a directory.
+    pub fn check(spec: &str, ffmpeg: &str) -> Result<(), SinkError> {
+        if spec == "-" || spec == "null" {
+            return Ok(());
+        }
+        let path = Path::new(spec);
+        if super::video::is_video_output(spec) {
+            super::video::check_program(ffmpeg)?;
+            let dir = path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            if !dir.is_dir() {
+                return Err(SinkError::NoDirectory {
+                    path: spec.into(),
+                    dir: dir.into(),
+                });
+            }
+            return Ok(());
+        }
+        if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+            if !path.is_dir() {
+                return Err(SinkError::UnknownOutput {
+                    path: spec.into(),
+                    ext: ext.into(),
+                    known: super::video::VIDEO_OUTPUT_EXTENSIONS.join(", "),
+                });
+            }
+        }
+        std::fs::create_dir_all(spec).map_err(|source| SinkError::Io {
+            path: spec.into(),
+            source,
+        })
+    }
+
     /// Opens `spec`: `-`, `null`, or a directory (created if missing).
     pub fn open(spec: &str, format: OutputFormat, quality: u8) -> Result<Sink, SinkError> {
         Ok(match spec {

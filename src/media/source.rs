@@ -9,6 +9,9 @@ pub enum SourceError {
     /// The path does not exist and is not a glob that matches.
     #[error("input {0:?} does not exist")]
     NotFound(String),
+    /// A glob pattern that matches no file.
+    #[error("input {0:?} matches no file")]
+    NoMatch(String),
     /// A glob pattern that does not parse.
     #[error("input {pattern:?} is not a valid glob: {message}")]
     BadGlob {
@@ -95,6 +98,9 @@ pub fn list_inputs(spec: &str, recursive: bool) -> Result<Vec<PathBuf>, SourceEr
             .filter_map(Result::ok)
             .filter(|p| !p.is_dir())
             .collect();
+        if out.is_empty() {
+            return Err(SourceError::NoMatch(spec.into()));
+        }
         out.sort();
         return Ok(out);
     }
@@ -140,6 +146,11 @@ mod tests {
         assert!(matches!(
             list_inputs(&format!("{root}/nope"), false),
             Err(SourceError::NotFound(_))
+        ));
+        // A pattern that matches nothing is an error, not an empty run.
+        assert!(matches!(
+            list_inputs(&format!("{root}/nosuch/*.jpg"), false),
+            Err(SourceError::NoMatch(_))
         ));
     }
 }

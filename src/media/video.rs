@@ -27,7 +27,7 @@ const STDERR_KEEP: usize = 4096;
 #[derive(Debug, thiserror::Error)]
 pub enum VideoError {
     /// The ffmpeg program is not installed (or not at the configured path).
-    #[error("{program:?} not found: video needs ffmpeg (Debian/Ubuntu: apt-get install ffmpeg; or set producer.ffmpeg to its path)")]
+    #[error("{program:?} not found: video needs ffmpeg (Debian/Ubuntu: apt-get install ffmpeg; or give its path with --ffmpeg)")]
     NotFound {
         /// The program looked for.
         program: String,
@@ -145,6 +145,22 @@ impl StderrTail {
         let start = v.len().saturating_sub(STDERR_KEEP);
         String::from_utf8_lossy(&v[start..]).trim().to_string()
     }
+}
+
+/// Checks that `program` runs (`program -version`), so that a missing
+/// ffmpeg is reported before any frame is taken.
+pub fn check_program(program: &str) -> Result<(), VideoError> {
+    let mut cmd = Command::new(program);
+    cmd.arg("-version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = spawn(program, &mut cmd)?;
+    child.wait().map_err(|source| VideoError::Spawn {
+        program: program.into(),
+        source,
+    })?;
+    Ok(())
 }
 
 fn spawn(program: &str, cmd: &mut Command) -> Result<Child, VideoError> {
@@ -331,12 +347,15 @@ impl RawInput {
 
 /// Whether a consumer output names a video file (by its extension).
 pub fn is_video_output(spec: &str) -> bool {
-    const EXT: &[&str] = &["mp4", "m4v", "mkv", "webm", "mov", "avi", "y4m", "nut"];
     std::path::Path::new(spec)
         .extension()
         .and_then(|e| e.to_str())
-        .is_some_and(|e| EXT.contains(&e.to_ascii_lowercase().as_str()))
+        .is_some_and(|e| VIDEO_OUTPUT_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
+
+/// The extensions of the video files a consumer output can be.
+pub const VIDEO_OUTPUT_EXTENSIONS: &[&str] =
+    &["mp4", "m4v", "mkv", "webm", "mov", "avi", "y4m", "nut"];
 
 /// An ffmpeg encoding raw frames written to its stdin into a file.
 #[derive(Debug)]
