@@ -469,6 +469,14 @@ fn dead_producer_frames_are_drained_then_exit_4_and_clean_removes_the_ring() {
             .any(|l| l.starts_with(&name) && l.contains(" no ")),
         "{listing}"
     );
+    // `status` says the producer died, not that it is running.
+    let status = Command::new(admin)
+        .args(["status", &name])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("died while running"), "{text}");
+    assert!(!text.contains("(alive)"), "{text}");
     // Another program's file in /dev/shm is not listed as a ring.
     let foreign = format!("/dev/shm/{name}-foreign");
     std::fs::write(&foreign, b"not a ring").unwrap();

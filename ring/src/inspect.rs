@@ -61,7 +61,8 @@ pub struct ProducerStatus {
     pub pid: u32,
     /// Whether that process (same start time) still runs.
     pub alive: bool,
-    /// running, end-of-stream, drained or stopped.
+    /// running, end-of-stream, drained or stopped; for a dead producer "died
+    /// while running" or "died after the end of stream".
     pub state: &'static str,
     /// Frames published.
     pub published: u64,
@@ -331,15 +332,16 @@ fn snapshot(seg: &Segment) -> RingStatus {
         }
     }
     let producer = producer_of(seg);
+    let producer_alive = producer.pid != 0 && producer.is_alive();
     let flags = h.flags.load(Ordering::Acquire);
-    let state = if flags & FLAG_DRAINED != 0 {
-        "drained"
-    } else if flags & FLAG_END_OF_STREAM != 0 {
-        "end-of-stream"
-    } else if flags & FLAG_RUNNING != 0 {
-        "running"
-    } else {
-        "stopped"
+    // The flags say what the producer last did; a dead one's are history.
+    let state = match (producer_alive, flags) {
+        (_, f) if f & FLAG_DRAINED != 0 => "drained",
+        (true, f) if f & FLAG_END_OF_STREAM != 0 => "end-of-stream",
+        (false, f) if f & FLAG_END_OF_STREAM != 0 => "died after the end of stream",
+        (true, f) if f & FLAG_RUNNING != 0 => "running",
+        (false, f) if f & FLAG_RUNNING != 0 => "died while running",
+        _ => "stopped",
     };
     let now = monotonic_ns();
     let queue_depth = groups.iter().map(|g| g.queue_depth).max().unwrap_or(0);
@@ -395,7 +397,7 @@ fn snapshot(seg: &Segment) -> RingStatus {
         groups,
         producer: ProducerStatus {
             pid: producer.pid,
-            alive: producer.pid != 0 && producer.is_alive(),
+            alive: producer_alive,
             state,
             published: h.published.load(Ordering::Relaxed),
             redelivered: h.redelivered.load(Ordering::Relaxed),

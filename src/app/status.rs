@@ -13,7 +13,7 @@ pub fn render(r: &RingStatus) -> String {
     let mut out = format!(
         "ring {}: {} slots of {}x{}x{}\n\
          slots: {} free, {} writing, {} ready, {} reading, {} returned{}; queue depth {}; backpressure {}\n\
-         producer pid {} ({}) {}: {} published, {:.1} fps, {} redelivered, {} skipped, {} dropped\n",
+         producer pid {} {}: {} published, {:.1} fps, {} redelivered, {} skipped, {} dropped\n",
         r.name,
         r.slots,
         r.height,
@@ -28,8 +28,12 @@ pub fn render(r: &RingStatus) -> String {
         r.queue_depth,
         r.backpressure,
         p.pid,
-        if p.alive { "alive" } else { "dead" },
-        p.state,
+        // A dead producer's state says so ("died while running").
+        if p.alive {
+            format!("(alive) {}", p.state)
+        } else {
+            p.state.to_string()
+        },
         p.published,
         p.fps,
         p.redelivered,
