@@ -1171,3 +1171,68 @@ fn bad_input_output_and_flags_exit_2_with_one_clear_message() {
     assert!(!dir.join("out.gif").exists(), "no directory out.gif/ made");
     assert!(!Path::new("/dev/shm").join(&name).exists());
 }
+
+/// Ctrl-C and SIGTERM always work: a consumer still waiting for its ring
+/// stops within 100 ms (exit 0); a consumer taking frames stops as fast; a
+/// producer whose frames nobody takes stops `--stop-timeout` after the
+/// signal, says what it waited for, counts the abandoned frames and exits
+/// 130.
+#[test]
+fn stop_signals_end_every_process_promptly() {
+    use nix::sys::signal::Signal;
+    let signal_and_time = |child: &Child, sig: Signal| {
+        signal(child, sig);
+        Instant::now()
+    };
+    let name = ring("stopsig");
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        let waiting = consumer(&name, &["--output", "null", "--wait-timeout", "30"])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let t = signal_and_time(&waiting, sig);
+        let out = wait_with_timeout(waiting, Duration::from_secs(10));
+        let took = t.elapsed();
+        assert_eq!(out.status.code(), Some(0), "{sig}: {}", stderr(&out));
+        assert!(took < Duration::from_millis(100), "{sig}: {took:?}");
+    }
+
+    let tmp = tempfile::tempdir().unwrap();
+    make_inputs(&tmp.path().join("in"), 3);
+    let input = tmp.path().join("in");
+    // Nobody takes the frames of the declared group "default".
+    let p = producer(
+        &name,
+        &["--input", input.to_str().unwrap(), "--stop-timeout", "1"],
+    )
+    .spawn()
+    .unwrap();
+    wait_published(&name, 3);
+    // A consumer of another group, idle in its take loop, stops promptly.
+    let idle = consumer(&name, &["--output", "null", "--group", "other"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let t = signal_and_time(&idle, Signal::SIGTERM);
+    let out = wait_with_timeout(idle, Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        t.elapsed() < Duration::from_millis(100),
+        "{:?}",
+        t.elapsed()
+    );
+
+    let t = signal_and_time(&p, Signal::SIGTERM);
+    let out = wait_with_timeout(p, Duration::from_secs(10));
+    let took = t.elapsed();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    assert!(err.contains("waiting for consumers to take 3"), "{err}");
+    assert!(err.contains("a second Ctrl-C/SIGTERM exits now"), "{err}");
+    assert!(err.contains("abandoned 3 published frames"), "{err}");
+    assert!(!Path::new("/dev/shm").join(&name).exists());
+}

@@ -43,6 +43,7 @@ pub struct ConsumerBuilder {
     wait: WaitStrategy,
     expect: Option<FrameShape>,
     wait_for_ring: Duration,
+    stop: Option<fn() -> bool>,
 }
 
 impl ConsumerBuilder {
@@ -82,6 +83,15 @@ impl ConsumerBuilder {
         self
     }
 
+    /// Give up waiting for the ring as soon as `stop` returns true (checked
+    /// every few milliseconds): [`AttachError::Interrupted`]. For example
+    /// [`signals::stop_requested`](crate::signals::stop_requested), so that
+    /// Ctrl-C ends a consumer whose producer has not started.
+    pub fn stop_when(mut self, stop: fn() -> bool) -> Self {
+        self.stop = Some(stop);
+        self
+    }
+
     /// Opens the ring, registers in its consumer table and asks to join the
     /// group.
     pub fn attach(self) -> Result<Consumer, AttachError> {
@@ -93,6 +103,11 @@ impl ConsumerBuilder {
                 Err(AttachError::Open(OpenError::NotFound { .. } | OpenError::NotReady { .. }))
                     if Instant::now() < deadline =>
                 {
+                    if self.stop.is_some_and(|stop| stop()) {
+                        return Err(AttachError::Interrupted {
+                            name: self.name.clone(),
+                        });
+                    }
                     if !logged {
                         tracing::info!(ring = %self.name, "waiting for the ring to appear");
                         logged = true;
@@ -285,6 +300,7 @@ impl Consumer {
             wait: WaitStrategy::default(),
             expect: None,
             wait_for_ring: Duration::ZERO,
+            stop: None,
         }
     }
 

@@ -240,6 +240,15 @@ pub enum AttachError {
         /// The shape asked for.
         expected: FrameShape,
     },
+    /// The caller's stop condition ([`ConsumerBuilder::stop_when`]) became
+    /// true while waiting for the ring.
+    ///
+    /// [`ConsumerBuilder::stop_when`]: crate::ConsumerBuilder::stop_when
+    #[error("stopped while waiting for ring {name:?}")]
+    Interrupted {
+        /// Ring name.
+        name: String,
+    },
     /// Every consumer table entry is taken.
     #[error("ring {name:?} already has its maximum of {max} consumers attached")]
     TooManyConsumers {

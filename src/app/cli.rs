@@ -24,7 +24,8 @@ pub mod exit {
     /// The shared segment became inaccessible (SIGBUS: truncated by another
     /// process, or /dev/shm out of memory).
     pub const SHM_LOST: i32 = framering_ring::signals::SIGBUS_EXIT;
-    /// Stopped by a second SIGINT/SIGTERM.
+    /// Stopped by SIGINT/SIGTERM with published frames left unconsumed (a
+    /// second signal, or `producer.stop_timeout_secs` passed).
     pub const INTERRUPTED: i32 = 130;
 }
 

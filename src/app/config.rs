@@ -155,6 +155,9 @@ pub struct ProducerConfig {
     pub loop_cache_mb: u64,
     /// Seconds to wait at the end for consumers to finish; 0 = no limit.
     pub drain_timeout_secs: f64,
+    /// After SIGINT/SIGTERM, seconds to wait for consumers before exiting
+    /// with the frames left unconsumed.
+    pub stop_timeout_secs: f64,
     /// Leave the segment in /dev/shm at exit.
     pub keep: bool,
     /// Publish at most this many frames per second; 0 = as fast as possible.
@@ -194,6 +197,7 @@ impl Default for ProducerConfig {
             loops: 1,
             loop_cache_mb: 0,
             drain_timeout_secs: 0.0,
+            stop_timeout_secs: 5.0,
             keep: false,
             fps_limit: 0.0,
             realtime: false,
@@ -434,6 +438,10 @@ impl Config {
             self.producer.drain_timeout_secs,
         )?;
         seconds(
+            "producer.stop_timeout_secs",
+            self.producer.stop_timeout_secs,
+        )?;
+        seconds(
             "consumer.wait_timeout_secs",
             self.consumer.wait_timeout_secs,
         )?;
@@ -503,7 +511,7 @@ mod tests {
             .values()
             .map(|v| v.as_table().map_or(0, |t| t.len()))
             .sum();
-        assert_eq!(keys, 12 + 13 + 9, "config.toml should set every key");
+        assert_eq!(keys, 12 + 14 + 9, "config.toml should set every key");
     }
 
     fn parse(s: &str) -> Result<Config, ConfigError> {
@@ -556,6 +564,7 @@ mod tests {
             "loop",
             "loop_cache_mb",
             "drain_timeout_secs",
+            "stop_timeout_secs",
             "keep",
             "output",
             "format",

@@ -141,7 +141,7 @@ pub fn run_producer(cfg: &Config, run: &RunOptions) -> anyhow::Result<ProducerRe
     });
     let drained = end_stream(cfg, &producer, result.is_ok())?;
     let mut summary = result?;
-    finish_summary(&mut summary, &producer);
+    finish_summary(&mut summary, &producer, drained);
     Ok(ProducerReport { summary, drained })
 }
 
@@ -162,13 +162,16 @@ fn create_producer(cfg: &Config) -> anyhow::Result<Producer> {
 }
 
 /// Ends the stream; after a run that went well, waits for the consumers to
-/// finish (returns whether they did). Removes the ring unless `keep`.
+/// finish (returns whether they did): as long as it takes or
+/// `producer.drain_timeout_secs`, and after a stop signal at most
+/// `producer.stop_timeout_secs`. Removes the ring unless `keep`.
 fn end_stream(cfg: &Config, producer: &Producer, ok: bool) -> anyhow::Result<bool> {
     producer.finish();
     let drain_timeout = (cfg.producer.drain_timeout_secs > 0.0)
         .then(|| Duration::from_secs_f64(cfg.producer.drain_timeout_secs));
+    let stop_timeout = Duration::from_secs_f64(cfg.producer.stop_timeout_secs);
     let drained = if ok {
-        drain(producer, drain_timeout)?
+        drain(producer, drain_timeout, stop_timeout)?
     } else {
         false
     };
@@ -180,7 +183,10 @@ fn end_stream(cfg: &Config, producer: &Producer, ok: bool) -> anyhow::Result<boo
     Ok(drained)
 }
 
-fn finish_summary(summary: &mut Summary, producer: &Producer) {
+fn finish_summary(summary: &mut Summary, producer: &Producer, drained: bool) {
+    if !drained {
+        summary.abandoned = outstanding(producer) as u64;
+    }
     summary.redelivered = producer.redelivered();
     summary.dropped = producer.dropped();
     summary.groups = producer
@@ -297,26 +303,78 @@ fn run_stream_producer(
     let mut summary = stats.summary();
     let drained = end_stream(cfg, &producer, outcome.is_ok())?;
     outcome?;
-    finish_summary(&mut summary, &producer);
+    finish_summary(&mut summary, &producer, drained);
     Ok(ProducerReport { summary, drained })
 }
 
-fn drain(producer: &Producer, timeout: Option<Duration>) -> anyhow::Result<bool> {
-    // A second signal while draining gives up waiting.
-    let slice = Duration::from_millis(200);
+/// Waits for the consumers to take every published frame: at most
+/// `drain_timeout`, and at most `stop_timeout` from the first stop signal
+/// (before or during the wait); a second signal gives up at once.
+fn drain(
+    producer: &Producer,
+    drain_timeout: Option<Duration>,
+    stop_timeout: Duration,
+) -> anyhow::Result<bool> {
+    let slice = Duration::from_millis(50);
     let start = std::time::Instant::now();
+    let mut deadline = drain_timeout.map(|t| start + t);
+    let mut stop_seen = false;
+    let mut said = None;
     loop {
         if producer.drain(Some(slice))? {
             return Ok(true);
         }
-        if signals::received() >= 2 || timeout.is_some_and(|t| start.elapsed() >= t) {
+        if signals::stop_requested() && !stop_seen {
+            stop_seen = true;
+            let stop = std::time::Instant::now() + stop_timeout;
+            deadline = Some(deadline.map_or(stop, |d| d.min(stop)));
+        }
+        let now = std::time::Instant::now();
+        if signals::received() >= 2 || deadline.is_some_and(|d| now >= d) {
             tracing::warn!(
-                outstanding = producer.slots() as usize - producer.free_slots(),
-                "stopped waiting for consumers; some frames were not consumed"
+                abandoned = outstanding(producer),
+                "stopped waiting for consumers; frames not consumed are abandoned"
             );
             return Ok(false);
         }
+        // Say what we wait for: at once after a stop signal, else after a
+        // second; again whenever it changes.
+        let waiting = waiting_for(
+            producer,
+            deadline.map(|d| d.saturating_duration_since(start)),
+        );
+        let due = stop_seen || start.elapsed() >= Duration::from_secs(1);
+        if due && said.as_ref() != Some(&waiting) {
+            tracing::info!("{waiting}");
+            said = Some(waiting);
+        }
     }
+}
+
+/// Frames published and not yet handed back by every group.
+fn outstanding(producer: &Producer) -> usize {
+    producer.slots() as usize - producer.free_slots()
+}
+
+/// What a draining producer waits for, in a sentence (`timeout`: when it
+/// gives up, counted from the start of the wait).
+fn waiting_for(producer: &Producer, timeout: Option<Duration>) -> String {
+    let consumers = producer.consumers();
+    let mut s = format!(
+        "waiting for consumers to take {} published frame(s) ({} consumer(s) attached)",
+        outstanding(producer),
+        consumers
+    );
+    if let Some(t) = timeout {
+        s += &format!(
+            "; giving up {:.1} s after the end of the stream",
+            t.as_secs_f64()
+        );
+    }
+    if signals::stop_requested() {
+        s += "; a second Ctrl-C/SIGTERM exits now";
+    }
+    s
 }
 
 fn produce(
@@ -602,11 +660,24 @@ pub fn run_consumer(
         .group(&cfg.consumer.group)
         .latest(cfg.consumer.latest)
         .wait(cfg.wait())
-        .wait_for_ring(Duration::from_secs_f64(cfg.consumer.wait_timeout_secs));
+        .wait_for_ring(Duration::from_secs_f64(cfg.consumer.wait_timeout_secs))
+        .stop_when(signals::stop_requested);
     if let Some(shape) = demand.expected() {
         builder = builder.expect_shape(shape);
     }
-    let consumer = builder.attach().map_err(|e| {
+    let consumer = match builder.attach() {
+        Err(AttachError::Interrupted { .. }) => {
+            // Ctrl-C/SIGTERM before the ring appeared: a clean stop.
+            let stats = Stats::new("consumer", PROGRESS_EVERY, Progress::Quiet, None);
+            return Ok(ConsumerReport {
+                summary: stats.summary(),
+                end: ConsumerEnd::Stopped,
+                checksum: None,
+            });
+        }
+        r => r,
+    };
+    let consumer = consumer.map_err(|e| {
         let hint = if matches!(e, AttachError::ShapeMismatch { .. }) {
             " (--height/--width/--channels insist on a shape: drop them, or pass --any-shape, to adopt the ring's)"
         } else {
@@ -635,7 +706,8 @@ pub fn run_consumer(
         if signals::stop_requested() {
             break ConsumerEnd::Stopped;
         }
-        match consumer.take(Duration::from_millis(250)) {
+        // Short slices: a stop signal is seen within ~50 ms in every state.
+        match consumer.take(Duration::from_millis(50)) {
             Ok(Take::Frame(frame)) => {
                 if !started {
                     started = true;

@@ -114,6 +114,10 @@ pub struct Summary {
     pub groups: BTreeMap<String, u64>,
     /// Consumer: frames skipped to stay on the newest (`--latest`).
     pub latest_skipped: u64,
+    /// Producer: frames published but never consumed, left behind when it
+    /// stopped waiting (a stop signal and `stop_timeout_secs`, or a
+    /// `drain_timeout_secs`).
+    pub abandoned: u64,
 }
 
 impl Stats {
@@ -286,6 +290,7 @@ impl Stats {
             dropped: self.dropped,
             groups: BTreeMap::new(),
             latest_skipped: 0,
+            abandoned: 0,
         }
     }
 }
@@ -340,6 +345,12 @@ impl Summary {
             s += &format!(
                 "\n{}: skipped {} older frames to stay on the newest",
                 self.role, self.latest_skipped
+            );
+        }
+        if self.abandoned > 0 {
+            s += &format!(
+                "\n{}: abandoned {} published frames no consumer took",
+                self.role, self.abandoned
             );
         }
         s

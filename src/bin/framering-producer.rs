@@ -60,6 +60,10 @@ struct Args {
     /// producer.drain_timeout_secs
     #[arg(long)]
     drain_timeout: Option<f64>,
+    /// producer.stop_timeout_secs: after SIGINT/SIGTERM, wait at most this
+    /// long for consumers
+    #[arg(long)]
+    stop_timeout: Option<f64>,
     /// producer.keep: leave the segment in /dev/shm at exit
     #[arg(long)]
     keep: bool,
@@ -76,6 +80,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
     cli::set(&mut p.loops, args.loops);
     cli::set(&mut p.loop_cache_mb, args.loop_cache_mb);
     cli::set(&mut p.drain_timeout_secs, args.drain_timeout);
+    cli::set(&mut p.stop_timeout_secs, args.stop_timeout);
     p.keep |= args.keep;
     cli::set(&mut p.source, args.source);
     cli::set(&mut p.ffmpeg, args.ffmpeg);
@@ -96,11 +101,16 @@ fn run(args: Args) -> anyhow::Result<i32> {
     if let Some(path) = &args.ring.stats_json {
         report.summary.write_json(path)?;
     }
-    Ok(if framering::ring::signals::received() >= 2 {
-        exit::INTERRUPTED
-    } else {
-        exit::OK
-    })
+    // Interrupted with frames left unconsumed (a second signal, or
+    // stop_timeout_secs passed): not a clean end.
+    let stopped = framering::ring::signals::stop_requested();
+    Ok(
+        if framering::ring::signals::received() >= 2 || (stopped && !report.drained) {
+            exit::INTERRUPTED
+        } else {
+            exit::OK
+        },
+    )
 }
 
 fn main() {
