@@ -913,14 +913,18 @@ fn metrics_are_served_as_prometheus_text_and_match_the_summaries() {
     )
     .spawn()
     .unwrap();
+    // Every series carries the ring's name.
+    let key = |metric: &str| format!("{metric}{{ring=\"{name}\"}}");
+    let skipped_empty =
+        format!("framering_producer_skipped_inputs_total{{ring=\"{name}\",reason=\"empty\"}}");
     // No consumer yet: the producer publishes its 4 frames and waits; its
     // counters are final.
     let start = Instant::now();
     let pm = loop {
         if let Some(m) = scrape(pp) {
             // The empty file sorts last: its skip is counted after frame 4.
-            if m.get("framering_producer_frames_total") == Some(&4.0)
-                && m.contains_key("framering_producer_skipped_inputs_total{reason=\"empty\"}")
+            if m.get(key("framering_producer_frames_total").as_str()) == Some(&4.0)
+                && m.contains_key(skipped_empty.as_str())
             {
                 break m;
             }
@@ -931,12 +935,12 @@ fn metrics_are_served_as_prometheus_text_and_match_the_summaries() {
         );
         std::thread::sleep(Duration::from_millis(20));
     };
+    assert_eq!(pm[skipped_empty.as_str()], 1.0);
     assert_eq!(
-        pm["framering_producer_skipped_inputs_total{reason=\"empty\"}"],
-        1.0
+        pm[key("framering_producer_bytes_total").as_str()],
+        (4 * H * W * 3) as f64
     );
-    assert_eq!(pm["framering_producer_bytes_total"], (4 * H * W * 3) as f64);
-    assert_eq!(pm["framering_producer_slots_in_use"], 4.0);
+    assert_eq!(pm[key("framering_producer_slots_in_use").as_str()], 4.0);
     let c = consumer(
         &name,
         &[
@@ -952,12 +956,12 @@ fn metrics_are_served_as_prometheus_text_and_match_the_summaries() {
     let cout = loop {
         if let Some(m) = scrape(cp) {
             let f = m
-                .get("framering_consumer_frames_total")
+                .get(key("framering_consumer_frames_total").as_str())
                 .copied()
                 .unwrap_or(0.0);
             assert!(f >= last, "frame counter went backwards");
             last = f;
-            assert!(m.contains_key("framering_consumer_latency_seconds_count"));
+            assert!(m.contains_key(key("framering_consumer_latency_seconds_count").as_str()));
         }
         std::thread::sleep(Duration::from_millis(5));
         if start.elapsed() > Duration::from_secs(30) {

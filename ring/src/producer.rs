@@ -216,6 +216,11 @@ pub struct GroupReport {
     pub dropped: u64,
     /// Whether the producer declared it.
     pub declared: bool,
+    /// Consumers admitted into it now.
+    pub consumers: u32,
+    /// Frames published to it that it has not handed back yet (queued or
+    /// being read).
+    pub unconsumed: u32,
 }
 
 /// The producer's bookkeeping, behind its lock.
@@ -571,11 +576,16 @@ impl Producer {
         let st = self.state.lock();
         st.groups
             .iter()
-            .filter(|g| g.state != GROUP_UNUSED || g.dropped > 0)
-            .map(|g| GroupReport {
+            .enumerate()
+            .filter(|(_, g)| g.state != GROUP_UNUSED || g.dropped > 0)
+            .map(|(i, g)| GroupReport {
                 name: String::from_utf8_lossy(g.name()).into_owned(),
                 dropped: g.dropped,
                 declared: g.state == GROUP_DECLARED,
+                consumers: g.members.count_ones(),
+                unconsumed: (0..st.ledger.slots())
+                    .filter(|&s| st.ledger.holds(i, s))
+                    .count() as u32,
             })
             .collect()
     }

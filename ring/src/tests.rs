@@ -496,7 +496,9 @@ fn an_ad_hoc_group_starts_at_the_next_frame_and_stops_holding_slots_when_it_leav
         Some(GroupReport {
             name: "preview".into(),
             dropped: 2,
-            declared: false
+            declared: false,
+            consumers: 0,
+            unconsumed: 0,
         })
     );
     p.unlink().unwrap();

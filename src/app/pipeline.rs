@@ -255,9 +255,11 @@ fn run_stream_producer(
                 return Ok(());
             }
             let Some(mut slot) = loan(&producer, Duration::from_millis(100))? else {
+                stats.set_waiting(Some(blocked_on(&producer)));
                 stats.tick_now();
                 continue;
             };
+            stats.set_waiting(None);
             let got = match (&mut ffmpeg, &mut raw) {
                 (Some(f), _) => f.read_frame(slot.pixels_mut()),
                 (_, Some(r)) => r.read_frame(slot.pixels_mut()),
@@ -356,18 +358,46 @@ fn outstanding(producer: &Producer) -> usize {
     producer.slots() as usize - producer.free_slots()
 }
 
+/// Why a producer has no free slot, in a sentence: the groups holding
+/// frames, and whether anyone consumes them.
+fn blocked_on(producer: &Producer) -> String {
+    let groups: Vec<String> = producer
+        .group_reports()
+        .into_iter()
+        .filter(|g| g.unconsumed > 0)
+        .map(|g| match g.consumers {
+            0 => format!(
+                "group {:?} has {} frames and no consumer",
+                g.name, g.unconsumed
+            ),
+            n => format!(
+                "group {:?} has {} frames and {n} consumer(s)",
+                g.name, g.unconsumed
+            ),
+        })
+        .collect();
+    if groups.is_empty() {
+        if producer.subscribed_groups() == 0 {
+            "no consumer group yet: waiting for a first consumer to join".into()
+        } else {
+            "waiting for a free slot".into()
+        }
+    } else {
+        groups.join("; ")
+    }
+}
+
 /// What a draining producer waits for, in a sentence (`timeout`: when it
 /// gives up, counted from the start of the wait).
 fn waiting_for(producer: &Producer, timeout: Option<Duration>) -> String {
-    let consumers = producer.consumers();
     let mut s = format!(
-        "waiting for consumers to take {} published frame(s) ({} consumer(s) attached)",
+        "waiting for consumers to take {} published frame(s): {}",
         outstanding(producer),
-        consumers
+        blocked_on(producer)
     );
     if let Some(t) = timeout {
         s += &format!(
-            "; giving up {:.1} s after the end of the stream",
+            "; giving up {:.0} s after the end of the stream",
             t.as_secs_f64()
         );
     }
@@ -500,9 +530,11 @@ fn produce(
                             .map_err(|_| anyhow::anyhow!("decoder threads stopped"))?;
                         next_input += 1;
                         in_flight += 1;
+                        stats.set_waiting(None);
                         continue;
                     }
                     if in_flight == 0 {
+                        stats.set_waiting(Some(blocked_on(producer)));
                         stats.tick_now();
                         continue;
                     }
@@ -557,8 +589,10 @@ fn replay(
         };
         let mut slot = loop {
             if let Some(s) = loan(producer, Duration::from_millis(100))? {
+                stats.set_waiting(None);
                 break s;
             }
+            stats.set_waiting(Some(blocked_on(producer)));
             stats.tick_now();
             if signals::stop_requested() {
                 return Ok(());

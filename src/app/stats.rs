@@ -23,6 +23,8 @@ pub struct Stats {
     bar: Option<indicatif::ProgressBar>,
     quiet: bool,
     metrics: Option<std::sync::Arc<super::metrics::Metrics>>,
+    /// Why the process is blocked, while it is (shown instead of rates).
+    waiting: Option<String>,
 }
 
 /// How a long run shows its progress.
@@ -145,6 +147,7 @@ impl Stats {
             every,
             bar,
             quiet: progress == Progress::Quiet,
+            waiting: None,
             metrics: None,
         }
     }
@@ -242,6 +245,9 @@ impl Stats {
         if let Some(bar) = &self.bar {
             // indicatif limits its own redraw rate.
             bar.set_position(self.frames);
+            if let Some(w) = &self.waiting {
+                bar.set_prefix(format!("{} (waiting: {w})", self.role));
+            }
             return;
         }
         let now = Instant::now();
@@ -250,6 +256,12 @@ impl Stats {
             return;
         }
         let n = self.frames - self.frames_at_report;
+        if let Some(w) = &self.waiting {
+            tracing::info!("{}: {} frames; waiting: {w}", self.role, self.frames);
+            self.last_report = now;
+            self.frames_at_report = self.frames;
+            return;
+        }
         tracing::info!(
             "{}: {} frames, {:.1} fps now, {:.1} fps overall",
             self.role,
@@ -259,6 +271,17 @@ impl Stats {
         );
         self.last_report = now;
         self.frames_at_report = self.frames;
+    }
+
+    /// Says why the process is blocked (`None`: it is not), for the next
+    /// progress line or the bar.
+    pub fn set_waiting(&mut self, why: Option<String>) {
+        if why.is_none() && self.waiting.is_some() {
+            if let Some(bar) = &self.bar {
+                bar.set_prefix(self.role);
+            }
+        }
+        self.waiting = why;
     }
 
     /// Removes the progress bar, if any (before printing a summary).
