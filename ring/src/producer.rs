@@ -503,6 +503,15 @@ impl Producer {
                     break;
                 }
                 Err(OpenError::NotFound { .. }) => return Ok(()),
+                // Empty or blank for long: a creator that died before writing
+                // its header (or a blank file; nothing to lose either way).
+                Err(OpenError::NotARing { .. }) if Segment::is_blank(name) => {
+                    tracing::warn!(
+                        ring = name,
+                        "reclaiming a ring whose creator never finished initialising it"
+                    );
+                    break;
+                }
                 Err(OpenError::PermissionDenied { mode, .. }) => {
                     return Err(CreateError::PermissionDenied {
                         name: name.into(),

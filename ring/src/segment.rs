@@ -356,6 +356,20 @@ impl Segment {
         Self::open_with(name, false)
     }
 
+    /// Whether /dev/shm/`name` is empty or its first page is all zeros: what
+    /// a creator that died before writing the header leaves.
+    pub(crate) fn is_blank(name: &str) -> bool {
+        use std::io::Read;
+        let Ok(file) = File::open(format!("{SHM_DIR}/{name}")) else {
+            return false;
+        };
+        let mut first = Vec::with_capacity(PAGE as usize);
+        match file.take(PAGE).read_to_end(&mut first) {
+            Ok(_) => first.iter().all(|&b| b == 0),
+            Err(_) => false,
+        }
+    }
+
     fn open_with(name: &str, writable: bool) -> Result<Segment, OpenError> {
         validate_name(name)?;
         let flags = if writable {

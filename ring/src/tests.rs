@@ -321,6 +321,35 @@ fn a_ring_left_by_a_dead_producer_is_reclaimed() {
     q.unlink().unwrap();
 }
 
+/// A creator that died before writing its header leaves an empty or blank
+/// file: once it is old it is "not a ring" to `list`, and still reclaimed by
+/// the next producer of that name (a file with other content is not).
+#[test]
+fn a_blank_leftover_is_reclaimed_and_a_foreign_file_is_not() {
+    let n = name("blank");
+    let path = format!("/dev/shm/{n}");
+    let old = std::time::SystemTime::now() - Duration::from_secs(60);
+    for bytes in [vec![], vec![0u8; 8192]] {
+        std::fs::write(&path, &bytes).unwrap();
+        let f = std::fs::File::options().write(true).open(&path).unwrap();
+        f.set_modified(old).unwrap();
+        assert!(matches!(
+            inspect::RingView::open(&n),
+            Err(OpenError::NotARing { .. })
+        ));
+        let q = producer(&n, 2, &["default"], Backpressure::Block);
+        q.unlink().unwrap();
+    }
+    std::fs::write(&path, b"somebody else's data").unwrap();
+    let e = Producer::builder(&n)
+        .shape(FrameShape::new(2, 2, 1))
+        .create()
+        .unwrap_err();
+    assert!(matches!(e, CreateError::Unreclaimable { .. }), "{e}");
+    assert!(std::path::Path::new(&path).exists(), "left alone");
+    std::fs::remove_file(&path).unwrap();
+}
+
 /// A consumer must never see a header without its producer: the producer's
 /// identity, groups and policy are written before the layout version makes
 /// the segment openable.
