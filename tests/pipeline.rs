@@ -482,9 +482,24 @@ fn dead_producer_frames_are_drained_then_exit_4_and_clean_removes_the_ring() {
     std::fs::write(&foreign, b"not a ring").unwrap();
     let list = Command::new(admin).arg("list").output().unwrap();
     let listing = String::from_utf8_lossy(&list.stdout).into_owned();
-    std::fs::remove_file(&foreign).unwrap();
     assert!(list.status.success(), "{listing}");
     assert!(!listing.contains(&format!("{name}-foreign")), "{listing}");
+    // Named, it is kept (exit 3) with a hint; --force removes it.
+    let fname = format!("{name}-foreign");
+    let kept = Command::new(admin)
+        .args(["clean", &fname])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&kept.stdout).into_owned();
+    assert_eq!(kept.status.code(), Some(3), "{said}");
+    assert!(said.contains("--force"), "{said}");
+    assert!(Path::new(&foreign).exists());
+    let forced = Command::new(admin)
+        .args(["clean", "--force", &fname])
+        .output()
+        .unwrap();
+    assert!(forced.status.success(), "{:?}", forced);
+    assert!(!Path::new(&foreign).exists());
     let clean = Command::new(admin).args(["clean", &name]).output().unwrap();
     assert!(
         clean.status.success(),

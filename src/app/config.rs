@@ -261,6 +261,15 @@ pub struct Config {
     pub consumer: ConsumerConfig,
 }
 
+/// Bytes as MiB, with the exact count beside (two sizes in a "too small"
+/// message must never read as equal, as "4 MiB but 4 MiB free" did).
+fn mib(bytes: u64) -> String {
+    format!(
+        "{:.1} MiB ({bytes} bytes)",
+        bytes as f64 / (1u64 << 20) as f64
+    )
+}
+
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key,
@@ -469,7 +478,8 @@ impl Config {
         Ok(())
     }
 
-    /// Checks that /dev/shm can hold the ring (producer side).
+    /// Checks that /dev/shm can hold the ring (producer side). The sizes are
+    /// printed precisely enough never to read as equal.
     pub fn validate_space(&self) -> Result<(), ConfigError> {
         let size = self.segment_size()?;
         if let Some(free) = framering_ring::shm_free_bytes() {
@@ -477,9 +487,9 @@ impl Config {
                 return Err(invalid(
                     "ring.slots",
                     format!(
-                        "the ring needs {} MiB but /dev/shm has {} MiB free: lower ring.slots or the frame size, or enlarge /dev/shm (Docker: --shm-size)",
-                        size >> 20,
-                        free >> 20
+                        "the ring needs {} but /dev/shm has {} free: lower ring.slots or the frame size, or enlarge /dev/shm (Docker: --shm-size)",
+                        mib(size),
+                        mib(free)
                     ),
                 ));
             }
@@ -628,8 +638,12 @@ mod tests {
             Err(ConfigError::Invalid { key, message }) => {
                 assert_eq!(key, "ring.slots");
                 assert!(message.contains("/dev/shm"));
+                assert!(message.contains(" bytes) but /dev/shm has "), "{message}");
             }
             other => panic!("{other:?}"),
         }
+        // Sizes within a MiB of each other still read as different.
+        assert_eq!(mib(4 << 20), "4.0 MiB (4194304 bytes)");
+        assert_ne!(mib((4 << 20) + 4096), mib(4 << 20));
     }
 }

@@ -83,6 +83,11 @@ enum Cmd {
     Clean {
         /// A ring name; all rings if omitted.
         name: Option<String>,
+        /// With a NAME: remove it even if it cannot be read as a ring
+        /// (truncated, corrupt, never initialised), so its producer cannot
+        /// be checked: for leftovers you know are dead.
+        #[arg(long, requires = "name")]
+        force: bool,
     },
 }
 
@@ -221,7 +226,7 @@ fn list() -> anyhow::Result<i32> {
     Ok(exit::OK)
 }
 
-fn clean(only: Option<String>) -> anyhow::Result<i32> {
+fn clean(only: Option<String>, force: bool) -> anyhow::Result<i32> {
     let names = match &only {
         Some(n) => vec![n.clone()],
         None => inspect::shm_names()?,
@@ -238,8 +243,31 @@ fn clean(only: Option<String>) -> anyhow::Result<i32> {
             Ok(Removal::Removed { pid }) => println!("removed {name} (producer pid {pid} is gone)"),
             Err(OpenError::NotARing { .. }) | Err(OpenError::InvalidName(_)) if only.is_none() => {}
             Err(e) => {
-                println!("kept {name}: {e}");
-                code = exit::RING;
+                // Unreadable as a ring: its producer cannot be checked, so
+                // only an explicit --force removes it.
+                let forceable = matches!(
+                    e,
+                    OpenError::NotARing { .. }
+                        | OpenError::NotReady { .. }
+                        | OpenError::Corrupt { .. }
+                );
+                if forceable && force {
+                    match std::fs::remove_file(format!("/dev/shm/{name}")) {
+                        Ok(()) => println!("removed {name} (--force: {e})"),
+                        Err(io) => {
+                            println!("kept {name}: {io}");
+                            code = exit::RING;
+                        }
+                    }
+                } else {
+                    let hint = if forceable && only.is_some() {
+                        " (if it is a dead leftover: framering clean --force NAME)"
+                    } else {
+                        ""
+                    };
+                    println!("kept {name}: {e}{hint}");
+                    code = exit::RING;
+                }
             }
         }
     }
@@ -288,7 +316,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
             Ok(exit::OK)
         }
         Cmd::List => list(),
-        Cmd::Clean { name } => clean(name),
+        Cmd::Clean { name, force } => clean(name, force),
     }
 }
 
