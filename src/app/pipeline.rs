@@ -740,8 +740,8 @@ pub fn run_consumer(
         if signals::stop_requested() {
             break ConsumerEnd::Stopped;
         }
-        // Short slices: a stop signal is seen within ~50 ms in every state.
-        match consumer.take(Duration::from_millis(50)) {
+        // Short slices: a stop signal is seen within ~20 ms in every state.
+        match consumer.take(Duration::from_millis(20)) {
             Ok(Take::Frame(frame)) => {
                 if !started {
                     started = true;
