@@ -100,8 +100,8 @@ impl ConsumerBuilder {
         let mut logged = false;
         loop {
             match Consumer::attach_once(&self) {
-                Err(AttachError::Open(OpenError::NotFound { .. } | OpenError::NotReady { .. }))
-                    if Instant::now() < deadline =>
+                Err(AttachError::Open(ref e))
+                    if Instant::now() < deadline && ring_may_come(&self.name, e) =>
                 {
                     if self.stop.is_some_and(|stop| stop()) {
                         return Err(AttachError::Interrupted {
@@ -119,6 +119,17 @@ impl ConsumerBuilder {
                 r => return r,
             }
         }
+    }
+}
+
+/// Whether a consumer waiting for `name` should keep waiting after `e`: the
+/// ring is absent or being created, or is a blank leftover that its next
+/// producer will reclaim.
+fn ring_may_come(name: &str, e: &OpenError) -> bool {
+    match e {
+        OpenError::NotFound { .. } | OpenError::NotReady { .. } => true,
+        OpenError::NotARing { .. } => Segment::is_blank(name),
+        _ => false,
     }
 }
 

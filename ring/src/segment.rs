@@ -356,13 +356,26 @@ impl Segment {
         Self::open_with(name, false)
     }
 
-    /// Whether /dev/shm/`name` is empty or its first page is all zeros: what
-    /// a creator that died before writing the header leaves.
+    /// Whether /dev/shm/`name` is what a creator that died before writing
+    /// the header leaves: empty, or at least a page long with a blank first
+    /// page, and older than [`INIT_GRACE`] (a fresh file may be a ring being
+    /// created right now by another producer).
     pub(crate) fn is_blank(name: &str) -> bool {
         use std::io::Read;
         let Ok(file) = File::open(format!("{SHM_DIR}/{name}")) else {
             return false;
         };
+        let Ok(meta) = file.metadata() else {
+            return false;
+        };
+        let old = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|a| a > INIT_GRACE);
+        if !old || (meta.len() != 0 && meta.len() < PAGE) {
+            return false;
+        }
         let mut first = Vec::with_capacity(PAGE as usize);
         match file.take(PAGE).read_to_end(&mut first) {
             Ok(_) => first.iter().all(|&b| b == 0),

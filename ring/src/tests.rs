@@ -340,6 +340,17 @@ fn a_blank_leftover_is_reclaimed_and_a_foreign_file_is_not() {
         let q = producer(&n, 2, &["default"], Backpressure::Block);
         q.unlink().unwrap();
     }
+    // A consumer waiting for the ring keeps waiting on a blank leftover (its
+    // next producer reclaims it) instead of refusing it at once.
+    std::fs::write(&path, vec![0u8; 8192]).unwrap();
+    let f = std::fs::File::options().write(true).open(&path).unwrap();
+    f.set_modified(old).unwrap();
+    let t = std::time::Instant::now();
+    let e = Consumer::builder(&n)
+        .wait_for_ring(Duration::from_millis(200))
+        .attach()
+        .unwrap_err();
+    assert!(t.elapsed() >= Duration::from_millis(200), "{e}");
     std::fs::write(&path, b"somebody else's data").unwrap();
     let e = Producer::builder(&n)
         .shape(FrameShape::new(2, 2, 1))

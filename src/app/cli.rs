@@ -236,7 +236,9 @@ pub fn error_message(e: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in e.chain() {
         let part = cause.to_string();
-        if line.contains(&part) {
+        // An outer message that already printed this cause (at its end, as
+        // `{source}` does, or as its whole start).
+        if !line.is_empty() && (line.ends_with(&part) || line.starts_with(&part)) {
             continue;
         }
         if !line.is_empty() {

@@ -219,9 +219,16 @@ fn run_stream_producer(
                 .into());
             }
             // A local file that is not there is a bad input path (exit 2),
-            // said before ffmpeg is started; URLs, devices and image-sequence
-            // patterns are ffmpeg's to judge.
-            let local = !input.contains("://") && !input.contains('%') && input != "-";
+            // said before ffmpeg is started; URLs, protocols (`concat:`,
+            // `file:`…), devices and image-sequence patterns are ffmpeg's to
+            // judge.
+            let protocol = input.split_once(':').is_some_and(|(p, _)| {
+                p.len() > 1
+                    && p.starts_with(|c: char| c.is_ascii_alphabetic())
+                    && p.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
+            });
+            let local = !protocol && !input.contains('%') && input != "-";
             if local && std::fs::symlink_metadata(input).is_err() {
                 return Err(crate::media::source::SourceError::NotFound(input.clone()).into());
             }

@@ -84,8 +84,8 @@ enum Cmd {
         /// A ring name; all rings if omitted.
         name: Option<String>,
         /// With a NAME: remove it even if it cannot be read as a ring
-        /// (truncated, corrupt, never initialised), so its producer cannot
-        /// be checked: for leftovers you know are dead.
+        /// (truncated, corrupt, never initialised, another layout version),
+        /// so its producer cannot be checked: for leftovers you know are dead.
         #[arg(long, requires = "name")]
         force: bool,
     },
@@ -129,8 +129,11 @@ fn demo(
     if cfg.producer.input == "assets" && !input.exists() && repo_assets.is_dir() {
         input = repo_assets;
     }
+    let path_like = !cfg.producer.input.contains("://")
+        && !cfg.producer.input.contains(['*', '?', '[', '%'])
+        && cfg.producer.input != "-";
     anyhow::ensure!(
-        input.exists(),
+        !path_like || input.exists(),
         "demo input {} not found: run the demo from the repository, or give a config whose producer.input exists",
         input.display()
     );
@@ -250,6 +253,7 @@ fn clean(only: Option<String>, force: bool) -> anyhow::Result<i32> {
                     OpenError::NotARing { .. }
                         | OpenError::NotReady { .. }
                         | OpenError::Corrupt { .. }
+                        | OpenError::Version { .. }
                 );
                 if forceable && force {
                     match std::fs::remove_file(format!("/dev/shm/{name}")) {

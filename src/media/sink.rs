@@ -21,8 +21,9 @@ pub enum OutputFormat {
 /// Writing an output failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    /// An output that names neither a directory, a video file of a known
-    /// container, `-` nor `null`.
+    /// An output named like a file of a format this consumer does not write
+    /// (an image, audio or other video extension), that is no existing
+    /// directory.
     #[error("output {path:?}: .{ext} is not a video container this consumer writes ({known}), and {path} is not a directory; for image files in a directory of that name, create the directory first")]
     UnknownOutput {
         /// The output.
@@ -143,7 +144,20 @@ impl Sink {
             }
             return Ok(());
         }
-        if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+        // A name that looks like a file of a format we do not write (out.gif,
+        // clip.ts) is refused rather than made a directory; other dotted
+        // names (run.v2, 2024.06.01) are directories as asked.
+        const FILE_LIKE: &[&str] = &[
+            "gif", "png", "jpg", "jpeg", "bmp", "tif", "tiff", "webp", "ppm", "pgm", "pnm", "avif",
+            "heic", "mp3", "wav", "flac", "aac", "ogg", "opus", "m4a", "ts", "mts", "m2ts", "flv",
+            "mpg", "mpeg", "wmv", "ogv", "3gp", "h264", "h265", "hevc", "ivf", "raw", "yuv", "txt",
+            "json", "csv",
+        ];
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .filter(|e| FILE_LIKE.contains(&e.to_ascii_lowercase().as_str()));
+        if let Some(ext) = ext {
             if !path.is_dir() {
                 return Err(SinkError::UnknownOutput {
                     path: spec.into(),
@@ -281,6 +295,29 @@ impl Sink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outputs_are_checked_before_any_frame() {
+        let d = tempfile::tempdir().unwrap();
+        let at = |n: &str| d.path().join(n).to_str().unwrap().to_string();
+        for ok in ["-", "null"] {
+            Sink::check(ok, "ffmpeg").unwrap();
+        }
+        // Dotted directory names are directories, created as asked.
+        for dir in ["run.v2", "2024.06.01", "plain"] {
+            Sink::check(&at(dir), "ffmpeg").unwrap();
+            assert!(d.path().join(dir).is_dir(), "{dir}");
+        }
+        // A file-like name of a format not written is refused, not created.
+        let e = Sink::check(&at("out.gif"), "ffmpeg").unwrap_err();
+        assert!(matches!(e, SinkError::UnknownOutput { .. }), "{e}");
+        assert!(!d.path().join("out.gif").exists());
+        // ...unless it is an existing directory.
+        std::fs::create_dir(d.path().join("frames.png")).unwrap();
+        Sink::check(&at("frames.png"), "ffmpeg").unwrap();
+        let e = Sink::check(&at("nosuch/x.mp4"), "ffmpeg").unwrap_err();
+        assert!(matches!(e, SinkError::NoDirectory { .. }), "{e}");
+    }
 
     #[test]
     fn dir_sink_round_trips_every_format() {
