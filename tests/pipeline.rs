@@ -441,9 +441,18 @@ fn dead_producer_frames_are_drained_then_exit_4_and_clean_removes_the_ring() {
     let tmp = tempfile::tempdir().unwrap();
     make_inputs(&tmp.path().join("in"), 10);
     let name = ring("deadprod");
-    let mut p = producer(&name, &["--input", tmp.path().join("in").to_str().unwrap()])
-        .spawn()
-        .unwrap();
+    // A declared group: frames are published before any consumer joins.
+    let mut p = producer(
+        &name,
+        &[
+            "--input",
+            tmp.path().join("in").to_str().unwrap(),
+            "--groups",
+            "default",
+        ],
+    )
+    .spawn()
+    .unwrap();
     // Six of the ten frames fill the six slots; the producer then waits for
     // a free slot, before the end of the stream. Kill it there.
     wait_published(&name, 6);
@@ -567,11 +576,19 @@ fn a_segment_truncated_under_a_running_producer_is_a_message_not_a_bare_bus_erro
     let tmp = tempfile::tempdir().unwrap();
     make_inputs(&tmp.path().join("in"), 10);
     let name = ring("sigbus");
-    // No consumer: the producer fills its 6 slots and waits for a free one,
-    // touching the segment every 100 ms.
-    let p = producer(&name, &["--input", tmp.path().join("in").to_str().unwrap()])
-        .spawn()
-        .unwrap();
+    // No consumer, a declared group: the producer fills its 6 slots and
+    // waits for a free one, touching the segment every 100 ms.
+    let p = producer(
+        &name,
+        &[
+            "--input",
+            tmp.path().join("in").to_str().unwrap(),
+            "--groups",
+            "default",
+        ],
+    )
+    .spawn()
+    .unwrap();
     let path = format!("/dev/shm/{name}");
     wait_published(&name, 6);
     std::fs::OpenOptions::new()
@@ -622,6 +639,10 @@ fn sigint_and_sigterm_stop_cleanly_without_losing_published_frames() {
             "1000",
             "--stats-json",
             stats.to_str().unwrap(),
+            // Declared: the frames queued when the first consumer leaves
+            // are kept for the next (an ad-hoc group would release them).
+            "--groups",
+            "default",
         ],
     )
     .spawn()
@@ -924,6 +945,8 @@ fn metrics_are_served_as_prometheus_text_and_match_the_summaries() {
             dir.to_str().unwrap(),
             "--metrics-addr",
             &pp.to_string(),
+            "--groups",
+            "default",
         ],
     )
     .spawn()
@@ -1227,7 +1250,14 @@ fn stop_signals_end_every_process_promptly() {
     // Nobody takes the frames of the declared group "default".
     let p = producer(
         &name,
-        &["--input", input.to_str().unwrap(), "--stop-timeout", "1"],
+        &[
+            "--input",
+            input.to_str().unwrap(),
+            "--stop-timeout",
+            "1",
+            "--groups",
+            "default",
+        ],
     )
     .spawn()
     .unwrap();

@@ -15,9 +15,12 @@
 use crate::clock::monotonic_ns;
 use crate::error::{AttachError, OpenError, RingCorrupt, TakeError};
 use crate::event::WaitStrategy;
-use crate::layout::{FLAG_DRAINED, FLAG_END_OF_STREAM, GROUP_UNUSED, NAME_MAX};
+use crate::layout::{
+    BACKPRESSURE_BLOCK, BACKPRESSURE_DROP_OLDEST, FLAG_DRAINED, FLAG_END_OF_STREAM, GROUP_UNUSED,
+    NAME_MAX, POLICY_RING,
+};
 use crate::ledger::pack_return;
-use crate::options::{validate_group_name, FrameInfo, DEFAULT_GROUP};
+use crate::options::{validate_group_name, Backpressure, FrameInfo, DEFAULT_GROUP};
 use crate::process::ProcessId;
 use crate::producer::{group_queue, return_queue, PEER_CHECK};
 use crate::ready_queue::ReadClaim;
@@ -44,6 +47,7 @@ pub struct ConsumerBuilder {
     expect: Option<FrameShape>,
     wait_for_ring: Duration,
     stop: Option<fn() -> bool>,
+    policy: Option<Backpressure>,
 }
 
 impl ConsumerBuilder {
@@ -51,6 +55,25 @@ impl ConsumerBuilder {
     /// frame; the consumers of one group share its frames.
     pub fn group(mut self, group: &str) -> Self {
         self.group = group.to_string();
+        self
+    }
+
+    /// The backpressure of the group, should this consumer create it (an
+    /// ad-hoc group nobody has joined yet): [`Backpressure::DropOldest`]
+    /// makes a live group (a preview) that never slows the producer and
+    /// loses the frames it cannot keep up with. Default: the ring's policy.
+    /// A group that exists keeps its own ([`Consumer::group_backpressure`]).
+    ///
+    /// ```no_run
+    /// # use framering_ring::{Backpressure, Consumer};
+    /// let preview = Consumer::builder("cam")
+    ///     .group("preview")
+    ///     .group_backpressure(Backpressure::DropOldest)
+    ///     .attach()?;
+    /// # Ok::<(), framering_ring::AttachError>(())
+    /// ```
+    pub fn group_backpressure(mut self, policy: Backpressure) -> Self {
+        self.policy = Some(policy);
         self
     }
 
@@ -312,6 +335,7 @@ impl Consumer {
             expect: None,
             wait_for_ring: Duration::ZERO,
             stop: None,
+            policy: None,
         }
     }
 
@@ -366,6 +390,15 @@ impl Consumer {
         e.frames.store(0, O::Relaxed);
         e.skipped.store(0, O::Relaxed);
         e.heartbeat_ns.store(monotonic_ns(), O::Relaxed);
+        // Published to the producer by request_join's Release store.
+        e.policy.store(
+            match b.policy {
+                None => POLICY_RING,
+                Some(Backpressure::Block) => BACKPRESSURE_BLOCK + 1,
+                Some(Backpressure::DropOldest) => BACKPRESSURE_DROP_OLDEST + 1,
+            },
+            O::Relaxed,
+        );
         let h = seg.header();
         roster::request_join(e, b.group.as_bytes(), &h.roster, &h.free_event);
         Ok(Consumer {
@@ -428,6 +461,22 @@ impl Consumer {
             g => self.seg().groups()[g as usize]
                 .dropped
                 .load(crate::sync::Ordering::Relaxed),
+        }
+    }
+
+    /// The backpressure of this consumer's group, once admitted: with
+    /// [`Backpressure::DropOldest`] the group loses the frames it cannot
+    /// keep up with ([`group_dropped`](Self::group_dropped)).
+    pub fn group_backpressure(&self) -> Option<Backpressure> {
+        match self.shared.admitted.load(Ordering::Relaxed) {
+            NOT_ADMITTED => None,
+            g => match self.seg().groups()[g as usize]
+                .policy
+                .load(crate::sync::Ordering::Relaxed)
+            {
+                BACKPRESSURE_DROP_OLDEST => Some(Backpressure::DropOldest),
+                _ => Some(Backpressure::Block),
+            },
         }
     }
 

@@ -25,7 +25,7 @@ use crate::clock::monotonic_ns;
 use crate::error::{OpenError, SHM_DIR};
 use crate::layout::{
     BACKPRESSURE_DROP_OLDEST, FLAG_DRAINED, FLAG_END_OF_STREAM, FLAG_RUNNING, GROUP_DECLARED,
-    GROUP_UNUSED, JOIN_ACTIVE, JOIN_LEAVING, JOIN_REFUSED,
+    GROUP_LINGERING, GROUP_UNUSED, JOIN_ACTIVE, JOIN_LEAVING, JOIN_REFUSED,
 };
 use crate::ledger::unpack_return;
 use crate::process::ProcessId;
@@ -115,6 +115,11 @@ pub struct GroupStatus {
     pub name: String,
     /// Declared by the producer (kept without consumers) or ad hoc.
     pub declared: bool,
+    /// Drop-oldest (a live group: never slows the producer) or lossless.
+    pub live: bool,
+    /// Its last consumer died: how long it still keeps its frames for a
+    /// consumer that restarts.
+    pub lingering: Option<std::time::Duration>,
     /// Consumers in it.
     pub members: u32,
     /// Frames published into it.
@@ -281,6 +286,14 @@ fn snapshot(seg: &Segment) -> RingStatus {
                 index,
                 name: String::from_utf8_lossy(&name[..len]).into_owned(),
                 declared: e.state.load(Ordering::Relaxed) == GROUP_DECLARED,
+                live: e.policy.load(Ordering::Relaxed) == BACKPRESSURE_DROP_OLDEST,
+                lingering: (e.state.load(Ordering::Relaxed) == GROUP_LINGERING).then(|| {
+                    std::time::Duration::from_nanos(
+                        e.linger_until_ns
+                            .load(Ordering::Relaxed)
+                            .saturating_sub(crate::clock::monotonic_ns()),
+                    )
+                }),
                 members: e.members.load(Ordering::Relaxed),
                 delivered: e.delivered.load(Ordering::Relaxed),
                 dropped: e.dropped.load(Ordering::Relaxed),

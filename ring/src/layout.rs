@@ -30,7 +30,7 @@ use std::mem::size_of;
 pub(crate) const MAGIC: [u8; 8] = *b"FRAMERNG";
 /// Version of this layout; bumped on any change of it. 0 means "still being
 /// initialised" and is never a valid version.
-pub(crate) const LAYOUT_VERSION: u32 = 2;
+pub(crate) const LAYOUT_VERSION: u32 = 3;
 /// Page size the layout aligns frames to (fixed, so the layout does not depend
 /// on the machine).
 pub(crate) const PAGE: u64 = 4096;
@@ -323,8 +323,10 @@ pub(crate) struct ConsumerEntry {
     /// [`JOIN_NONE`] → [`JOIN_REQUESTED`] (consumer) → [`JOIN_ACTIVE`]
     /// (producer) → [`JOIN_LEAVING`] (consumer); the producer frees the entry.
     pub(crate) join: AtomicU32,
-    /// Zero.
-    pub(crate) pad: u32,
+    /// The backpressure the consumer asks for if its join creates the
+    /// group: [`POLICY_RING`], [`BACKPRESSURE_BLOCK`] + 1 or
+    /// [`BACKPRESSURE_DROP_OLDEST`] + 1 (untrusted).
+    pub(crate) policy: AtomicU32,
     /// Frames this consumer skipped to stay on the newest (`--latest`).
     pub(crate) skipped: AtomicU64,
     /// Name of the group asked for (UTF-8, NUL-padded; untrusted).
@@ -342,8 +344,10 @@ pub(crate) struct ConsumerEntry {
 pub(crate) struct GroupEntry {
     /// The group's ready queue (cells in the ready-cells region).
     pub(crate) ready: QueueCtrl,
-    /// [`GROUP_UNUSED`], [`GROUP_ACTIVE`] (has consumers, receives frames) or
-    /// [`GROUP_DECLARED`] (receives frames whether or not it has consumers).
+    /// [`GROUP_UNUSED`], [`GROUP_ACTIVE`] (has consumers, receives frames),
+    /// [`GROUP_DECLARED`] (receives frames whether or not it has consumers)
+    /// or [`GROUP_LINGERING`] (its last consumer died; receives frames until
+    /// `linger_until_ns`).
     pub(crate) state: AtomicU32,
     /// Consumers in the group.
     pub(crate) members: AtomicU32,
@@ -357,7 +361,14 @@ pub(crate) struct GroupEntry {
     pub(crate) dropped: AtomicU64,
     /// Group name (UTF-8, NUL-padded).
     pub(crate) name: [AtomicU64; GROUP_NAME_MAX / 8],
-    reserved: [u64; 8],
+    /// Its backpressure: [`BACKPRESSURE_BLOCK`] or
+    /// [`BACKPRESSURE_DROP_OLDEST`].
+    pub(crate) policy: AtomicU32,
+    /// Zero.
+    pub(crate) pad: u32,
+    /// [`GROUP_LINGERING`]: CLOCK_MONOTONIC ns at which it is released.
+    pub(crate) linger_until_ns: AtomicU64,
+    reserved: [u64; 6],
 }
 
 /// [`ConsumerEntry::join`]: not asked yet.
@@ -377,6 +388,11 @@ pub(crate) const GROUP_UNUSED: u32 = 0;
 pub(crate) const GROUP_ACTIVE: u32 = 1;
 /// [`GroupEntry::state`]: declared by the producer; always subscribed.
 pub(crate) const GROUP_DECLARED: u32 = 2;
+/// [`GroupEntry::state`]: ad hoc, its last consumer died; subscribed (its
+/// frames kept for a restarted consumer) until its linger period ends.
+pub(crate) const GROUP_LINGERING: u32 = 3;
+/// [`ConsumerEntry::policy`]: whatever the ring's default is.
+pub(crate) const POLICY_RING: u32 = 0;
 
 /// [`Header::backpressure`]: the producer waits for a free slot (lossless).
 pub(crate) const BACKPRESSURE_BLOCK: u32 = 0;
@@ -407,7 +423,7 @@ impl ConsumerEntry {
             group: AtomicU32::new(0),
             pid: AtomicU32::new(0),
             join: AtomicU32::new(0),
-            pad: 0,
+            policy: AtomicU32::new(0),
             skipped: z(),
             group_name: [z(), z(), z(), z()],
             reserved: [0; 5],

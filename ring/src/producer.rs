@@ -13,20 +13,28 @@
 //! Groups are *declared* (named by the producer: subscribed from the start,
 //! and kept when their consumers die, so nothing is lost) or *ad hoc*
 //! (created when a consumer asks to join a name nobody declared; subscribed
-//! from the next published frame until its last consumer leaves or dies,
-//! when it releases every slot it held — a preview window must not hold the
-//! recorder back). Membership changes go through the producer
-//! ([`crate::roster`]).
+//! from the next published frame). An ad-hoc group whose last consumer
+//! *leaves* releases every slot it held at once (a preview window must not
+//! hold the recorder back); one whose last consumer *dies* lingers: it keeps
+//! its frames, and goes on receiving new ones, for the linger period
+//! ([`ProducerBuilder::group_linger`]), so that a consumer restarted by its
+//! supervisor loses nothing; then it is released. Membership changes go
+//! through the producer ([`crate::roster`]).
 //!
 //! # Backpressure
 //!
-//! With [`Backpressure::Block`] the producer waits for a free slot (and,
-//! when no group is subscribed, for one to appear): lossless. With
-//! [`Backpressure::DropOldest`] a producer short of slots withdraws the
-//! oldest published frame that no consumer has claimed yet (a CAS on each
-//! group's claim word, racing the consumers' claim CAS, so a frame being read
-//! is never taken away) and reuses its slot; it waits only when every slot is
-//! being read.
+//! Each group has its own policy (the ring's default unless the group's
+//! declaration or its first consumer asks for another). A
+//! [`Backpressure::Block`] group is lossless: the producer waits for it to
+//! hand back slots, and to take queued frames (`max_queued`); a ring whose
+//! default is `Block` also waits, before publishing, until some group is
+//! subscribed. A [`Backpressure::DropOldest`] (live) group never slows the
+//! producer: short of slots, the producer withdraws from live groups the
+//! oldest published frame that no live consumer has claimed yet and that no
+//! lossless group still holds (a CAS on each group's claim word, racing the
+//! consumers' claim CAS, so a frame being read is never taken away), and
+//! reuses its slot. A recorder and a preview can so share one ring: the
+//! recorder gets every frame, the preview the newest it can keep up with.
 //!
 //! # Threads
 //!
@@ -41,10 +49,11 @@ use crate::error::{CreateError, LoanError, OpenError, PublishError, RingCorrupt}
 use crate::event::WaitStrategy;
 use crate::layout::{
     RingSpec, BACKPRESSURE_BLOCK, BACKPRESSURE_DROP_OLDEST, FLAG_DRAINED, FLAG_END_OF_STREAM,
-    FLAG_RUNNING, GROUP_ACTIVE, GROUP_DECLARED, GROUP_NAME_MAX, GROUP_UNUSED,
+    FLAG_RUNNING, GROUP_ACTIVE, GROUP_DECLARED, GROUP_LINGERING, GROUP_NAME_MAX, GROUP_UNUSED,
+    POLICY_RING,
 };
 use crate::ledger::{Ledger, WriteClaim};
-use crate::options::{validate_group_name, Backpressure, FrameMeta, DEFAULT_GROUP};
+use crate::options::{validate_group_name, Backpressure, FrameMeta};
 use crate::process::ProcessId;
 use crate::ready_queue::ReadyQueue;
 use crate::return_queue::ReturnQueue;
@@ -74,8 +83,9 @@ pub(crate) fn return_queue(seg: &Segment, c: usize) -> ReturnQueue<'_> {
 /// Creates a ring and its [`Producer`]. Start with [`Producer::builder`].
 ///
 /// Every setting but the frame shape has a default: 8 slots, 16 consumers,
-/// 8 groups, the declared group `"default"`, [`Backpressure::Block`], mode
-/// 0600, [`WaitStrategy::SPIN_THEN_FUTEX`].
+/// 8 groups, no declared group (consumers create theirs), a linger period of
+/// 30 s, [`Backpressure::Block`], mode 0600,
+/// [`WaitStrategy::SPIN_THEN_FUTEX`].
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `create` is called"]
 pub struct ProducerBuilder {
@@ -84,7 +94,8 @@ pub struct ProducerBuilder {
     slots: u32,
     max_consumers: u32,
     max_groups: u32,
-    groups: Vec<String>,
+    groups: Vec<(String, Option<Backpressure>)>,
+    linger: Duration,
     backpressure: Backpressure,
     max_queued: u32,
     mode: u32,
@@ -99,7 +110,8 @@ impl ProducerBuilder {
             slots: 8,
             max_consumers: 16,
             max_groups: 8,
-            groups: vec![DEFAULT_GROUP.to_string()],
+            groups: Vec::new(),
+            linger: Duration::from_secs(30),
             backpressure: Backpressure::Block,
             max_queued: 0,
             mode: 0o600,
@@ -131,20 +143,52 @@ impl ProducerBuilder {
         self
     }
 
-    /// The declared groups (default `["default"]`): they receive every frame
-    /// from the first one, with or without consumers, and keep the frames of
-    /// consumers that die for redelivery. Empty: only ad-hoc groups, created
-    /// by the consumers that join them.
+    /// The declared groups, with the ring's default backpressure (replaces
+    /// any declared before). A declared group receives every frame from the
+    /// first one, with or without consumers, and keeps the frames of
+    /// consumers that die for redelivery, for as long as the ring lives.
+    /// Default: none, only ad-hoc groups, created by the consumers that join
+    /// them (see the [module documentation](self)).
+    ///
+    /// ```
+    /// # use framering_ring::{FrameShape, Producer};
+    /// let b = Producer::builder("cam").shape(FrameShape::new(2, 2, 1)).groups(["rec"]);
+    /// ```
     pub fn groups<I, S>(mut self, groups: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.groups = groups.into_iter().map(Into::into).collect();
+        self.groups = groups.into_iter().map(|g| (g.into(), None)).collect();
         self
     }
 
-    /// What to do when no slot is free (default [`Backpressure::Block`]).
+    /// Declares one more group, with its own backpressure: a lossless
+    /// recorder and a live preview on one ring.
+    ///
+    /// ```
+    /// # use framering_ring::{Backpressure, FrameShape, Producer};
+    /// let b = Producer::builder("cam")
+    ///     .shape(FrameShape::new(2, 2, 1))
+    ///     .group("rec", Backpressure::Block)
+    ///     .group("preview", Backpressure::DropOldest);
+    /// ```
+    pub fn group(mut self, name: &str, policy: Backpressure) -> Self {
+        self.groups.push((name.to_string(), Some(policy)));
+        self
+    }
+
+    /// How long an ad-hoc group whose last consumer died keeps its frames
+    /// (and goes on receiving new ones) for a consumer that restarts
+    /// (default 30 s). Zero: released at once, like a group whose last
+    /// consumer left.
+    pub fn group_linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
+        self
+    }
+
+    /// What to do when no slot is free (default [`Backpressure::Block`]):
+    /// the policy of every group that does not ask for its own.
     pub fn backpressure(mut self, policy: Backpressure) -> Self {
         self.backpressure = policy;
         self
@@ -190,6 +234,9 @@ struct Group {
     /// Consumer table entries in the group (bit per entry).
     members: u64,
     dropped: u64,
+    policy: Backpressure,
+    /// [`GROUP_LINGERING`]: when it is released.
+    linger_until: Option<Instant>,
 }
 
 impl Group {
@@ -199,6 +246,8 @@ impl Group {
         name_len: 0,
         members: 0,
         dropped: 0,
+        policy: Backpressure::Block,
+        linger_until: None,
     };
 
     fn name(&self) -> &[u8] {
@@ -221,6 +270,11 @@ pub struct GroupReport {
     /// Frames published to it that it has not handed back yet (queued or
     /// being read).
     pub unconsumed: u32,
+    /// Its backpressure ([`Backpressure::DropOldest`]: a live group).
+    pub policy: Backpressure,
+    /// Its last consumer died: how long it keeps its frames for a consumer
+    /// that restarts, before they are released.
+    pub lingering: Option<Duration>,
 }
 
 /// The producer's bookkeeping, behind its lock.
@@ -242,6 +296,10 @@ struct State {
     quarantined: u64,
     /// Groups subscribed now (bit per group).
     active: u64,
+    /// Subscribed groups with the drop-oldest policy (a subset of `active`).
+    live: u64,
+    /// How long an ad-hoc group whose last consumer died lingers.
+    linger: Duration,
     groups: Vec<Group>,
     /// Per consumer entry: the group it was admitted to.
     member_of: Vec<Option<u8>>,
@@ -328,6 +386,14 @@ impl Drop for WriteSlot<'_> {
 const QUEUED_BYTES: u64 = 8 << 20;
 
 /// The default `max_queued`: 2 to 8 frames, fewer the larger they are.
+/// A policy as the segment records it.
+fn policy_word(policy: Backpressure) -> u32 {
+    match policy {
+        Backpressure::Block => BACKPRESSURE_BLOCK,
+        Backpressure::DropOldest => BACKPRESSURE_DROP_OLDEST,
+    }
+}
+
 fn auto_max_queued(frame_bytes: u64, slots: u32) -> u32 {
     ((QUEUED_BYTES / frame_bytes.max(1)).clamp(2, 8) as u32).min(slots)
 }
@@ -370,7 +436,7 @@ impl Producer {
                 max: b.max_groups,
             });
         }
-        for g in &b.groups {
+        for (g, _) in &b.groups {
             validate_group_name(g)?;
         }
         if b.mode > 0o777 || b.mode & 0o600 != 0o600 {
@@ -381,7 +447,8 @@ impl Producer {
         }
         let mut groups = vec![Group::UNUSED; b.max_groups as usize];
         let mut active = 0;
-        for (g, gname) in b.groups.iter().enumerate() {
+        let mut live = 0;
+        for (g, (gname, policy)) in b.groups.iter().enumerate() {
             if groups[..g].iter().any(|x| x.name() == gname.as_bytes()) {
                 continue;
             }
@@ -389,7 +456,11 @@ impl Producer {
             groups[g].name[..len].copy_from_slice(&gname.as_bytes()[..len]);
             groups[g].name_len = len;
             groups[g].state = GROUP_DECLARED;
+            groups[g].policy = policy.unwrap_or(b.backpressure);
             active |= 1 << g;
+            if groups[g].policy == Backpressure::DropOldest {
+                live |= 1 << g;
+            }
         }
         // Everything a consumer reads about its producer is written before
         // the segment's version makes it openable.
@@ -398,18 +469,16 @@ impl Producer {
                 if grp.state == GROUP_DECLARED {
                     let entry = &seg.groups()[g];
                     store_name(&entry.name, grp.name());
+                    entry
+                        .policy
+                        .store(policy_word(grp.policy), Ordering::Relaxed);
                     entry.state.store(GROUP_DECLARED, Ordering::Relaxed);
                 }
             }
             let me = ProcessId::current();
             let h = seg.header();
-            h.backpressure.store(
-                match b.backpressure {
-                    Backpressure::Block => BACKPRESSURE_BLOCK,
-                    Backpressure::DropOldest => BACKPRESSURE_DROP_OLDEST,
-                },
-                Ordering::Relaxed,
-            );
+            h.backpressure
+                .store(policy_word(b.backpressure), Ordering::Relaxed);
             h.producer_start_ticks
                 .store(me.start_ticks, Ordering::Relaxed);
             h.producer_pid.store(me.pid, Ordering::Relaxed);
@@ -449,6 +518,8 @@ impl Producer {
                 dropped: 0,
                 quarantined: 0,
                 active,
+                live,
+                linger: b.linger,
                 groups,
                 member_of: vec![None; g.max_consumers as usize],
                 roster_seen: 0,
@@ -595,6 +666,10 @@ impl Producer {
                 unconsumed: (0..st.ledger.slots())
                     .filter(|&s| st.ledger.holds(i, s))
                     .count() as u32,
+                policy: g.policy,
+                lingering: g
+                    .linger_until
+                    .map(|t| t.saturating_duration_since(Instant::now())),
             })
             .collect()
     }
@@ -620,7 +695,7 @@ impl Producer {
     pub fn loan(&self, timeout: Duration) -> Result<WriteSlot<'_>, LoanError> {
         let mut deadline = None;
         loop {
-            let (roster_seen, active, quarantined, drop_mode, max_queued) = {
+            let (roster_seen, block, quarantined, max_queued) = {
                 let mut st = self.state.lock();
                 if let Some(claim) = st.try_loan(&self.seg)? {
                     return Ok(WriteSlot {
@@ -641,9 +716,8 @@ impl Producer {
                 }
                 (
                     st.roster_seen,
-                    st.active,
+                    st.active & !st.live,
                     st.quarantined,
-                    st.policy == Backpressure::DropOldest,
                     st.max_queued,
                 )
             };
@@ -660,10 +734,9 @@ impl Producer {
                 let returned = (0..seg.geometry().max_consumers as usize)
                     .any(|c| quarantined & (1 << c) == 0 && !return_queue(seg, c).is_empty());
                 // Consumers taking frames (they notify a waiting producer)
-                // bring a group back under max_queued.
-                let room = !drop_mode
-                    && active != 0
-                    && bits(active).all(|g| group_queue(seg, g).len() < max_queued);
+                // bring a lossless group back under max_queued.
+                let room =
+                    block != 0 && bits(block).all(|g| group_queue(seg, g).len() < max_queued);
                 (changed || returned || room).then_some(())
             });
         }
@@ -858,14 +931,13 @@ impl State {
             self.returns_seen = returns;
             self.collect(seg);
         }
-        let drop_mode = self.policy == Backpressure::DropOldest;
-        if self.ledger.free_len() == 0 && drop_mode {
+        if self.ledger.free_len() == 0 && self.live != 0 {
             self.drop_oldest(seg)
                 .map_err(|c| RingCorrupt::new(seg.name(), c))?;
         }
-        if self.ledger.free_len() == 0
-            || (!drop_mode && (self.active == 0 || self.too_far_ahead(seg)))
-        {
+        // A lossless ring starts when its first group subscribes.
+        let unsubscribed = self.active == 0 && self.policy == Backpressure::Block;
+        if self.ledger.free_len() == 0 || unsubscribed || self.too_far_ahead(seg) {
             return Ok(None);
         }
         Ok(self.ledger.loan(seg.slot_states()))
@@ -943,12 +1015,33 @@ impl State {
             // Asked again (cannot happen with our consumers): leave first.
             self.leave_group(seg, c, old as usize, false)?;
         }
+        // The policy it asks for, should it create the group (untrusted).
+        let policy = match entry.policy.load(Ordering::Relaxed) {
+            POLICY_RING => self.policy,
+            p if p == BACKPRESSURE_BLOCK + 1 => Backpressure::Block,
+            p if p == BACKPRESSURE_DROP_OLDEST + 1 => Backpressure::DropOldest,
+            _ => {
+                refuse("invalid backpressure request");
+                return Ok(());
+            }
+        };
         let g = match self
             .groups
             .iter()
             .position(|g| g.state != GROUP_UNUSED && g.name() == name)
         {
-            Some(g) => g,
+            Some(g) => {
+                if self.groups[g].state == GROUP_LINGERING {
+                    // A consumer came back in time: it gets the frames kept.
+                    self.groups[g].state = GROUP_ACTIVE;
+                    self.groups[g].linger_until = None;
+                    let e = &seg.groups()[g];
+                    e.linger_until_ns.store(0, Ordering::Relaxed);
+                    e.state.store(GROUP_ACTIVE, Ordering::Release);
+                    tracing::info!(group = %String::from_utf8_lossy(name), "group rejoined in time: its frames were kept");
+                }
+                g
+            }
             None => match self.groups.iter().position(|g| g.state == GROUP_UNUSED) {
                 Some(g) => {
                     // A new ad-hoc group: subscribed from the next frame.
@@ -957,6 +1050,8 @@ impl State {
                     grp.name[..len].copy_from_slice(name);
                     grp.name_len = len;
                     grp.dropped = 0;
+                    grp.policy = policy;
+                    grp.linger_until = None;
                     let e = &seg.groups()[g];
                     group_queue(seg, g).clear();
                     store_name(&e.name, name);
@@ -966,9 +1061,14 @@ impl State {
                     );
                     e.dropped.store(0, Ordering::Relaxed);
                     e.delivered.store(0, Ordering::Relaxed);
+                    e.policy.store(policy_word(policy), Ordering::Relaxed);
+                    e.linger_until_ns.store(0, Ordering::Relaxed);
                     e.state.store(GROUP_ACTIVE, Ordering::Release);
                     self.active |= 1 << g;
-                    tracing::info!(group = %String::from_utf8_lossy(name), "group joined");
+                    if policy == Backpressure::DropOldest {
+                        self.live |= 1 << g;
+                    }
+                    tracing::info!(group = %String::from_utf8_lossy(name), live = policy == Backpressure::DropOldest, "group joined");
                     g
                 }
                 None => {
@@ -998,7 +1098,25 @@ impl State {
     ) -> Result<u64, RingCorrupt> {
         self.groups[g].members &= !(1 << c);
         self.member_of[c] = None;
-        let stays = self.groups[g].members != 0 || self.groups[g].state == GROUP_DECLARED;
+        let last = self.groups[g].members == 0;
+        if last && died && self.groups[g].state == GROUP_ACTIVE && !self.linger.is_zero() {
+            // Keep its frames for a consumer that restarts.
+            let until = Instant::now() + self.linger;
+            self.groups[g].state = GROUP_LINGERING;
+            self.groups[g].linger_until = Some(until);
+            let e = &seg.groups()[g];
+            e.linger_until_ns.store(
+                monotonic_ns().saturating_add(self.linger.as_nanos() as u64),
+                Ordering::Relaxed,
+            );
+            e.state.store(GROUP_LINGERING, Ordering::Release);
+            tracing::warn!(
+                group = %String::from_utf8_lossy(self.groups[g].name()),
+                "the group's last consumer died: its frames are kept for {:?} for a consumer that restarts",
+                self.linger
+            );
+        }
+        let stays = !last || matches!(self.groups[g].state, GROUP_DECLARED | GROUP_LINGERING);
         let mut redelivered = 0;
         if stays {
             let claims = seg.claims(g);
@@ -1017,22 +1135,7 @@ impl State {
                 seg.header().ready_event.notify();
             }
         } else {
-            // Its last consumer is gone: the group stops holding slots.
-            let mut released = 0;
-            for (s, claim) in seg.claims(g).iter().enumerate() {
-                if !self.ledger.holds(g, s) {
-                    continue;
-                }
-                // No consumer of the group is left to claim or return it.
-                claim.store(SlotState::Free.encode(), Ordering::Relaxed);
-                released += 1;
-                self.ledger.release(g, s, seg.slot_states());
-            }
-            group_queue(seg, g).clear();
-            self.note_group_drop(seg, g, released);
-            self.active &= !(1 << g);
-            self.groups[g].state = GROUP_UNUSED;
-            seg.groups()[g].state.store(GROUP_UNUSED, Ordering::Release);
+            let released = self.release_group(seg, g);
             tracing::info!(
                 group = %String::from_utf8_lossy(self.groups[g].name()),
                 released,
@@ -1051,6 +1154,48 @@ impl State {
             );
         }
         Ok(redelivered)
+    }
+
+    /// Ad-hoc group `g` has no consumer left: it stops holding slots and
+    /// its entry is freed. Returns the frames it released unconsumed.
+    fn release_group(&mut self, seg: &Segment, g: usize) -> u64 {
+        let mut released = 0;
+        for (s, claim) in seg.claims(g).iter().enumerate() {
+            if !self.ledger.holds(g, s) {
+                continue;
+            }
+            // No consumer of the group is left to claim or return it.
+            claim.store(SlotState::Free.encode(), Ordering::Relaxed);
+            released += 1;
+            self.ledger.release(g, s, seg.slot_states());
+        }
+        group_queue(seg, g).clear();
+        self.note_group_drop(seg, g, released);
+        self.active &= !(1 << g);
+        self.live &= !(1 << g);
+        self.groups[g].state = GROUP_UNUSED;
+        self.groups[g].linger_until = None;
+        let e = &seg.groups()[g];
+        e.linger_until_ns.store(0, Ordering::Relaxed);
+        e.state.store(GROUP_UNUSED, Ordering::Release);
+        released
+    }
+
+    /// Releases the lingering groups whose period is over.
+    fn expire_lingering(&mut self, seg: &Segment) {
+        let now = Instant::now();
+        for g in 0..self.groups.len() {
+            if self.groups[g].state == GROUP_LINGERING
+                && self.groups[g].linger_until.is_some_and(|t| now >= t)
+            {
+                let released = self.release_group(seg, g);
+                tracing::warn!(
+                    group = %String::from_utf8_lossy(self.groups[g].name()),
+                    released,
+                    "no consumer came back to the group in time: its frames were released"
+                );
+            }
+        }
     }
 
     /// Frees consumer entry `c` after it left or died.
@@ -1082,6 +1227,7 @@ impl State {
     fn reap_dead_consumers(&mut self, seg: &Segment) -> Result<u64, RingCorrupt> {
         self.last_reap = Instant::now();
         self.service_roster(seg)?;
+        self.expire_lingering(seg);
         let mut total = 0;
         for (c, entry) in seg.consumers().iter().enumerate() {
             let owner = entry.owner.load(Ordering::Acquire);
@@ -1102,7 +1248,7 @@ impl State {
         s: u32,
     ) -> Result<(), crate::error::Corrupt> {
         let q = group_queue(seg, g);
-        if self.policy == Backpressure::DropOldest {
+        if self.groups[g].policy == Backpressure::DropOldest {
             // Withdrawn frames leave stale cells until a consumer passes them;
             // a group that takes nothing would fill its queue with them.
             while q.len() + 2 > q.capacity() {
@@ -1118,22 +1264,26 @@ impl State {
         Ok(())
     }
 
-    /// Whether some subscribed group already has `max_queued` frames
-    /// waiting (block policy: publish no further ahead of the consumers).
+    /// Whether some subscribed lossless group already has `max_queued`
+    /// frames waiting (publish no further ahead of its consumers).
     fn too_far_ahead(&self, seg: &Segment) -> bool {
-        bits(self.active).any(|g| group_queue(seg, g).len() >= self.max_queued)
+        bits(self.active & !self.live).any(|g| group_queue(seg, g).len() >= self.max_queued)
     }
 
-    /// Drop-oldest: withdraws the oldest published frame no consumer has
-    /// claimed and returns its slot to the free pool. `false` when every
-    /// published slot is being read.
+    /// Withdraws, from the live groups, the oldest published frame that no
+    /// live consumer has claimed and no lossless group holds, and returns
+    /// its slot to the free pool. `false` when there is none (every such
+    /// slot is being read, or lossless groups hold them all).
     fn drop_oldest(&mut self, seg: &Segment) -> Result<bool, crate::error::Corrupt> {
         loop {
-            // The oldest slot whose every holding group has it unclaimed.
+            // The oldest slot held only by live groups, all with it unclaimed.
             let mut best: Option<usize> = None;
             for s in 0..self.ledger.slots() {
                 let mask = self.ledger.holders(s);
-                if mask == 0 || best.is_some_and(|b| self.ledger.seq(b) <= self.ledger.seq(s)) {
+                if mask == 0
+                    || mask & !self.live != 0
+                    || best.is_some_and(|b| self.ledger.seq(b) <= self.ledger.seq(s))
+                {
                     continue;
                 }
                 let unclaimed = bits(mask).all(|g| {

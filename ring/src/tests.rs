@@ -539,6 +539,8 @@ fn an_ad_hoc_group_starts_at_the_next_frame_and_stops_holding_slots_when_it_leav
             declared: false,
             consumers: 0,
             unconsumed: 0,
+            policy: Backpressure::Block,
+            lingering: None,
         })
     );
     p.unlink().unwrap();
@@ -610,9 +612,14 @@ fn latest_skips_to_the_newest_frame_and_returns_the_rest() {
 }
 
 #[test]
-fn a_dead_consumer_of_an_ad_hoc_group_releases_its_slots() {
+fn a_dead_consumer_of_an_ad_hoc_group_without_linger_releases_its_slots() {
     let n = name("adhocdead");
-    let p = producer(&n, 2, &[], Backpressure::Block);
+    let p = Producer::builder(&n)
+        .shape(SHAPE)
+        .slots(2)
+        .group_linger(Duration::ZERO)
+        .create()
+        .unwrap();
     let victim = consumer(&n, "tmp", false);
     put(&p, 0).unwrap();
     put(&p, 1).unwrap();
@@ -650,5 +657,141 @@ fn block_keeps_at_most_max_queued_frames_ahead_of_the_consumers() {
     assert_eq!(put(&p, 3), Some(3));
     assert!(p.loan(Duration::from_millis(30)).unwrap_err().is_timeout());
     drop(held);
+    p.unlink().unwrap();
+}
+
+#[test]
+fn an_ad_hoc_group_whose_consumer_died_keeps_its_frames_for_the_linger_period() {
+    let n = name("linger");
+    let p = Producer::builder(&n)
+        .shape(SHAPE)
+        .slots(4)
+        .group_linger(Duration::from_millis(400))
+        .create()
+        .unwrap();
+    let victim = consumer(&n, "rec", false);
+    put(&p, 0).unwrap();
+    put(&p, 1).unwrap();
+    let f = take(&victim, Duration::from_millis(50)).unwrap();
+    assert_eq!(f.seq(), 0);
+    std::mem::forget(f);
+    kill(&p, victim);
+    // Its frame being read goes back to the group, which stays subscribed.
+    assert_eq!(p.reap_dead_consumers().unwrap(), 1);
+    assert_eq!(p.subscribed_groups(), 1);
+    let report = |p: &Producer| p.group_reports().into_iter().find(|g| g.name == "rec");
+    let lingering = report(&p).unwrap().lingering.expect("lingering");
+    assert!(lingering <= Duration::from_millis(400));
+    // Frames published meanwhile are kept too.
+    put(&p, 2).unwrap();
+    // A consumer restarted in time gets every frame, none lost.
+    let back = consumer(&n, "rec", false);
+    p.service().unwrap();
+    let mut seen = vec![];
+    while let Some(f) = take(&back, Duration::from_millis(50)) {
+        seen.push(f.seq());
+    }
+    seen.sort();
+    assert_eq!(seen, vec![0, 1, 2]);
+    assert_eq!(report(&p).unwrap().lingering, None);
+    // Dies again, and nobody comes back: released after the period.
+    kill(&p, back);
+    put(&p, 3).unwrap();
+    p.reap_dead_consumers().unwrap();
+    assert_eq!(p.free_slots(), 3);
+    std::thread::sleep(Duration::from_millis(450));
+    p.reap_dead_consumers().unwrap();
+    assert_eq!(p.free_slots(), 4);
+    assert_eq!(p.subscribed_groups(), 0);
+    assert_eq!(report(&p).unwrap().dropped, 1);
+    p.unlink().unwrap();
+}
+
+#[test]
+fn a_group_whose_last_consumer_left_releases_its_frames_at_once() {
+    let n = name("leftnow");
+    let p = producer(&n, 4, &[], Backpressure::Block);
+    let c = consumer(&n, "rec", false);
+    put(&p, 0).unwrap();
+    put(&p, 1).unwrap();
+    drop(c);
+    p.service().unwrap();
+    assert_eq!(p.free_slots(), 4);
+    assert_eq!(p.subscribed_groups(), 0);
+    // With no group left, a lossless producer waits for the next consumer.
+    assert!(p.loan(Duration::from_millis(30)).unwrap_err().is_timeout());
+    p.unlink().unwrap();
+}
+
+#[test]
+fn a_live_group_never_holds_back_a_lossless_one() {
+    let n = name("perpolicy");
+    let p = Producer::builder(&n)
+        .shape(SHAPE)
+        .slots(4)
+        .max_consumers(4)
+        .group("rec", Backpressure::Block)
+        .group("preview", Backpressure::DropOldest)
+        .create()
+        .unwrap();
+    let rec = consumer(&n, "rec", false);
+    let preview = consumer(&n, "preview", false);
+    p.service().unwrap();
+    // The preview holds one frame and takes nothing else; the recorder
+    // takes every frame as it comes. The producer never waits on the
+    // preview.
+    assert_eq!(put(&p, 0), Some(0));
+    let held = take(&preview, Duration::from_millis(50)).unwrap();
+    let mut recorded = vec![];
+    for i in 1..40u64 {
+        assert_eq!(put(&p, (i % 251) as u8), Some(i), "blocked at frame {i}");
+        while let Some(s) = seq_of(&rec) {
+            recorded.push(s);
+        }
+    }
+    assert_eq!(recorded, (0..40).collect::<Vec<_>>());
+    assert_eq!(held.seq(), 0);
+    let reports = p.group_reports();
+    let of = |name: &str| reports.iter().find(|g| g.name == name).unwrap().clone();
+    assert_eq!(of("rec").dropped, 0);
+    assert_eq!(of("preview").policy, Backpressure::DropOldest);
+    assert!(of("preview").dropped >= 30, "{:?}", of("preview"));
+    assert_eq!(preview.group_backpressure(), Some(Backpressure::DropOldest));
+    assert_eq!(rec.group_backpressure(), Some(Backpressure::Block));
+    // And the recorder does hold the producer back: lossless.
+    assert_eq!(put(&p, 0), Some(40));
+    assert_eq!(put(&p, 0), Some(41));
+    let mut n_put = 0;
+    while put(&p, 0).is_some() {
+        n_put += 1;
+        assert!(
+            n_put < 8,
+            "a lossless group with a stalled consumer must block"
+        );
+    }
+    drop(held);
+    p.unlink().unwrap();
+}
+
+#[test]
+fn a_consumer_can_create_its_group_live() {
+    let n = name("livejoin");
+    let p = producer(&n, 3, &[], Backpressure::Block);
+    let rec = consumer(&n, "rec", false);
+    let preview = Consumer::builder(&n)
+        .group("preview")
+        .group_backpressure(Backpressure::DropOldest)
+        .attach()
+        .unwrap();
+    p.service().unwrap();
+    for i in 0..20u8 {
+        assert!(put(&p, i).is_some(), "blocked at frame {i}");
+        assert_eq!(seq_of(&rec), Some(i as u64));
+    }
+    // The preview takes the newest frames that were kept for it.
+    let got = seq_of(&preview).unwrap();
+    assert!(got >= 17, "{got}");
+    let g = p.group_reports();
+    assert!(g.iter().any(|g| g.name == "preview" && g.dropped >= 17));
     p.unlink().unwrap();
 }

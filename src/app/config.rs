@@ -103,8 +103,12 @@ pub struct RingConfig {
     /// Most consumer groups at once.
     pub max_groups: u32,
     /// Groups that receive every frame from the start, with or without
-    /// consumers (others join and leave at run time).
+    /// consumers (others join and leave at run time): `NAME`, or
+    /// `NAME:live` / `NAME:block` for a policy of its own.
     pub groups: Vec<String>,
+    /// Seconds an ad-hoc group whose last consumer died keeps its frames
+    /// for a consumer that restarts.
+    pub group_linger_secs: f64,
     /// `block` or `drop_oldest`.
     pub backpressure: BackpressureKind,
     /// With `block`: the most frames a group may have queued and not yet
@@ -125,7 +129,8 @@ impl Default for RingConfig {
             mode: "0600".into(),
             max_consumers: 16,
             max_groups: 8,
-            groups: vec![framering_ring::DEFAULT_GROUP.to_string()],
+            groups: Vec::new(),
+            group_linger_secs: 30.0,
             backpressure: BackpressureKind::Block,
             max_queued: 0,
             wait: WaitKind::SpinThenFutex,
@@ -160,6 +165,9 @@ pub struct ProducerConfig {
     pub stop_timeout_secs: f64,
     /// Leave the segment in /dev/shm at exit.
     pub keep: bool,
+    /// Publish nothing until this many consumer groups have joined (0: no
+    /// such wait; a lossless ring still waits for its first group).
+    pub wait_groups: u32,
     /// Publish at most this many frames per second; 0 = as fast as possible.
     pub fps_limit: f64,
     /// Publish video at the source's own frame rate (live-like playback).
@@ -199,6 +207,7 @@ impl Default for ProducerConfig {
             drain_timeout_secs: 0.0,
             stop_timeout_secs: 5.0,
             keep: false,
+            wait_groups: 0,
             fps_limit: 0.0,
             realtime: false,
             source: SourceKind::Auto,
@@ -224,6 +233,8 @@ pub struct ConsumerConfig {
     pub group: String,
     /// Skip to the newest frame on every take (previews).
     pub latest: bool,
+    /// Create the group live (drop-oldest) if this consumer creates it.
+    pub live: bool,
     /// Frame rate written into a video output.
     pub video_fps: f64,
     /// The ffmpeg program that encodes a video output.
@@ -242,6 +253,7 @@ impl Default for ConsumerConfig {
             wait_timeout_secs: 30.0,
             group: framering_ring::DEFAULT_GROUP.to_string(),
             latest: false,
+            live: false,
             video_fps: 25.0,
             ffmpeg: "ffmpeg".into(),
             hold_ms: 0.0,
@@ -360,6 +372,34 @@ impl Config {
         Ok(mode)
     }
 
+    /// `ring.groups` parsed: each name with the policy it asks for (`None`:
+    /// the ring's `backpressure`).
+    pub fn declared_groups(&self) -> Result<Vec<(String, Option<Backpressure>)>, ConfigError> {
+        self.ring
+            .groups
+            .iter()
+            .map(|entry| {
+                let (name, policy) = match entry.split_once(':') {
+                    None => (entry.as_str(), None),
+                    Some((name, "live" | "drop_oldest" | "drop-oldest")) => {
+                        (name, Some(Backpressure::DropOldest))
+                    }
+                    Some((name, "block")) => (name, Some(Backpressure::Block)),
+                    Some((_, other)) => {
+                        return Err(invalid(
+                            "ring.groups",
+                            format!(
+                                "{entry:?}: unknown policy {other:?} (write NAME, NAME:live or NAME:block)"
+                            ),
+                        ))
+                    }
+                };
+                validate_group_name(name).map_err(|e| invalid("ring.groups", e.to_string()))?;
+                Ok((name.to_string(), policy))
+            })
+            .collect()
+    }
+
     /// Checks every value before anything is created; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         framering_ring::validate_ring_name(&self.ring.name)
@@ -400,9 +440,14 @@ impl Config {
                 ),
             ));
         }
-        for g in &self.ring.groups {
-            validate_group_name(g).map_err(|e| invalid("ring.groups", e.to_string()))?;
-        }
+        self.declared_groups()?;
+        seconds("ring.group_linger_secs", self.ring.group_linger_secs)?;
+        range(
+            "producer.wait_groups",
+            self.producer.wait_groups,
+            0,
+            self.ring.max_groups,
+        )?;
         validate_group_name(&self.consumer.group)
             .map_err(|e| invalid("consumer.group", e.to_string()))?;
         if !(self.producer.fps_limit.is_finite() && (0.0..=1e7).contains(&self.producer.fps_limit))
@@ -521,7 +566,7 @@ mod tests {
             .values()
             .map(|v| v.as_table().map_or(0, |t| t.len()))
             .sum();
-        assert_eq!(keys, 12 + 14 + 9, "config.toml should set every key");
+        assert_eq!(keys, 13 + 15 + 10, "config.toml should set every key");
     }
 
     fn parse(s: &str) -> Result<Config, ConfigError> {
@@ -555,6 +600,7 @@ mod tests {
             "max_consumers",
             "max_groups",
             "groups",
+            "group_linger_secs",
             "backpressure",
             "max_queued",
             "wait",
@@ -564,6 +610,8 @@ mod tests {
             "ffmpeg",
             "group",
             "latest",
+            "live",
+            "wait_groups",
             "video_fps",
             "hold_ms",
             "input",

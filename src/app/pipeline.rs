@@ -10,8 +10,8 @@ use crate::media::FrameShape;
 use anyhow::Context;
 use crossbeam::channel::{bounded, RecvTimeoutError};
 use framering_ring::{
-    monotonic_ns, signals, AttachError, Consumer, FrameMeta, Producer, PublishError, Take,
-    WriteSlot,
+    monotonic_ns, signals, AttachError, Backpressure, Consumer, FrameMeta, Producer, PublishError,
+    Take, WriteSlot,
 };
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -146,19 +146,49 @@ pub fn run_producer(cfg: &Config, run: &RunOptions) -> anyhow::Result<ProducerRe
 }
 
 fn create_producer(cfg: &Config) -> anyhow::Result<Producer> {
+    let producer = create_ring(cfg)?;
+    wait_for_groups(cfg, &producer)?;
+    Ok(producer)
+}
+
+/// Creates the ring.
+fn create_ring(cfg: &Config) -> anyhow::Result<Producer> {
     let r = &cfg.ring;
-    Producer::builder(&r.name)
+    let mut builder = Producer::builder(&r.name)
         .shape(cfg.ring_shape())
         .slots(r.slots)
         .max_consumers(r.max_consumers)
         .max_groups(r.max_groups)
-        .groups(r.groups.iter().cloned())
+        .group_linger(Duration::from_secs_f64(r.group_linger_secs));
+    for (name, policy) in cfg.declared_groups()? {
+        builder = builder.group(&name, policy.unwrap_or(r.backpressure.policy()));
+    }
+    builder
         .backpressure(r.backpressure.policy())
         .max_queued(r.max_queued)
         .mode(cfg.mode()?)
         .wait(cfg.wait())
         .create()
         .with_context(|| format!("cannot create ring {:?}", r.name))
+}
+
+/// `producer.wait_groups`: publishes nothing until that many groups have
+/// joined (or a stop signal).
+fn wait_for_groups(cfg: &Config, producer: &Producer) -> anyhow::Result<()> {
+    let n = cfg.producer.wait_groups;
+    if n == 0 {
+        return Ok(());
+    }
+    tracing::info!(
+        groups = n,
+        "waiting for {n} consumer groups to join before publishing (producer.wait_groups)"
+    );
+    while !signals::stop_requested() {
+        if producer.wait_for_groups(n, Duration::from_millis(50))? {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// Ends the stream; after a run that went well, waits for the consumers to
@@ -262,6 +292,11 @@ fn run_stream_producer(
                 return Ok(());
             }
             let Some(mut slot) = loan(&producer, Duration::from_millis(100))? else {
+                // An input that failed is an error now, not when a consumer
+                // comes (a producer with no consumer waits for the first).
+                if let Some(e) = ffmpeg.as_mut().and_then(|f| f.failed()) {
+                    return Err(e.into());
+                }
                 stats.set_waiting(Some(blocked_on(&producer)));
                 stats.tick_now();
                 continue;
@@ -372,12 +407,18 @@ fn blocked_on(producer: &Producer) -> String {
         .group_reports()
         .into_iter()
         .filter(|g| g.unconsumed > 0)
-        .map(|g| match g.consumers {
-            0 => format!(
+        .map(|g| match (g.consumers, g.lingering) {
+            (0, Some(left)) => format!(
+                "group {:?} has {} frames and no consumer (its last one died; kept {:.0} s more for a restart)",
+                g.name,
+                g.unconsumed,
+                left.as_secs_f64()
+            ),
+            (0, None) => format!(
                 "group {:?} has {} frames and no consumer",
                 g.name, g.unconsumed
             ),
-            n => format!(
+            (n, _) => format!(
                 "group {:?} has {} frames and {n} consumer(s)",
                 g.name, g.unconsumed
             ),
@@ -703,6 +744,9 @@ pub fn run_consumer(
         .wait(cfg.wait())
         .wait_for_ring(Duration::from_secs_f64(cfg.consumer.wait_timeout_secs))
         .stop_when(signals::stop_requested);
+    if cfg.consumer.live {
+        builder = builder.group_backpressure(Backpressure::DropOldest);
+    }
     if let Some(shape) = demand.expected() {
         builder = builder.expect_shape(shape);
     }

@@ -41,10 +41,20 @@ pub fn render(r: &RingStatus) -> String {
         p.dropped,
     );
     for g in &r.groups {
+        let mut kind = String::from(if g.declared { "declared" } else { "ad hoc" });
+        if g.live {
+            kind += ", live";
+        }
+        if let Some(left) = g.lingering {
+            kind += &format!(
+                ", its last consumer died: frames kept {:.0} s more",
+                left.as_secs_f64()
+            );
+        }
         out += &format!(
             "group {} ({}): {} consumers, {} delivered, {} dropped, queue {}; {} ready, {} reading, {} returned\n",
             g.name,
-            if g.declared { "declared" } else { "ad hoc" },
+            kind,
             g.members,
             g.delivered,
             g.dropped,
@@ -140,6 +150,9 @@ struct GroupStatusDef {
     index: usize,
     name: String,
     declared: bool,
+    live: bool,
+    #[serde(serialize_with = "secs")]
+    lingering: Option<std::time::Duration>,
     members: u32,
     delivered: u64,
     dropped: u64,
@@ -167,6 +180,13 @@ struct RingStatusDef {
     producer: ProducerStatus,
     #[serde(serialize_with = "consumers")]
     consumers: Vec<ConsumerStatus>,
+}
+
+fn secs<S: serde::Serializer>(v: &Option<std::time::Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(d) => s.serialize_some(&d.as_secs_f64()),
+        None => s.serialize_none(),
+    }
 }
 
 fn groups<S: serde::Serializer>(v: &[GroupStatus], s: S) -> Result<S::Ok, S::Error> {

@@ -43,6 +43,11 @@ struct Args {
     /// consumer.wait_timeout_secs: how long to wait for the ring to appear
     #[arg(long)]
     wait_timeout: Option<f64>,
+    /// consumer.live: if this consumer creates its group, make it live
+    /// (drop-oldest: never slows the producer, loses what it cannot keep up
+    /// with)
+    #[arg(long)]
+    live: bool,
     /// Accept any frame shape even if --height/--width/--channels are given
     /// (without them the consumer adopts the ring's shape anyway).
     #[arg(long)]
@@ -58,6 +63,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
     cli::set(&mut c.wait_timeout_secs, args.wait_timeout);
     cli::set(&mut c.group, args.group);
     c.latest |= args.latest;
+    c.live |= args.live;
     cli::set(&mut c.hold_ms, args.hold_ms);
     cli::set(&mut c.video_fps, args.video_fps);
     cli::set(&mut cfg.consumer.ffmpeg, args.ffmpeg);

@@ -36,9 +36,16 @@ struct Args {
     #[arg(long, value_enum)]
     backpressure: Option<BackpressureKind>,
     /// ring.groups: groups that get every frame from the start (comma
-    /// separated; "" for none)
+    /// separated, NAME or NAME:live, e.g. rec,preview:live; "" for none)
     #[arg(long, value_delimiter = ',', num_args = 0..)]
     groups: Option<Vec<String>>,
+    /// ring.group_linger_secs: how long an ad-hoc group whose last consumer
+    /// died keeps its frames for a consumer that restarts
+    #[arg(long, value_name = "SECS")]
+    group_linger: Option<f64>,
+    /// producer.wait_groups: publish nothing until this many groups joined
+    #[arg(long, value_name = "N")]
+    wait_groups: Option<u32>,
     /// producer.recursive
     #[arg(long)]
     recursive: bool,
@@ -86,7 +93,9 @@ fn run(args: Args) -> anyhow::Result<i32> {
     cli::set(&mut p.ffmpeg, args.ffmpeg);
     cli::set(&mut p.fps_limit, args.fps_limit);
     p.realtime |= args.realtime;
+    cli::set(&mut p.wait_groups, args.wait_groups);
     cli::set(&mut cfg.ring.backpressure, args.backpressure);
+    cli::set(&mut cfg.ring.group_linger_secs, args.group_linger);
     cli::set(
         &mut cfg.ring.groups,
         args.groups

@@ -293,6 +293,18 @@ impl FfmpegInput {
         let _ = self.child.kill();
     }
 
+    /// Whether ffmpeg has already exited with a failure (checked without
+    /// waiting, e.g. while the producer waits for its first consumer): the
+    /// error, with its message.
+    pub fn failed(&mut self) -> Option<VideoError> {
+        match self.child.try_wait() {
+            Ok(Some(status)) if !status.success() => {
+                wait_ffmpeg(&mut self.child, &mut self.stderr, &self.input).err()
+            }
+            _ => None,
+        }
+    }
+
     /// Waits for ffmpeg to exit; an error carrying its message if it failed.
     pub fn finish(mut self, killed: bool) -> Result<(), VideoError> {
         drop(self.stdout);
