@@ -6,6 +6,7 @@ use super::stats::{Progress, Stats, Summary};
 use crate::media::decode::{DecodeError, Decoded, Decoder, ShapePolicy};
 use crate::media::sink::Sink;
 use crate::media::source::list_inputs;
+use crate::media::video::ReadFrame;
 use crate::media::FrameShape;
 use anyhow::Context;
 use crossbeam::channel::{bounded, RecvTimeoutError};
@@ -255,7 +256,29 @@ fn run_stream_producer(
         .with_metrics(run.metrics.clone());
     let mut pacer = Pacer::new(cfg.producer.fps_limit);
     let name = input.as_bytes();
+    // What a producer blocked reading its input waits for.
+    let waiting_input = match &ffmpeg {
+        Some(f) => format!("waiting for ffmpeg (no frame decoded from {})", f.input()),
+        None if input == "-" => "waiting for input on stdin".to_string(),
+        None => format!("waiting for input on {input}"),
+    };
+    // Called while a read waits for data: says so once it has waited a
+    // while (not between the frames of a live source), and stops the read
+    // on a stop signal.
+    let idle = |stats: &mut Stats, waited: Duration| {
+        if waited >= Duration::from_millis(500) {
+            stats.set_waiting(Some(waiting_input.clone()));
+            stats.tick_now();
+        }
+        signals::stop_requested()
+    };
     let outcome: anyhow::Result<()> = (|| {
+        // A y4m stream on stdin is checked against the ring's shape before
+        // any frame is published.
+        if let Some(r) = &mut raw {
+            let start = r.start(shape, &mut |w| idle(&mut stats, w))?;
+            tracing::debug!(?start, "raw input");
+        }
         loop {
             if signals::stop_requested() {
                 tracing::info!("stop requested: ending the stream");
@@ -268,15 +291,21 @@ fn run_stream_producer(
             };
             stats.set_waiting(None);
             let got = match (&mut ffmpeg, &mut raw) {
-                (Some(f), _) => f.read_frame(slot.pixels_mut()),
-                (_, Some(r)) => r.read_frame(slot.pixels_mut()),
+                (Some(f), _) => f.read_frame(slot.pixels_mut(), &mut |w| idle(&mut stats, w)),
+                (_, Some(r)) => {
+                    r.read_frame(slot.pixels_mut(), shape, &mut |w| idle(&mut stats, w))
+                }
                 _ => unreachable!("one source is open"),
             };
+            stats.set_waiting(None);
             // A slot not filled goes back to the pool when dropped.
-            match got {
-                Ok(true) => {}
-                Ok(false) => return Ok(()),
-                Err(e) => return Err(e.into()),
+            match got? {
+                ReadFrame::Frame => {}
+                ReadFrame::End => return Ok(()),
+                ReadFrame::Stopped => {
+                    tracing::info!("stop requested while waiting for input: ending the stream");
+                    return Ok(());
+                }
             }
             pacer.wait();
             let bytes = slot.pixels().len();
