@@ -3,7 +3,7 @@
 
 use super::config::{Config, SourceKind};
 use super::stats::{Progress, Stats, Summary};
-use crate::media::decode::{DecodeError, Decoded, Decoder, ShapePolicy};
+use crate::media::decode::{DecodeBudget, DecodeError, Decoded, Decoder, ShapePolicy};
 use crate::media::sink::Sink;
 use crate::media::source::list_inputs;
 use crate::media::video::ReadFrame;
@@ -480,6 +480,8 @@ fn produce(
     }
 
     let max_in_flight = (threads * 2).min(cfg.ring.slots as usize).max(1);
+    // One decode memory budget for every decoder thread.
+    let budget = DecodeBudget::new(cfg.producer.decode_memory_mb << 20);
     // Decoder threads fill loaned slots in place; they live in a scope
     // because a slot borrows its producer.
     let outcome = std::thread::scope(|scope| {
@@ -487,10 +489,13 @@ fn produce(
         let (done_tx, done_rx) = bounded::<Done<'_>>(max_in_flight);
         for _ in 0..threads {
             let (job_rx, done_tx, inputs) = (job_rx.clone(), done_tx.clone(), inputs.clone());
+            let budget = budget.clone();
             let policy = cfg.producer.shape_policy;
             let jpeg = cfg.producer.jpeg_decoder;
             scope.spawn(move || {
-                let mut decoder = Decoder::new(shape, policy).with_jpeg_decoder(jpeg);
+                let mut decoder = Decoder::new(shape, policy)
+                    .with_jpeg_decoder(jpeg)
+                    .with_budget(budget);
                 for mut job in job_rx {
                     let path = &inputs[(job.index % inputs.len() as u64) as usize];
                     let result = decoder.decode_file(path, job.slot.pixels_mut());

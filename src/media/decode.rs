@@ -137,6 +137,84 @@ fn classify(e: image::ImageError) -> DecodeError {
     err(reason, e)
 }
 
+/// Memory that decoding may use at once, shared by every decoder thread of
+/// a producer (`producer.decode_memory_mb`): a decode reserves the size of
+/// the buffers it will allocate (known from the image's header) before
+/// allocating them, waiting while other decodes hold the budget, and gives
+/// it back when done. A decode that could never fit is refused as
+/// [`SkipReason::TooLarge`].
+#[derive(Debug)]
+pub struct DecodeBudget {
+    total: u64,
+    used: parking_lot::Mutex<u64>,
+    freed: parking_lot::Condvar,
+}
+
+impl DecodeBudget {
+    /// A budget of `bytes`, to share between decoders.
+    pub fn new(bytes: u64) -> std::sync::Arc<DecodeBudget> {
+        std::sync::Arc::new(DecodeBudget {
+            total: bytes,
+            used: parking_lot::Mutex::new(0),
+            freed: parking_lot::Condvar::new(),
+        })
+    }
+
+    /// The whole budget in bytes.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Bytes reserved right now.
+    pub fn in_use(&self) -> u64 {
+        *self.used.lock()
+    }
+
+    /// Reserves `bytes`, waiting for other decodes to give memory back;
+    /// refuses what could never fit.
+    fn reserve(self: &std::sync::Arc<Self>, bytes: u64) -> Result<Reservation, DecodeError> {
+        if bytes > self.total {
+            return Err(err(
+                SkipReason::TooLarge,
+                format!(
+                    "decoding it needs {} MiB, more than the {} MiB producer.decode_memory_mb allows for all decoding at once",
+                    bytes.div_ceil(1 << 20),
+                    self.total >> 20
+                ),
+            ));
+        }
+        let mut used = self.used.lock();
+        while *used + bytes > self.total {
+            self.freed.wait(&mut used);
+        }
+        *used += bytes;
+        Ok(Reservation {
+            budget: self.clone(),
+            bytes,
+        })
+    }
+}
+
+/// Bytes of a [`DecodeBudget`] held by one decode; given back when dropped.
+#[derive(Debug)]
+struct Reservation {
+    budget: std::sync::Arc<DecodeBudget>,
+    bytes: u64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        *self.budget.used.lock() -= self.bytes;
+        self.budget.freed.notify_all();
+    }
+}
+
+/// A scaled libjpeg-turbo decode buffer larger than this is freed after
+/// use rather than kept for the next image (memory kept outside a decode
+/// would escape the budget).
+#[cfg(feature = "turbojpeg")]
+const SCRATCH_KEEP: usize = 16 << 20;
+
 /// Size of the source image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decoded {
@@ -153,6 +231,8 @@ pub struct Decoder {
     policy: ShapePolicy,
     resizer: Resizer,
     limits: Limits,
+    /// Shared with the producer's other decoders, if any.
+    budget: Option<std::sync::Arc<DecodeBudget>>,
     /// libjpeg-turbo, when built in and chosen.
     #[cfg(feature = "turbojpeg")]
     turbo: Option<turbojpeg::Decompressor>,
@@ -204,6 +284,7 @@ impl Decoder {
             policy,
             resizer: Resizer::new(),
             limits,
+            budget: None,
             #[cfg(feature = "turbojpeg")]
             turbo: None,
             bytes: Vec::new(),
@@ -240,6 +321,21 @@ impl Decoder {
         #[cfg(not(feature = "turbojpeg"))]
         let _ = kind;
         self
+    }
+
+    /// Shares `budget` with other decoders: the buffers of each decode are
+    /// reserved in it first (see [`DecodeBudget`]).
+    pub fn with_budget(mut self, budget: std::sync::Arc<DecodeBudget>) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Reserves `bytes` of the budget (nothing without one, or for 0).
+    fn reserve(&self, bytes: u64) -> Result<Option<Reservation>, DecodeError> {
+        match &self.budget {
+            Some(b) if bytes > 0 => b.reserve(bytes).map(Some),
+            _ => Ok(None),
+        }
     }
 
     /// The JPEG decoder in use (`Image` or `Turbojpeg`).
@@ -428,6 +524,10 @@ impl Decoder {
                 format!("decoding {w}x{h} needs {scratch_bytes} bytes, beyond the decoder's limit"),
             )));
         }
+        let _reserved = match self.reserve(scratch_bytes as u64) {
+            Ok(r) => r,
+            Err(e) => return Some(Err(e)),
+        };
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.resize(scratch_bytes, 0);
         let image = TjImage {
@@ -444,7 +544,9 @@ impl Decoder {
             ),
             Err(_) => None,
         };
-        self.scratch = scratch;
+        if scratch.capacity() <= SCRATCH_KEEP {
+            self.scratch = scratch;
+        }
         result
     }
 
@@ -495,11 +597,19 @@ impl Decoder {
             height: h,
         };
         let same_size = self.check_source(w, h)?;
-        if same_size && decoder.color_type() == color_type(self.shape.channels) {
+        let same_format = decoder.color_type() == color_type(self.shape.channels);
+        if same_size && same_format {
             // Fast path: decode straight into the slot.
             decoder.read_image(out).map_err(classify)?;
             return Ok(src);
         }
+        // The decoded image, and its conversion to the slot's format.
+        let converted = if same_format {
+            0
+        } else {
+            u64::from(w) * u64::from(h) * u64::from(self.shape.channels)
+        };
+        let _reserved = self.reserve(decoder.total_bytes().saturating_add(converted))?;
         let img = DynamicImage::from_decoder(decoder).map_err(classify)?;
         let pixels: Vec<u8> = match self.shape.channels {
             1 => img.into_luma8().into_raw(),
@@ -936,6 +1046,51 @@ mod tests {
         } else {
             assert_eq!(r.unwrap_err().reason, SkipReason::Unsupported);
         }
+    }
+
+    /// Decodes reserve what they allocate in a shared budget and give it
+    /// back; a decode that could never fit is `too_large`; one that fits
+    /// waits until others give memory back.
+    #[test]
+    fn decode_memory_budget_is_shared_and_bounded() {
+        let shape = FrameShape {
+            height: 16,
+            width: 16,
+            channels: 3,
+        };
+        // 256x256 RGB: 192 KiB decoded.
+        let png = encode(
+            &DynamicImage::ImageRgb8(gradient(256, 256)),
+            ImageFormat::Png,
+        );
+        let mut out = vec![0; shape.bytes()];
+        let small = DecodeBudget::new(100 << 10);
+        let e = Decoder::new(shape, ShapePolicy::Fit)
+            .with_budget(small.clone())
+            .decode_bytes(&png, &mut out)
+            .unwrap_err();
+        assert_eq!(e.reason, SkipReason::TooLarge, "{e}");
+        assert!(e.detail.contains("producer.decode_memory_mb"), "{e}");
+        let budget = DecodeBudget::new(256 << 10);
+        let mut d = Decoder::new(shape, ShapePolicy::Fit).with_budget(budget.clone());
+        d.decode_bytes(&png, &mut out).unwrap();
+        assert_eq!(budget.in_use(), 0, "given back");
+        // Another decode holds most of the budget: this one waits for it.
+        let held = budget.reserve(200 << 10).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let r = d.decode_bytes(&png, &mut out).map(|_| ());
+            tx.send(r).unwrap();
+        });
+        assert!(rx
+            .recv_timeout(std::time::Duration::from_millis(200))
+            .is_err());
+        drop(held);
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .unwrap()
+            .unwrap();
+        waiter.join().unwrap();
+        assert_eq!(budget.in_use(), 0);
     }
 
     #[test]
