@@ -258,7 +258,7 @@ fn run_stream_producer(
     let name = input.as_bytes();
     // What a producer blocked reading its input waits for.
     let waiting_input = match &ffmpeg {
-        Some(f) => format!("waiting for ffmpeg (no frame decoded from {})", f.input()),
+        Some(f) => format!("waiting for ffmpeg to decode a frame of {}", f.input()),
         None if input == "-" => "waiting for input on stdin".to_string(),
         None => format!("waiting for input on {input}"),
     };

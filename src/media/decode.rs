@@ -331,8 +331,12 @@ impl Decoder {
     }
 
     /// Reserves `bytes` of the budget (nothing without one, or for 0).
-    fn reserve(&self, bytes: u64) -> Result<Option<Reservation>, DecodeError> {
-        match &self.budget {
+    /// (Takes the field, not `self`: libjpeg-turbo's handle stays borrowed.)
+    fn reserve(
+        budget: &Option<std::sync::Arc<DecodeBudget>>,
+        bytes: u64,
+    ) -> Result<Option<Reservation>, DecodeError> {
+        match budget {
             Some(b) if bytes > 0 => b.reserve(bytes).map(Some),
             _ => Ok(None),
         }
@@ -524,7 +528,7 @@ impl Decoder {
                 format!("decoding {w}x{h} needs {scratch_bytes} bytes, beyond the decoder's limit"),
             )));
         }
-        let _reserved = match self.reserve(scratch_bytes as u64) {
+        let _reserved = match Self::reserve(&self.budget, scratch_bytes as u64) {
             Ok(r) => r,
             Err(e) => return Some(Err(e)),
         };
@@ -609,7 +613,10 @@ impl Decoder {
         } else {
             u64::from(w) * u64::from(h) * u64::from(self.shape.channels)
         };
-        let _reserved = self.reserve(decoder.total_bytes().saturating_add(converted))?;
+        let _reserved = Self::reserve(
+            &self.budget,
+            decoder.total_bytes().saturating_add(converted),
+        )?;
         let img = DynamicImage::from_decoder(decoder).map_err(classify)?;
         let pixels: Vec<u8> = match self.shape.channels {
             1 => img.into_luma8().into_raw(),
