@@ -63,7 +63,9 @@ pub fn exit_code(e: &anyhow::Error) -> i32 {
         if cause.is::<ConfigError>() || cause.is::<crate::media::source::SourceError>() {
             return exit::CONFIG;
         }
-        if let Some(VideoError::NotFound { .. }) = cause.downcast_ref() {
+        // No ffmpeg, or a y4m input not of the ring's shape.
+        if let Some(VideoError::NotFound { .. } | VideoError::Stream { .. }) = cause.downcast_ref()
+        {
             return exit::CONFIG;
         }
         // A bad output path, or no ffmpeg for a video output (SinkError

@@ -152,6 +152,9 @@ pub struct ProducerConfig {
     pub decode_threads: u32,
     /// JPEG decoding library: `auto`, `image` or `turbojpeg`.
     pub jpeg_decoder: JpegDecoder,
+    /// MiB that all decoder threads together may use for decoded images at
+    /// once; an image needing more is skipped as `too_large`.
+    pub decode_memory_mb: u64,
     /// Times to replay the inputs.
     #[serde(rename = "loop")]
     pub loops: u32,
@@ -202,6 +205,7 @@ impl Default for ProducerConfig {
             shape_policy: ShapePolicy::Fit,
             decode_threads: 0,
             jpeg_decoder: JpegDecoder::Auto,
+            decode_memory_mb: 1024,
             loops: 1,
             loop_cache_mb: 0,
             drain_timeout_secs: 0.0,
@@ -281,6 +285,9 @@ fn mib(bytes: u64) -> String {
         bytes as f64 / (1u64 << 20) as f64
     )
 }
+
+/// The largest `producer.decode_memory_mb` (1 TiB).
+const MAX_DECODE_MEMORY_MB: u64 = 1 << 20;
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
@@ -486,6 +493,15 @@ impl Config {
             0,
             256,
         )?;
+        if !(1..=MAX_DECODE_MEMORY_MB).contains(&self.producer.decode_memory_mb) {
+            return Err(invalid(
+                "producer.decode_memory_mb",
+                format!(
+                    "must be between 1 and {MAX_DECODE_MEMORY_MB} (MiB), got {}",
+                    self.producer.decode_memory_mb
+                ),
+            ));
+        }
         range("producer.loop", self.producer.loops, 1, u32::MAX)?;
         seconds(
             "producer.drain_timeout_secs",
@@ -566,7 +582,7 @@ mod tests {
             .values()
             .map(|v| v.as_table().map_or(0, |t| t.len()))
             .sum();
-        assert_eq!(keys, 13 + 15 + 10, "config.toml should set every key");
+        assert_eq!(keys, 13 + 16 + 10, "config.toml should set every key");
     }
 
     fn parse(s: &str) -> Result<Config, ConfigError> {
@@ -619,6 +635,7 @@ mod tests {
             "shape_policy",
             "decode_threads",
             "jpeg_decoder",
+            "decode_memory_mb",
             "loop",
             "loop_cache_mb",
             "drain_timeout_secs",
@@ -639,6 +656,10 @@ mod tests {
     #[test]
     fn bad_values_name_their_key() {
         assert_eq!(key_of(parse("[ring]\nslots = 0")), "ring.slots");
+        assert_eq!(
+            key_of(parse("[producer]\ndecode_memory_mb = 0")),
+            "producer.decode_memory_mb"
+        );
         assert_eq!(key_of(parse("[ring]\nchannels = 2")), "ring.channels");
         assert_eq!(key_of(parse("[ring]\nname = \"../etc\"")), "ring.name");
         assert_eq!(key_of(parse("[ring]\nmode = \"0400\"")), "ring.mode");

@@ -3,9 +3,10 @@
 
 use super::config::{Config, SourceKind};
 use super::stats::{Progress, Stats, Summary};
-use crate::media::decode::{DecodeError, Decoded, Decoder, ShapePolicy};
+use crate::media::decode::{DecodeBudget, DecodeError, Decoded, Decoder, ShapePolicy};
 use crate::media::sink::Sink;
 use crate::media::source::list_inputs;
+use crate::media::video::ReadFrame;
 use crate::media::FrameShape;
 use anyhow::Context;
 use crossbeam::channel::{bounded, RecvTimeoutError};
@@ -285,7 +286,29 @@ fn run_stream_producer(
         .with_metrics(run.metrics.clone());
     let mut pacer = Pacer::new(cfg.producer.fps_limit);
     let name = input.as_bytes();
+    // What a producer blocked reading its input waits for.
+    let waiting_input = match &ffmpeg {
+        Some(f) => format!("waiting for ffmpeg to decode a frame of {}", f.input()),
+        None if input == "-" => "waiting for input on stdin".to_string(),
+        None => format!("waiting for input on {input}"),
+    };
+    // Called while a read waits for data: says so once it has waited a
+    // while (not between the frames of a live source), and stops the read
+    // on a stop signal.
+    let idle = |stats: &mut Stats, waited: Duration| {
+        if waited >= Duration::from_millis(500) {
+            stats.set_waiting(Some(waiting_input.clone()));
+            stats.tick_now();
+        }
+        signals::stop_requested()
+    };
     let outcome: anyhow::Result<()> = (|| {
+        // A y4m stream on stdin is checked against the ring's shape before
+        // any frame is published.
+        if let Some(r) = &mut raw {
+            let start = r.start(shape, &mut |w| idle(&mut stats, w))?;
+            tracing::debug!(?start, "raw input");
+        }
         loop {
             if signals::stop_requested() {
                 tracing::info!("stop requested: ending the stream");
@@ -303,15 +326,21 @@ fn run_stream_producer(
             };
             stats.set_waiting(None);
             let got = match (&mut ffmpeg, &mut raw) {
-                (Some(f), _) => f.read_frame(slot.pixels_mut()),
-                (_, Some(r)) => r.read_frame(slot.pixels_mut()),
+                (Some(f), _) => f.read_frame(slot.pixels_mut(), &mut |w| idle(&mut stats, w)),
+                (_, Some(r)) => {
+                    r.read_frame(slot.pixels_mut(), shape, &mut |w| idle(&mut stats, w))
+                }
                 _ => unreachable!("one source is open"),
             };
+            stats.set_waiting(None);
             // A slot not filled goes back to the pool when dropped.
-            match got {
-                Ok(true) => {}
-                Ok(false) => return Ok(()),
-                Err(e) => return Err(e.into()),
+            match got? {
+                ReadFrame::Frame => {}
+                ReadFrame::End => return Ok(()),
+                ReadFrame::Stopped => {
+                    tracing::info!("stop requested while waiting for input: ending the stream");
+                    return Ok(());
+                }
             }
             pacer.wait();
             let bytes = slot.pixels().len();
@@ -492,6 +521,8 @@ fn produce(
     }
 
     let max_in_flight = (threads * 2).min(cfg.ring.slots as usize).max(1);
+    // One decode memory budget for every decoder thread.
+    let budget = DecodeBudget::new(cfg.producer.decode_memory_mb << 20);
     // Decoder threads fill loaned slots in place; they live in a scope
     // because a slot borrows its producer.
     let outcome = std::thread::scope(|scope| {
@@ -499,10 +530,13 @@ fn produce(
         let (done_tx, done_rx) = bounded::<Done<'_>>(max_in_flight);
         for _ in 0..threads {
             let (job_rx, done_tx, inputs) = (job_rx.clone(), done_tx.clone(), inputs.clone());
+            let budget = budget.clone();
             let policy = cfg.producer.shape_policy;
             let jpeg = cfg.producer.jpeg_decoder;
             scope.spawn(move || {
-                let mut decoder = Decoder::new(shape, policy).with_jpeg_decoder(jpeg);
+                let mut decoder = Decoder::new(shape, policy)
+                    .with_jpeg_decoder(jpeg)
+                    .with_budget(budget);
                 for mut job in job_rx {
                     let path = &inputs[(job.index % inputs.len() as u64) as usize];
                     let result = decoder.decode_file(path, job.slot.pixels_mut());

@@ -76,6 +76,16 @@ fn make_bar(role: &str, total: Option<u64>) -> indicatif::ProgressBar {
     bar
 }
 
+/// "waiting: why", unless `why` already says it waits ("waiting for input
+/// on stdin").
+fn waiting_text(why: &str) -> String {
+    if why.starts_with("waiting") {
+        why.to_string()
+    } else {
+        format!("waiting: {why}")
+    }
+}
+
 /// Latency percentiles in microseconds.
 #[derive(Debug, Clone, Serialize)]
 pub struct Latency {
@@ -246,7 +256,7 @@ impl Stats {
             // indicatif limits its own redraw rate.
             bar.set_position(self.frames);
             if let Some(w) = &self.waiting {
-                bar.set_prefix(format!("{} (waiting: {w})", self.role));
+                bar.set_prefix(format!("{} ({})", self.role, waiting_text(w)));
             }
             return;
         }
@@ -257,7 +267,7 @@ impl Stats {
         }
         let n = self.frames - self.frames_at_report;
         if let Some(w) = &self.waiting {
-            tracing::info!("{}: {} frames; waiting: {w}", self.role, self.frames);
+            tracing::info!("{}: {} frames; {}", self.role, self.frames, waiting_text(w));
             self.last_report = now;
             self.frames_at_report = self.frames;
             return;

@@ -58,6 +58,9 @@ struct Args {
     /// producer.jpeg_decoder
     #[arg(long, value_enum)]
     jpeg_decoder: Option<JpegDecoder>,
+    /// producer.decode_memory_mb: MiB all decoder threads may use at once
+    #[arg(long, value_name = "MB")]
+    decode_memory_mb: Option<u64>,
     /// producer.loop: replay the inputs N times
     #[arg(long = "loop", value_name = "N")]
     loops: Option<u32>,
@@ -84,6 +87,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
     cli::set(&mut p.shape_policy, args.shape_policy);
     cli::set(&mut p.decode_threads, args.decode_threads);
     cli::set(&mut p.jpeg_decoder, args.jpeg_decoder);
+    cli::set(&mut p.decode_memory_mb, args.decode_memory_mb);
     cli::set(&mut p.loops, args.loops);
     cli::set(&mut p.loop_cache_mb, args.loop_cache_mb);
     cli::set(&mut p.drain_timeout_secs, args.drain_timeout);

@@ -81,6 +81,9 @@ pub enum SkipReason {
     TooLarge,
     /// Size differs from the slot and the policy is `reject`.
     ShapeRejected,
+    /// A valid file of a kind this build does not decode (an
+    /// arithmetic-coded or 12-bit JPEG).
+    Unsupported,
 }
 
 impl SkipReason {
@@ -93,6 +96,7 @@ impl SkipReason {
             SkipReason::Corrupt => "corrupt",
             SkipReason::TooLarge => "too_large",
             SkipReason::ShapeRejected => "shape_rejected",
+            SkipReason::Unsupported => "unsupported",
         }
     }
 }
@@ -133,6 +137,84 @@ fn classify(e: image::ImageError) -> DecodeError {
     err(reason, e)
 }
 
+/// Memory that decoding may use at once, shared by every decoder thread of
+/// a producer (`producer.decode_memory_mb`): a decode reserves the size of
+/// the buffers it will allocate (known from the image's header) before
+/// allocating them, waiting while other decodes hold the budget, and gives
+/// it back when done. A decode that could never fit is refused as
+/// [`SkipReason::TooLarge`].
+#[derive(Debug)]
+pub struct DecodeBudget {
+    total: u64,
+    used: parking_lot::Mutex<u64>,
+    freed: parking_lot::Condvar,
+}
+
+impl DecodeBudget {
+    /// A budget of `bytes`, to share between decoders.
+    pub fn new(bytes: u64) -> std::sync::Arc<DecodeBudget> {
+        std::sync::Arc::new(DecodeBudget {
+            total: bytes,
+            used: parking_lot::Mutex::new(0),
+            freed: parking_lot::Condvar::new(),
+        })
+    }
+
+    /// The whole budget in bytes.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Bytes reserved right now.
+    pub fn in_use(&self) -> u64 {
+        *self.used.lock()
+    }
+
+    /// Reserves `bytes`, waiting for other decodes to give memory back;
+    /// refuses what could never fit.
+    fn reserve(self: &std::sync::Arc<Self>, bytes: u64) -> Result<Reservation, DecodeError> {
+        if bytes > self.total {
+            return Err(err(
+                SkipReason::TooLarge,
+                format!(
+                    "decoding it needs {} MiB, more than the {} MiB producer.decode_memory_mb allows for all decoding at once",
+                    bytes.div_ceil(1 << 20),
+                    self.total >> 20
+                ),
+            ));
+        }
+        let mut used = self.used.lock();
+        while *used + bytes > self.total {
+            self.freed.wait(&mut used);
+        }
+        *used += bytes;
+        Ok(Reservation {
+            budget: self.clone(),
+            bytes,
+        })
+    }
+}
+
+/// Bytes of a [`DecodeBudget`] held by one decode; given back when dropped.
+#[derive(Debug)]
+struct Reservation {
+    budget: std::sync::Arc<DecodeBudget>,
+    bytes: u64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        *self.budget.used.lock() -= self.bytes;
+        self.budget.freed.notify_all();
+    }
+}
+
+/// A scaled libjpeg-turbo decode buffer larger than this is freed after
+/// use rather than kept for the next image (memory kept outside a decode
+/// would escape the budget).
+#[cfg(feature = "turbojpeg")]
+const SCRATCH_KEEP: usize = 16 << 20;
+
 /// Size of the source image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decoded {
@@ -149,6 +231,8 @@ pub struct Decoder {
     policy: ShapePolicy,
     resizer: Resizer,
     limits: Limits,
+    /// Shared with the producer's other decoders, if any.
+    budget: Option<std::sync::Arc<DecodeBudget>>,
     /// libjpeg-turbo, when built in and chosen.
     #[cfg(feature = "turbojpeg")]
     turbo: Option<turbojpeg::Decompressor>,
@@ -200,6 +284,7 @@ impl Decoder {
             policy,
             resizer: Resizer::new(),
             limits,
+            budget: None,
             #[cfg(feature = "turbojpeg")]
             turbo: None,
             bytes: Vec::new(),
@@ -236,6 +321,25 @@ impl Decoder {
         #[cfg(not(feature = "turbojpeg"))]
         let _ = kind;
         self
+    }
+
+    /// Shares `budget` with other decoders: the buffers of each decode are
+    /// reserved in it first (see [`DecodeBudget`]).
+    pub fn with_budget(mut self, budget: std::sync::Arc<DecodeBudget>) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Reserves `bytes` of the budget (nothing without one, or for 0).
+    /// (Takes the field, not `self`: libjpeg-turbo's handle stays borrowed.)
+    fn reserve(
+        budget: &Option<std::sync::Arc<DecodeBudget>>,
+        bytes: u64,
+    ) -> Result<Option<Reservation>, DecodeError> {
+        match budget {
+            Some(b) if bytes > 0 => b.reserve(bytes).map(Some),
+            _ => Ok(None),
+        }
     }
 
     /// The JPEG decoder in use (`Image` or `Turbojpeg`).
@@ -357,6 +461,11 @@ impl Decoder {
             Ok(false) => {}
             Err(e) => return Some(Err(err(SkipReason::Unreadable, e))),
         }
+        if let Ok(Some(frame)) = jpeg_frame(&mut std::io::Cursor::new(bytes)) {
+            if let Some(e) = unsupported_jpeg(frame, JpegDecoder::Turbojpeg) {
+                return Some(Err(e));
+            }
+        }
         let header = self.turbo.as_mut()?.read_header(bytes).ok()?;
         let (w, h) = (
             u32::try_from(header.width).ok()?,
@@ -419,6 +528,10 @@ impl Decoder {
                 format!("decoding {w}x{h} needs {scratch_bytes} bytes, beyond the decoder's limit"),
             )));
         }
+        let _reserved = match Self::reserve(&self.budget, scratch_bytes as u64) {
+            Ok(r) => r,
+            Err(e) => return Some(Err(e)),
+        };
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.resize(scratch_bytes, 0);
         let image = TjImage {
@@ -435,7 +548,9 @@ impl Decoder {
             ),
             Err(_) => None,
         };
-        self.scratch = scratch;
+        if scratch.capacity() <= SCRATCH_KEEP {
+            self.scratch = scratch;
+        }
         result
     }
 
@@ -455,6 +570,19 @@ impl Decoder {
                 "truncated JPEG (no end-of-image marker)",
             ));
         }
+        // A valid JPEG that zune-jpeg would call corrupt: say why instead.
+        // (With libjpeg-turbo in use, a file it refused lands here: the
+        // `image` decoder then judges it.)
+        if let Some(frame) = jpeg_frame(&mut reader).map_err(|e| err(SkipReason::Unreadable, e))? {
+            let decoder = if frame.arithmetic() && self.jpeg_decoder() == JpegDecoder::Turbojpeg {
+                JpegDecoder::Turbojpeg
+            } else {
+                JpegDecoder::Image
+            };
+            if let Some(e) = unsupported_jpeg(frame, decoder) {
+                return Err(e);
+            }
+        }
         let mut reader = ImageReader::new(reader)
             .with_guessed_format()
             .map_err(|e| err(SkipReason::Unreadable, e))?;
@@ -473,11 +601,22 @@ impl Decoder {
             height: h,
         };
         let same_size = self.check_source(w, h)?;
-        if same_size && decoder.color_type() == color_type(self.shape.channels) {
+        let same_format = decoder.color_type() == color_type(self.shape.channels);
+        if same_size && same_format {
             // Fast path: decode straight into the slot.
             decoder.read_image(out).map_err(classify)?;
             return Ok(src);
         }
+        // The decoded image, and its conversion to the slot's format.
+        let converted = if same_format {
+            0
+        } else {
+            u64::from(w) * u64::from(h) * u64::from(self.shape.channels)
+        };
+        let _reserved = Self::reserve(
+            &self.budget,
+            decoder.total_bytes().saturating_add(converted),
+        )?;
         let img = DynamicImage::from_decoder(decoder).map_err(classify)?;
         let pixels: Vec<u8> = match self.shape.channels {
             1 => img.into_luma8().into_raw(),
@@ -534,6 +673,105 @@ impl Decoder {
 /// Largest JPEG file read whole for libjpeg-turbo (64 MiB: far beyond any
 /// frame; larger files stream through the `image` decoder and its limits).
 const MAX_JPEG_IN_MEMORY: u64 = 64 << 20;
+
+/// The frame header (SOF marker) of a JPEG: which coding process, at which
+/// sample precision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct JpegFrame {
+    /// The SOFn marker's second byte (0xC0..=0xCF, not C4/C8/CC).
+    marker: u8,
+    /// Bits per sample (8, 12 or 16).
+    precision: u8,
+}
+
+impl JpegFrame {
+    /// SOF9–SOF15: arithmetic entropy coding.
+    fn arithmetic(self) -> bool {
+        self.marker >= 0xC9
+    }
+}
+
+/// Reads the frame header of a JPEG by walking its marker segments up to
+/// the first SOFn; `None` for anything else (not a JPEG, no SOF before the
+/// scan, a segment cut short: the decoder then judges the file). Leaves the
+/// stream at its start.
+fn jpeg_frame<R: Read + Seek>(r: &mut R) -> std::io::Result<Option<JpegFrame>> {
+    let found = (|| -> std::io::Result<Option<JpegFrame>> {
+        let mut b = [0u8; 2];
+        if r.read_exact(&mut b).is_err() || b != [0xFF, 0xD8] {
+            return Ok(None);
+        }
+        // Real files have a handful of segments before the frame header.
+        for _ in 0..1024 {
+            let mut m = [0u8; 1];
+            r.read_exact(&mut m)?;
+            if m[0] != 0xFF {
+                return Ok(None);
+            }
+            // Fill bytes: any number of 0xFF before the marker code.
+            let mut code = 0xFF;
+            while code == 0xFF {
+                r.read_exact(&mut m)?;
+                code = m[0];
+            }
+            match code {
+                // Stand-alone markers (RSTn, TEM) carry no length.
+                0xD0..=0xD7 | 0x01 => continue,
+                // Start of scan or end of image before any frame header.
+                0xDA | 0xD9 | 0x00 => return Ok(None),
+                _ => {}
+            }
+            r.read_exact(&mut b)?;
+            let len = u16::from_be_bytes(b);
+            if len < 2 {
+                return Ok(None);
+            }
+            let sof = (0xC0..=0xCF).contains(&code) && !matches!(code, 0xC4 | 0xC8 | 0xCC);
+            if sof {
+                r.read_exact(&mut m)?;
+                return Ok(Some(JpegFrame {
+                    marker: code,
+                    precision: m[0],
+                }));
+            }
+            r.seek(SeekFrom::Current(i64::from(len) - 2))?;
+        }
+        Ok(None)
+    })();
+    r.seek(SeekFrom::Start(0))?;
+    match found {
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+        other => other,
+    }
+}
+
+/// Whether a JPEG with this frame header is one `decoder` cannot decode
+/// though it is valid: a skip as `unsupported`, with what would decode it.
+fn unsupported_jpeg(frame: JpegFrame, decoder: JpegDecoder) -> Option<DecodeError> {
+    if frame.precision != 8 {
+        // libjpeg-turbo 3 reads 12-bit JPEGs, but only through an API
+        // (tj3Decompress12) that the turbojpeg crate does not expose.
+        return Some(err(
+            SkipReason::Unsupported,
+            format!(
+                "{}-bit JPEG: framering decodes 8-bit JPEGs only (convert it, e.g. with ffmpeg or djpeg)",
+                frame.precision
+            ),
+        ));
+    }
+    if frame.arithmetic() && decoder != JpegDecoder::Turbojpeg {
+        let hint = if JpegDecoder::TURBOJPEG_BUILT {
+            "set producer.jpeg_decoder = \"turbojpeg\" (or \"auto\")"
+        } else {
+            "build framering with --features turbojpeg (libjpeg-turbo decodes it)"
+        };
+        return Some(err(
+            SkipReason::Unsupported,
+            format!("arithmetic-coded JPEG: the pure-Rust decoder does not support it; {hint}"),
+        ));
+    }
+    None
+}
 
 /// Whether the stream starts with a JPEG start-of-image marker (does not
 /// consume anything).
@@ -737,6 +975,129 @@ mod tests {
                 ((x + y) * 127 / (w + h)) as u8 + 64,
             ])
         })
+    }
+
+    fn test_image(name: &str) -> Vec<u8> {
+        std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/data")
+                .join(name),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn decode_reads_the_jpeg_frame_header() {
+        let frame = |name: &str| jpeg_frame(&mut std::io::Cursor::new(test_image(name))).unwrap();
+        let f = |marker, precision| Some(JpegFrame { marker, precision });
+        assert_eq!(frame("testorig.jpg"), f(0xC0, 8));
+        assert_eq!(frame("testimgari.jpg"), f(0xC9, 8));
+        assert_eq!(frame("testorig12.jpg"), f(0xC1, 12));
+        // Not a JPEG, or cut before its frame header: no answer, no panic.
+        let jpg = test_image("testorig.jpg");
+        for bytes in [&b"not a jpeg"[..], &jpg[..3], &jpg[..30], &[]] {
+            assert_eq!(jpeg_frame(&mut std::io::Cursor::new(bytes)).unwrap(), None);
+        }
+    }
+
+    /// libjpeg-turbo's arithmetic-coded and 12-bit test images are valid
+    /// JPEGs: skipped as `unsupported` (not `corrupt`) with what would
+    /// decode them; with libjpeg-turbo the arithmetic one decodes to the
+    /// pixels of its Huffman-coded twin decoded by `image`.
+    #[test]
+    fn decode_arithmetic_and_12_bit_jpegs() {
+        let shape = FrameShape {
+            height: 149,
+            width: 227,
+            channels: 3,
+        };
+        let (ari, twelve) = (test_image("testimgari.jpg"), test_image("testorig12.jpg"));
+        let mut out = vec![0; shape.bytes()];
+        let mut image = Decoder::new(shape, ShapePolicy::Fit).with_jpeg_decoder(JpegDecoder::Image);
+        let e = image.decode_bytes(&ari, &mut out).unwrap_err();
+        assert_eq!(e.reason, SkipReason::Unsupported, "{e}");
+        assert!(e.detail.contains("arithmetic-coded"), "{e}");
+        let hint = if JpegDecoder::TURBOJPEG_BUILT {
+            "jpeg_decoder = \"turbojpeg\""
+        } else {
+            "--features turbojpeg"
+        };
+        assert!(e.detail.contains(hint), "{e}");
+        let mut auto = Decoder::new(shape, ShapePolicy::Fit);
+        for d in [&mut image, &mut auto] {
+            let e = d.decode_bytes(&twelve, &mut out).unwrap_err();
+            assert_eq!(e.reason, SkipReason::Unsupported, "{e}");
+            assert!(e.detail.contains("12-bit JPEG"), "{e}");
+        }
+        // The Huffman-coded twin decodes in every build.
+        let mut reference = vec![0; shape.bytes()];
+        image
+            .decode_bytes(&test_image("testorig.jpg"), &mut reference)
+            .unwrap();
+        let r = auto.decode_bytes(&ari, &mut out);
+        if JpegDecoder::TURBOJPEG_BUILT {
+            assert_eq!(
+                r.unwrap(),
+                Decoded {
+                    width: 227,
+                    height: 149
+                }
+            );
+            let diff = out
+                .iter()
+                .zip(&reference)
+                .map(|(a, b)| a.abs_diff(*b) as f64)
+                .sum::<f64>()
+                / out.len() as f64;
+            assert!(diff < 1.5, "mean abs diff {diff}");
+        } else {
+            assert_eq!(r.unwrap_err().reason, SkipReason::Unsupported);
+        }
+    }
+
+    /// Decodes reserve what they allocate in a shared budget and give it
+    /// back; a decode that could never fit is `too_large`; one that fits
+    /// waits until others give memory back.
+    #[test]
+    fn decode_memory_budget_is_shared_and_bounded() {
+        let shape = FrameShape {
+            height: 16,
+            width: 16,
+            channels: 3,
+        };
+        // 256x256 RGB: 192 KiB decoded.
+        let png = encode(
+            &DynamicImage::ImageRgb8(gradient(256, 256)),
+            ImageFormat::Png,
+        );
+        let mut out = vec![0; shape.bytes()];
+        let small = DecodeBudget::new(100 << 10);
+        let e = Decoder::new(shape, ShapePolicy::Fit)
+            .with_budget(small.clone())
+            .decode_bytes(&png, &mut out)
+            .unwrap_err();
+        assert_eq!(e.reason, SkipReason::TooLarge, "{e}");
+        assert!(e.detail.contains("producer.decode_memory_mb"), "{e}");
+        let budget = DecodeBudget::new(256 << 10);
+        let mut d = Decoder::new(shape, ShapePolicy::Fit).with_budget(budget.clone());
+        d.decode_bytes(&png, &mut out).unwrap();
+        assert_eq!(budget.in_use(), 0, "given back");
+        // Another decode holds most of the budget: this one waits for it.
+        let held = budget.reserve(200 << 10).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let r = d.decode_bytes(&png, &mut out).map(|_| ());
+            tx.send(r).unwrap();
+        });
+        assert!(rx
+            .recv_timeout(std::time::Duration::from_millis(200))
+            .is_err());
+        drop(held);
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .unwrap()
+            .unwrap();
+        waiter.join().unwrap();
+        assert_eq!(budget.in_use(), 0);
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod decode;
 pub mod sink;
 pub mod source;
 pub mod video;
+mod y4m;
 
 /// The shape of a frame buffer: `height × width × channels` bytes, row-major,
 /// channels interleaved. Shared by decoding, video and outputs.
