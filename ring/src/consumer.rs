@@ -16,7 +16,7 @@ use crate::clock::monotonic_ns;
 use crate::error::{AttachError, OpenError, RingCorrupt, TakeError};
 use crate::event::WaitStrategy;
 use crate::layout::{FLAG_DRAINED, FLAG_END_OF_STREAM, GROUP_UNUSED, NAME_MAX};
-use crate::ledger::pack_return;
+use crate::ledger::{pack_give_back, pack_return};
 use crate::options::{validate_group_name, FrameInfo, DEFAULT_GROUP};
 use crate::process::ProcessId;
 use crate::producer::{group_queue, return_queue, PEER_CHECK};
@@ -149,12 +149,18 @@ struct Shared {
 const NOT_ADMITTED: u32 = u32::MAX;
 
 impl Shared {
-    /// Hands a claimed slot back to the producer.
-    fn release(&self, group: u8, claim: ReadClaim) {
+    /// Hands a claimed slot back to the producer: consumed, or (`consumed`
+    /// false) to be delivered again to the group.
+    fn release(&self, group: u8, claim: ReadClaim, consumed: bool) {
         let seg = &self.seg;
+        let cell = if consumed {
+            pack_return(group, claim.slot())
+        } else {
+            pack_give_back(group, claim.slot())
+        };
         let pushed = {
             let _one_at_a_time = self.returns.lock();
-            return_queue(seg, self.index as usize).push(pack_return(group, claim.slot()))
+            return_queue(seg, self.index as usize).push(cell)
         };
         if let Err(e) = pushed {
             // Only garbage in the segment gets here; the slot stays marked as
@@ -262,10 +268,51 @@ impl<'c> Frame<'c> {
     }
 }
 
+impl Frame<'_> {
+    /// Hands the frame back *unconsumed*: instead of being done with, it is
+    /// delivered again to this consumer's group — to whichever of its
+    /// consumers takes next, this one included — with
+    /// [`FrameInfo::redeliveries`] one higher, and counted by the producer
+    /// as redelivered ([`Producer::redelivered`](crate::Producer::redelivered)).
+    /// For a frame whose output failed. (Dropping a frame hands it back as
+    /// consumed.) In an ad-hoc group whose last consumer leaves, it is
+    /// dropped with the group's other frames.
+    ///
+    /// ```
+    /// use framering_ring::{Consumer, FrameMeta, FrameShape, Producer, Take};
+    /// use std::time::Duration;
+    ///
+    /// let ring = format!("doc-give-back-{}", std::process::id());
+    /// let producer = Producer::builder(&ring).shape(FrameShape::new(2, 2, 1)).create()?;
+    /// let consumer = Consumer::builder(&ring).attach()?;
+    /// let slot = producer.loan(Duration::from_secs(1))?;
+    /// let seq = slot.publish(&FrameMeta::new())?;
+    ///
+    /// let Take::Frame(frame) = consumer.take(Duration::from_secs(1))? else { panic!() };
+    /// // Writing it out failed: let the group have it again.
+    /// frame.give_back();
+    /// // The producer collects it as it goes (here: while draining).
+    /// producer.finish();
+    /// assert!(!producer.drain(Some(Duration::from_millis(50)))?);
+    /// let Take::Frame(again) = consumer.take(Duration::from_secs(1))? else { panic!() };
+    /// assert_eq!((again.seq(), again.info().redeliveries), (seq, 1));
+    /// drop(again); // consumed this time
+    /// assert!(producer.drain(Some(Duration::from_secs(1)))?);
+    /// assert_eq!(producer.redelivered(), 1);
+    /// # producer.unlink()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn give_back(mut self) {
+        if let Some(claim) = self.claim.take() {
+            self.consumer.shared.release(self.group, claim, false);
+        }
+    }
+}
+
 impl Drop for Frame<'_> {
     fn drop(&mut self) {
         if let Some(claim) = self.claim.take() {
-            self.consumer.shared.release(self.group, claim);
+            self.consumer.shared.release(self.group, claim, true);
         }
     }
 }
@@ -292,10 +339,40 @@ impl FrameLease {
     }
 }
 
+impl FrameLease {
+    /// Hands the frame back *unconsumed*, to be delivered again to the
+    /// group: see [`Frame::give_back`].
+    ///
+    /// ```
+    /// # use framering_ring::{Consumer, FrameMeta, FrameShape, Producer, Take};
+    /// # use std::time::Duration;
+    /// # let ring = format!("doc-lease-give-back-{}", std::process::id());
+    /// # let producer = Producer::builder(&ring).shape(FrameShape::new(2, 2, 1)).create()?;
+    /// # let consumer = Consumer::builder(&ring).attach()?;
+    /// # producer.loan(Duration::from_secs(1))?.publish(&FrameMeta::new())?;
+    /// let Take::Frame(frame) = consumer.take(Duration::from_secs(1))? else { panic!() };
+    /// let lease = frame.into_lease();
+    /// std::thread::spawn(move || lease.give_back()).join().unwrap();
+    /// # producer.finish();
+    /// # assert!(!producer.drain(Some(Duration::from_millis(50)))?);
+    /// let Take::Frame(again) = consumer.take(Duration::from_secs(1))? else { panic!() };
+    /// assert_eq!(again.info().redeliveries, 1);
+    /// # drop(again);
+    /// # assert!(producer.drain(Some(Duration::from_secs(1)))?);
+    /// # producer.unlink()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn give_back(mut self) {
+        if let Some(claim) = self.claim.take() {
+            self.shared.release(self.group, claim, false);
+        }
+    }
+}
+
 impl Drop for FrameLease {
     fn drop(&mut self) {
         if let Some(claim) = self.claim.take() {
-            self.shared.release(self.group, claim);
+            self.shared.release(self.group, claim, true);
         }
     }
 }
@@ -498,7 +575,7 @@ impl Consumer {
             // Keep the newest: claim the next one before handing back the
             // one we hold, so that we never end up with nothing.
             while let Some(newer) = q.take(me).map_err(|c| self.corrupt(c))? {
-                self.shared.release(g, claim);
+                self.shared.release(g, claim, true);
                 e.skipped.fetch_add(1, O::Relaxed);
                 claim = newer;
             }

@@ -552,7 +552,8 @@ impl Producer {
         self.seg.geometry().slots
     }
 
-    /// Frames re-published because their consumer died.
+    /// Frames re-published because their consumer died or handed them back
+    /// unconsumed ([`Frame::give_back`](crate::Frame::give_back)).
     pub fn redelivered(&self) -> u64 {
         self.state.lock().redelivered
     }
@@ -871,10 +872,12 @@ impl State {
         Ok(self.ledger.loan(seg.slot_states()))
     }
 
-    /// Collects returned slots from every consumer's return queue.
+    /// Collects returned slots from every consumer's return queue, and
+    /// publishes the frames handed back unconsumed to their group again.
     fn collect(&mut self, seg: &Segment) -> usize {
         let mut got = 0;
         let max_groups = seg.geometry().max_groups as usize;
+        let mut again = Vec::new();
         for c in 0..seg.geometry().max_consumers as usize {
             if self.quarantined & (1 << c) != 0 {
                 continue;
@@ -884,7 +887,10 @@ impl State {
                 continue;
             }
             let claims = |g: usize| (g < max_groups).then(|| seg.claims(g));
-            match self.ledger.collect(c, q, claims, seg.slot_states()) {
+            match self
+                .ledger
+                .collect(c, q, claims, seg.slot_states(), &mut again)
+            {
                 Ok(n) => got += n,
                 Err(e) => {
                     // A misbehaving consumer must not stop the ring: ignore its
@@ -898,7 +904,41 @@ impl State {
                 }
             }
         }
+        if !again.is_empty() {
+            self.give_again(seg, &again);
+        }
         got
+    }
+
+    /// Publishes frames handed back unconsumed to their group again (the
+    /// ledger checked that the group holds each and that the consumer that
+    /// gave it back was reading it), counted as redelivered like those of a
+    /// consumer that died.
+    fn give_again(&mut self, seg: &Segment, again: &[(usize, usize)]) {
+        for &(g, s) in again {
+            // Relaxed: published by the Release store of the claim word in
+            // `push`, as at publish.
+            seg.slot_meta()[s]
+                .redeliveries
+                .fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = self.push_to_group(seg, g, s as u32) {
+                // Only garbage in the segment gets here: the group loses the
+                // frame rather than holding its slot forever.
+                tracing::error!(
+                    group = g,
+                    slot = s,
+                    error = e.0,
+                    "could not publish a frame handed back unconsumed"
+                );
+                seg.claims(g)[s].store(SlotState::Free.encode(), Ordering::Relaxed);
+                self.note_group_drop(seg, g, 1);
+                self.ledger.release(g, s, seg.slot_states());
+                continue;
+            }
+            self.redelivered += 1;
+            seg.header().redelivered.fetch_add(1, Ordering::Relaxed);
+        }
+        seg.header().ready_event.notify();
     }
 
     /// Admits consumers that asked to join a group and retires those that
