@@ -106,8 +106,9 @@ pub struct Summary {
     pub skipped: BTreeMap<&'static str, u64>,
     /// Total inputs skipped.
     pub skipped_total: u64,
-    /// Frames delivered again after a consumer died (producer), or frames
-    /// received that had been delivered before (consumer).
+    /// Frames delivered again after a consumer died or handed them back
+    /// unconsumed (producer), or frames received that had been delivered
+    /// before (consumer).
     pub redelivered: u64,
     /// Frames dropped: by the producer (drop-oldest, or no group
     /// subscribed), or lost by the consumer's group.

@@ -4,8 +4,9 @@
 //! Exit codes: 0 end of stream (or stopped by a signal); 1 failure (an
 //! output that failed: the frames it had not written are handed back
 //! unconsumed to the group); 2 bad config/flags or an output that cannot
-//! be written, found before any frame is taken; 3 ring refused (absent after --wait-timeout, other shape,
-//! corrupt, full); 4 the producer died (after consuming all it published).
+//! be written, found before any frame is taken; 3 ring refused (absent
+//! after --wait-timeout, other shape, corrupt, full); 4 the producer died
+//! (after consuming all it published).
 
 use clap::Parser;
 use framering::app::cli::{self, exit, RingArgs};
