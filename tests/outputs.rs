@@ -484,3 +484,50 @@ fn a_y4m_video_on_a_disk_that_fills_loses_no_frame() {
     }
     assert_every_frame_once(&frames, n);
 }
+
+#[test]
+fn an_encoder_that_fails_at_its_first_frame_loses_none() {
+    // An "ffmpeg" that runs, then fails once the first frame arrives, as a
+    // real one does when it cannot open its output or encoder (it opens
+    // them only then): the consumer has taken frames meanwhile.
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = tmp.path().join("ffmpeg");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = -version ] && exit 0\nhead -c {FRAME} >/dev/null\necho 'simulated encoder failure' >&2\nexit 1\n"
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (name, n) = (ring("encoder"), 30);
+    let producer = start_producer(&name, n);
+    let stats = tmp.path().join("failing.json");
+    let video = tmp.path().join("rec.mp4");
+    let out = wait_with_timeout(
+        consumer(
+            &name,
+            video.to_str().unwrap(),
+            &[
+                "--ffmpeg",
+                fake.to_str().unwrap(),
+                "--stats-json",
+                stats.to_str().unwrap(),
+            ],
+        )
+        .spawn()
+        .unwrap(),
+        Duration::from_secs(30),
+    );
+    assert_failed(
+        &out,
+        video.to_str().unwrap(),
+        "simulated encoder failure",
+        &stats,
+    );
+    let healthy = tmp.path().join("healthy");
+    let s = finish_with_healthy_consumer(&name, &healthy, producer);
+    assert!(s["redelivered"].as_u64().unwrap() >= 1, "{s}");
+    assert_every_frame_once(&frames_in(&[&healthy]), n);
+}

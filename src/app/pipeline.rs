@@ -725,11 +725,8 @@ impl<'c> Held<'c> {
     /// Hands back, as consumed, the frames the output has written.
     fn release_durable(&mut self, sink: &mut Sink, stats: &mut Stats) -> anyhow::Result<()> {
         let durable = sink.durable()?;
-        while let Some(h) = self.frames.front() {
-            match durable {
-                Some(n) if h.index < n => self.consume_oldest(stats),
-                _ => break,
-            }
+        while self.frames.front().is_some_and(|h| h.index < durable) {
+            self.consume_oldest(stats);
         }
         Ok(())
     }
@@ -741,7 +738,7 @@ impl<'c> Held<'c> {
         if self.frames.len() < self.max {
             return Ok(());
         }
-        if self.patient && sink.durable()?.is_some() {
+        if self.patient {
             let until = Instant::now() + DURABLE_WAIT;
             while self.frames.len() >= self.max && Instant::now() < until {
                 if signals::stop_requested() {

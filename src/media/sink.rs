@@ -418,19 +418,21 @@ impl Sink {
         self.accepted
     }
 
-    /// How many of the frames accepted (the first ones) are known to be in
-    /// the output now: all of them for image files (renamed into place) and
-    /// a file or terminal on stdout; for a pipe on stdout, those its reader
-    /// has read; for a `.y4m` video, those ffmpeg has written to the file.
-    /// `None` for other videos: a compressed file is complete only when
-    /// ffmpeg finishes. An error if the output has failed meanwhile (the
-    /// pipe's reader left, ffmpeg exited).
-    pub fn durable(&mut self) -> Result<Option<u64>, SinkError> {
+    /// How many of the frames accepted (the first ones) are in the output
+    /// now, as far as can be known: all of them for image files (renamed
+    /// into place) and a file or terminal on stdout; for a pipe on stdout,
+    /// those its reader has read; for a `.y4m` video, those ffmpeg has
+    /// written to the file; for a compressed video, none until ffmpeg has
+    /// started writing the file, then all (see
+    /// [`FfmpegOutput::durable`](super::video::FfmpegOutput::durable)). An
+    /// error if the output has failed meanwhile (the pipe's reader left,
+    /// ffmpeg exited).
+    pub fn durable(&mut self) -> Result<u64, SinkError> {
         let n = self.accepted;
         match &mut self.out {
-            Out::Null { .. } | Out::Dir { .. } => Ok(Some(n)),
-            Out::Stdout(out) => out.durable(n).map(Some),
-            Out::Video(v) => Ok(v.durable()?),
+            Out::Null { .. } | Out::Dir { .. } => Ok(n),
+            Out::Stdout(out) => out.durable(n),
+            Out::Video(v) => Ok(v.durable(n)?),
         }
     }
 

@@ -408,19 +408,20 @@ impl FfmpegOutput {
             "y4m" => {
                 cmd.args(["-pix_fmt", "yuv444p", "-flush_packets", "1"]);
                 y4m_frame = Some(6 + 3 * shape.width as u64 * shape.height as u64);
-                // ffmpeg opens its output only once the first frame arrives:
-                // an old file must not be counted as frames written.
-                if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) {
-                    std::fs::remove_file(path).map_err(|source| VideoError::Io {
-                        what: path.into(),
-                        source,
-                    })?;
-                }
             }
             "nut" => {
                 cmd.args(["-c:v", "rawvideo"]);
             }
             _ => {}
+        }
+        // ffmpeg opens (and truncates) its output only once the first frame
+        // arrives: an old file must not be taken for what it writes. (It
+        // would overwrite it: `-y`.)
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) {
+            std::fs::remove_file(path).map_err(|source| VideoError::Io {
+                what: path.into(),
+                source,
+            })?;
         }
         cmd.arg(path)
             .stdin(Stdio::piped())
@@ -488,9 +489,13 @@ impl FfmpegOutput {
         })
     }
 
-    /// Frames in the file now (a `.y4m`: counted by its size; `None` for
-    /// other containers). An error if ffmpeg has exited meanwhile.
-    pub fn durable(&mut self) -> Result<Option<u64>, VideoError> {
+    /// How many of the `accepted` frames are in the file now, as far as can
+    /// be known: a `.y4m`'s are counted by its size. A compressed file holds
+    /// no frame for sure before ffmpeg finishes, and frames cannot be kept
+    /// that long: this says 0 until ffmpeg has started writing the file
+    /// (so that an ffmpeg that fails at the start loses nothing), then
+    /// `accepted`. An error if ffmpeg has exited meanwhile.
+    pub fn durable(&mut self, accepted: u64) -> Result<u64, VideoError> {
         if self.status.is_none() {
             if let Ok(Some(status)) = self.child.try_wait() {
                 self.status = Some(status);
@@ -505,12 +510,25 @@ impl FfmpegOutput {
                 source: std::io::Error::other("ffmpeg exited before the end of its input"),
             });
         }
-        Ok(self.y4m_frames().map(|(n, _)| n))
+        if let Some((n, _)) = self.y4m_frames() {
+            return Ok(n.min(accepted));
+        }
+        Ok(match std::fs::metadata(&self.path) {
+            // Not a file (a device, a FIFO): nothing to look at.
+            Ok(m) if !m.is_file() || m.len() > 0 => accepted,
+            _ => 0,
+        })
     }
 
-    /// A `.y4m` output's whole frames in the file, and where they end.
+    /// A `.y4m` output's whole frames in the file, and where they end
+    /// (`None` for other containers, or a `.y4m` that is no regular file).
     fn y4m_frames(&self) -> Option<(u64, u64)> {
         let frame = self.y4m_frame?;
+        match std::fs::metadata(&self.path) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => return None,
+            Err(_) => return Some((0, 0)),
+        }
         let Ok(mut f) = std::fs::File::open(&self.path) else {
             return Some((0, 0));
         };
