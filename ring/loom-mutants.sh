@@ -23,6 +23,7 @@ the_ready_queue_wraps_without_losing_or_doubling_a_frame publish-tail-relaxed
 recovery_runs_beside_a_live_consumer                     recover-any-reader
 drop_oldest_withdrawal_and_a_claim_never_both_win        revoke-store
 two_consumers_join_two_groups_through_the_roster         admit-relaxed
+a_frame_given_back_unconsumed_is_delivered_again         give-back-consumed
 "
 bad=0
 while read -r model mutant; do

@@ -19,7 +19,7 @@ use crate::layout::{
     BACKPRESSURE_BLOCK, BACKPRESSURE_DROP_OLDEST, FLAG_DRAINED, FLAG_END_OF_STREAM, GROUP_UNUSED,
     NAME_MAX, POLICY_RING,
 };
-use crate::ledger::pack_return;
+use crate::ledger::{pack_give_back, pack_return};
 use crate::options::{validate_group_name, Backpressure, FrameInfo, DEFAULT_GROUP};
 use crate::process::ProcessId;
 use crate::producer::{group_queue, return_queue, PEER_CHECK};
@@ -167,23 +167,34 @@ struct Shared {
     /// Serialises pushes into the single-producer return queue (frames may
     /// be handed back from several threads).
     returns: Mutex<()>,
+    /// Whether a frame was handed back unconsumed.
+    gave_back: std::sync::atomic::AtomicBool,
 }
 
 const NOT_ADMITTED: u32 = u32::MAX;
 
 impl Shared {
-    /// Hands a claimed slot back to the producer.
-    fn release(&self, group: u8, claim: ReadClaim) {
+    /// Hands a claimed slot back to the producer: consumed, or (`consumed`
+    /// false) to be delivered again to the group.
+    fn release(&self, group: u8, claim: ReadClaim, consumed: bool) {
         let seg = &self.seg;
+        let cell = if consumed {
+            pack_return(group, claim.slot())
+        } else {
+            pack_give_back(group, claim.slot())
+        };
         let pushed = {
             let _one_at_a_time = self.returns.lock();
-            return_queue(seg, self.index as usize).push(pack_return(group, claim.slot()))
+            return_queue(seg, self.index as usize).push(cell)
         };
         if let Err(e) = pushed {
             // Only garbage in the segment gets here; the slot stays marked as
             // ours and the producer's recovery finds it when we exit.
             tracing::error!(ring = seg.name(), error = e.0, "could not return a slot");
             return;
+        }
+        if !consumed {
+            self.gave_back.store(true, Ordering::Relaxed);
         }
         seg.header().free_event.notify();
     }
@@ -198,6 +209,7 @@ impl Drop for Shared {
             &self.seg.consumers()[self.index as usize],
             &h.roster,
             &h.free_event,
+            self.gave_back.load(Ordering::Relaxed),
         );
     }
 }
@@ -285,10 +297,51 @@ impl<'c> Frame<'c> {
     }
 }
 
+impl Frame<'_> {
+    /// Hands the frame back *unconsumed*: instead of being done with, it is
+    /// delivered again to this consumer's group — to whichever of its
+    /// consumers takes next, this one included — with
+    /// [`FrameInfo::redeliveries`] one higher, and counted by the producer
+    /// as redelivered ([`Producer::redelivered`](crate::Producer::redelivered)).
+    /// For a frame whose output failed. (Dropping a frame hands it back as
+    /// consumed.) In an ad-hoc group whose last consumer leaves, it is
+    /// dropped with the group's other frames.
+    ///
+    /// ```
+    /// use framering_ring::{Consumer, FrameMeta, FrameShape, Producer, Take};
+    /// use std::time::Duration;
+    ///
+    /// let ring = format!("doc-give-back-{}", std::process::id());
+    /// let producer = Producer::builder(&ring).shape(FrameShape::new(2, 2, 1)).create()?;
+    /// let consumer = Consumer::builder(&ring).attach()?;
+    /// let slot = producer.loan(Duration::from_secs(1))?;
+    /// let seq = slot.publish(&FrameMeta::new())?;
+    ///
+    /// let Take::Frame(frame) = consumer.take(Duration::from_secs(1))? else { panic!() };
+    /// // Writing it out failed: let the group have it again.
+    /// frame.give_back();
+    /// // The producer collects it as it goes (here: while draining).
+    /// producer.finish();
+    /// assert!(!producer.drain(Some(Duration::from_millis(50)))?);
+    /// let Take::Frame(again) = consumer.take(Duration::from_secs(1))? else { panic!() };
+    /// assert_eq!((again.seq(), again.info().redeliveries), (seq, 1));
+    /// drop(again); // consumed this time
+    /// assert!(producer.drain(Some(Duration::from_secs(1)))?);
+    /// assert_eq!(producer.redelivered(), 1);
+    /// # producer.unlink()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn give_back(mut self) {
+        if let Some(claim) = self.claim.take() {
+            self.consumer.shared.release(self.group, claim, false);
+        }
+    }
+}
+
 impl Drop for Frame<'_> {
     fn drop(&mut self) {
         if let Some(claim) = self.claim.take() {
-            self.consumer.shared.release(self.group, claim);
+            self.consumer.shared.release(self.group, claim, true);
         }
     }
 }
@@ -315,10 +368,40 @@ impl FrameLease {
     }
 }
 
+impl FrameLease {
+    /// Hands the frame back *unconsumed*, to be delivered again to the
+    /// group: see [`Frame::give_back`].
+    ///
+    /// ```
+    /// # use framering_ring::{Consumer, FrameMeta, FrameShape, Producer, Take};
+    /// # use std::time::Duration;
+    /// # let ring = format!("doc-lease-give-back-{}", std::process::id());
+    /// # let producer = Producer::builder(&ring).shape(FrameShape::new(2, 2, 1)).create()?;
+    /// # let consumer = Consumer::builder(&ring).attach()?;
+    /// # producer.loan(Duration::from_secs(1))?.publish(&FrameMeta::new())?;
+    /// let Take::Frame(frame) = consumer.take(Duration::from_secs(1))? else { panic!() };
+    /// let lease = frame.into_lease();
+    /// std::thread::spawn(move || lease.give_back()).join().unwrap();
+    /// # producer.finish();
+    /// # assert!(!producer.drain(Some(Duration::from_millis(50)))?);
+    /// let Take::Frame(again) = consumer.take(Duration::from_secs(1))? else { panic!() };
+    /// assert_eq!(again.info().redeliveries, 1);
+    /// # drop(again);
+    /// # assert!(producer.drain(Some(Duration::from_secs(1)))?);
+    /// # producer.unlink()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn give_back(mut self) {
+        if let Some(claim) = self.claim.take() {
+            self.shared.release(self.group, claim, false);
+        }
+    }
+}
+
 impl Drop for FrameLease {
     fn drop(&mut self) {
         if let Some(claim) = self.claim.take() {
-            self.shared.release(self.group, claim);
+            self.shared.release(self.group, claim, true);
         }
     }
 }
@@ -371,7 +454,7 @@ impl Consumer {
                     && seg
                         .consumers()
                         .iter()
-                        .any(|e| roster::request(e) == roster::Request::Leave) =>
+                        .any(|e| matches!(roster::request(e), roster::Request::Leave { .. })) =>
                 {
                     std::thread::sleep(Duration::from_millis(10));
                 }
@@ -408,6 +491,7 @@ impl Consumer {
                 group_name: b.group.clone(),
                 admitted: AtomicU32::new(NOT_ADMITTED),
                 returns: Mutex::new(()),
+                gave_back: std::sync::atomic::AtomicBool::new(false),
             }),
             latest: b.latest,
             wait: b.wait,
@@ -547,7 +631,7 @@ impl Consumer {
             // Keep the newest: claim the next one before handing back the
             // one we hold, so that we never end up with nothing.
             while let Some(newer) = q.take(me).map_err(|c| self.corrupt(c))? {
-                self.shared.release(g, claim);
+                self.shared.release(g, claim, true);
                 e.skipped.fetch_add(1, O::Relaxed);
                 claim = newer;
             }

@@ -25,7 +25,7 @@ use crate::clock::monotonic_ns;
 use crate::error::{OpenError, SHM_DIR};
 use crate::layout::{
     BACKPRESSURE_DROP_OLDEST, FLAG_DRAINED, FLAG_END_OF_STREAM, FLAG_RUNNING, GROUP_DECLARED,
-    GROUP_LINGERING, GROUP_UNUSED, JOIN_ACTIVE, JOIN_LEAVING, JOIN_REFUSED,
+    GROUP_LINGERING, GROUP_UNUSED, JOIN_ACTIVE, JOIN_LEAVING, JOIN_LEAVING_FAILED, JOIN_REFUSED,
 };
 use crate::ledger::unpack_return;
 use crate::process::ProcessId;
@@ -380,7 +380,7 @@ fn snapshot(seg: &Segment) -> RingStatus {
                 group_name: grp.map(|g| g.name.clone()).unwrap_or_default(),
                 state: match join {
                     JOIN_ACTIVE => "active",
-                    JOIN_LEAVING => "leaving",
+                    JOIN_LEAVING | JOIN_LEAVING_FAILED => "leaving",
                     JOIN_REFUSED => "refused",
                     _ => "joining",
                 },

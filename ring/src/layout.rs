@@ -381,6 +381,9 @@ pub(crate) const JOIN_ACTIVE: u32 = 2;
 pub(crate) const JOIN_LEAVING: u32 = 3;
 /// [`ConsumerEntry::join`]: the producer refused it (bad name, table full).
 pub(crate) const JOIN_REFUSED: u32 = 4;
+/// [`ConsumerEntry::join`]: the consumer left after handing frames back
+/// unconsumed (its output failed): its group lingers as if it had died.
+pub(crate) const JOIN_LEAVING_FAILED: u32 = 5;
 
 /// [`GroupEntry::state`]: free.
 pub(crate) const GROUP_UNUSED: u32 = 0;

@@ -45,14 +45,26 @@ impl WriteClaim {
     }
 }
 
-/// A return-queue cell: the group in the high half, the slot in the low.
+/// A return-queue cell: the group in bits 16–30, the slot in the low half,
+/// and bit 31 ([`UNCONSUMED`]) set for a frame handed back unconsumed.
 pub(crate) fn pack_return(group: u8, slot: u32) -> u32 {
     ((group as u32) << 16) | (slot & 0xffff)
 }
 
-/// The inverse of [`pack_return`] (unchecked: callers validate both).
+/// Bit 31 of a return-queue cell: the consumer hands the frame back
+/// *unconsumed* ([`crate::Frame::give_back`]), to be delivered again to its
+/// group. Groups are at most 64, so the bit is never part of a group index.
+pub(crate) const UNCONSUMED: u32 = 1 << 31;
+
+/// A return-queue cell for a frame handed back unconsumed.
+pub(crate) fn pack_give_back(group: u8, slot: u32) -> u32 {
+    pack_return(group, slot) | UNCONSUMED
+}
+
+/// The inverse of [`pack_return`]: (group, slot), without the
+/// [`UNCONSUMED`] flag (unchecked: callers validate both).
 pub(crate) fn unpack_return(v: u32) -> (usize, usize) {
-    ((v >> 16) as usize, (v & 0xffff) as usize)
+    (((v & !UNCONSUMED) >> 16) as usize, (v & 0xffff) as usize)
 }
 
 /// See the [module documentation](self).
@@ -167,6 +179,12 @@ impl Ledger {
     /// return counts only if the group's claim word names `c` and the group
     /// still holds the slot; the claim word is then reset to `FREE` (the slot
     /// is ours until published again) and the group's hold released.
+    ///
+    /// A return flagged [`UNCONSUMED`] that passes the same checks is not
+    /// released: `(group, slot)` is appended to `again`, for the caller to
+    /// publish to the group once more (the claim word still names `c` until
+    /// then, and the group keeps holding the slot). A second such return of
+    /// the same slot before that is bogus.
     /// Returns how many returns were read; a corrupt queue is an error.
     pub(crate) fn collect<'a>(
         &mut self,
@@ -174,17 +192,39 @@ impl Ledger {
         ret: ReturnQueue<'_>,
         claims: impl Fn(usize) -> Option<&'a [AtomicU64]>,
         states: &[AtomicU64],
+        again: &mut Vec<(usize, usize)>,
     ) -> Result<usize, Corrupt> {
         ret.drain(|v| {
             let (g, s) = unpack_return(v);
             let word = claims(g).and_then(|w| w.get(s));
+            let unconsumed = v & UNCONSUMED != 0;
             match word {
+                Some(_) if unconsumed && again.contains(&(g, s)) => {
+                    self.bogus += 1;
+                    tracing::warn!(
+                        consumer = c,
+                        group = g,
+                        slot = s,
+                        "ignoring a duplicate give-back"
+                    );
+                }
                 Some(w)
                     if matches!(
                         SlotState::decode(w.load(Ordering::Acquire)),
                         Some(SlotState::Reading { owner, .. }) if owner as usize == c
                     ) && self.holds(g, s) =>
                 {
+                    // Loom mutant `give-back-consumed`: treat a give-back as
+                    // a consumed return (the frame is lost to its group).
+                    if unconsumed && !crate::sync::mutant("give-back-consumed") {
+                        // Not ours yet: the group still holds it, and the
+                        // caller publishes it to the group again (a Release
+                        // store of READY over READING(c)). The consumer's
+                        // reads of the frame happened before its tail store,
+                        // which `drain` acquired; the frame is not written.
+                        again.push((g, s));
+                        return;
+                    }
                     // Acquire above: the consumer's reads of the frame (before
                     // its Release tail store, which `drain` acquired) happen
                     // before we write the slot again.
@@ -266,17 +306,69 @@ mod tests {
         );
         // Consumer 2 returns a slot consumer 3 reads: ignored.
         ret.push(pack_return(0, 0)).unwrap();
+        let mut again = vec![];
         assert_eq!(
-            l.collect(2, ret, |g| (g == 0).then_some(&claims[..]), &states),
+            l.collect(
+                2,
+                ret,
+                |g| (g == 0).then_some(&claims[..]),
+                &states,
+                &mut again
+            ),
             Ok(1)
         );
         assert_eq!((l.bogus(), l.free_len()), (1, 1));
+        // Consumer 3 gives it back unconsumed (twice: the second is bogus):
+        // still held, to be published again.
+        ret.push(pack_give_back(0, 0)).unwrap();
+        ret.push(pack_give_back(0, 0)).unwrap();
+        assert_eq!(
+            l.collect(
+                3,
+                ret,
+                |g| (g == 0).then_some(&claims[..]),
+                &states,
+                &mut again
+            ),
+            Ok(2)
+        );
+        assert_eq!(again, vec![(0, 0)]);
+        assert_eq!((l.bogus(), l.free_len(), l.holders(0)), (2, 1, 1));
+        // A give-back naming a group out of range is bogus too.
+        ret.push(pack_give_back(9, 0)).unwrap();
+        again.clear();
+        assert_eq!(
+            l.collect(
+                3,
+                ret,
+                |g| (g == 0).then_some(&claims[..]),
+                &states,
+                &mut again
+            ),
+            Ok(1)
+        );
+        assert!(again.is_empty());
+        assert_eq!(l.bogus(), 3);
         // Consumer 3 returns it: freed.
         ret.push(pack_return(0, 0)).unwrap();
         assert_eq!(
-            l.collect(3, ret, |g| (g == 0).then_some(&claims[..]), &states),
+            l.collect(
+                3,
+                ret,
+                |g| (g == 0).then_some(&claims[..]),
+                &states,
+                &mut again
+            ),
             Ok(1)
         );
-        assert_eq!((l.bogus(), l.free_len()), (1, 2));
+        assert_eq!((l.bogus(), l.free_len()), (3, 2));
+    }
+
+    #[test]
+    fn the_unconsumed_flag_is_never_part_of_a_group() {
+        let v = pack_give_back(63, 4095);
+        assert_eq!(unpack_return(v), (63, 4095));
+        assert_ne!(v & UNCONSUMED, 0);
+        assert_eq!(pack_return(63, 4095) & UNCONSUMED, 0);
     }
 }

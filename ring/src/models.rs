@@ -17,7 +17,7 @@
 
 use crate::event::{Event, WaitStrategy};
 use crate::layout::ConsumerEntry;
-use crate::ledger::{pack_return, Ledger};
+use crate::ledger::{pack_give_back, pack_return, Ledger};
 use crate::queue_ctrl::QueueCtrl;
 use crate::ready_queue::ReadyQueue;
 use crate::return_queue::ReturnQueue;
@@ -216,12 +216,16 @@ fn the_ready_queue_wraps_without_losing_or_doubling_a_frame() {
         let claims = |g: usize| (g == 0).then_some(&ring.claims[..]);
         for seq in 0..FRAMES {
             for c in 0..2 {
-                ledger.collect(c, ring.r(c), claims, &ring.states).unwrap();
+                ledger
+                    .collect(c, ring.r(c), claims, &ring.states, &mut vec![])
+                    .unwrap();
             }
             if ledger.free_len() == 0 {
                 // Consumer 1 holds the slot: it hands it back before it ends.
                 all.extend(other.take().unwrap().join().unwrap());
-                ledger.collect(1, ring.r(1), claims, &ring.states).unwrap();
+                ledger
+                    .collect(1, ring.r(1), claims, &ring.states, &mut vec![])
+                    .unwrap();
             }
             let claim = ledger.loan(&ring.states).unwrap();
             let s = ledger.publish(claim, 1, seq, &ring.states);
@@ -295,7 +299,9 @@ fn producer_and_consumer_round_trip_with_events() {
             if round > 0 {
                 ring.free.wait_until(WaitStrategy::FUTEX, FOREVER, || {
                     let claims = |g: usize| (g == 0).then_some(&ring.claims[..]);
-                    ledger.collect(0, ring.r(0), claims, &ring.states).unwrap();
+                    ledger
+                        .collect(0, ring.r(0), claims, &ring.states, &mut vec![])
+                        .unwrap();
                     (ledger.free_len() == 1).then_some(())
                 });
             }
@@ -351,8 +357,12 @@ fn recovery_after_a_consumer_dies_at_any_step_loses_no_slot() {
 
             // Producer: collect returns (validating the owner), then recover.
             let claims = |g: usize| (g == 0).then_some(&ring.claims[..]);
-            ledger.collect(1, ring.r(1), claims, &ring.states).unwrap();
-            ledger.collect(0, ring.r(0), claims, &ring.states).unwrap();
+            ledger
+                .collect(1, ring.r(1), claims, &ring.states, &mut vec![])
+                .unwrap();
+            ledger
+                .collect(0, ring.r(0), claims, &ring.states, &mut vec![])
+                .unwrap();
             for s in 0..2 {
                 if ledger.read_by(0, 0, s, &ring.claims) {
                     ring.q().push(s as u32).unwrap();
@@ -362,7 +372,9 @@ fn recovery_after_a_consumer_dies_at_any_step_loses_no_slot() {
             while let Some(c) = ring.q().take(1).unwrap() {
                 ring.give_back(1, c.slot());
             }
-            ledger.collect(1, ring.r(1), claims, &ring.states).unwrap();
+            ledger
+                .collect(1, ring.r(1), claims, &ring.states, &mut vec![])
+                .unwrap();
             assert_eq!(ledger.free_len(), 2, "steps = {steps}");
             // No frame was re-published that had come back already: every
             // return named its reader.
@@ -405,7 +417,9 @@ fn recovery_runs_beside_a_live_consumer() {
         });
         // The producer, concurrently: collect, then recover consumer 5.
         let claims = |g: usize| (g == 0).then_some(&ring.claims[..]);
-        ledger.collect(1, ring.r(1), claims, &ring.states).unwrap();
+        ledger
+            .collect(1, ring.r(1), claims, &ring.states, &mut vec![])
+            .unwrap();
         for s in 0..2 {
             if ledger.read_by(5, 0, s, &ring.claims) {
                 ring.q().push(s as u32).unwrap();
@@ -415,8 +429,63 @@ fn recovery_runs_beside_a_live_consumer() {
         let mut got = live.join().unwrap();
         got.sort_unstable();
         assert_eq!(got, vec![0, 1], "each frame delivered exactly once");
-        ledger.collect(1, ring.r(1), claims, &ring.states).unwrap();
+        ledger
+            .collect(1, ring.r(1), claims, &ring.states, &mut vec![])
+            .unwrap();
         assert_eq!(ledger.free_len(), 2);
+    });
+}
+
+/// A frame handed back unconsumed (its output failed): consumer 0 gives it
+/// back while consumer 1 waits for frames and the producer collects
+/// returns, publishing a given-back frame to the group again. Consumer 1
+/// gets it (at the next queue position) and every slot comes back.
+///
+/// Mutant that breaks it: `give-back-consumed` (the producer treats a
+/// give-back as a consumed return: the frame is lost and consumer 1 waits
+/// forever).
+#[test]
+fn a_frame_given_back_unconsumed_is_delivered_again() {
+    loom::model(|| {
+        let ring = Ring::new(1, 2);
+        let mut ledger = Ledger::new(1, 0);
+        let claim = ledger.loan(&ring.states).unwrap();
+        let s = ledger.publish(claim, 1, 0, &ring.states);
+        ring.q().push(s).unwrap();
+        let taken = ring.q().take(0).unwrap().unwrap();
+        let r0 = ring.clone();
+        let failing = thread::spawn(move || {
+            r0.r(0).push(pack_give_back(0, taken.slot())).unwrap();
+            r0.free.notify();
+        });
+        let r1 = ring.clone();
+        let healthy = thread::spawn(move || {
+            let claim = r1
+                .ready
+                .wait_until(WaitStrategy::FUTEX, FOREVER, || r1.q().take(1).unwrap())
+                .unwrap();
+            r1.give_back(1, claim.slot());
+            claim.pos()
+        });
+        // The producer: collect (both queues), publish given-back frames
+        // again, until the slot is free.
+        let claims = |g: usize| (g == 0).then_some(&ring.claims[..]);
+        ring.free.wait_until(WaitStrategy::FUTEX, FOREVER, || {
+            let mut again = vec![];
+            for c in 0..2 {
+                ledger
+                    .collect(c, ring.r(c), claims, &ring.states, &mut again)
+                    .unwrap();
+            }
+            for &(_, s) in &again {
+                ring.q().push(s as u32).unwrap();
+                ring.ready.notify();
+            }
+            (ledger.free_len() == 1).then_some(())
+        });
+        failing.join().unwrap();
+        assert_eq!(healthy.join().unwrap(), 1, "delivered again at position 1");
+        assert_eq!(ledger.bogus(), 0);
     });
 }
 

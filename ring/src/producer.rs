@@ -225,6 +225,18 @@ impl ProducerBuilder {
     }
 }
 
+/// How a consumer left its group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Departure {
+    /// Handed back every frame it took, consumed.
+    Left,
+    /// Left after handing frames back unconsumed (its output failed): its
+    /// group lingers as if it had died.
+    Failed,
+    /// Died; the frames it held are published to its group again.
+    Died,
+}
+
 /// What the producer knows of one group.
 #[derive(Debug, Clone, Copy)]
 struct Group {
@@ -623,7 +635,8 @@ impl Producer {
         self.seg.geometry().slots
     }
 
-    /// Frames re-published because their consumer died.
+    /// Frames re-published because their consumer died or handed them back
+    /// unconsumed ([`Frame::give_back`](crate::Frame::give_back)).
     pub fn redelivered(&self) -> u64 {
         self.state.lock().redelivered
     }
@@ -943,10 +956,12 @@ impl State {
         Ok(self.ledger.loan(seg.slot_states()))
     }
 
-    /// Collects returned slots from every consumer's return queue.
+    /// Collects returned slots from every consumer's return queue, and
+    /// publishes the frames handed back unconsumed to their group again.
     fn collect(&mut self, seg: &Segment) -> usize {
         let mut got = 0;
         let max_groups = seg.geometry().max_groups as usize;
+        let mut again = Vec::new();
         for c in 0..seg.geometry().max_consumers as usize {
             if self.quarantined & (1 << c) != 0 {
                 continue;
@@ -956,7 +971,10 @@ impl State {
                 continue;
             }
             let claims = |g: usize| (g < max_groups).then(|| seg.claims(g));
-            match self.ledger.collect(c, q, claims, seg.slot_states()) {
+            match self
+                .ledger
+                .collect(c, q, claims, seg.slot_states(), &mut again)
+            {
                 Ok(n) => got += n,
                 Err(e) => {
                     // A misbehaving consumer must not stop the ring: ignore its
@@ -970,7 +988,41 @@ impl State {
                 }
             }
         }
+        if !again.is_empty() {
+            self.give_again(seg, &again);
+        }
         got
+    }
+
+    /// Publishes frames handed back unconsumed to their group again (the
+    /// ledger checked that the group holds each and that the consumer that
+    /// gave it back was reading it), counted as redelivered like those of a
+    /// consumer that died.
+    fn give_again(&mut self, seg: &Segment, again: &[(usize, usize)]) {
+        for &(g, s) in again {
+            // Relaxed: published by the Release store of the claim word in
+            // `push`, as at publish.
+            seg.slot_meta()[s]
+                .redeliveries
+                .fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = self.push_to_group(seg, g, s as u32) {
+                // Only garbage in the segment gets here: the group loses the
+                // frame rather than holding its slot forever.
+                tracing::error!(
+                    group = g,
+                    slot = s,
+                    error = e.0,
+                    "could not publish a frame handed back unconsumed"
+                );
+                seg.claims(g)[s].store(SlotState::Free.encode(), Ordering::Relaxed);
+                self.note_group_drop(seg, g, 1);
+                self.ledger.release(g, s, seg.slot_states());
+                continue;
+            }
+            self.redelivered += 1;
+            seg.header().redelivered.fetch_add(1, Ordering::Relaxed);
+        }
+        seg.header().ready_event.notify();
     }
 
     /// Admits consumers that asked to join a group and retires those that
@@ -987,8 +1039,13 @@ impl State {
                     self.admit(seg, c)?;
                     admitted = true;
                 }
-                Request::Leave => {
-                    self.retire(seg, c, false)?;
+                Request::Leave { failed } => {
+                    let how = if failed {
+                        Departure::Failed
+                    } else {
+                        Departure::Left
+                    };
+                    self.retire(seg, c, how)?;
                 }
                 Request::Nothing => {}
             }
@@ -1013,7 +1070,7 @@ impl State {
         }
         if let Some(old) = self.member_of[c] {
             // Asked again (cannot happen with our consumers): leave first.
-            self.leave_group(seg, c, old as usize, false)?;
+            self.leave_group(seg, c, old as usize, Departure::Left)?;
         }
         // The policy it asks for, should it create the group (untrusted).
         let policy = match entry.policy.load(Ordering::Relaxed) {
@@ -1094,12 +1151,17 @@ impl State {
         seg: &Segment,
         c: usize,
         g: usize,
-        died: bool,
+        how: Departure,
     ) -> Result<u64, RingCorrupt> {
+        let died = how == Departure::Died;
         self.groups[g].members &= !(1 << c);
         self.member_of[c] = None;
         let last = self.groups[g].members == 0;
-        if last && died && self.groups[g].state == GROUP_ACTIVE && !self.linger.is_zero() {
+        if last
+            && how != Departure::Left
+            && self.groups[g].state == GROUP_ACTIVE
+            && !self.linger.is_zero()
+        {
             // Keep its frames for a consumer that restarts.
             let until = Instant::now() + self.linger;
             self.groups[g].state = GROUP_LINGERING;
@@ -1112,7 +1174,8 @@ impl State {
             e.state.store(GROUP_LINGERING, Ordering::Release);
             tracing::warn!(
                 group = %String::from_utf8_lossy(self.groups[g].name()),
-                "the group's last consumer died: its frames are kept for {:?} for a consumer that restarts",
+                "the group's last consumer {}: its frames are kept for {:?} for a consumer that restarts",
+                if died { "died" } else { "failed" },
                 self.linger
             );
         }
@@ -1140,7 +1203,11 @@ impl State {
                 group = %String::from_utf8_lossy(self.groups[g].name()),
                 released,
                 "group left (its last consumer {})",
-                if died { "died" } else { "detached" }
+                match how {
+                    Departure::Died => "died",
+                    Departure::Failed => "failed",
+                    Departure::Left => "detached",
+                }
             );
         }
         seg.groups()[g]
@@ -1199,12 +1266,13 @@ impl State {
     }
 
     /// Frees consumer entry `c` after it left or died.
-    fn retire(&mut self, seg: &Segment, c: usize, died: bool) -> Result<u64, RingCorrupt> {
+    fn retire(&mut self, seg: &Segment, c: usize, how: Departure) -> Result<u64, RingCorrupt> {
+        let died = how == Departure::Died;
         // Whatever it handed back first.
         self.collect(seg);
         let entry = &seg.consumers()[c];
         let n = match self.member_of[c] {
-            Some(g) => self.leave_group(seg, c, g as usize, died)?,
+            Some(g) => self.leave_group(seg, c, g as usize, how)?,
             None => 0,
         };
         if self.quarantined & (1 << c) != 0 {
@@ -1234,7 +1302,7 @@ impl State {
             if owner == 0 || ProcessId::owner_word_alive(owner) {
                 continue;
             }
-            total += self.retire(seg, c, true)?;
+            total += self.retire(seg, c, Departure::Died)?;
         }
         Ok(total)
     }

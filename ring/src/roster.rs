@@ -28,8 +28,8 @@
 use crate::error::Corrupt;
 use crate::event::Event;
 use crate::layout::{
-    ConsumerEntry, GROUP_NAME_MAX, JOIN_ACTIVE, JOIN_LEAVING, JOIN_NONE, JOIN_REFUSED,
-    JOIN_REQUESTED,
+    ConsumerEntry, GROUP_NAME_MAX, JOIN_ACTIVE, JOIN_LEAVING, JOIN_LEAVING_FAILED, JOIN_NONE,
+    JOIN_REFUSED, JOIN_REQUESTED,
 };
 use crate::sync::{mutant, AtomicU32, AtomicU64, Ordering};
 
@@ -115,10 +115,17 @@ pub(crate) fn admission(entry: &ConsumerEntry, max_groups: u32) -> Result<Admiss
     }
 }
 
-/// Consumer side: says it left (after handing back every frame).
-pub(crate) fn leave(entry: &ConsumerEntry, roster: &AtomicU32, free_event: &Event) {
+/// Consumer side: says it left (after handing back every frame); `failed`:
+/// after handing some back unconsumed, so that its group keeps them for a
+/// consumer that comes next, as if it had died.
+pub(crate) fn leave(entry: &ConsumerEntry, roster: &AtomicU32, free_event: &Event, failed: bool) {
+    let state = if failed {
+        JOIN_LEAVING_FAILED
+    } else {
+        JOIN_LEAVING
+    };
     // Release: our returns happen before the producer sees us leave.
-    entry.join.store(JOIN_LEAVING, Ordering::Release);
+    entry.join.store(state, Ordering::Release);
     roster.fetch_add(1, Ordering::Release);
     free_event.notify();
 }
@@ -143,8 +150,12 @@ pub(crate) enum Request {
     Nothing,
     /// To be admitted into the group named in the entry.
     Join,
-    /// To be freed: its consumer left.
-    Leave,
+    /// To be freed: its consumer left (`failed`: after handing frames back
+    /// unconsumed).
+    Leave {
+        /// Whether it handed frames back unconsumed.
+        failed: bool,
+    },
 }
 
 /// Producer side: what entry `entry` asks for.
@@ -156,7 +167,8 @@ pub(crate) fn request(entry: &ConsumerEntry) -> Request {
     // wrote before is visible.
     match entry.join.load(Ordering::Acquire) {
         JOIN_REQUESTED => Request::Join,
-        JOIN_LEAVING => Request::Leave,
+        JOIN_LEAVING => Request::Leave { failed: false },
+        JOIN_LEAVING_FAILED => Request::Leave { failed: true },
         _ => Request::Nothing,
     }
 }

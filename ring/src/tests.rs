@@ -795,3 +795,116 @@ fn a_consumer_can_create_its_group_live() {
     assert!(g.iter().any(|g| g.name == "preview" && g.dropped >= 17));
     p.unlink().unwrap();
 }
+
+#[test]
+fn a_frame_given_back_unconsumed_is_delivered_again_to_its_group_only() {
+    let n = name("give-back");
+    let p = producer(&n, 3, &["a", "b"], Backpressure::Block);
+    let ca = consumer(&n, "a", false);
+    let cb = consumer(&n, "b", false);
+    p.service().unwrap();
+    put(&p, 0).unwrap();
+    // Group a's output failed: the frame goes back unconsumed.
+    let f = take(&ca, Duration::ZERO).unwrap();
+    assert_eq!((f.seq(), f.info().redeliveries), (0, 0));
+    f.give_back();
+    assert_eq!(seq_of(&cb), Some(0));
+    // The producer collects the give-back as it goes (here: its next loan)
+    // and publishes the frame to group a again: its next take gets it.
+    put(&p, 1).unwrap();
+    let again = take(&ca, Duration::from_secs(1)).unwrap();
+    assert_eq!((again.seq(), again.info().redeliveries), (0, 1));
+    assert!(again.pixels().iter().all(|&b| b == 0));
+    drop(again);
+    assert_eq!(seq_of(&ca), Some(1));
+    // Group b got each frame once, and nothing more.
+    assert_eq!(seq_of(&cb), Some(1));
+    assert_eq!(seq_of(&cb), None);
+    assert_eq!(p.redelivered(), 1);
+
+    // A lease given back from another thread, at the end of the stream:
+    // the drain waits for it to be consumed, then completes.
+    put(&p, 2).unwrap();
+    assert_eq!(seq_of(&cb), Some(2));
+    let lease = take(&ca, Duration::from_secs(1)).unwrap().into_lease();
+    std::thread::spawn(move || lease.give_back())
+        .join()
+        .unwrap();
+    p.finish();
+    assert!(!p.drain(Some(Duration::from_millis(50))).unwrap());
+    let last = take(&ca, Duration::from_secs(1)).unwrap();
+    assert_eq!((last.seq(), last.info().redeliveries), (2, 1));
+    drop(last);
+    assert!(p.drain(Some(Duration::from_secs(2))).unwrap());
+    assert_eq!(p.redelivered(), 2);
+    assert!(matches!(
+        ca.take(Duration::from_secs(1)),
+        Ok(Take::EndOfStream)
+    ));
+    assert!(matches!(
+        cb.take(Duration::from_secs(1)),
+        Ok(Take::EndOfStream)
+    ));
+    p.unlink().unwrap();
+}
+
+#[test]
+fn a_given_back_frame_goes_to_the_next_consumer_of_the_group() {
+    let n = name("give-back-next");
+    let p = producer(&n, 4, &["default"], Backpressure::Block);
+    let failing = consumer(&n, "default", false);
+    p.service().unwrap();
+    for i in 0..3u8 {
+        put(&p, i).unwrap();
+    }
+    // The failing consumer gives back what it took and leaves.
+    let (a, b) = (
+        take(&failing, Duration::ZERO).unwrap(),
+        take(&failing, Duration::ZERO).unwrap(),
+    );
+    a.give_back();
+    b.give_back();
+    drop(failing);
+    let healthy = consumer(&n, "default", false);
+    p.finish();
+    assert!(!p.drain(Some(Duration::from_millis(50))).unwrap());
+    let mut seen = vec![];
+    while let Some(f) = take(&healthy, Duration::from_millis(200)) {
+        assert!(f.pixels().iter().all(|&b| b == f.seq() as u8));
+        seen.push((f.seq(), f.info().redeliveries));
+    }
+    seen.sort();
+    assert_eq!(seen, vec![(0, 1), (1, 1), (2, 0)]);
+    assert!(p.drain(Some(Duration::from_secs(2))).unwrap());
+    assert_eq!(p.redelivered(), 2);
+    p.unlink().unwrap();
+}
+
+#[test]
+fn a_consumer_that_gave_frames_back_and_left_leaves_its_group_lingering() {
+    let n = name("failedleave");
+    let p = producer(&n, 4, &[], Backpressure::Block);
+    let c = consumer(&n, "rec", false);
+    put(&p, 0).unwrap();
+    put(&p, 1).unwrap();
+    // Its output failed: it hands frame 0 back unconsumed and exits.
+    take(&c, Duration::from_millis(50)).unwrap().give_back();
+    drop(c);
+    p.service().unwrap();
+    let rec = p
+        .group_reports()
+        .into_iter()
+        .find(|g| g.name == "rec")
+        .unwrap();
+    assert!(rec.lingering.is_some(), "{rec:?}");
+    // The next consumer of the group gets both frames.
+    let next = consumer(&n, "rec", false);
+    p.service().unwrap();
+    let mut seen = vec![];
+    while let Some(s) = seq_of(&next) {
+        seen.push(s);
+    }
+    seen.sort();
+    assert_eq!(seen, vec![0, 1]);
+    p.unlink().unwrap();
+}

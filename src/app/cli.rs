@@ -73,6 +73,8 @@ pub fn exit_code(e: &anyhow::Error) -> i32 {
         if let Some(
             SinkError::UnknownOutput { .. }
             | SinkError::NoDirectory { .. }
+            | SinkError::NotWritable { .. }
+            | SinkError::Stdout { .. }
             | SinkError::Video(VideoError::NotFound { .. }),
         ) = cause.downcast_ref()
         {

@@ -720,6 +720,146 @@ pub enum ConsumerEnd {
         /// Its pid.
         pid: u32,
     },
+    /// The output failed: the frames not written were handed back
+    /// unconsumed, for the group's next consumer.
+    OutputFailed {
+        /// Why (names the output and the OS error).
+        error: anyhow::Error,
+    },
+}
+
+/// Why a consumer's loop stopped early.
+enum Failure<'c> {
+    /// The output failed, with the frame being written if any.
+    Output(anyhow::Error, Option<framering_ring::Frame<'c>>),
+    /// The ring failed.
+    Ring(anyhow::Error),
+}
+
+/// How long a consumer waits for its output to write a frame it holds
+/// before handing it back anyway (a pipe's reader that reads in large
+/// blocks may wait for more frames; after one such wait it no longer
+/// waits).
+const DURABLE_WAIT: Duration = Duration::from_secs(2);
+
+/// A frame the output accepted, kept until it is written.
+struct HeldFrame<'c> {
+    frame: framering_ring::Frame<'c>,
+    /// Its index among the frames the output accepted.
+    index: u64,
+    latency: u64,
+    bytes: usize,
+}
+
+/// The frames a consumer keeps until its output has written them (see
+/// [`Sink::durable`]), oldest first.
+struct Held<'c> {
+    frames: std::collections::VecDeque<HeldFrame<'c>>,
+    max: usize,
+    /// Still waiting for the output to catch up when `max` are held.
+    patient: bool,
+    /// Frames handed back before their output confirmed them.
+    unconfirmed: u64,
+}
+
+impl<'c> Held<'c> {
+    fn new(max: usize) -> Self {
+        Held {
+            frames: Default::default(),
+            max,
+            patient: true,
+            unconfirmed: 0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    fn push(&mut self, frame: framering_ring::Frame<'c>, index: u64, latency: u64, bytes: usize) {
+        self.frames.push_back(HeldFrame {
+            frame,
+            index,
+            latency,
+            bytes,
+        });
+    }
+
+    /// Hands the oldest frame back as consumed.
+    fn consume_oldest(&mut self, stats: &mut Stats) {
+        if let Some(h) = self.frames.pop_front() {
+            let redelivered = h.frame.info().redeliveries > 0;
+            drop(h.frame);
+            stats.frame(h.bytes, Some(h.latency));
+            if redelivered {
+                stats.redelivery();
+            }
+        }
+    }
+
+    /// Hands back, as consumed, the frames the output has written.
+    fn release_durable(&mut self, sink: &mut Sink, stats: &mut Stats) -> anyhow::Result<()> {
+        let durable = sink.durable()?;
+        while self.frames.front().is_some_and(|h| h.index < durable) {
+            self.consume_oldest(stats);
+        }
+        Ok(())
+    }
+
+    /// Makes room to hold one more frame: waits (up to [`DURABLE_WAIT`])
+    /// for the output to write the oldest, else hands it back anyway.
+    fn make_room(&mut self, sink: &mut Sink, stats: &mut Stats) -> anyhow::Result<()> {
+        self.release_durable(sink, stats)?;
+        if self.frames.len() < self.max {
+            return Ok(());
+        }
+        if self.patient {
+            let until = Instant::now() + DURABLE_WAIT;
+            while self.frames.len() >= self.max && Instant::now() < until {
+                if signals::stop_requested() {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(1));
+                self.release_durable(sink, stats)?;
+            }
+            if self.frames.len() >= self.max {
+                self.patient = false;
+                tracing::info!(
+                    "the output did not write the frames it accepted within {} s; handing them back without waiting from now on",
+                    DURABLE_WAIT.as_secs()
+                );
+            }
+        }
+        while self.frames.len() >= self.max {
+            self.unconfirmed += 1;
+            self.consume_oldest(stats);
+        }
+        Ok(())
+    }
+
+    /// The output finished: every frame held is written.
+    fn release_all(&mut self, stats: &mut Stats) {
+        while !self.frames.is_empty() {
+            self.consume_oldest(stats);
+        }
+    }
+
+    /// The output failed with its first `durable` frames written: hands
+    /// those back as consumed and the others unconsumed. Returns how many
+    /// went back unconsumed and how many consumed.
+    fn give_back_after(&mut self, durable: u64, stats: &mut Stats) -> (u64, u64) {
+        let (mut back, mut consumed) = (0, 0);
+        while let Some(h) = self.frames.front() {
+            if h.index < durable {
+                self.consume_oldest(stats);
+                consumed += 1;
+            } else if let Some(h) = self.frames.pop_front() {
+                h.frame.give_back();
+                back += 1;
+            }
+        }
+        (back, consumed)
+    }
 }
 
 /// What a consumer run did.
@@ -821,9 +961,16 @@ pub fn run_consumer(
         .with_metrics(run.metrics.clone());
     let mut started = false;
     let hold = Duration::from_secs_f64(cfg.consumer.hold_ms / 1e3);
-    let end = loop {
+    // Frames the output accepted but may not have written yet (a pipe's
+    // reader, ffmpeg): kept, not handed back, until it has; at most half
+    // the ring, so that the producer and other groups keep slots.
+    let mut held = Held::new((consumer.slots() as usize / 2).max(1));
+    let outcome: Result<ConsumerEnd, Failure> = loop {
         if signals::stop_requested() {
-            break ConsumerEnd::Stopped;
+            break Ok(ConsumerEnd::Stopped);
+        }
+        if let Err(e) = held.make_room(&mut sink, &mut stats) {
+            break Err(Failure::Output(e, None));
         }
         // Short slices: a stop signal is seen within ~20 ms in every state.
         match consumer.take(Duration::from_millis(20)) {
@@ -832,31 +979,85 @@ pub fn run_consumer(
                     started = true;
                     stats.restart_clock();
                 }
-                stats.set_slots_in_use(1);
+                stats.set_slots_in_use(held.len() + 1);
                 let info = *frame.info();
                 let latency = monotonic_ns().saturating_sub(info.publish_ns);
-                sink.write(info.seq, frame.pixels(), shape)
-                    .with_context(|| format!("frame {}", info.seq))?;
+                if let Err(e) = sink.write(info.seq, frame.pixels(), shape) {
+                    break Err(Failure::Output(
+                        anyhow::Error::new(e).context(format!("frame {}", info.seq)),
+                        Some(frame),
+                    ));
+                }
                 if hold > Duration::ZERO {
                     std::thread::sleep(hold);
                 }
-                drop(frame);
-                stats.set_slots_in_use(0);
-                stats.frame(shape.bytes(), Some(latency));
-                if info.redeliveries > 0 {
-                    stats.redelivery();
+                held.push(frame, sink.accepted() - 1, latency, shape.bytes());
+                if let Err(e) = held.release_durable(&mut sink, &mut stats) {
+                    break Err(Failure::Output(e, None));
                 }
+                stats.set_slots_in_use(held.len());
                 stats.set_dropped(consumer.group_dropped());
                 stats.tick();
             }
-            Err(e) if e.is_timeout() => stats.tick_now(),
-            Err(e) => return Err(e.into()),
-            Ok(Take::EndOfStream) => break ConsumerEnd::EndOfStream,
-            Ok(Take::ProducerGone { pid }) => break ConsumerEnd::ProducerGone { pid },
+            Err(e) if e.is_timeout() => {
+                if let Err(e) = held.release_durable(&mut sink, &mut stats) {
+                    break Err(Failure::Output(e, None));
+                }
+                stats.tick_now()
+            }
+            Err(e) => break Err(Failure::Ring(e.into())),
+            Ok(Take::EndOfStream) => break Ok(ConsumerEnd::EndOfStream),
+            Ok(Take::ProducerGone { pid }) => break Ok(ConsumerEnd::ProducerGone { pid }),
         }
     };
-    sink.finish()
-        .with_context(|| format!("finishing output {out}"))?;
+    // Finish the output; what it accepted is then written (consumed), or,
+    // if it failed, handed back unconsumed unless it is in the output.
+    let (end, failed, ring_error) = match outcome {
+        Ok(end) => match sink.finish() {
+            Ok(()) => (end, None, None),
+            Err(e) => (end, Some((anyhow::Error::new(e), None)), None),
+        },
+        Err(Failure::Ring(e)) => match sink.finish() {
+            Ok(()) => (ConsumerEnd::Stopped, None, Some(e)),
+            Err(f) => (
+                ConsumerEnd::Stopped,
+                Some((anyhow::Error::new(f), None)),
+                Some(e),
+            ),
+        },
+        Err(Failure::Output(e, frame)) => (ConsumerEnd::Stopped, Some((e, frame)), None),
+    };
+    let mut given_back = 0;
+    let mut lost = 0;
+    let end = match failed {
+        None => {
+            held.release_all(&mut stats);
+            end
+        }
+        Some((error, frame)) => {
+            let durable = sink.abandon();
+            if let Some(frame) = frame {
+                frame.give_back();
+                given_back += 1;
+            }
+            let (back, consumed) = held.give_back_after(durable, &mut stats);
+            given_back += back;
+            lost = sink.accepted() - durable.min(sink.accepted()) - back;
+            let _ = consumed;
+            let error = error.context(format!("output {out}"));
+            tracing::error!(
+                output = %out,
+                given_back,
+                lost,
+                "the output failed: {}; the frames not written were handed back unconsumed",
+                super::cli::error_message(&error)
+            );
+            ConsumerEnd::OutputFailed { error }
+        }
+    };
+    if let Some(e) = ring_error {
+        return Err(e);
+    }
     stats.set_dropped(consumer.group_dropped());
     stats.finish_progress();
     let mut summary = stats.summary();
@@ -864,6 +1065,11 @@ pub fn run_consumer(
         .groups
         .insert(consumer.group().to_string(), summary.dropped);
     summary.latest_skipped = consumer.skipped();
+    summary.given_back = given_back;
+    summary.lost = lost;
+    if let ConsumerEnd::OutputFailed { error } = &end {
+        summary.output_error = Some(super::cli::error_message(error));
+    }
     Ok(ConsumerReport {
         summary,
         end,

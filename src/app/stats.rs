@@ -116,8 +116,9 @@ pub struct Summary {
     pub skipped: BTreeMap<&'static str, u64>,
     /// Total inputs skipped.
     pub skipped_total: u64,
-    /// Frames delivered again after a consumer died (producer), or frames
-    /// received that had been delivered before (consumer).
+    /// Frames delivered again after a consumer died or handed them back
+    /// unconsumed (producer), or frames received that had been delivered
+    /// before (consumer).
     pub redelivered: u64,
     /// Frames dropped: by the producer (drop-oldest, or no group
     /// subscribed), or lost by the consumer's group.
@@ -130,6 +131,15 @@ pub struct Summary {
     /// stopped waiting (a stop signal and `stop_timeout_secs`, or a
     /// `drain_timeout_secs`).
     pub abandoned: u64,
+    /// Consumer: frames handed back unconsumed because its output failed
+    /// (delivered again to the group's next consumer).
+    pub given_back: u64,
+    /// Consumer: frames its failed output had accepted and that are not in
+    /// it, that it could not hand back (a compressed video is complete only
+    /// when ffmpeg finishes).
+    pub lost: u64,
+    /// Consumer: why its output failed.
+    pub output_error: Option<String>,
 }
 
 impl Stats {
@@ -324,6 +334,9 @@ impl Stats {
             groups: BTreeMap::new(),
             latest_skipped: 0,
             abandoned: 0,
+            given_back: 0,
+            lost: 0,
+            output_error: None,
         }
     }
 }
@@ -378,6 +391,18 @@ impl Summary {
             s += &format!(
                 "\n{}: skipped {} older frames to stay on the newest",
                 self.role, self.latest_skipped
+            );
+        }
+        if self.given_back > 0 {
+            s += &format!(
+                "\n{}: handed back {} frames unconsumed (the output failed): they go to the group's next consumer",
+                self.role, self.given_back
+            );
+        }
+        if self.lost > 0 {
+            s += &format!(
+                "\n{}: lost {} frames the failed output had accepted",
+                self.role, self.lost
             );
         }
         if self.abandoned > 0 {

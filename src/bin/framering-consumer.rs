@@ -1,9 +1,12 @@
 //! Takes frames from a shared-memory frame ring and writes them out. See
 //! README.md.
 //!
-//! Exit codes: 0 end of stream (or stopped by a signal); 1 failure; 2 bad
-//! config/flags; 3 ring refused (absent after --wait-timeout, other shape,
-//! corrupt, full); 4 the producer died (after consuming all it published).
+//! Exit codes: 0 end of stream (or stopped by a signal); 1 failure (an
+//! output that failed: the frames it had not written are handed back
+//! unconsumed to the group); 2 bad config/flags or an output that cannot
+//! be written, found before any frame is taken; 3 ring refused (absent
+//! after --wait-timeout, other shape, corrupt, full); 4 the producer died
+//! (after consuming all it published).
 
 use clap::Parser;
 use framering::app::cli::{self, exit, RingArgs};
@@ -93,6 +96,8 @@ fn run(args: Args) -> anyhow::Result<i32> {
     }
     Ok(match report.end {
         ConsumerEnd::EndOfStream | ConsumerEnd::Stopped => exit::OK,
+        // Named after the summary, which says what was handed back.
+        ConsumerEnd::OutputFailed { error } => cli::report_error(&error),
         ConsumerEnd::ProducerGone { pid } => {
             eprintln!(
                 "error: the producer (pid {pid}) died before ending the stream; every frame it published was consumed"

@@ -4,6 +4,7 @@ use super::FrameShape;
 use image::{ExtendedColorType, ImageEncoder};
 use std::fs::File;
 use std::io::{BufWriter, Write};
+
 use std::path::{Path, PathBuf};
 
 /// Image file format written by a consumer with `--output DIR`.
@@ -41,6 +42,22 @@ pub enum SinkError {
         /// Its directory.
         dir: PathBuf,
     },
+    /// An output that cannot be written, found before any frame is taken.
+    #[error("output {path:?}: cannot create a file in {}: {source}", dir.display())]
+    NotWritable {
+        /// The output.
+        path: String,
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// `--output -` with a standard output that cannot be written.
+    #[error("output \"-\": standard output cannot be written: {source}")]
+    Stdout {
+        /// Why.
+        source: std::io::Error,
+    },
     /// File or pipe error.
     #[error("writing {path}: {source}")]
     Io {
@@ -63,28 +80,50 @@ pub enum SinkError {
 }
 
 /// A frame destination.
+///
+/// Frames are counted as they are accepted ([`Sink::write`] returned), and
+/// an accepted frame is not necessarily in the output yet: a pipe's reader
+/// may not have read it, an ffmpeg may not have encoded it.
+/// [`Sink::durable`] says how many are; a consumer keeps (does not hand
+/// back as consumed) the frames accepted and not yet durable, so that a
+/// failing output loses none of them ([`Sink::abandon`]).
 #[derive(Debug)]
-pub enum Sink {
+pub struct Sink {
+    out: Out,
+    /// Frames accepted so far.
+    accepted: u64,
+}
+
+#[derive(Debug)]
+enum Out {
     /// One image file per frame in a directory, named by sequence number,
     /// written to a temporary name and renamed, so a file is never half
     /// written and a frame delivered twice overwrites its file whole.
     Dir {
-        /// The directory.
         dir: PathBuf,
-        /// File format.
         format: OutputFormat,
-        /// JPEG quality.
         quality: u8,
     },
     /// Raw frame bytes to standard output.
-    Stdout(std::io::Stdout),
+    Stdout(StdoutSink),
     /// Reads every byte into a checksum; writes nothing.
-    Null {
-        /// Running checksum of everything read.
-        checksum: u64,
-    },
+    Null { checksum: u64 },
     /// Raw frames into an ffmpeg encoding a video file.
     Video(super::video::FfmpegOutput),
+}
+
+/// Raw frames written to file descriptor 1 directly (no buffer in this
+/// process), counting bytes, so that what a pipe's reader has read is known.
+#[derive(Debug)]
+struct StdoutSink {
+    /// Stdout is a pipe or FIFO: what is written may still sit in it unread.
+    pipe: bool,
+    /// Stdout is a regular file, written from this offset.
+    file_start: Option<u64>,
+    /// Bytes written (whole frames and the part of a frame cut short).
+    bytes: u64,
+    /// Bytes of one frame.
+    frame_bytes: u64,
 }
 
 /// Folds every byte of `data` into `acc` (8 bytes at a time).
@@ -120,14 +159,159 @@ pub fn extension(format: OutputFormat, channels: u32) -> &'static str {
     }
 }
 
+/// Whether a file can be created in `dir`: creates and removes a probe file.
+fn probe_writable(dir: &Path, spec: &str) -> Result<(), SinkError> {
+    let probe = dir.join(format!(".framering-probe.{}", std::process::id()));
+    let made = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&probe);
+    match made {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(source) => Err(SinkError::NotWritable {
+            path: spec.into(),
+            dir: dir.into(),
+            source,
+        }),
+    }
+}
+
+/// Whether standard output is open for writing and, if it is a pipe, still
+/// has a reader.
+fn check_stdout() -> Result<(), SinkError> {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    use rustix::fs::OFlags;
+    use std::os::fd::AsFd;
+    let out = std::io::stdout();
+    let fd = out.as_fd();
+    let err = |source: std::io::Error| SinkError::Stdout { source };
+    let flags = rustix::fs::fcntl_getfl(fd).map_err(|e| err(e.into()))?;
+    if !flags.intersects(OFlags::WRONLY | OFlags::RDWR) {
+        return Err(err(std::io::Error::other("it is open for reading only")));
+    }
+    let mut fds = [PollFd::new(&fd, PollFlags::OUT)];
+    let zero = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    rustix::event::poll(&mut fds, Some(&zero)).map_err(|e| err(e.into()))?;
+    if fds[0]
+        .revents()
+        .intersects(PollFlags::ERR | PollFlags::HUP | PollFlags::NVAL)
+    {
+        return Err(err(std::io::Error::from_raw_os_error(libc::EPIPE)));
+    }
+    Ok(())
+}
+
+impl StdoutSink {
+    fn open() -> StdoutSink {
+        use std::os::fd::AsFd;
+        let out = std::io::stdout();
+        let fd = out.as_fd();
+        let stat = rustix::fs::fstat(fd).ok();
+        let kind = stat.map(|s| rustix::fs::FileType::from_raw_mode(s.st_mode));
+        let file_start = match kind {
+            Some(rustix::fs::FileType::RegularFile) => {
+                let append = rustix::fs::fcntl_getfl(fd)
+                    .is_ok_and(|f| f.contains(rustix::fs::OFlags::APPEND));
+                if append {
+                    stat.map(|s| s.st_size as u64)
+                } else {
+                    rustix::fs::seek(fd, rustix::fs::SeekFrom::Current(0)).ok()
+                }
+            }
+            _ => None,
+        };
+        StdoutSink {
+            pipe: kind == Some(rustix::fs::FileType::Fifo),
+            file_start,
+            bytes: 0,
+            frame_bytes: 0,
+        }
+    }
+
+    fn write(&mut self, data: &[u8]) -> Result<(), SinkError> {
+        use std::os::fd::AsFd;
+        self.frame_bytes = data.len() as u64;
+        let out = std::io::stdout();
+        let mut done = 0;
+        while done < data.len() {
+            match rustix::io::write(out.as_fd(), &data[done..]) {
+                Ok(n) => {
+                    done += n;
+                    self.bytes += n as u64;
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => {
+                    return Err(SinkError::Io {
+                        path: "stdout".into(),
+                        source: e.into(),
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Frames a pipe's reader has read whole (of `accepted`).
+    fn read_by_reader(&self, accepted: u64) -> u64 {
+        use std::os::fd::AsFd;
+        if self.frame_bytes == 0 {
+            return 0;
+        }
+        let unread = rustix::io::ioctl_fionread(std::io::stdout().as_fd()).unwrap_or(0);
+        (self.bytes.saturating_sub(unread) / self.frame_bytes).min(accepted)
+    }
+
+    fn durable(&self, accepted: u64) -> Result<u64, SinkError> {
+        if !self.pipe {
+            return Ok(accepted);
+        }
+        // A pipe whose reader left: what it did not read is lost.
+        check_stdout().map_err(|e| match e {
+            SinkError::Stdout { source } => SinkError::Io {
+                path: "stdout".into(),
+                source,
+            },
+            e => e,
+        })?;
+        Ok(self.read_by_reader(accepted))
+    }
+
+    fn abandon(&self, accepted: u64) -> u64 {
+        if self.pipe {
+            return self.read_by_reader(accepted);
+        }
+        if let Some(start) = self.file_start {
+            // No part of a frame left at the end of the file.
+            use std::os::fd::AsFd;
+            let whole = start + accepted * self.frame_bytes;
+            if self.bytes > accepted * self.frame_bytes {
+                let _ = rustix::fs::ftruncate(std::io::stdout().as_fd(), whole);
+            }
+        }
+        accepted
+    }
+}
+
 impl Sink {
     /// Checks an output before any frame is taken: a directory output is
-    /// created; a video output needs `ffmpeg` to run and its directory to
-    /// exist; an output with an extension that is no video container (and
-    /// no existing directory) is refused rather than made a directory.
+    /// created and a file is created in it (and removed); a video output
+    /// needs `ffmpeg` to run, and its directory to exist and take a new
+    /// file; `-` needs standard output open for writing, with a reader if
+    /// it is a pipe. An output with an extension that is no video container
+    /// (and no existing directory) is refused rather than made a directory.
     pub fn check(spec: &str, ffmpeg: &str) -> Result<(), SinkError> {
-        if spec == "-" || spec == "null" {
+        if spec == "null" {
             return Ok(());
+        }
+        if spec == "-" {
+            return check_stdout();
         }
         let path = Path::new(spec);
         if super::video::is_video_output(spec) {
@@ -142,7 +326,14 @@ impl Sink {
                     dir: dir.into(),
                 });
             }
-            return Ok(());
+            if path.is_dir() {
+                return Err(SinkError::NotWritable {
+                    path: spec.into(),
+                    dir: dir.into(),
+                    source: std::io::Error::from_raw_os_error(libc::EISDIR),
+                });
+            }
+            return probe_writable(dir, spec);
         }
         // A name that looks like a file of a format we do not write (out.gif,
         // clip.ts) is refused rather than made a directory; other dotted
@@ -166,29 +357,35 @@ impl Sink {
                 });
             }
         }
-        std::fs::create_dir_all(spec).map_err(|source| SinkError::Io {
+        std::fs::create_dir_all(spec).map_err(|source| SinkError::NotWritable {
             path: spec.into(),
+            dir: path.into(),
             source,
-        })
+        })?;
+        probe_writable(path, spec)
+    }
+
+    fn new(out: Out) -> Sink {
+        Sink { out, accepted: 0 }
     }
 
     /// Opens `spec`: `-`, `null`, or a directory (created if missing).
     pub fn open(spec: &str, format: OutputFormat, quality: u8) -> Result<Sink, SinkError> {
-        Ok(match spec {
-            "-" => Sink::Stdout(std::io::stdout()),
-            "null" => Sink::Null { checksum: 0 },
+        Ok(Sink::new(match spec {
+            "-" => Out::Stdout(StdoutSink::open()),
+            "null" => Out::Null { checksum: 0 },
             dir => {
                 std::fs::create_dir_all(dir).map_err(|source| SinkError::Io {
                     path: dir.into(),
                     source,
                 })?;
-                Sink::Dir {
+                Out::Dir {
                     dir: dir.into(),
                     format,
                     quality,
                 }
             }
-        })
+        }))
     }
 
     /// Path of frame `seq` in a directory sink.
@@ -196,65 +393,58 @@ impl Sink {
         dir.join(format!("{seq:010}.{}", extension(format, channels)))
     }
 
-    /// Writes one frame.
+    /// Writes one frame. On success the frame is accepted (counted in
+    /// [`accepted`](Self::accepted)); on an error it is not, and nothing of
+    /// it is left under its final name nor under a temporary one.
     pub fn write(&mut self, seq: u64, data: &[u8], shape: FrameShape) -> Result<(), SinkError> {
-        match self {
-            Sink::Null { checksum } => {
+        match &mut self.out {
+            Out::Null { checksum } => {
                 *checksum = fold_checksum(*checksum, data);
-                Ok(())
             }
-            Sink::Video(v) => Ok(v.write(data)?),
-            Sink::Stdout(out) => out.lock().write_all(data).map_err(|source| SinkError::Io {
-                path: "stdout".into(),
-                source,
-            }),
-            Sink::Dir {
+            Out::Video(v) => v.write(data)?,
+            Out::Stdout(out) => out.write(data)?,
+            Out::Dir {
                 dir,
                 format,
                 quality,
-            } => {
-                let path = Self::frame_path(dir, *format, shape.channels, seq);
-                let tmp = dir.join(format!(
-                    ".{}.tmp{}",
-                    path.file_name().and_then(|n| n.to_str()).unwrap_or("frame"),
-                    std::process::id()
-                ));
-                let shown = || path.display().to_string();
-                let file = File::create(&tmp).map_err(|source| SinkError::Io {
-                    path: tmp.display().to_string(),
-                    source,
-                })?;
-                let mut w = BufWriter::new(file);
-                let ct = color(shape.channels);
-                let res =
-                    match format {
-                        OutputFormat::Png => image::codecs::png::PngEncoder::new_with_quality(
-                            &mut w,
-                            image::codecs::png::CompressionType::Fast,
-                            image::codecs::png::FilterType::Adaptive,
-                        )
-                        .write_image(data, shape.width, shape.height, ct),
-                        OutputFormat::Jpeg => {
-                            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut w, *quality)
-                                .write_image(data, shape.width, shape.height, ct)
-                        }
-                        OutputFormat::Ppm => image::codecs::pnm::PnmEncoder::new(&mut w)
-                            .write_image(data, shape.width, shape.height, ct),
-                    };
-                res.map_err(|source| SinkError::Encode {
-                    path: shown(),
-                    source,
-                })?;
-                w.flush().map_err(|source| SinkError::Io {
-                    path: shown(),
-                    source,
-                })?;
-                drop(w);
-                std::fs::rename(&tmp, &path).map_err(|source| SinkError::Io {
-                    path: shown(),
-                    source,
-                })
-            }
+            } => write_image(dir, *format, *quality, seq, data, shape)?,
+        }
+        self.accepted += 1;
+        Ok(())
+    }
+
+    /// Frames accepted so far.
+    pub fn accepted(&self) -> u64 {
+        self.accepted
+    }
+
+    /// How many of the frames accepted (the first ones) are in the output
+    /// now, as far as can be known: all of them for image files (renamed
+    /// into place) and a file or terminal on stdout; for a pipe on stdout,
+    /// those its reader has read; for a `.y4m` video, those ffmpeg has
+    /// written to the file; for a compressed video, none until ffmpeg has
+    /// started writing the file, then all (see
+    /// [`FfmpegOutput::durable`](super::video::FfmpegOutput::durable)). An
+    /// error if the output has failed meanwhile (the pipe's reader left,
+    /// ffmpeg exited).
+    pub fn durable(&mut self) -> Result<u64, SinkError> {
+        let n = self.accepted;
+        match &mut self.out {
+            Out::Null { .. } | Out::Dir { .. } => Ok(n),
+            Out::Stdout(out) => out.durable(n),
+            Out::Video(v) => Ok(v.durable(n)?),
+        }
+    }
+
+    /// After a failure: stops the output, cuts a partial frame off its end
+    /// (stdout to a file, a `.y4m` video), and returns how many of the
+    /// frames accepted are in it; the others are not.
+    pub fn abandon(&mut self) -> u64 {
+        let n = self.accepted;
+        match &mut self.out {
+            Out::Null { .. } | Out::Dir { .. } => n,
+            Out::Stdout(out) => out.abandon(n),
+            Out::Video(v) => v.abandon(),
         }
     }
 
@@ -266,30 +456,94 @@ impl Sink {
         shape: FrameShape,
         fps: f64,
     ) -> Result<Sink, SinkError> {
-        Ok(Sink::Video(super::video::FfmpegOutput::spawn(
+        Ok(Sink::new(Out::Video(super::video::FfmpegOutput::spawn(
             ffmpeg, path, shape, fps,
-        )?))
+        )?)))
     }
 
     /// Flushes and closes: waits for a video encoder to finish the file.
+    /// On success every accepted frame is in the output.
     pub fn finish(&mut self) -> Result<(), SinkError> {
-        match self {
-            Sink::Video(v) => Ok(v.finish()?),
-            Sink::Stdout(out) => out.lock().flush().map_err(|source| SinkError::Io {
-                path: "stdout".into(),
-                source,
-            }),
+        match &mut self.out {
+            Out::Video(v) => Ok(v.finish()?),
             _ => Ok(()),
         }
     }
 
     /// The checksum of a null sink.
     pub fn checksum(&self) -> Option<u64> {
-        match self {
-            Sink::Null { checksum } => Some(*checksum),
+        match self.out {
+            Out::Null { checksum } => Some(checksum),
             _ => None,
         }
     }
+}
+
+/// Writes one image file into `dir`: encoded into a temporary file, renamed
+/// into place. Both names are resolved in the directory opened once for the
+/// frame, so a directory moved meanwhile gets the whole file or nothing; on
+/// any error the temporary file is removed.
+fn write_image(
+    dir: &Path,
+    format: OutputFormat,
+    quality: u8,
+    seq: u64,
+    data: &[u8],
+    shape: FrameShape,
+) -> Result<(), SinkError> {
+    use rustix::fs::{AtFlags, Mode, OFlags};
+    let name = format!("{seq:010}.{}", extension(format, shape.channels));
+    let tmp = format!(".{name}.tmp{}", std::process::id());
+    let shown = || dir.join(&name).display().to_string();
+    let io = |source: std::io::Error| SinkError::Io {
+        path: shown(),
+        source,
+    };
+    let dfd = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io(e.into()))?;
+    let fd = rustix::fs::openat(
+        &dfd,
+        tmp.as_str(),
+        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o666),
+    )
+    .map_err(|e| io(e.into()))?;
+    let written = (|| {
+        let mut w = BufWriter::new(File::from(fd));
+        let ct = color(shape.channels);
+        let res = match format {
+            OutputFormat::Png => image::codecs::png::PngEncoder::new_with_quality(
+                &mut w,
+                image::codecs::png::CompressionType::Fast,
+                image::codecs::png::FilterType::Adaptive,
+            )
+            .write_image(data, shape.width, shape.height, ct),
+            OutputFormat::Jpeg => image::codecs::jpeg::JpegEncoder::new_with_quality(
+                &mut w, quality,
+            )
+            .write_image(data, shape.width, shape.height, ct),
+            OutputFormat::Ppm => image::codecs::pnm::PnmEncoder::new(&mut w).write_image(
+                data,
+                shape.width,
+                shape.height,
+                ct,
+            ),
+        };
+        res.map_err(|source| SinkError::Encode {
+            path: shown(),
+            source,
+        })?;
+        w.flush().map_err(io)?;
+        rustix::fs::renameat(&dfd, tmp.as_str(), &dfd, name.as_str()).map_err(|e| io(e.into()))
+    })();
+    if written.is_err() {
+        let _ = rustix::fs::unlinkat(&dfd, tmp.as_str(), AtFlags::empty());
+    }
+    written
 }
 
 #[cfg(test)]
