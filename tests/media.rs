@@ -168,7 +168,17 @@ fn a_producer_blocked_reading_stdin_stops_on_sigterm_and_sigint() {
                 PRODUCER,
                 &name,
                 shape,
-                &["--input", "-", "--slots", "4", "--stop-timeout", "0"],
+                &[
+                    "--input",
+                    "-",
+                    "--slots",
+                    "4",
+                    "--stop-timeout",
+                    "0",
+                    // Declared: frames are published without a consumer.
+                    "--groups",
+                    "default",
+                ],
             )
             .stdin(reader)
             .spawn()
@@ -242,7 +252,15 @@ fn a_producer_whose_ffmpeg_stalls_stops_on_a_signal_and_kills_ffmpeg() {
             PRODUCER,
             &name,
             (24, 32, 3),
-            &["--input", fifo.to_str().unwrap(), "--stop-timeout", "0"],
+            &[
+                "--input",
+                fifo.to_str().unwrap(),
+                "--stop-timeout",
+                "0",
+                // Declared: the producer reads without waiting for a consumer.
+                "--groups",
+                "default",
+            ],
         )
         .spawn()
         .unwrap();

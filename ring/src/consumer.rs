@@ -20,6 +20,7 @@ use crate::layout::{
     NAME_MAX, POLICY_RING,
 };
 use crate::ledger::{pack_give_back, pack_return};
+use crate::liveness;
 use crate::options::{validate_group_name, Backpressure, FrameInfo, DEFAULT_GROUP};
 use crate::process::ProcessId;
 use crate::producer::{group_queue, return_queue, PEER_CHECK};
@@ -448,7 +449,11 @@ impl Consumer {
         // a moment if the table is full of them.
         let deadline = Instant::now() + Duration::from_secs(2);
         let index = loop {
-            match roster::claim_entry(seg.consumers(), me.owner_word()) {
+            let lock = |i| {
+                liveness::try_lock(seg.file(), liveness::consumer_byte(i)) != liveness::Lock::Other
+            };
+            let unlock = |i| liveness::unlock(seg.file(), liveness::consumer_byte(i));
+            match roster::claim_entry_locked(seg.consumers(), me.owner_word(), lock, unlock) {
                 Some(i) => break i,
                 None if Instant::now() < deadline
                     && seg
@@ -562,6 +567,15 @@ impl Consumer {
                 _ => Some(Backpressure::Block),
             },
         }
+    }
+
+    /// Tests: drops this consumer's liveness lock, as its death would.
+    #[cfg(test)]
+    pub(crate) fn drop_liveness_lock(&self) {
+        liveness::unlock(
+            self.seg().file(),
+            liveness::consumer_byte(self.shared.index as usize),
+        );
     }
 
     fn entry(&self) -> &crate::layout::ConsumerEntry {
@@ -714,11 +728,8 @@ impl Consumer {
                 None => {}
             }
             self.entry().heartbeat_ns.store(monotonic_ns(), O::Relaxed);
-            let producer = ProcessId {
-                pid: h.producer_pid.load(O::Acquire),
-                start_ticks: h.producer_start_ticks.load(O::Relaxed),
-            };
-            if !producer.is_alive() {
+            if !liveness::producer_alive(self.seg()) {
+                let pid = h.producer_pid.load(O::Relaxed);
                 self.admit_self();
                 if let Some(f) = self.try_take()? {
                     return Ok(Take::Frame(f));
@@ -727,7 +738,7 @@ impl Consumer {
                 return Ok(if flags & FLAG_END_OF_STREAM != 0 {
                     Take::EndOfStream
                 } else {
-                    Take::ProducerGone { pid: producer.pid }
+                    Take::ProducerGone { pid }
                 });
             }
             if Instant::now() >= deadline {

@@ -28,6 +28,7 @@ use crate::layout::{
     GROUP_LINGERING, GROUP_UNUSED, JOIN_ACTIVE, JOIN_LEAVING, JOIN_LEAVING_FAILED, JOIN_REFUSED,
 };
 use crate::ledger::unpack_return;
+use crate::liveness;
 use crate::process::ProcessId;
 use crate::roster::load_name;
 use crate::segment::Segment;
@@ -202,7 +203,7 @@ impl RingView {
     /// still runs.
     pub fn producer(&self) -> (u32, bool) {
         let p = producer_of(&self.seg);
-        (p.pid, p.pid != 0 && p.is_alive())
+        (p.pid, p.pid != 0 && liveness::producer_alive(&self.seg))
     }
 }
 
@@ -246,7 +247,7 @@ pub enum Removal {
 pub fn remove_if_abandoned(name: &str) -> Result<Removal, OpenError> {
     let seg = Segment::open_read_only(name)?;
     let p = producer_of(&seg);
-    if p.pid != 0 && p.is_alive() {
+    if p.pid != 0 && liveness::producer_alive(&seg) {
         return Ok(Removal::Kept { pid: p.pid });
     }
     drop(seg);
@@ -345,7 +346,7 @@ fn snapshot(seg: &Segment) -> RingStatus {
         }
     }
     let producer = producer_of(seg);
-    let producer_alive = producer.pid != 0 && producer.is_alive();
+    let producer_alive = producer.pid != 0 && liveness::producer_alive(seg);
     let flags = h.flags.load(Ordering::Acquire);
     // The flags say what the producer last did; a dead one's are history.
     let state = match (producer_alive, flags) {
@@ -375,7 +376,7 @@ fn snapshot(seg: &Segment) -> RingStatus {
             Some(ConsumerStatus {
                 index,
                 pid: owner as u32,
-                alive: ProcessId::owner_word_alive(owner),
+                alive: liveness::consumer_alive(seg, index, owner),
                 group,
                 group_name: grp.map(|g| g.name.clone()).unwrap_or_default(),
                 state: match join {

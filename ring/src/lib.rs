@@ -121,6 +121,8 @@ mod consumer;
 #[cfg(not(loom))]
 pub mod inspect;
 #[cfg(not(loom))]
+mod liveness;
+#[cfg(not(loom))]
 mod options;
 #[cfg(not(loom))]
 mod process;

@@ -53,6 +53,7 @@ use crate::layout::{
     POLICY_RING,
 };
 use crate::ledger::{Ledger, WriteClaim};
+use crate::liveness;
 use crate::options::{validate_group_name, Backpressure, FrameMeta};
 use crate::process::ProcessId;
 use crate::ready_queue::ReadyQueue;
@@ -487,6 +488,10 @@ impl Producer {
                     entry.state.store(GROUP_DECLARED, Ordering::Relaxed);
                 }
             }
+            // Our liveness, for every process sharing the segment whatever
+            // its PID namespace: held until we exit (a fresh file: nobody
+            // else can hold it).
+            liveness::try_lock(seg.file(), liveness::PRODUCER_BYTE);
             let me = ProcessId::current();
             let h = seg.header();
             h.backpressure
@@ -561,7 +566,7 @@ impl Producer {
                         pid: h.producer_pid.load(Ordering::Acquire),
                         start_ticks: h.producer_start_ticks.load(Ordering::Relaxed),
                     };
-                    if owner.pid != 0 && owner.is_alive() {
+                    if liveness::producer_alive(&old) {
                         return Err(CreateError::InUse {
                             name: name.into(),
                             pid: owner.pid,
@@ -1299,10 +1304,17 @@ impl State {
         let mut total = 0;
         for (c, entry) in seg.consumers().iter().enumerate() {
             let owner = entry.owner.load(Ordering::Acquire);
-            if owner == 0 || ProcessId::owner_word_alive(owner) {
+            if owner == 0 || liveness::consumer_alive(seg, c, owner) {
                 continue;
             }
-            total += self.retire(seg, c, Departure::Died)?;
+            // Gone: it left (it says so before its lock goes with its exit)
+            // or it died.
+            let how = match roster::request(entry) {
+                Request::Leave { failed: false } => Departure::Left,
+                Request::Leave { failed: true } => Departure::Failed,
+                _ => Departure::Died,
+            };
+            total += self.retire(seg, c, how)?;
         }
         Ok(total)
     }

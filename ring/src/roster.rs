@@ -60,13 +60,35 @@ pub(crate) fn store_name(words: &[AtomicU64], name: &[u8]) -> usize {
 
 /// Consumer side: claims a free entry of the table for `owner` (a
 /// [`crate::process::ProcessId::owner_word`]). Returns its index.
+#[cfg_attr(not(loom), allow(dead_code))]
 pub(crate) fn claim_entry(entries: &[ConsumerEntry], owner: u64) -> Option<usize> {
-    entries.iter().position(|e| {
+    claim_entry_locked(entries, owner, |_| true, |_| {})
+}
+
+/// [`claim_entry`], taking entry `i`'s liveness lock first (`lock(i)`;
+/// false: another process still holds it, try the next entry) so that an
+/// owner word is never visible without its lock ([`crate::liveness`]);
+/// `unlock(i)` gives it up when the claim fails.
+pub(crate) fn claim_entry_locked(
+    entries: &[ConsumerEntry],
+    owner: u64,
+    lock: impl Fn(usize) -> bool,
+    unlock: impl Fn(usize),
+) -> Option<usize> {
+    entries.iter().enumerate().position(|(i, e)| {
+        if e.owner.load(Ordering::Relaxed) != 0 || !lock(i) {
+            return false;
+        }
         // AcqRel: acquires the producer's Release when it freed the entry
         // (its claim words and queues are settled).
-        e.owner
+        let won = e
+            .owner
             .compare_exchange(0, owner, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
+            .is_ok();
+        if !won {
+            unlock(i);
+        }
+        won
     })
 }
 

@@ -183,6 +183,11 @@ pub(crate) struct Segment {
 const INIT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Segment {
+    /// The segment's file (for the liveness locks, [`crate::liveness`]).
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
+
     /// Creates a new segment of `spec` named `name`, refusing if one exists.
     ///
     /// The object is created owner-only (0600) and exclusively, sized, its

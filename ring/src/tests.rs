@@ -73,6 +73,7 @@ fn kill(p: &Producer, c: Consumer) {
     p.segment().consumers()[c.index() as usize]
         .owner
         .store(dead.owner_word(), Ordering::Release);
+    c.drop_liveness_lock();
     std::mem::forget(c);
 }
 
@@ -315,6 +316,8 @@ fn a_ring_left_by_a_dead_producer_is_reclaimed() {
         .header()
         .producer_pid
         .store(pid, Ordering::Release);
+    // ... and its liveness lock went with it.
+    crate::liveness::unlock(p.segment().file(), crate::liveness::PRODUCER_BYTE);
     std::mem::forget(p);
     let q = producer(&n, 3, &["default"], Backpressure::Block);
     assert_eq!(q.slots(), 3);
