@@ -1290,3 +1290,55 @@ fn stop_signals_end_every_process_promptly() {
     assert!(err.contains("abandoned 3 published frames"), "{err}");
     assert!(!Path::new("/dev/shm").join(&name).exists());
 }
+
+#[test]
+fn status_says_why_a_producer_publishes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    make_inputs(&tmp.path().join("in"), 10);
+    let input = tmp.path().join("in");
+    let status = |name: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_framering"))
+            .args(["status", name, "--interval", "0.3"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let wait_for = |name: &str, what: &str| {
+        let start = Instant::now();
+        loop {
+            let text = status(name);
+            if text.contains(what) {
+                return;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "{text}");
+        }
+    };
+    // No consumer, no declared group: it waits for the first consumer.
+    let name = ring("whyfirst");
+    let mut p = producer(&name, &["--input", input.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    wait_for(
+        &name,
+        "producer waiting: no consumer group yet: waiting for a first consumer to join",
+    );
+    p.kill().unwrap();
+    p.wait().unwrap();
+    let _ = std::fs::remove_file(format!("/dev/shm/{name}"));
+    // A declared group nobody consumes holds every slot.
+    let name = ring("whyslots");
+    let mut p = producer(
+        &name,
+        &["--input", input.to_str().unwrap(), "--groups", "default"],
+    )
+    .spawn()
+    .unwrap();
+    wait_published(&name, 6);
+    wait_for(
+        &name,
+        "producer waiting: no free slot: group \"default\" has 6 frames and no consumer",
+    );
+    p.kill().unwrap();
+    p.wait().unwrap();
+    let _ = std::fs::remove_file(format!("/dev/shm/{name}"));
+}

@@ -6,6 +6,44 @@ use framering_ring::inspect::{
 };
 use serde::Serialize;
 
+/// Why a running producer publishes nothing, when the ring says: no group
+/// to publish to, or no free slot (and which groups hold them). `None` when
+/// it publishes, or waits for something the ring does not show (its input).
+pub fn blocked(r: &RingStatus) -> Option<String> {
+    let p = &r.producer;
+    if !p.alive || p.state != "running" || p.fps > 0.0 {
+        return None;
+    }
+    if r.groups.is_empty() && r.backpressure == "block" {
+        return Some("no consumer group yet: waiting for a first consumer to join".into());
+    }
+    if r.slot_states.free > 0 {
+        return None;
+    }
+    let held: Vec<String> = r
+        .groups
+        .iter()
+        .filter(|g| g.ready + g.reading + g.returned > 0)
+        .map(|g| {
+            let frames = g.ready + g.reading + g.returned;
+            match (g.members, g.lingering) {
+                (0, Some(left)) => format!(
+                    "group {:?} has {frames} frames and no consumer (its last one died; kept {:.0} s more)",
+                    g.name,
+                    left.as_secs_f64()
+                ),
+                (0, None) => format!("group {:?} has {frames} frames and no consumer", g.name),
+                (n, _) => format!("group {:?} has {frames} frames and {n} consumer(s)", g.name),
+            }
+        })
+        .collect();
+    Some(if held.is_empty() {
+        "no free slot".into()
+    } else {
+        format!("no free slot: {}", held.join("; "))
+    })
+}
+
 /// A `top`-like text rendering of a snapshot.
 pub fn render(r: &RingStatus) -> String {
     let s = &r.slot_states;
@@ -40,6 +78,9 @@ pub fn render(r: &RingStatus) -> String {
         p.skipped,
         p.dropped,
     );
+    if let Some(why) = blocked(r) {
+        out += &format!("producer waiting: {why}\n");
+    }
     for g in &r.groups {
         let mut kind = String::from(if g.declared { "declared" } else { "ad hoc" });
         if g.live {
