@@ -305,8 +305,10 @@ impl Frame<'_> {
     /// [`FrameInfo::redeliveries`] one higher, and counted by the producer
     /// as redelivered ([`Producer::redelivered`](crate::Producer::redelivered)).
     /// For a frame whose output failed. (Dropping a frame hands it back as
-    /// consumed.) In an ad-hoc group whose last consumer leaves, it is
-    /// dropped with the group's other frames.
+    /// consumed.) A consumer that gave frames back and then leaves as the
+    /// last of an ad-hoc group leaves it lingering, as a dead one would
+    /// ([`ProducerBuilder::group_linger`](crate::ProducerBuilder::group_linger)),
+    /// so the frames wait for the next consumer.
     ///
     /// ```
     /// use framering_ring::{Consumer, FrameMeta, FrameShape, Producer, Take};
@@ -449,17 +451,32 @@ impl Consumer {
         // a moment if the table is full of them.
         let deadline = Instant::now() + Duration::from_secs(2);
         let index = loop {
-            let lock = |i| {
-                liveness::try_lock(seg.file(), liveness::consumer_byte(i)) != liveness::Lock::Other
+            // Holding entry i's lock byte, we are the only process that can
+            // claim it by lock: we say so in the entry before the owner CAS
+            // publishes it (Release), so that no prober ever sees our owner
+            // word without knowing that a lock stands for it.
+            let lock = |i: usize| match liveness::try_lock(seg.file(), liveness::consumer_byte(i)) {
+                liveness::Lock::Held => {
+                    seg.consumers()[i].liveness_lock.store(1, O::Relaxed);
+                    true
+                }
+                liveness::Lock::Unsupported => true,
+                liveness::Lock::Other => false,
             };
-            let unlock = |i| liveness::unlock(seg.file(), liveness::consumer_byte(i));
+            let unlock = |i: usize| {
+                // The CAS failed: a claimant without a lock owns it.
+                seg.consumers()[i].liveness_lock.store(0, O::Relaxed);
+                liveness::unlock(seg.file(), liveness::consumer_byte(i));
+            };
             match roster::claim_entry_locked(seg.consumers(), me.owner_word(), lock, unlock) {
                 Some(i) => break i,
                 None if Instant::now() < deadline
-                    && seg
-                        .consumers()
-                        .iter()
-                        .any(|e| matches!(roster::request(e), roster::Request::Leave { .. })) =>
+                    && seg.consumers().iter().any(|e| {
+                        // Left, or freed but its lock byte still held by
+                        // the exiting owner: free in a moment.
+                        matches!(roster::request(e), roster::Request::Leave { .. })
+                            || e.owner.load(O::Relaxed) == 0
+                    }) =>
                 {
                     std::thread::sleep(Duration::from_millis(10));
                 }

@@ -30,7 +30,7 @@ use std::mem::size_of;
 pub(crate) const MAGIC: [u8; 8] = *b"FRAMERNG";
 /// Version of this layout; bumped on any change of it. 0 means "still being
 /// initialised" and is never a valid version.
-pub(crate) const LAYOUT_VERSION: u32 = 3;
+pub(crate) const LAYOUT_VERSION: u32 = 4;
 /// Page size the layout aligns frames to (fixed, so the layout does not depend
 /// on the machine).
 pub(crate) const PAGE: u64 = 4096;
@@ -58,6 +58,9 @@ pub(crate) const FLAG_RUNNING: u32 = 1;
 pub(crate) const FLAG_END_OF_STREAM: u32 = 2;
 /// Header flag: after end of stream, every slot came back to the producer.
 pub(crate) const FLAG_DRAINED: u32 = 4;
+/// [`Header::flags`]: the producer holds its liveness lock
+/// ([`crate::liveness`]); without it, its liveness is judged by pid.
+pub(crate) const FLAG_LIVENESS_LOCK: u32 = 0x100;
 
 /// The shape and limits a ring is created with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -260,7 +263,8 @@ pub(crate) struct Header {
     pub(crate) producer_start_ticks: AtomicU64,
     /// Frames published so far (the next sequence number).
     pub(crate) published: AtomicU64,
-    /// Frames re-published after their consumer died.
+    /// Frames re-published after their consumer died or handed them back
+    /// unconsumed.
     pub(crate) redelivered: AtomicU64,
     /// Inputs the producer skipped.
     pub(crate) skipped: AtomicU64,
@@ -331,7 +335,12 @@ pub(crate) struct ConsumerEntry {
     pub(crate) skipped: AtomicU64,
     /// Name of the group asked for (UTF-8, NUL-padded; untrusted).
     pub(crate) group_name: [AtomicU64; GROUP_NAME_MAX / 8],
-    reserved: [u64; 5],
+    /// 1 while the owner holds its liveness lock ([`crate::liveness`]); 0
+    /// where such locks do not work (liveness by pid then).
+    pub(crate) liveness_lock: AtomicU32,
+    /// Zero.
+    pub(crate) pad2: u32,
+    reserved: [u64; 4],
     /// This consumer's return queue (cells in the return-cells region).
     pub(crate) ret: QueueCtrl,
 }
@@ -429,7 +438,9 @@ impl ConsumerEntry {
             policy: AtomicU32::new(0),
             skipped: z(),
             group_name: [z(), z(), z(), z()],
-            reserved: [0; 5],
+            liveness_lock: AtomicU32::new(0),
+            pad2: 0,
+            reserved: [0; 4],
             ret: QueueCtrl::new(),
         }
     }
@@ -461,6 +472,10 @@ mod tests {
         assert_eq!(offset_of!(GroupEntry, state), 256);
         assert_eq!(offset_of!(GroupEntry, name), 288);
         assert_eq!(offset_of!(ConsumerEntry, group_name), 56);
+        assert_eq!(offset_of!(ConsumerEntry, policy), 44);
+        assert_eq!(offset_of!(ConsumerEntry, liveness_lock), 88);
+        assert_eq!(offset_of!(GroupEntry, policy), 320);
+        assert_eq!(offset_of!(GroupEntry, linger_until_ns), 328);
         assert_eq!(offset_of!(Header, ready_event), 256);
         assert_eq!(offset_of!(Header, free_event), 384);
         assert_eq!(offset_of!(Geometry, off_data), 120);

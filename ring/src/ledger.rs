@@ -199,13 +199,16 @@ impl Ledger {
             let word = claims(g).and_then(|w| w.get(s));
             let unconsumed = v & UNCONSUMED != 0;
             match word {
-                Some(_) if unconsumed && again.contains(&(g, s)) => {
+                // Any second return of a slot given back in this drain (a
+                // give-back or a consumed return) is bogus: the slot is to
+                // be published again, it must not be freed as well.
+                Some(_) if again.contains(&(g, s)) => {
                     self.bogus += 1;
                     tracing::warn!(
                         consumer = c,
                         group = g,
                         slot = s,
-                        "ignoring a duplicate give-back"
+                        "ignoring a return of a slot already given back"
                     );
                 }
                 Some(w)

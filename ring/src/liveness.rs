@@ -20,6 +20,7 @@
 //! not support these locks, every call reports [`Lock::Unsupported`] and
 //! callers fall back to pid + start-time checks ([`crate::process`]).
 
+use crate::layout::FLAG_LIVENESS_LOCK;
 use crate::process::ProcessId;
 use crate::segment::Segment;
 use crate::sync::Ordering;
@@ -96,10 +97,12 @@ pub(crate) fn probe(file: &File, byte: u64) -> Lock {
 /// locks do not work, the pid and start time in the header name a running
 /// process.
 pub(crate) fn producer_alive(seg: &Segment) -> bool {
+    let locked = seg.header().flags.load(Ordering::Acquire) & FLAG_LIVENESS_LOCK != 0;
     match probe(seg.file(), PRODUCER_BYTE) {
         Lock::Held => true,
-        Lock::Other => false,
-        Lock::Unsupported => {
+        // Nobody holds it: dead, if it ever held it.
+        Lock::Other if locked => false,
+        Lock::Other | Lock::Unsupported => {
             let h = seg.header();
             let p = ProcessId {
                 pid: h.producer_pid.load(Ordering::Acquire),
@@ -113,10 +116,13 @@ pub(crate) fn producer_alive(seg: &Segment) -> bool {
 /// Whether the owner of consumer entry `c` (owner word `owner`, not 0) is
 /// alive, by its lock or, where locks do not work, its pid.
 pub(crate) fn consumer_alive(seg: &Segment, c: usize, owner: u64) -> bool {
+    // Relaxed: written before the owner CAS we acquired when reading `owner`.
+    let locked = seg.consumers()[c].liveness_lock.load(Ordering::Relaxed) == 1;
     match probe(seg.file(), consumer_byte(c)) {
         Lock::Held => true,
-        Lock::Other => false,
-        Lock::Unsupported => ProcessId::owner_word_alive(owner),
+        // Nobody holds it: dead, if its owner took it.
+        Lock::Other if locked => false,
+        Lock::Other | Lock::Unsupported => ProcessId::owner_word_alive(owner),
     }
 }
 

@@ -49,8 +49,8 @@ use crate::error::{CreateError, LoanError, OpenError, PublishError, RingCorrupt}
 use crate::event::WaitStrategy;
 use crate::layout::{
     RingSpec, BACKPRESSURE_BLOCK, BACKPRESSURE_DROP_OLDEST, FLAG_DRAINED, FLAG_END_OF_STREAM,
-    FLAG_RUNNING, GROUP_ACTIVE, GROUP_DECLARED, GROUP_LINGERING, GROUP_NAME_MAX, GROUP_UNUSED,
-    POLICY_RING,
+    FLAG_LIVENESS_LOCK, FLAG_RUNNING, GROUP_ACTIVE, GROUP_DECLARED, GROUP_LINGERING,
+    GROUP_NAME_MAX, GROUP_UNUSED, POLICY_RING,
 };
 use crate::ledger::{Ledger, WriteClaim};
 use crate::liveness;
@@ -226,6 +226,17 @@ impl ProducerBuilder {
     }
 }
 
+/// Why the producer cannot loan a slot now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WaitsFor {
+    /// Every slot is held.
+    Slot,
+    /// A lossless ring with no group subscribed.
+    Subscriber,
+    /// A lossless group has `max_queued` frames waiting.
+    Room,
+}
+
 /// How a consumer left its group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Departure {
@@ -311,6 +322,8 @@ struct State {
     active: u64,
     /// Subscribed groups with the drop-oldest policy (a subset of `active`).
     live: u64,
+    /// Why the last `try_loan` found nothing.
+    waits_for: WaitsFor,
     /// How long an ad-hoc group whose last consumer died lingers.
     linger: Duration,
     groups: Vec<Group>,
@@ -491,7 +504,7 @@ impl Producer {
             // Our liveness, for every process sharing the segment whatever
             // its PID namespace: held until we exit (a fresh file: nobody
             // else can hold it).
-            liveness::try_lock(seg.file(), liveness::PRODUCER_BYTE);
+            let locked = liveness::try_lock(seg.file(), liveness::PRODUCER_BYTE);
             let me = ProcessId::current();
             let h = seg.header();
             h.backpressure
@@ -499,7 +512,14 @@ impl Producer {
             h.producer_start_ticks
                 .store(me.start_ticks, Ordering::Relaxed);
             h.producer_pid.store(me.pid, Ordering::Relaxed);
-            h.flags.store(FLAG_RUNNING, Ordering::Relaxed);
+            h.flags.store(
+                if locked == liveness::Lock::Held {
+                    FLAG_RUNNING | FLAG_LIVENESS_LOCK
+                } else {
+                    FLAG_RUNNING
+                },
+                Ordering::Relaxed,
+            );
         };
         // The frames' memory is reserved in the background while the first
         // slots fill; `publish` waits for it before the first frame.
@@ -536,6 +556,7 @@ impl Producer {
                 quarantined: 0,
                 active,
                 live,
+                waits_for: WaitsFor::Slot,
                 linger: b.linger,
                 groups,
                 member_of: vec![None; g.max_consumers as usize],
@@ -685,9 +706,11 @@ impl Producer {
                     .filter(|&s| st.ledger.holds(i, s))
                     .count() as u32,
                 policy: g.policy,
-                lingering: g
-                    .linger_until
-                    .map(|t| t.saturating_duration_since(Instant::now())),
+                lingering: (g.state == GROUP_LINGERING).then(|| {
+                    g.linger_until.map_or(Duration::MAX, |t| {
+                        t.saturating_duration_since(Instant::now())
+                    })
+                }),
             })
             .collect()
     }
@@ -713,7 +736,7 @@ impl Producer {
     pub fn loan(&self, timeout: Duration) -> Result<WriteSlot<'_>, LoanError> {
         let mut deadline = None;
         loop {
-            let (roster_seen, block, quarantined, max_queued) = {
+            let (roster_seen, block, quarantined, max_queued, waits_for) = {
                 let mut st = self.state.lock();
                 if let Some(claim) = st.try_loan(&self.seg)? {
                     return Ok(WriteSlot {
@@ -737,6 +760,7 @@ impl Producer {
                     st.active & !st.live,
                     st.quarantined,
                     st.max_queued,
+                    st.waits_for,
                 )
             };
             // Read the clock only when there is something to wait for.
@@ -752,9 +776,12 @@ impl Producer {
                 let returned = (0..seg.geometry().max_consumers as usize)
                     .any(|c| quarantined & (1 << c) == 0 && !return_queue(seg, c).is_empty());
                 // Consumers taking frames (they notify a waiting producer)
-                // bring a lossless group back under max_queued.
-                let room =
-                    block != 0 && bits(block).all(|g| group_queue(seg, g).len() < max_queued);
+                // bring a lossless group back under max_queued. Only when
+                // that is what we wait for: with no free slot, room in the
+                // queues is no reason to try again (it would spin).
+                let room = waits_for == WaitsFor::Room
+                    && block != 0
+                    && bits(block).all(|g| group_queue(seg, g).len() < max_queued);
                 (changed || returned || room).then_some(())
             });
         }
@@ -949,13 +976,22 @@ impl State {
             self.returns_seen = returns;
             self.collect(seg);
         }
+        // A lossless ring starts when its first group subscribes.
+        if self.active == 0 && self.policy == Backpressure::Block {
+            self.waits_for = WaitsFor::Subscriber;
+            return Ok(None);
+        }
+        if self.too_far_ahead(seg) {
+            self.waits_for = WaitsFor::Room;
+            return Ok(None);
+        }
+        // Only now, when a slot is all it lacks, withdraw a live frame.
         if self.ledger.free_len() == 0 && self.live != 0 {
             self.drop_oldest(seg)
                 .map_err(|c| RingCorrupt::new(seg.name(), c))?;
         }
-        // A lossless ring starts when its first group subscribes.
-        let unsubscribed = self.active == 0 && self.policy == Backpressure::Block;
-        if self.ledger.free_len() == 0 || unsubscribed || self.too_far_ahead(seg) {
+        if self.ledger.free_len() == 0 {
+            self.waits_for = WaitsFor::Slot;
             return Ok(None);
         }
         Ok(self.ledger.loan(seg.slot_states()))
@@ -1168,14 +1204,14 @@ impl State {
             && !self.linger.is_zero()
         {
             // Keep its frames for a consumer that restarts.
-            let until = Instant::now() + self.linger;
+            // None (an absurd period): it never expires.
+            let until = Instant::now().checked_add(self.linger);
             self.groups[g].state = GROUP_LINGERING;
-            self.groups[g].linger_until = Some(until);
+            self.groups[g].linger_until = until;
             let e = &seg.groups()[g];
-            e.linger_until_ns.store(
-                monotonic_ns().saturating_add(self.linger.as_nanos() as u64),
-                Ordering::Relaxed,
-            );
+            let linger_ns = u64::try_from(self.linger.as_nanos()).unwrap_or(u64::MAX);
+            e.linger_until_ns
+                .store(monotonic_ns().saturating_add(linger_ns), Ordering::Relaxed);
             e.state.store(GROUP_LINGERING, Ordering::Release);
             tracing::warn!(
                 group = %String::from_utf8_lossy(self.groups[g].name()),
@@ -1336,6 +1372,9 @@ impl State {
                     if self.ledger.holds(g, victim) {
                         self.note_group_drop(seg, g, 1);
                         self.ledger.release(g, victim, seg.slot_states());
+                        if self.ledger.holders(victim) == 0 {
+                            self.note_drop(seg);
+                        }
                     }
                 }
             }

@@ -219,6 +219,7 @@ pub(crate) fn refuse(entry: &ConsumerEntry) {
 /// Producer side: frees the entry of a consumer that left or died.
 pub(crate) fn free_entry(entry: &ConsumerEntry) {
     entry.join.store(JOIN_NONE, Ordering::Relaxed);
+    entry.liveness_lock.store(0, Ordering::Relaxed);
     entry.group.store(0, Ordering::Relaxed);
     // Release: our claim-word and queue updates happen before the entry is
     // reused (the next owner's claim CAS acquires this).

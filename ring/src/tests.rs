@@ -911,3 +911,29 @@ fn a_consumer_that_gave_frames_back_and_left_leaves_its_group_lingering() {
     assert_eq!(seen, vec![0, 1]);
     p.unlink().unwrap();
 }
+
+#[test]
+fn a_producer_waiting_for_a_slot_sleeps_instead_of_spinning() {
+    use nix::time::{clock_gettime, ClockId};
+    let n = name("nospin");
+    let p = producer(&n, 2, &[], Backpressure::Block);
+    let c = consumer(&n, "g", false);
+    put(&p, 0).unwrap();
+    put(&p, 1).unwrap();
+    // Every slot is held (one being read, one queued) while the group's
+    // queue has room: the wait must not mistake that room for progress.
+    let held = take(&c, Duration::from_millis(50)).unwrap();
+    let cpu = || {
+        let t = clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).unwrap();
+        Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32)
+    };
+    let before = cpu();
+    assert!(p.loan(Duration::from_millis(300)).unwrap_err().is_timeout());
+    let spent = cpu() - before;
+    assert!(
+        spent < Duration::from_millis(100),
+        "spun for {spent:?} of CPU in a 300 ms wait"
+    );
+    drop(held);
+    p.unlink().unwrap();
+}
