@@ -279,3 +279,35 @@ fn random_words_of_the_control_region_never_hang_or_crash() {
         let _ = std::fs::remove_file(format!("/dev/shm/{name}"));
     }
 }
+
+#[test]
+fn consumers_of_a_producer_whose_input_failed_take_its_frames_then_exit_1() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let name = ring("failed-input");
+    let c = command(CONSUMER, &name, &["--output", out.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    let mut p = command(PRODUCER, &name, &["--input", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Three whole raw frames, then a stream that ends inside the fourth.
+    let frame = (common::SIDE * common::SIDE * 3) as usize;
+    let mut stdin = p.stdin.take().unwrap();
+    stdin.write_all(&vec![7u8; frame * 3 + 100]).unwrap();
+    drop(stdin);
+    let pout = wait_with_timeout(p, LIMIT);
+    let cout = wait_with_timeout(c, LIMIT);
+    let (perr, cerr) = (stderr(&pout), stderr(&cout));
+    assert_eq!(pout.status.code(), Some(1), "producer:\n{perr}");
+    assert!(perr.contains("ended inside a frame"), "producer:\n{perr}");
+    assert_eq!(cout.status.code(), Some(1), "consumer:\n{cerr}");
+    assert!(
+        cerr.contains("the producer failed: its input failed"),
+        "consumer:\n{cerr}"
+    );
+    // What was published was taken and written first.
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 3, "{cerr}");
+}
