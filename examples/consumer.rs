@@ -59,6 +59,10 @@ fn run(ring: &str, group: &str, wait: Duration) -> Result<ExitCode, Box<dyn std:
                 eprintln!("the producer (pid {pid}) died before ending the stream");
                 return Ok(ExitCode::from(4));
             }
+            Ok(Take::ProducerFailed { reason }) => {
+                eprintln!("the producer failed: {reason}");
+                return Ok(ExitCode::from(1));
+            }
             Err(e) if e.is_timeout() => continue,
             Err(e) => return Err(e.into()),
         }

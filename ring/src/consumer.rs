@@ -13,11 +13,11 @@
 //! released only when the consumer and every lease are gone.
 
 use crate::clock::monotonic_ns;
-use crate::error::{AttachError, OpenError, RingCorrupt, TakeError};
+use crate::error::{AttachError, Corrupt, FailReason, OpenError, RingCorrupt, TakeError};
 use crate::event::WaitStrategy;
 use crate::layout::{
-    BACKPRESSURE_BLOCK, BACKPRESSURE_DROP_OLDEST, FLAG_DRAINED, FLAG_END_OF_STREAM, GROUP_UNUSED,
-    NAME_MAX, POLICY_RING,
+    BACKPRESSURE_BLOCK, BACKPRESSURE_DROP_OLDEST, FLAG_DRAINED, FLAG_END_OF_STREAM, FLAG_FAILED,
+    GROUP_UNUSED, NAME_MAX, POLICY_RING,
 };
 use crate::ledger::{pack_give_back, pack_return};
 use crate::liveness;
@@ -170,6 +170,9 @@ struct Shared {
     returns: Mutex<()>,
     /// Whether a frame was handed back unconsumed.
     gave_back: std::sync::atomic::AtomicBool,
+    /// A return that could not be pushed (the return queue is corrupt):
+    /// reported by the next `take`, never forgotten.
+    return_failed: Mutex<Option<Corrupt>>,
 }
 
 const NOT_ADMITTED: u32 = u32::MAX;
@@ -190,8 +193,9 @@ impl Shared {
         };
         if let Err(e) = pushed {
             // Only garbage in the segment gets here; the slot stays marked as
-            // ours and the producer's recovery finds it when we exit.
+            // ours. The next `take` reports it (the consumer cannot go on).
             tracing::error!(ring = seg.name(), error = e.0, "could not return a slot");
+            self.return_failed.lock().get_or_insert(e);
             return;
         }
         if !consumed {
@@ -237,6 +241,14 @@ pub enum Take<'c> {
         /// The dead producer's pid (as seen from the producer's PID
         /// namespace).
         pid: u32,
+    },
+    /// The producer failed ([`Producer::fail`](crate::Producer::fail): its
+    /// input failed, or it found the ring corrupt); every frame it published
+    /// to this consumer's group and that could still be taken was taken. Not
+    /// the end of the stream.
+    ProducerFailed {
+        /// Why, as the producer said.
+        reason: FailReason,
     },
 }
 
@@ -514,6 +526,7 @@ impl Consumer {
                 admitted: AtomicU32::new(NOT_ADMITTED),
                 returns: Mutex::new(()),
                 gave_back: std::sync::atomic::AtomicBool::new(false),
+                return_failed: Mutex::new(None),
             }),
             latest: b.latest,
             wait: b.wait,
@@ -601,6 +614,25 @@ impl Consumer {
 
     fn corrupt(&self, c: crate::error::Corrupt) -> TakeError {
         TakeError::Corrupt(RingCorrupt::new(self.name(), c))
+    }
+
+    /// Whether every frame this consumer handed back reached the producer.
+    /// An error means a return could not be pushed (its return queue in the
+    /// segment is corrupt): the producer can never collect that slot.
+    /// [`take`](Self::take) reports the same error; check this after the
+    /// last frame was dropped.
+    pub fn check_returns(&self) -> Result<(), RingCorrupt> {
+        match *self.shared.return_failed.lock() {
+            Some(c) => Err(RingCorrupt::new(self.name(), c)),
+            None => Ok(()),
+        }
+    }
+
+    /// The producer's failure, if it marked the ring failed.
+    fn producer_failed(&self, flags: u32) -> Option<FailReason> {
+        use crate::sync::Ordering as O;
+        (flags & FLAG_FAILED != 0)
+            .then(|| FailReason::from_code(self.seg().header().fail_reason.load(O::Relaxed)))
     }
 
     /// The group index, once the producer admitted us.
@@ -706,8 +738,14 @@ impl Consumer {
     /// [`Take::EndOfStream`] once the producer finished and drained, or
     /// [`Take::ProducerGone`] if it died, after every frame published to the
     /// group was taken.
+    ///
+    /// A return this consumer could not push (a corrupt return queue) is
+    /// reported here as [`TakeError::Corrupt`]; a producer that failed as
+    /// [`Take::ProducerFailed`], once the frames queued for the group were
+    /// taken.
     pub fn take(&self, timeout: Duration) -> Result<Take<'_>, TakeError> {
         use crate::sync::Ordering as O;
+        self.check_returns()?;
         if let Some(f) = self.try_take()? {
             return Ok(Take::Frame(f));
         }
@@ -728,7 +766,7 @@ impl Consumer {
                 }
                 // Acquire: every publish happens before the flags we see.
                 let flags = h.flags.load(O::Acquire);
-                (flags & FLAG_DRAINED != 0).then_some(None)
+                (flags & (FLAG_DRAINED | FLAG_FAILED) != 0).then_some(None)
             });
             if let Some(e) = err {
                 return Err(e);
@@ -736,10 +774,14 @@ impl Consumer {
             match got {
                 Some(Some(f)) => return Ok(Take::Frame(f)),
                 Some(None) => {
-                    // Drained: a last look, then done.
+                    // Drained or failed: a last look, then done.
+                    let flags = h.flags.load(O::Acquire);
                     return Ok(match self.try_take()? {
                         Some(f) => Take::Frame(f),
-                        None => Take::EndOfStream,
+                        None => match self.producer_failed(flags) {
+                            Some(reason) => Take::ProducerFailed { reason },
+                            None => Take::EndOfStream,
+                        },
                     });
                 }
                 None => {}
@@ -752,7 +794,9 @@ impl Consumer {
                     return Ok(Take::Frame(f));
                 }
                 let flags = h.flags.load(O::Acquire);
-                return Ok(if flags & FLAG_END_OF_STREAM != 0 {
+                return Ok(if let Some(reason) = self.producer_failed(flags) {
+                    Take::ProducerFailed { reason }
+                } else if flags & FLAG_END_OF_STREAM != 0 {
                     Take::EndOfStream
                 } else {
                     Take::ProducerGone { pid }

@@ -35,6 +35,43 @@ impl RingCorrupt {
     }
 }
 
+/// Why a producer gave up on its ring, as its consumers see it
+/// ([`crate::Take::ProducerFailed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FailReason {
+    /// The ring's shared memory held a word no conforming process writes.
+    #[error("ring corrupt")]
+    RingCorrupt,
+    /// Its input failed (a read error, a stream that ended inside a frame,
+    /// a decoder that failed).
+    #[error("its input failed")]
+    Input,
+    /// Another error (I/O, …).
+    #[error("it failed")]
+    Other,
+}
+
+impl FailReason {
+    /// The code stored in the segment's header.
+    pub(crate) fn code(self) -> u32 {
+        match self {
+            FailReason::RingCorrupt => 1,
+            FailReason::Input => 2,
+            FailReason::Other => 3,
+        }
+    }
+
+    /// The reason for a code read from the segment (unknown: `Other`).
+    pub(crate) fn from_code(code: u32) -> Self {
+        match code {
+            1 => FailReason::RingCorrupt,
+            2 => FailReason::Input,
+            _ => FailReason::Other,
+        }
+    }
+}
+
 /// A ring name that cannot be a shared-memory object name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(

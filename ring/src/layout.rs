@@ -61,6 +61,9 @@ pub(crate) const FLAG_DRAINED: u32 = 4;
 /// [`Header::flags`]: the producer holds its liveness lock
 /// ([`crate::liveness`]); without it, its liveness is judged by pid.
 pub(crate) const FLAG_LIVENESS_LOCK: u32 = 0x100;
+/// Header flag: the producer failed (its reason in `Header::fail_reason`);
+/// consumers take what was published, then report it.
+pub(crate) const FLAG_FAILED: u32 = 8;
 
 /// The shape and limits a ring is created with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -257,7 +260,8 @@ pub(crate) struct Header {
     pub(crate) geometry: Geometry,
     /// The producer's pid (0: none).
     pub(crate) producer_pid: AtomicU32,
-    /// [`FLAG_RUNNING`] | [`FLAG_END_OF_STREAM`] | [`FLAG_DRAINED`].
+    /// [`FLAG_RUNNING`] | [`FLAG_END_OF_STREAM`] | [`FLAG_DRAINED`] |
+    /// [`FLAG_FAILED`].
     pub(crate) flags: AtomicU32,
     /// The producer's start time (see [`crate::process`]).
     pub(crate) producer_start_ticks: AtomicU64,
@@ -276,7 +280,11 @@ pub(crate) struct Header {
     /// Bumped by a consumer after it asks to join or leave (the producer
     /// looks at the consumer table when it changes).
     pub(crate) roster: AtomicU32,
-    reserved: [u64; 3],
+    /// With [`FLAG_FAILED`]: why the producer failed
+    /// ([`crate::FailReason`]'s code; written before the flag).
+    pub(crate) fail_reason: AtomicU32,
+    reserved_u32: u32,
+    reserved: [u64; 2],
     /// Bumped by the producer after each publish and at end of stream;
     /// consumers wait on it.
     pub(crate) ready_event: Padded<Event>,

@@ -139,8 +139,8 @@ mod models;
 mod tests;
 
 pub use error::{
-    AttachError, CreateError, InvalidGroupName, InvalidName, LoanError, OpenError, PublishError,
-    RingCorrupt, ShapeError, TakeError,
+    AttachError, CreateError, FailReason, InvalidGroupName, InvalidName, LoanError, OpenError,
+    PublishError, RingCorrupt, ShapeError, TakeError,
 };
 pub use event::WaitStrategy;
 

@@ -45,11 +45,13 @@
 //! loaned it, and it is `Send`: decoder threads can fill slots in parallel.
 
 use crate::clock::monotonic_ns;
-use crate::error::{CreateError, LoanError, OpenError, PublishError, RingCorrupt};
+use crate::error::{
+    Corrupt, CreateError, FailReason, LoanError, OpenError, PublishError, RingCorrupt,
+};
 use crate::event::WaitStrategy;
 use crate::layout::{
     RingSpec, BACKPRESSURE_BLOCK, BACKPRESSURE_DROP_OLDEST, FLAG_DRAINED, FLAG_END_OF_STREAM,
-    FLAG_LIVENESS_LOCK, FLAG_RUNNING, GROUP_ACTIVE, GROUP_DECLARED, GROUP_LINGERING,
+    FLAG_FAILED, FLAG_LIVENESS_LOCK, FLAG_RUNNING, GROUP_ACTIVE, GROUP_DECLARED, GROUP_LINGERING,
     GROUP_NAME_MAX, GROUP_UNUSED, POLICY_RING,
 };
 use crate::ledger::{Ledger, WriteClaim};
@@ -316,8 +318,6 @@ struct State {
     next_reap_ns: u64,
     redelivered: u64,
     dropped: u64,
-    /// Consumer entries whose return queue held garbage (bit per entry).
-    quarantined: u64,
     /// Groups subscribed now (bit per group).
     active: u64,
     /// Subscribed groups with the drop-oldest policy (a subset of `active`).
@@ -553,7 +553,6 @@ impl Producer {
                 next_reap_ns: 0,
                 redelivered: 0,
                 dropped: 0,
-                quarantined: 0,
                 active,
                 live,
                 waits_for: WaitsFor::Slot,
@@ -733,10 +732,20 @@ impl Producer {
     /// return one (and, with the block policy, for a group to subscribe and
     /// for consumers to take queued frames). The lock is not held while
     /// waiting.
+    ///
+    /// A [`LoanError::Corrupt`] marks the ring failed ([`Producer::fail`]).
     pub fn loan(&self, timeout: Duration) -> Result<WriteSlot<'_>, LoanError> {
+        let r = self.try_loan_within(timeout);
+        if let Err(LoanError::Corrupt(_)) = &r {
+            self.fail(FailReason::RingCorrupt);
+        }
+        r
+    }
+
+    fn try_loan_within(&self, timeout: Duration) -> Result<WriteSlot<'_>, LoanError> {
         let mut deadline = None;
         loop {
-            let (roster_seen, block, quarantined, max_queued, waits_for) = {
+            let (roster_seen, block, max_queued, waits_for) = {
                 let mut st = self.state.lock();
                 if let Some(claim) = st.try_loan(&self.seg)? {
                     return Ok(WriteSlot {
@@ -758,7 +767,6 @@ impl Producer {
                 (
                     st.roster_seen,
                     st.active & !st.live,
-                    st.quarantined,
                     st.max_queued,
                     st.waits_for,
                 )
@@ -774,7 +782,7 @@ impl Producer {
             seg.header().free_event.wait_until(self.wait, slice, || {
                 let changed = seg.header().roster.load(Ordering::Acquire) != roster_seen;
                 let returned = (0..seg.geometry().max_consumers as usize)
-                    .any(|c| quarantined & (1 << c) == 0 && !return_queue(seg, c).is_empty());
+                    .any(|c| !return_queue(seg, c).is_empty());
                 // Consumers taking frames (they notify a waiting producer)
                 // bring a lossless group back under max_queued. Only when
                 // that is what we wait for: with no free slot, room in the
@@ -788,6 +796,18 @@ impl Producer {
     }
 
     fn publish_claim(&self, claim: WriteClaim, meta: &FrameMeta<'_>) -> Result<u64, PublishError> {
+        let r = self.publish_claim_inner(claim, meta);
+        if let Err(PublishError::Corrupt(_)) = &r {
+            self.fail(FailReason::RingCorrupt);
+        }
+        r
+    }
+
+    fn publish_claim_inner(
+        &self,
+        claim: WriteClaim,
+        meta: &FrameMeta<'_>,
+    ) -> Result<u64, PublishError> {
         let seg = &self.seg;
         let mut st = self.state.lock();
         if let Some(r) = st.reservation.take() {
@@ -835,17 +855,49 @@ impl Producer {
     /// left, and recovers the frames of those that died. `loan`, `publish`
     /// and `drain` do this as they go; call it when the producer is idle for
     /// long (a consumer waits for admission until then).
+    ///
+    /// Corruption marks the ring failed ([`Producer::fail`]).
     pub fn service(&self) -> Result<(), RingCorrupt> {
         let mut st = self.state.lock();
-        st.service_roster(&self.seg)?;
-        st.reap_dead_consumers(&self.seg)?;
-        Ok(())
+        let r = st
+            .service_roster(&self.seg)
+            .and_then(|()| st.reap_dead_consumers(&self.seg).map(drop));
+        drop(st);
+        self.failing(r)
+    }
+
+    /// Marks the ring failed if `r` is an error.
+    fn failing<T>(&self, r: Result<T, RingCorrupt>) -> Result<T, RingCorrupt> {
+        if r.is_err() {
+            self.fail(FailReason::RingCorrupt);
+        }
+        r
+    }
+
+    /// Marks the ring failed: the producer gives up (its input failed, the
+    /// ring is corrupt, …). Its consumers take what was published, then
+    /// [`take`](crate::Consumer::take) reports
+    /// [`Take::ProducerFailed`](crate::Take::ProducerFailed) with `reason`,
+    /// not the end of the stream. The first reason given stays.
+    pub fn fail(&self, reason: FailReason) {
+        let h = self.seg.header();
+        if h.flags.load(Ordering::Relaxed) & FLAG_FAILED == 0 {
+            h.fail_reason.store(reason.code(), Ordering::Relaxed);
+        }
+        // Release: the reason (and every publish) before the flag.
+        h.flags.fetch_or(FLAG_FAILED, Ordering::Release);
+        h.ready_event.notify();
     }
 
     /// Waits up to `timeout` until at least `n` groups are subscribed (for
     /// a run that must not start before its consumers). Returns whether they
     /// are.
     pub fn wait_for_groups(&self, n: u32, timeout: Duration) -> Result<bool, RingCorrupt> {
+        let r = self.wait_for_groups_inner(n, timeout);
+        self.failing(r)
+    }
+
+    fn wait_for_groups_inner(&self, n: u32, timeout: Duration) -> Result<bool, RingCorrupt> {
         let deadline = Instant::now() + timeout;
         loop {
             let roster = {
@@ -881,16 +933,25 @@ impl Producer {
     /// After [`finish`](Self::finish): waits until every published frame was
     /// consumed and returned (re-publishing those of consumers that die), or
     /// `timeout` passes. Returns whether the ring drained.
+    ///
+    /// Corruption found meanwhile (a claim word naming no consumer of its
+    /// group, a queue position that cannot be, …: checked every 200 ms)
+    /// ends the wait with an error and marks the ring failed.
     pub fn drain(&self, timeout: Option<Duration>) -> Result<bool, RingCorrupt> {
+        let r = self.drain_inner(timeout);
+        self.failing(r)
+    }
+
+    fn drain_inner(&self, timeout: Option<Duration>) -> Result<bool, RingCorrupt> {
         let seg = &self.seg;
         let slots = seg.geometry().slots as usize;
         let start = Instant::now();
         let mut last_log = Instant::now();
         loop {
-            let (roster, quarantined) = {
+            let roster = {
                 let mut st = self.state.lock();
                 st.service_roster(seg)?;
-                st.collect(seg);
+                st.collect(seg)?;
                 if st.ledger.free_len() >= slots {
                     let h = seg.header();
                     h.flags.fetch_or(FLAG_DRAINED, Ordering::Release);
@@ -907,14 +968,14 @@ impl Producer {
                         "waiting for consumers to finish the queued frames"
                     );
                 }
-                (st.roster_seen, st.quarantined)
+                st.roster_seen
             };
             seg.header()
                 .free_event
                 .wait_until(WaitStrategy::FUTEX, PEER_CHECK, || {
                     let changed = seg.header().roster.load(Ordering::Acquire) != roster;
                     let returned = (0..seg.geometry().max_consumers as usize)
-                        .any(|c| quarantined & (1 << c) == 0 && !return_queue(seg, c).is_empty());
+                        .any(|c| !return_queue(seg, c).is_empty());
                     (changed || returned).then_some(())
                 });
             self.state.lock().reap_dead_consumers(seg)?;
@@ -930,11 +991,6 @@ impl Producer {
     #[cfg(test)]
     pub(crate) fn segment(&self) -> &Segment {
         &self.seg
-    }
-
-    #[cfg(test)]
-    pub(crate) fn quarantined(&self) -> u64 {
-        self.state.lock().quarantined
     }
 
     #[cfg(test)]
@@ -974,7 +1030,7 @@ impl State {
         let returns = seg.header().free_event.seq();
         if returns != self.returns_seen || self.ledger.free_len() == 0 {
             self.returns_seen = returns;
-            self.collect(seg);
+            self.collect(seg)?;
         }
         // A lossless ring starts when its first group subscribes.
         if self.active == 0 && self.policy == Backpressure::Block {
@@ -999,14 +1055,11 @@ impl State {
 
     /// Collects returned slots from every consumer's return queue, and
     /// publishes the frames handed back unconsumed to their group again.
-    fn collect(&mut self, seg: &Segment) -> usize {
+    fn collect(&mut self, seg: &Segment) -> Result<usize, RingCorrupt> {
         let mut got = 0;
         let max_groups = seg.geometry().max_groups as usize;
         let mut again = Vec::new();
         for c in 0..seg.geometry().max_consumers as usize {
-            if self.quarantined & (1 << c) != 0 {
-                continue;
-            }
             let q = return_queue(seg, c);
             if q.is_empty() {
                 continue;
@@ -1018,21 +1071,22 @@ impl State {
             {
                 Ok(n) => got += n,
                 Err(e) => {
-                    // A misbehaving consumer must not stop the ring: ignore its
-                    // queue; the slots it holds come back when it exits or dies.
-                    self.quarantined |= 1 << c;
+                    // Its slots would never come back, and the consumer
+                    // cannot hand back any more: the ring cannot go on.
                     tracing::error!(
+                        ring = seg.name(),
                         consumer = c,
                         error = e.0,
-                        "ignoring a consumer whose return queue is corrupt"
+                        "a consumer's return queue is corrupt"
                     );
+                    return Err(RingCorrupt::new(seg.name(), e));
                 }
             }
         }
         if !again.is_empty() {
             self.give_again(seg, &again);
         }
-        got
+        Ok(got)
     }
 
     /// Publishes frames handed back unconsumed to their group again (the
@@ -1310,18 +1364,12 @@ impl State {
     fn retire(&mut self, seg: &Segment, c: usize, how: Departure) -> Result<u64, RingCorrupt> {
         let died = how == Departure::Died;
         // Whatever it handed back first.
-        self.collect(seg);
+        self.collect(seg)?;
         let entry = &seg.consumers()[c];
         let n = match self.member_of[c] {
             Some(g) => self.leave_group(seg, c, g as usize, how)?,
             None => 0,
         };
-        if self.quarantined & (1 << c) != 0 {
-            // Give the next owner of the entry a clean return queue.
-            entry.ret.tail.store(0, Ordering::Relaxed);
-            entry.ret.head.store(0, Ordering::Relaxed);
-            self.quarantined &= !(1 << c);
-        }
         roster::free_entry(entry);
         if died {
             tracing::warn!(consumer = c, "consumer died");
@@ -1352,7 +1400,82 @@ impl State {
             };
             total += self.retire(seg, c, how)?;
         }
+        self.check_liveness(seg)?;
         Ok(total)
+    }
+
+    /// Corruption that would leave the producer waiting forever: returns
+    /// that cannot be collected, frames nobody can hand back.
+    fn check_liveness(&mut self, seg: &Segment) -> Result<(), RingCorrupt> {
+        // A return queue whose positions cannot be is an error here even
+        // when no return was signalled.
+        self.collect(seg)?;
+        self.check_ownership(seg)
+            .map_err(|e| RingCorrupt::new(seg.name(), e))
+    }
+
+    /// Checks that every frame a group holds can still come back: its claim
+    /// word is `READY` at a position between its queue's head and tail (a
+    /// consumer can take it), or `READING` by a consumer admitted to that
+    /// group (it hands it back, or dies and the frame is recovered); and
+    /// that each group's queue positions can be. Anything else is a word no
+    /// conforming process writes, which would leave the producer waiting
+    /// forever. Runs with the periodic reap (every 200 ms, and while
+    /// draining), not per frame: at most groups × slots loads.
+    fn check_ownership(&self, seg: &Segment) -> Result<(), Corrupt> {
+        let max_consumers = seg.geometry().max_consumers as usize;
+        for g in 0..self.groups.len() {
+            if self.groups[g].state == GROUP_UNUSED {
+                continue;
+            }
+            let q = &seg.groups()[g].ready;
+            // We alone write the tail; read it before the head (which only
+            // grows, and never past the tail we wrote).
+            let t = q.tail.load(Ordering::Relaxed);
+            let h = q.head.load(Ordering::Acquire);
+            if h > t || t - h > group_queue(seg, g).capacity() {
+                return Err(Corrupt("ready queue positions (head/tail)"));
+            }
+            for (s, claim) in seg.claims(g).iter().enumerate() {
+                if !self.ledger.holds(g, s) {
+                    continue;
+                }
+                // Read after the head: a claim word still READY(pos) with
+                // pos below that head can never be taken (the head moves
+                // past a position only after its claim word left READY).
+                match SlotState::decode(claim.load(Ordering::Acquire)) {
+                    Some(SlotState::Ready { pos }) => {
+                        // (Positions are compared unmasked until they pass
+                        // 2⁴⁸, which no ring reaches.)
+                        if t <= crate::slot::POS_MASK && (pos < h || pos >= t) {
+                            return Err(Corrupt(
+                                "claim word: READY at a queue position no consumer can reach",
+                            ));
+                        }
+                    }
+                    Some(SlotState::Reading { owner, .. }) => {
+                        let owner = owner as usize;
+                        if owner >= max_consumers {
+                            return Err(Corrupt(
+                                "claim word: READING by a consumer index out of range",
+                            ));
+                        }
+                        if self.member_of[owner] != Some(g as u8) {
+                            return Err(Corrupt(
+                                "claim word: READING by a consumer that is not a member of the group",
+                            ));
+                        }
+                    }
+                    Some(SlotState::Free | SlotState::Writing) => {
+                        return Err(Corrupt(
+                            "claim word: a frame the group holds is marked free",
+                        ));
+                    }
+                    None => return Err(Corrupt("claim word")),
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Publishes slot `s` in group `g`'s queue, first making room under the

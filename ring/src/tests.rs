@@ -432,25 +432,63 @@ fn frames_of_a_dead_consumer_are_delivered_again() {
 }
 
 #[test]
-fn a_consumer_with_a_corrupt_return_queue_does_not_stop_the_ring() {
-    let n = name("quarantine");
+fn a_corrupt_return_queue_is_an_error_that_marks_the_ring_failed() {
+    let n = name("badreturn");
     let p = producer(&n, 2, &["default"], Backpressure::Block);
-    let bad = consumer(&n, "default", false);
-    let good = consumer(&n, "default", false);
-    // The bad consumer scribbles over its own return queue.
-    p.segment().consumers()[bad.index() as usize]
-        .ret
-        .tail
-        .store(u64::MAX / 3, Ordering::Relaxed);
-    for round in 0..20u8 {
-        let mut s = p.loan(Duration::from_secs(2)).unwrap();
-        s.pixels_mut().fill(round);
-        s.publish(&FrameMeta::new()).unwrap();
-        let f = take(&good, Duration::from_secs(1)).unwrap();
-        assert_eq!(f.pixels()[0], round);
-    }
-    assert_eq!(p.quarantined(), 1 << bad.index());
+    let c = consumer(&n, "default", false);
+    p.service().unwrap();
+    let mut s = p.loan(Duration::from_secs(2)).unwrap();
+    s.pixels_mut().fill(1);
+    s.publish(&FrameMeta::new()).unwrap();
+    let f = take(&c, Duration::from_secs(1)).unwrap();
+    // Someone scribbles over the consumer's return queue.
+    let ret = &p.segment().consumers()[c.index() as usize].ret;
+    ret.tail
+        .store(ret.tail.load(Ordering::Relaxed) + 100, Ordering::Relaxed);
+    // The consumer cannot hand the frame back: its next take says so.
+    drop(f);
+    assert!(matches!(
+        c.take(Duration::from_millis(10)),
+        Err(TakeError::Corrupt(_))
+    ));
+    assert!(c.check_returns().is_err());
+    // The producer finds it within its liveness check, and fails the ring.
+    let e = p.drain(Some(Duration::from_secs(2))).unwrap_err();
+    assert!(e.to_string().contains("return queue"), "{e}");
+    let other = consumer(&n, "other", false);
+    assert!(matches!(
+        other.take(Duration::from_secs(1)),
+        Ok(Take::ProducerFailed {
+            reason: crate::FailReason::RingCorrupt
+        })
+    ));
     p.unlink().unwrap();
+}
+
+#[test]
+fn a_claim_word_naming_no_member_of_its_group_is_an_error() {
+    for owner in [63u8, 5] {
+        let n = name(&format!("badowner{owner}"));
+        let p = producer(&n, 2, &["default"], Backpressure::Block);
+        let c = consumer(&n, "default", false);
+        p.service().unwrap();
+        let mut s = p.loan(Duration::from_secs(2)).unwrap();
+        s.pixels_mut().fill(1);
+        s.publish(&FrameMeta::new()).unwrap();
+        let f = take(&c, Duration::from_secs(1)).unwrap();
+        let slot = f.info().slot as usize;
+        p.reap_dead_consumers().unwrap();
+        let w = &p.segment().claims(0)[slot];
+        let word = w.load(Ordering::Relaxed);
+        w.store(
+            (word & !(0xff << 48)) | ((owner as u64) << 48),
+            Ordering::Relaxed,
+        );
+        let e = p.reap_dead_consumers().unwrap_err();
+        assert!(e.to_string().contains("claim word"), "{e}");
+        drop(f);
+        p.unlink().unwrap();
+    }
 }
 
 #[test]

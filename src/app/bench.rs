@@ -326,6 +326,9 @@ pub fn run_consumer(spec: &BenchSpec, index: u32, group: u32) -> anyhow::Result<
             Err(e) if e.is_timeout() => {}
             Err(e) => return Err(e.into()),
             Ok(Take::EndOfStream | Take::ProducerGone { .. }) => break,
+            Ok(Take::ProducerFailed { reason }) => {
+                anyhow::bail!("the producer failed: {reason}")
+            }
         }
     }
     last = last.max(Instant::now());

@@ -11,8 +11,8 @@ use crate::media::FrameShape;
 use anyhow::Context;
 use crossbeam::channel::{bounded, RecvTimeoutError};
 use framering_ring::{
-    monotonic_ns, signals, AttachError, Backpressure, Consumer, FrameMeta, Producer, PublishError,
-    Take, WriteSlot,
+    monotonic_ns, signals, AttachError, Backpressure, Consumer, FailReason, FrameMeta, LoanError,
+    Producer, PublishError, RingCorrupt, Take, WriteSlot,
 };
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -140,6 +140,9 @@ pub fn run_producer(cfg: &Config, run: &RunOptions) -> anyhow::Result<ProducerRe
         s.finish_progress();
         s.summary()
     });
+    if let Err(e) = &result {
+        producer.fail(fail_reason(e));
+    }
     let drained = end_stream(cfg, &producer, result.is_ok())?;
     let mut summary = result?;
     finish_summary(&mut summary, &producer, drained);
@@ -201,17 +204,36 @@ fn end_stream(cfg: &Config, producer: &Producer, ok: bool) -> anyhow::Result<boo
     let drain_timeout = (cfg.producer.drain_timeout_secs > 0.0)
         .then(|| Duration::from_secs_f64(cfg.producer.drain_timeout_secs));
     let stop_timeout = Duration::from_secs_f64(cfg.producer.stop_timeout_secs);
+    // A drain that fails (a corrupt ring: marked failed) still removes it.
     let drained = if ok {
-        drain(producer, drain_timeout, stop_timeout)?
+        drain(producer, drain_timeout, stop_timeout)
     } else {
-        false
+        Ok(false)
     };
     if !cfg.producer.keep {
         if let Err(e) = producer.unlink() {
             tracing::warn!(error = %e, "could not remove the ring");
         }
     }
-    Ok(drained)
+    drained
+}
+
+/// What a failed producer tells its consumers ([`Producer::fail`]).
+fn fail_reason(e: &anyhow::Error) -> FailReason {
+    for cause in e.chain() {
+        if cause.is::<RingCorrupt>()
+            || matches!(cause.downcast_ref(), Some(LoanError::Corrupt(_)))
+            || matches!(cause.downcast_ref(), Some(PublishError::Corrupt(_)))
+        {
+            return FailReason::RingCorrupt;
+        }
+        if cause.is::<crate::media::video::VideoError>()
+            || cause.is::<crate::media::source::SourceError>()
+        {
+            return FailReason::Input;
+        }
+    }
+    FailReason::Other
 }
 
 fn finish_summary(summary: &mut Summary, producer: &Producer, drained: bool) {
@@ -374,6 +396,9 @@ fn run_stream_producer(
     }
     stats.finish_progress();
     let mut summary = stats.summary();
+    if let Err(e) = &outcome {
+        producer.fail(fail_reason(e));
+    }
     let drained = end_stream(cfg, &producer, outcome.is_ok())?;
     outcome?;
     finish_summary(&mut summary, &producer, drained);
@@ -720,6 +745,12 @@ pub enum ConsumerEnd {
         /// Its pid.
         pid: u32,
     },
+    /// The producer failed (it marked the ring failed); every frame it
+    /// published that could be taken was consumed.
+    ProducerFailed {
+        /// Why, as it said.
+        reason: FailReason,
+    },
     /// The output failed: the frames not written were handed back
     /// unconsumed, for the group's next consumer.
     OutputFailed {
@@ -1008,6 +1039,9 @@ pub fn run_consumer(
             Err(e) => break Err(Failure::Ring(e.into())),
             Ok(Take::EndOfStream) => break Ok(ConsumerEnd::EndOfStream),
             Ok(Take::ProducerGone { pid }) => break Ok(ConsumerEnd::ProducerGone { pid }),
+            Ok(Take::ProducerFailed { reason }) => {
+                break Ok(ConsumerEnd::ProducerFailed { reason })
+            }
         }
     };
     // Finish the output; what it accepted is then written (consumed), or,
@@ -1058,6 +1092,9 @@ pub fn run_consumer(
     if let Some(e) = ring_error {
         return Err(e);
     }
+    // A frame handed back last (held until its output wrote it) whose
+    // return could not be pushed: the ring is corrupt.
+    consumer.check_returns()?;
     stats.set_dropped(consumer.group_dropped());
     stats.finish_progress();
     let mut summary = stats.summary();

@@ -104,6 +104,10 @@ fn run(args: Args) -> anyhow::Result<i32> {
             );
             exit::PRODUCER_GONE
         }
+        ConsumerEnd::ProducerFailed { reason } => {
+            eprintln!("error: the producer failed: {reason}; every frame it published that could be taken was consumed");
+            exit::FAILURE
+        }
     })
 }
 
