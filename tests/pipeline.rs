@@ -1341,4 +1341,14 @@ fn status_says_why_a_producer_publishes_nothing() {
     p.kill().unwrap();
     p.wait().unwrap();
     let _ = std::fs::remove_file(format!("/dev/shm/{name}"));
+    // Raw frames on a stdin nobody writes to: it waits for its input.
+    let name = ring("whyinput");
+    let mut p = producer(&name, &["--input", "-", "--groups", "default"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&name, "producer waiting: for its input");
+    p.kill().unwrap();
+    p.wait().unwrap();
+    let _ = std::fs::remove_file(format!("/dev/shm/{name}"));
 }

@@ -75,6 +75,8 @@ pub struct ProducerStatus {
     pub dropped: u64,
     /// Frames per second between the two samples.
     pub fps: f64,
+    /// It says it waits for its input (a camera, a pipe), not for consumers.
+    pub waiting_for_input: bool,
 }
 
 /// One attached consumer.
@@ -418,6 +420,7 @@ fn snapshot(seg: &Segment) -> RingStatus {
             skipped: h.skipped.load(Ordering::Relaxed),
             dropped: h.dropped.load(Ordering::Relaxed),
             fps: 0.0,
+            waiting_for_input: h.waiting_input.load(Ordering::Relaxed) == 1,
         },
         consumers,
     }

@@ -283,7 +283,9 @@ pub(crate) struct Header {
     /// With [`FLAG_FAILED`]: why the producer failed
     /// ([`crate::FailReason`]'s code; written before the flag).
     pub(crate) fail_reason: AtomicU32,
-    reserved_u32: u32,
+    /// 1 while the producer waits for its input (not for consumers): for
+    /// inspection tools.
+    pub(crate) waiting_input: AtomicU32,
     reserved: [u64; 2],
     /// Bumped by the producer after each publish and at end of stream;
     /// consumers wait on it.

@@ -719,6 +719,15 @@ impl Producer {
         self.seg.header().published.load(Ordering::Relaxed)
     }
 
+    /// Tells inspection tools that the producer waits for its input (a
+    /// camera, a pipe), not for consumers: `framering status` shows it.
+    pub fn set_waiting_for_input(&self, waiting: bool) {
+        self.seg
+            .header()
+            .waiting_input
+            .store(waiting as u32, Ordering::Relaxed);
+    }
+
     /// Counts an input the producer skipped (shown by inspection tools).
     pub fn note_skipped(&self) {
         self.seg.header().skipped.fetch_add(1, Ordering::Relaxed);

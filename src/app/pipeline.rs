@@ -320,6 +320,7 @@ fn run_stream_producer(
     let idle = |stats: &mut Stats, waited: Duration| {
         if waited >= Duration::from_millis(500) {
             stats.set_waiting(Some(waiting_input.clone()));
+            producer.set_waiting_for_input(true);
             stats.tick_now();
         }
         signals::stop_requested()
@@ -355,6 +356,7 @@ fn run_stream_producer(
                 _ => unreachable!("one source is open"),
             };
             stats.set_waiting(None);
+            producer.set_waiting_for_input(false);
             // A slot not filled goes back to the pool when dropped.
             match got? {
                 ReadFrame::Frame => {}

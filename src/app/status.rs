@@ -14,6 +14,9 @@ pub fn blocked(r: &RingStatus) -> Option<String> {
     if !p.alive || p.state != "running" || p.fps > 0.0 {
         return None;
     }
+    if p.waiting_for_input {
+        return Some("for its input (nothing to read yet)".into());
+    }
     if r.groups.is_empty() && r.backpressure == "block" {
         return Some("no consumer group yet: waiting for a first consumer to join".into());
     }
@@ -166,6 +169,7 @@ struct ProducerStatusDef {
     skipped: u64,
     dropped: u64,
     fps: f64,
+    waiting_for_input: bool,
 }
 
 #[derive(Serialize)]
