@@ -1011,6 +1011,16 @@ pub fn run_consumer(
                 if !started {
                     started = true;
                     stats.restart_clock();
+                    // The group's policy is its creator's: say so when ours
+                    // was not taken.
+                    if cfg.consumer.live
+                        && consumer.group_backpressure() == Some(Backpressure::Block)
+                    {
+                        tracing::warn!(
+                            group = %cfg.consumer.group,
+                            "--live ignored: the group exists and is lossless (declare it NAME:live, or use another group)"
+                        );
+                    }
                 }
                 stats.set_slots_in_use(held.len() + 1);
                 let info = *frame.info();
