@@ -5,10 +5,11 @@
 
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
+use common::{stderr, wait_with_timeout};
 
 const PRODUCER: &str = env!("CARGO_BIN_EXE_framering-producer");
 const CONSUMER: &str = env!("CARGO_BIN_EXE_framering-consumer");
@@ -48,28 +49,6 @@ fn consumer(ring: &str, hold_ms: &str) -> Child {
     command(CONSUMER, ring, &["--output", "null", "--hold-ms", hold_ms])
         .spawn()
         .unwrap()
-}
-
-fn wait_with_timeout(mut child: Child, limit: Duration) -> Output {
-    let start = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "process did not finish within {limit:?}; stderr:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn inputs(tmp: &Path, n: u32) -> PathBuf {

@@ -2,8 +2,10 @@
 //! blocked reading their input (stdin, a stalled ffmpeg) stopped by a
 //! signal, y4m streams on stdin checked against the ring's shape.
 
+mod common;
+use common::{signal, stderr, wait_published, wait_with_timeout};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const PRODUCER: &str = env!("CARGO_BIN_EXE_framering-producer");
@@ -24,26 +26,6 @@ fn command(bin: &str, ring: &str, (h, w, c): (u32, u32, u32), extra: &[&str]) ->
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     cmd
-}
-
-fn wait_with_timeout(mut child: Child, limit: Duration) -> Output {
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "process did not finish within {limit:?}; stderr:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn json(path: &Path) -> serde_json::Value {
@@ -103,28 +85,6 @@ fn valid_jpegs_this_build_cannot_decode_are_skipped_as_unsupported() {
     if !turbo {
         assert!(err.contains("arithmetic-coded JPEG"), "{err}");
         assert!(err.contains("--features turbojpeg"), "{err}");
-    }
-}
-
-fn signal(child: &Child, sig: nix::sys::signal::Signal) {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
-}
-
-/// Waits until the ring `name` exists and has published at least `n` frames.
-fn wait_published(name: &str, n: u64) {
-    let start = Instant::now();
-    loop {
-        let published = framering::ring::inspect::RingView::open(name)
-            .map(|v| v.snapshot().producer.published)
-            .unwrap_or(0);
-        if published >= n {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "producer published nothing"
-        );
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

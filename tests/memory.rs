@@ -5,9 +5,11 @@
 //! has been waited for: the largest peak of this test binary's waited-for
 //! children, so the tests here spawn nothing bigger than the producer.
 
+mod common;
+use common::{stderr, wait_with_timeout};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 const PRODUCER: &str = env!("CARGO_BIN_EXE_framering-producer");
 const CONSUMER: &str = env!("CARGO_BIN_EXE_framering-consumer");
@@ -24,23 +26,6 @@ fn command(bin: &str, ring: &str, extra: &[&str]) -> Command {
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     c
-}
-
-fn wait_with_timeout(mut child: Child, limit: Duration) -> Output {
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!("timed out: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// An all-zero RGB PNG of `side`×`side` (compresses to well under 1 MB).

@@ -8,6 +8,8 @@
 //! The disk-full and read-only cases mount a tmpfs (root only); they are
 //! skipped with a message where `mount` is not permitted.
 
+mod common;
+use common::{stderr, wait_with_timeout};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -92,28 +94,6 @@ fn consumer(name: &str, output: &str, extra: &[&str]) -> Command {
     c.args(["--format", "ppm", "--wait-timeout", "30"])
         .args(extra);
     c
-}
-
-fn wait_with_timeout(mut child: Child, limit: Duration) -> Output {
-    let start = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "process did not finish within {limit:?}; stderr:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn json(path: &Path) -> serde_json::Value {

@@ -1,6 +1,8 @@
 //! End-to-end tests: the real binaries, as separate processes, on real image
 //! files, through a real shared-memory segment.
 
+mod common;
+use common::{signal, stderr, wait_published, wait_with_timeout};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -63,28 +65,6 @@ fn consumer(ring: &str, extra: &[&str]) -> Command {
     command(CONSUMER, ring, extra)
 }
 
-fn wait_with_timeout(mut child: Child, limit: Duration) -> Output {
-    let start = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "process did not finish within {limit:?}; stderr:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 /// seq -> file, for every frame file in `dirs`; panics on a duplicate.
 fn frames_written(dirs: &[PathBuf]) -> BTreeMap<u64, PathBuf> {
     let mut all = BTreeMap::new();
@@ -128,24 +108,6 @@ fn run_into_null(name: &str, input: &Path, tmp: &Path) -> (Output, Output, serde
     assert!(cout.status.success(), "{}", stderr(&cout));
     let json = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
     (pout, cout, json)
-}
-
-/// Waits until the ring `name` exists and has published at least `n` frames.
-fn wait_published(name: &str, n: u64) {
-    let start = Instant::now();
-    loop {
-        let published = framering::ring::inspect::RingView::open(name)
-            .map(|v| v.snapshot().producer.published)
-            .unwrap_or(0);
-        if published >= n {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "producer published nothing"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 #[test]
@@ -601,10 +563,6 @@ fn a_segment_truncated_under_a_running_producer_is_a_message_not_a_bare_bus_erro
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
     assert!(stderr(&out).contains("SIGBUS"), "{}", stderr(&out));
     let _ = std::fs::remove_file(&path);
-}
-
-fn signal(child: &Child, sig: nix::sys::signal::Signal) {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
 }
 
 fn wait_for_files(dir: &Path, n: usize) {

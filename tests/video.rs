@@ -4,11 +4,13 @@
 //! ffmpeg must be installed (`.ci/run` installs it); without it these tests
 //! fail rather than pass vacuously.
 
+mod common;
+use common::{stderr, wait_with_timeout};
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 const PRODUCER: &str = env!("CARGO_BIN_EXE_framering-producer");
 const CONSUMER: &str = env!("CARGO_BIN_EXE_framering-consumer");
@@ -73,23 +75,6 @@ fn command(bin: &str, ring: &str, w: u32, h: u32, extra: &[&str]) -> Command {
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     c
-}
-
-fn wait_with_timeout(mut child: Child, limit: Duration) -> Output {
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!("timed out: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn json(path: &Path) -> serde_json::Value {

@@ -54,3 +54,54 @@ impl Lcg {
         (self.0 >> 33) % n
     }
 }
+
+/// Waits for `child` to exit, at most `limit` (then kills it and panics with
+/// its stderr); returns its output.
+pub fn wait_with_timeout(
+    mut child: std::process::Child,
+    limit: std::time::Duration,
+) -> std::process::Output {
+    let start = std::time::Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "process did not finish within {limit:?}; stderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A finished process's stderr as text.
+pub fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Sends `sig` to `child`.
+pub fn signal(child: &std::process::Child, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
+}
+
+/// Waits until the ring `name` exists and has published at least `n` frames.
+pub fn wait_published(name: &str, n: u64) {
+    let start = std::time::Instant::now();
+    loop {
+        let published = framering::ring::inspect::RingView::open(name)
+            .map(|v| v.snapshot().producer.published)
+            .unwrap_or(0);
+        if published >= n {
+            return;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "producer published nothing"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
