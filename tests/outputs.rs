@@ -185,6 +185,20 @@ fn wait_for_files(dir: &Path, n: usize) {
 
 /// The failing consumer ended as it must: exit 1, its output and `os_error`
 /// named, its stats written with the frames it handed back.
+/// Runs a consumer of ring `name` into `output` (with `extra` flags) that
+/// must fail: exit 1 naming the output and `os_error`, its stats written.
+fn run_failing_consumer(name: &str, output: &str, extra: &[&str], stats: &Path, os_error: &str) {
+    let out = wait_with_timeout(
+        consumer(name, output, extra)
+            .arg("--stats-json")
+            .arg(stats)
+            .spawn()
+            .unwrap(),
+        Duration::from_secs(30),
+    );
+    assert_failed(&out, output, os_error, stats);
+}
+
 fn assert_failed(out: &Output, output: &str, os_error: &str, stats: &Path) {
     let err = stderr(out);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -234,21 +248,12 @@ fn a_full_disk_hands_the_frame_back_and_the_next_consumer_writes_it() {
     let (name, n) = (ring("enospc"), 40);
     let producer = start_producer(&name, n);
     let stats = tmp.path().join("failing.json");
-    let out = wait_with_timeout(
-        consumer(
-            &name,
-            full.to_str().unwrap(),
-            &["--stats-json", stats.to_str().unwrap()],
-        )
-        .spawn()
-        .unwrap(),
-        Duration::from_secs(30),
-    );
-    assert_failed(
-        &out,
+    run_failing_consumer(
+        &name,
         full.to_str().unwrap(),
-        "No space left on device",
+        &[],
         &stats,
+        "No space left on device",
     );
     let healthy = tmp.path().join("healthy");
     let s = finish_with_healthy_consumer(&name, &healthy, producer);
@@ -418,21 +423,12 @@ fn a_y4m_video_on_a_disk_that_fills_loses_no_frame() {
     let producer = start_producer(&name, n);
     let stats = tmp.path().join("failing.json");
     let video = full.join("rec.y4m");
-    let out = wait_with_timeout(
-        consumer(
-            &name,
-            video.to_str().unwrap(),
-            &["--stats-json", stats.to_str().unwrap()],
-        )
-        .spawn()
-        .unwrap(),
-        Duration::from_secs(30),
-    );
-    assert_failed(
-        &out,
+    run_failing_consumer(
+        &name,
         video.to_str().unwrap(),
-        "No space left on device",
+        &[],
         &stats,
+        "No space left on device",
     );
     let healthy = tmp.path().join("healthy");
     finish_with_healthy_consumer(&name, &healthy, producer);
@@ -485,26 +481,12 @@ fn an_encoder_that_fails_at_its_first_frame_loses_none() {
     let producer = start_producer(&name, n);
     let stats = tmp.path().join("failing.json");
     let video = tmp.path().join("rec.mp4");
-    let out = wait_with_timeout(
-        consumer(
-            &name,
-            video.to_str().unwrap(),
-            &[
-                "--ffmpeg",
-                fake.to_str().unwrap(),
-                "--stats-json",
-                stats.to_str().unwrap(),
-            ],
-        )
-        .spawn()
-        .unwrap(),
-        Duration::from_secs(30),
-    );
-    assert_failed(
-        &out,
+    run_failing_consumer(
+        &name,
         video.to_str().unwrap(),
-        "simulated encoder failure",
+        &["--ffmpeg", fake.to_str().unwrap()],
         &stats,
+        "simulated encoder failure",
     );
     let healthy = tmp.path().join("healthy");
     let s = finish_with_healthy_consumer(&name, &healthy, producer);
