@@ -17,7 +17,7 @@ use crate::error::{AttachError, Corrupt, FailReason, OpenError, RingCorrupt, Tak
 use crate::event::WaitStrategy;
 use crate::layout::{
     BACKPRESSURE_BLOCK, BACKPRESSURE_DROP_OLDEST, FLAG_DRAINED, FLAG_END_OF_STREAM, FLAG_FAILED,
-    GROUP_UNUSED, NAME_MAX, POLICY_RING,
+    GROUP_UNUSED, META_HAS_PTS, NAME_MAX, POLICY_RING,
 };
 use crate::ledger::{pack_give_back, pack_return};
 use crate::liveness;
@@ -26,7 +26,7 @@ use crate::process::ProcessId;
 use crate::producer::{group_queue, return_queue, PEER_CHECK};
 use crate::ready_queue::ReadClaim;
 use crate::roster::{self, load_name, Admission};
-use crate::segment::Segment;
+use crate::segment::{Segment, SlotPart};
 use crate::shape::FrameShape;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -277,10 +277,23 @@ fn claim_of(claim: &Option<ReadClaim>) -> &ReadClaim {
     claim.as_ref().expect("a live frame holds its claim")
 }
 
+fn user_meta<'a>(shared: &'a Shared, info: &FrameInfo, claim: &'a Option<ReadClaim>) -> &'a [u8] {
+    // `user_len` was clamped to the capacity when the frame was taken.
+    &shared.seg.frame_part(claim_of(claim), SlotPart::UserMeta)[..info.user_len]
+}
+
 impl<'c> Frame<'c> {
-    /// The pixels: H×W×C bytes, row-major, in the shared segment.
+    /// The pixels: H×W×C elements of the ring's [`Dtype`](crate::Dtype)
+    /// as bytes, row-major, in the shared segment (page-aligned: they can be
+    /// viewed as `u16`/`f32` in place).
     pub fn pixels(&self) -> &[u8] {
         self.consumer.shared.seg.frame(claim_of(&self.claim))
+    }
+
+    /// The frame's user metadata ([`FrameMeta::user_meta`](crate::FrameMeta::user_meta)),
+    /// in the shared segment beside the pixels.
+    pub fn user_meta(&self) -> &[u8] {
+        user_meta(&self.consumer.shared, &self.info, &self.claim)
     }
 
     /// The frame's metadata (sequence number, publish time, source…).
@@ -362,9 +375,14 @@ impl Drop for Frame<'_> {
 }
 
 impl FrameLease {
-    /// The pixels: H×W×C bytes, row-major, in the shared segment.
+    /// The pixels, in the shared segment: see [`Frame::pixels`].
     pub fn pixels(&self) -> &[u8] {
         self.shared.seg.frame(claim_of(&self.claim))
+    }
+
+    /// The frame's user metadata, in the shared segment.
+    pub fn user_meta(&self) -> &[u8] {
+        user_meta(&self.shared, &self.info, &self.claim)
     }
 
     /// The frame's metadata.
@@ -449,7 +467,8 @@ impl Consumer {
                 pick(asked.height, ring.height),
                 pick(asked.width, ring.width),
                 pick(asked.channels, ring.channels),
-            );
+            )
+            .with_dtype(asked.dtype);
             if ring != expected {
                 return Err(AttachError::ShapeMismatch {
                     name: name.into(),
@@ -550,6 +569,11 @@ impl Consumer {
     /// Slots in the ring.
     pub fn slots(&self) -> u32 {
         self.seg().geometry().slots
+    }
+
+    /// Bytes of user metadata a frame can carry.
+    pub fn user_meta_capacity(&self) -> usize {
+        self.seg().geometry().user_meta_bytes as usize
     }
 
     /// This consumer's index in the ring's consumer table.
@@ -710,6 +734,11 @@ impl Consumer {
         let info = FrameInfo {
             seq: m.seq.load(O::Relaxed),
             publish_ns: m.publish_ns.load(O::Relaxed),
+            capture_ns: m.capture_ns.load(O::Relaxed),
+            pts_ns: (m.flags.load(O::Relaxed) & META_HAS_PTS != 0)
+                .then(|| m.pts_ns.load(O::Relaxed) as i64),
+            user_len: (m.user_len.load(O::Relaxed) as usize)
+                .min(seg.geometry().user_meta_bytes as usize),
             src_width: m.src_width.load(O::Relaxed),
             src_height: m.src_height.load(O::Relaxed),
             redeliveries: m.redeliveries.load(O::Relaxed),

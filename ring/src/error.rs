@@ -340,6 +340,16 @@ pub enum PublishError {
     /// The ring's shared memory holds garbage.
     #[error(transparent)]
     Corrupt(#[from] RingCorrupt),
+    /// [`crate::FrameMeta::user_meta`] is longer than the ring's per-frame
+    /// capacity (the frame was not published; its slot went back to the
+    /// free pool).
+    #[error("user metadata of {len} bytes does not fit the ring's {capacity} bytes per frame (ProducerBuilder::user_meta_bytes)")]
+    UserMetaTooLong {
+        /// Bytes given.
+        len: usize,
+        /// Bytes per frame.
+        capacity: usize,
+    },
 }
 
 /// Why [`crate::Consumer::take`] returned no frame.

@@ -102,6 +102,10 @@ pub struct ConsumerStatus {
     pub fps: f64,
     /// Slots it holds now.
     pub slots_held: u32,
+    /// Seconds since the oldest frame it holds was published (`None`: it
+    /// holds none). A frame a user keeps alive (a numpy view in Python)
+    /// shows here.
+    pub oldest_held_age_s: Option<f64>,
     /// Seconds since its last sign of life.
     pub heartbeat_age_s: f64,
     /// Frames published but not yet taken by its group (consumers of a
@@ -309,6 +313,8 @@ fn snapshot(seg: &Segment) -> RingStatus {
         .collect();
     let mut counts = SlotCounts::default();
     let mut held = vec![0u32; g.max_consumers as usize];
+    // Publish time of the oldest frame each consumer holds.
+    let mut oldest = vec![u64::MAX; g.max_consumers as usize];
     for (s, w) in seg.slot_states().iter().enumerate() {
         match SlotState::decode(w.load(Ordering::Relaxed)) {
             Some(SlotState::Free) => counts.free += 1,
@@ -330,6 +336,10 @@ fn snapshot(seg: &Segment) -> RingStatus {
                             gs.reading += 1;
                             if let Some(n) = held.get_mut(owner as usize) {
                                 *n += 1;
+                                let published =
+                                    seg.slot_meta()[s].publish_ns.load(Ordering::Relaxed);
+                                let o = &mut oldest[owner as usize];
+                                *o = (*o).min(published);
                             }
                         }
                         Some(_) => {}
@@ -391,6 +401,8 @@ fn snapshot(seg: &Segment) -> RingStatus {
                 frames: e.frames.load(Ordering::Relaxed),
                 fps: 0.0,
                 slots_held: held[index],
+                oldest_held_age_s: (oldest[index] != u64::MAX)
+                    .then(|| now.saturating_sub(oldest[index]) as f64 / 1e9),
                 heartbeat_age_s: now.saturating_sub(e.heartbeat_ns.load(Ordering::Relaxed)) as f64
                     / 1e9,
                 lag_frames: grp.map_or(0, |g| g.queue_depth),

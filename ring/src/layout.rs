@@ -13,10 +13,12 @@
 //! (128-align)  ready queue cells: max_groups × ready_cap × u64
 //! (128-align)  claim words: max_groups × slots × u64          (crate::slot, per group)
 //! (128-align)  producer's slot words: slots × u64             (free / writing / published)
-//! (128-align)  slot metadata: slots × 128 B                    (SlotMeta)
+//! (128-align)  slot metadata: slots × 192 B                    (SlotMeta)
 //! (128-align)  consumer table: max_consumers × 384 B           (ConsumerEntry)
 //! (128-align)  return queue cells: max_consumers × return_cap × u32
-//! (4096-align) frames: slots × slot_stride, each H×W×C u8, row-major, HWC
+//! (4096-align) frames: slots × slot_stride, each H×W×C of the dtype,
+//!              row-major, HWC; then (64-align, at `user_meta_offset` from
+//!              the frame's start) the frame's user metadata bytes
 //! ```
 
 use crate::error::ShapeError;
@@ -30,7 +32,7 @@ use std::mem::size_of;
 pub(crate) const MAGIC: [u8; 8] = *b"FRAMERNG";
 /// Version of this layout; bumped on any change of it. 0 means "still being
 /// initialised" and is never a valid version.
-pub(crate) const LAYOUT_VERSION: u32 = 4;
+pub(crate) const LAYOUT_VERSION: u32 = 5;
 /// Page size the layout aligns frames to (fixed, so the layout does not depend
 /// on the machine).
 pub(crate) const PAGE: u64 = 4096;
@@ -49,6 +51,12 @@ pub(crate) const MAX_GROUPS: u32 = 64;
 pub(crate) const RING_NAME_MAX: usize = 200;
 /// Longest group name, in bytes.
 pub(crate) const GROUP_NAME_MAX: usize = 32;
+/// Most bytes of user metadata per frame.
+pub(crate) const USER_META_MAX: u32 = 65_536;
+/// Bytes of user metadata per frame unless the producer asks otherwise.
+pub(crate) const USER_META_DEFAULT: u32 = 256;
+/// [`SlotMeta::flags`]: the frame has a presentation timestamp.
+pub(crate) const META_HAS_PTS: u32 = 1;
 
 const _: () = assert!(MAX_RING_SLOTS <= MAX_SLOTS);
 
@@ -74,8 +82,12 @@ pub(crate) struct RingSpec {
     pub(crate) height: u32,
     /// Frame width in pixels.
     pub(crate) width: u32,
-    /// Bytes per pixel (1 gray, 3 RGB, 4 RGBA).
+    /// Elements per pixel (1 gray, 3 RGB, 4 RGBA).
     pub(crate) channels: u32,
+    /// The element type's code ([`crate::Dtype`]).
+    pub(crate) dtype: u32,
+    /// Bytes of user metadata per frame.
+    pub(crate) user_meta_bytes: u32,
     /// Size of the consumer table.
     pub(crate) max_consumers: u32,
     /// Size of the consumer-group table.
@@ -95,11 +107,12 @@ pub(crate) struct Geometry {
     pub(crate) height: u32,
     /// Frame width.
     pub(crate) width: u32,
-    /// Bytes per pixel.
+    /// Elements per pixel.
     pub(crate) channels: u32,
-    /// `height × width × channels`.
+    /// `height × width × channels × dtype size`.
     pub(crate) frame_bytes: u64,
-    /// Distance between two frames: `frame_bytes` rounded up to a page.
+    /// Distance between two frames: `user_meta_offset + user_meta_bytes`
+    /// rounded up to a page.
     pub(crate) slot_stride: u64,
     /// Cells of the ready queue (power of two, ≥ 2 × slots).
     pub(crate) ready_cap: u32,
@@ -111,8 +124,8 @@ pub(crate) struct Geometry {
     pub(crate) name_max: u32,
     /// Entries of the group table.
     pub(crate) max_groups: u32,
-    /// Zero.
-    pub(crate) pad: u32,
+    /// The element type's code: 0 `u8`, 1 `u16`, 2 `f32` ([`crate::Dtype`]).
+    pub(crate) dtype: u32,
     /// Offset of the [`GroupEntry`] table.
     pub(crate) off_groups: u64,
     /// Offset of the ready queues' cells (`ready_cap` per group).
@@ -129,8 +142,13 @@ pub(crate) struct Geometry {
     pub(crate) off_return_cells: u64,
     /// Offset of frame 0.
     pub(crate) off_data: u64,
+    /// Capacity of each frame's user metadata, in bytes.
+    pub(crate) user_meta_bytes: u32,
     /// Zero.
-    pub(crate) reserved: [u64; 2],
+    pub(crate) pad: u32,
+    /// Where a frame's user metadata starts, from the frame's first byte
+    /// (`frame_bytes` rounded up to 64).
+    pub(crate) user_meta_offset: u64,
 }
 
 fn align_up(x: u64, a: u64) -> Option<u64> {
@@ -158,12 +176,24 @@ impl Geometry {
         check("channels", shape.channels, 1, 4)?;
         check("max_consumers", shape.max_consumers, 1, MAX_CONSUMERS)?;
         check("max_groups", shape.max_groups, 1, MAX_GROUPS)?;
+        check("user_meta_bytes", shape.user_meta_bytes, 0, USER_META_MAX)?;
+        let dtype = crate::shape::Dtype::from_code(shape.dtype).ok_or(ShapeError::OutOfRange {
+            what: "dtype",
+            min: 0,
+            max: 2,
+            got: shape.dtype as u64,
+        })?;
         let o = ShapeError::Overflow;
         let frame_bytes = (shape.height as u64)
             .checked_mul(shape.width as u64)
             .and_then(|x| x.checked_mul(shape.channels as u64))
+            .and_then(|x| x.checked_mul(dtype.size() as u64))
             .ok_or(o.clone())?;
-        let slot_stride = align_up(frame_bytes, PAGE).ok_or(o.clone())?;
+        let user_meta_offset = align_up(frame_bytes, 64).ok_or(o.clone())?;
+        let slot_stride = user_meta_offset
+            .checked_add(shape.user_meta_bytes as u64)
+            .and_then(|b| align_up(b, PAGE))
+            .ok_or(o.clone())?;
         let ready_cap = (2 * shape.slots).next_power_of_two();
         let return_cap = shape.slots.next_power_of_two();
         let slots = shape.slots as u64;
@@ -204,7 +234,7 @@ impl Geometry {
             max_consumers: shape.max_consumers,
             name_max: NAME_MAX as u32,
             max_groups: shape.max_groups,
-            pad: 0,
+            dtype: shape.dtype,
             off_groups,
             off_ready_cells,
             off_claims,
@@ -213,7 +243,9 @@ impl Geometry {
             off_consumers,
             off_return_cells,
             off_data,
-            reserved: [0; 2],
+            user_meta_bytes: shape.user_meta_bytes,
+            pad: 0,
+            user_meta_offset,
         })
     }
 
@@ -224,14 +256,18 @@ impl Geometry {
             height: self.height,
             width: self.width,
             channels: self.channels,
+            dtype: self.dtype,
+            user_meta_bytes: self.user_meta_bytes,
             max_consumers: self.max_consumers,
             max_groups: self.max_groups,
         }
     }
 
-    /// The frames' shape.
+    /// The frames' shape (of a geometry that [`Geometry::compute`] made or
+    /// accepted: an unknown dtype code cannot get here).
     pub(crate) fn frame_shape(&self) -> crate::shape::FrameShape {
-        crate::shape::FrameShape::new(self.height, self.width, self.channels)
+        let dtype = crate::shape::Dtype::from_code(self.dtype).unwrap_or_default();
+        crate::shape::FrameShape::new(self.height, self.width, self.channels).with_dtype(dtype)
     }
 
     /// Offset of frame `slot`'s first byte (`slot` must be `< slots`).
@@ -315,6 +351,17 @@ pub(crate) struct SlotMeta {
     pub(crate) redeliveries: AtomicU32,
     /// Source name (path), UTF-8 where the source was; truncated.
     pub(crate) name: [AtomicU64; NAME_MAX / 8],
+    /// Capture time, CLOCK_REALTIME nanoseconds (comparable across hosts).
+    pub(crate) capture_ns: AtomicU64,
+    /// Presentation timestamp in nanoseconds (an `i64`'s bits), valid with
+    /// [`META_HAS_PTS`].
+    pub(crate) pts_ns: AtomicU64,
+    /// Valid bytes of the frame's user metadata (untrusted: clamped to the
+    /// capacity when read).
+    pub(crate) user_len: AtomicU32,
+    /// [`META_HAS_PTS`].
+    pub(crate) flags: AtomicU32,
+    reserved: [u64; 5],
 }
 
 /// One attached consumer.
@@ -427,7 +474,7 @@ const _: () = {
     assert!(size_of::<Header>() == 512);
     assert!(size_of::<Geometry>() == 144);
     assert!(size_of::<GroupEntry>() == 384);
-    assert!(size_of::<SlotMeta>() == 128);
+    assert!(size_of::<SlotMeta>() == 192);
     assert!(size_of::<ConsumerEntry>() == 384);
     assert!(size_of::<QueueCtrl>() == 256);
 };
@@ -467,6 +514,8 @@ mod tests {
             height: h,
             width: w,
             channels: c,
+            dtype: 0,
+            user_meta_bytes: USER_META_DEFAULT,
             max_consumers: 16,
             max_groups: 4,
         }
@@ -490,6 +539,11 @@ mod tests {
         assert_eq!(offset_of!(Header, free_event), 384);
         assert_eq!(offset_of!(Geometry, off_data), 120);
         assert_eq!(offset_of!(SlotMeta, name), 32);
+        assert_eq!(offset_of!(SlotMeta, capture_ns), 128);
+        assert_eq!(offset_of!(SlotMeta, user_len), 144);
+        assert_eq!(offset_of!(Geometry, dtype), 60);
+        assert_eq!(offset_of!(Geometry, user_meta_bytes), 128);
+        assert_eq!(offset_of!(Geometry, user_meta_offset), 136);
         assert_eq!(offset_of!(ConsumerEntry, ret), 128);
     }
 
@@ -516,5 +570,31 @@ mod tests {
         assert!(Geometry::compute(shape(1, 1, 1, 5)).is_err());
         assert!(Geometry::compute(shape(1, 0, 1, 1)).is_err());
         assert!(Geometry::compute(shape(4096, 32768, 32768, 4)).is_ok());
+        let bad_dtype = RingSpec {
+            dtype: 3,
+            ..shape(1, 1, 1, 1)
+        };
+        assert!(matches!(
+            Geometry::compute(bad_dtype),
+            Err(ShapeError::OutOfRange { what: "dtype", .. })
+        ));
+    }
+
+    #[test]
+    fn dtype_and_user_meta_shape_the_slot() {
+        let f32 = RingSpec {
+            dtype: crate::Dtype::F32.code(),
+            user_meta_bytes: 4096,
+            ..shape(2, 10, 10, 3)
+        };
+        let g = Geometry::compute(f32).unwrap();
+        assert_eq!(g.frame_bytes, 10 * 10 * 3 * 4);
+        assert_eq!(g.user_meta_offset, 1216);
+        assert_eq!(g.slot_stride, 2 * PAGE);
+        assert_eq!(g.frame_shape().dtype, crate::Dtype::F32);
+        // 720×1080×3 leaves 1920 bytes of its last page: 256 B of metadata
+        // cost no memory.
+        let hd = Geometry::compute(shape(2, 720, 1080, 3)).unwrap();
+        assert_eq!(hd.slot_stride, 570 * PAGE);
     }
 }

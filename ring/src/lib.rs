@@ -145,7 +145,7 @@ pub use error::{
 pub use event::WaitStrategy;
 
 #[cfg(not(loom))]
-pub use clock::monotonic_ns;
+pub use clock::{monotonic_ns, realtime_ns};
 #[cfg(not(loom))]
 pub use consumer::{Consumer, ConsumerBuilder, Frame, FrameLease, Take};
 #[cfg(not(loom))]
@@ -154,7 +154,7 @@ pub use options::{
 };
 #[cfg(not(loom))]
 pub use producer::{GroupReport, Producer, ProducerBuilder, WriteSlot};
-pub use shape::FrameShape;
+pub use shape::{Dtype, FrameShape, UnknownDtype};
 
 /// The ring's limits, for validating a configuration before creating a ring.
 pub mod limits {
@@ -170,11 +170,14 @@ pub mod limits {
     pub const MAX_NAME_LEN: usize = crate::layout::RING_NAME_MAX;
     /// Longest group name, in bytes.
     pub const MAX_GROUP_NAME_LEN: usize = crate::layout::GROUP_NAME_MAX;
+    /// Most bytes of user metadata per frame.
+    pub const MAX_USER_META: u32 = crate::layout::USER_META_MAX;
 }
 
 /// The size of the shared-memory segment of a ring of `slots` frames of
 /// `shape` with room for `max_consumers` consumers and `max_groups` groups
-/// (what /dev/shm must have free), or why there is no such ring.
+/// and the default 256 bytes of user metadata per frame (what /dev/shm must
+/// have free), or why there is no such ring.
 ///
 /// ```
 /// use framering_ring::{segment_size, FrameShape};
@@ -195,6 +198,8 @@ pub fn segment_size(
         height: shape.height,
         width: shape.width,
         channels: shape.channels,
+        dtype: shape.dtype.code(),
+        user_meta_bytes: layout::USER_META_DEFAULT,
         max_consumers,
         max_groups,
     })

@@ -57,7 +57,11 @@ pub fn validate_ring_name(name: &str) -> Result<(), crate::error::InvalidName> {
 /// ```
 /// use framering_ring::FrameMeta;
 ///
-/// let meta = FrameMeta::new().source(b"cam0/000123.jpg").src_size(1920, 1080);
+/// let meta = FrameMeta::new()
+///     .source(b"cam0/000123.jpg")
+///     .src_size(1920, 1080)
+///     .pts_ns(40_000_000)
+///     .user_meta(br#"{"exposure_us": 8000}"#);
 /// assert_eq!(meta.src_width, 1920);
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
@@ -68,16 +72,48 @@ pub struct FrameMeta<'a> {
     pub src_width: u32,
     /// Height of the source image before it was fitted to the ring's shape.
     pub src_height: u32,
+    /// When the frame was captured, CLOCK_REALTIME nanoseconds
+    /// ([`crate::realtime_ns`]); 0: the time of publishing.
+    pub capture_ns: u64,
+    /// Presentation timestamp in nanoseconds (video), if any.
+    pub pts_ns: Option<i64>,
+    /// Bytes for the frame's user metadata area (at most
+    /// [`crate::Producer::user_meta_capacity`]): copied beside the pixels.
+    pub user_meta: &'a [u8],
 }
 
 impl<'a> FrameMeta<'a> {
-    /// No source name, source size 0×0.
+    /// No source name, source size 0×0, captured when published, no
+    /// presentation timestamp, no user metadata.
     pub const fn new() -> Self {
         Self {
             source: &[],
             src_width: 0,
             src_height: 0,
+            capture_ns: 0,
+            pts_ns: None,
+            user_meta: &[],
         }
+    }
+
+    /// Sets the capture time (CLOCK_REALTIME ns, e.g. from a camera's
+    /// driver, or a remote producer's).
+    pub const fn capture_ns(mut self, ns: u64) -> Self {
+        self.capture_ns = ns;
+        self
+    }
+
+    /// Sets the presentation timestamp, in nanoseconds.
+    pub const fn pts_ns(mut self, ns: i64) -> Self {
+        self.pts_ns = Some(ns);
+        self
+    }
+
+    /// Sets the user metadata bytes (copied into the slot at publish; more
+    /// than the ring's capacity is a [`crate::PublishError::UserMetaTooLong`]).
+    pub const fn user_meta(mut self, bytes: &'a [u8]) -> Self {
+        self.user_meta = bytes;
+        self
     }
 
     /// Sets the source name (truncated to 96 bytes in the ring).
@@ -103,6 +139,12 @@ pub struct FrameInfo {
     /// When it was published: CLOCK_MONOTONIC nanoseconds (compare with
     /// [`crate::monotonic_ns`]).
     pub publish_ns: u64,
+    /// When it was captured: CLOCK_REALTIME nanoseconds (compare with
+    /// [`crate::realtime_ns`], also on another host); the publish time
+    /// unless the producer said otherwise.
+    pub capture_ns: u64,
+    /// Presentation timestamp in nanoseconds, if the producer gave one.
+    pub pts_ns: Option<i64>,
     /// Width of the source before fitting.
     pub src_width: u32,
     /// Height of the source before fitting.
@@ -114,6 +156,8 @@ pub struct FrameInfo {
     pub slot: u32,
     pub(crate) source: [u8; NAME_MAX],
     pub(crate) source_len: usize,
+    /// Valid bytes of the user metadata (checked against the capacity).
+    pub(crate) user_len: usize,
 }
 
 impl FrameInfo {

@@ -44,7 +44,7 @@
 //! published (or dropped: handed back unpublished) through the producer that
 //! loaned it, and it is `Send`: decoder threads can fill slots in parallel.
 
-use crate::clock::monotonic_ns;
+use crate::clock::{monotonic_ns, realtime_ns};
 use crate::error::{
     Corrupt, CreateError, FailReason, LoanError, OpenError, PublishError, RingCorrupt,
 };
@@ -52,7 +52,7 @@ use crate::event::WaitStrategy;
 use crate::layout::{
     RingSpec, BACKPRESSURE_BLOCK, BACKPRESSURE_DROP_OLDEST, FLAG_DRAINED, FLAG_END_OF_STREAM,
     FLAG_FAILED, FLAG_LIVENESS_LOCK, FLAG_RUNNING, GROUP_ACTIVE, GROUP_DECLARED, GROUP_LINGERING,
-    GROUP_NAME_MAX, GROUP_UNUSED, POLICY_RING,
+    GROUP_NAME_MAX, GROUP_UNUSED, META_HAS_PTS, POLICY_RING, USER_META_DEFAULT,
 };
 use crate::ledger::{Ledger, WriteClaim};
 use crate::liveness;
@@ -61,7 +61,7 @@ use crate::process::ProcessId;
 use crate::ready_queue::ReadyQueue;
 use crate::return_queue::ReturnQueue;
 use crate::roster::{self, load_name, store_name, Request};
-use crate::segment::{CreateFailure, Reservation, Segment};
+use crate::segment::{CreateFailure, Reservation, Segment, SlotPart};
 use crate::shape::FrameShape;
 use crate::slot::SlotState;
 use crate::sync::Ordering;
@@ -103,6 +103,7 @@ pub struct ProducerBuilder {
     max_queued: u32,
     mode: u32,
     wait: WaitStrategy,
+    user_meta_bytes: u32,
 }
 
 impl ProducerBuilder {
@@ -119,12 +120,21 @@ impl ProducerBuilder {
             max_queued: 0,
             mode: 0o600,
             wait: WaitStrategy::default(),
+            user_meta_bytes: USER_META_DEFAULT,
         }
     }
 
-    /// The frames' shape (required).
+    /// The frames' shape and element type (required).
     pub fn shape(mut self, shape: FrameShape) -> Self {
         self.shape = Some(shape);
+        self
+    }
+
+    /// Bytes of user metadata each frame may carry beside its pixels
+    /// ([`FrameMeta::user_meta`]), 0 to 65536 (default 256). They share the
+    /// frame's last page where it has room.
+    pub fn user_meta_bytes(mut self, bytes: u32) -> Self {
+        self.user_meta_bytes = bytes;
         self
     }
 
@@ -340,7 +350,7 @@ struct State {
 /// example.
 #[derive(Debug)]
 pub struct Producer {
-    seg: Segment,
+    pub(crate) seg: Segment,
     wait: WaitStrategy,
     state: Mutex<State>,
 }
@@ -452,6 +462,8 @@ impl Producer {
             height: shape.height,
             width: shape.width,
             channels: shape.channels,
+            dtype: shape.dtype.code(),
+            user_meta_bytes: b.user_meta_bytes,
             max_consumers: b.max_consumers,
             max_groups: b.max_groups,
         };
@@ -660,6 +672,11 @@ impl Producer {
         self.seg.geometry().slots
     }
 
+    /// Bytes of user metadata a frame can carry.
+    pub fn user_meta_capacity(&self) -> usize {
+        self.seg.geometry().user_meta_bytes as usize
+    }
+
     /// Frames re-published because their consumer died or handed them back
     /// unconsumed ([`Frame::give_back`](crate::Frame::give_back)).
     pub fn redelivered(&self) -> u64 {
@@ -814,7 +831,7 @@ impl Producer {
 
     fn publish_claim_inner(
         &self,
-        claim: WriteClaim,
+        mut claim: WriteClaim,
         meta: &FrameMeta<'_>,
     ) -> Result<u64, PublishError> {
         let seg = &self.seg;
@@ -825,6 +842,16 @@ impl Producer {
                 return Err(e);
             }
         }
+        let capacity = seg.geometry().user_meta_bytes as usize;
+        if meta.user_meta.len() > capacity {
+            st.ledger.discard(claim, seg.slot_states());
+            return Err(PublishError::UserMetaTooLong {
+                len: meta.user_meta.len(),
+                capacity,
+            });
+        }
+        seg.slot_part_mut(&mut claim, SlotPart::UserMeta)[..meta.user_meta.len()]
+            .copy_from_slice(meta.user_meta);
         let s = claim.slot() as usize;
         let h = seg.header();
         // Only the producer writes `published` (under our lock).
@@ -839,6 +866,21 @@ impl Producer {
         m.name_len.store(len as u32, Ordering::Relaxed);
         let now_ns = monotonic_ns();
         m.publish_ns.store(now_ns, Ordering::Relaxed);
+        let capture_ns = match meta.capture_ns {
+            0 => realtime_ns(),
+            t => t,
+        };
+        m.capture_ns.store(capture_ns, Ordering::Relaxed);
+        m.pts_ns
+            .store(meta.pts_ns.unwrap_or(0) as u64, Ordering::Relaxed);
+        let flags = if meta.pts_ns.is_some() {
+            META_HAS_PTS
+        } else {
+            0
+        };
+        m.flags.store(flags, Ordering::Relaxed);
+        m.user_len
+            .store(meta.user_meta.len() as u32, Ordering::Relaxed);
         let active = st.active;
         if active == 0 {
             st.note_drop(seg);

@@ -613,21 +613,30 @@ impl Segment {
         )
     }
 
-    fn frame_ptr(&self, slot: u32) -> *mut u8 {
+    /// The part `range` of slot `slot`'s bytes: the frame is
+    /// `0..frame_bytes`, its user metadata `user_meta_offset..` +
+    /// `user_meta_bytes`.
+    fn slot_ptr(&self, slot: u32, part: SlotPart) -> (*mut u8, usize) {
         assert!(slot < self.geometry.slots, "slot index out of range");
-        let off = self.geometry.frame_offset(slot);
-        debug_assert!(off + self.geometry.frame_bytes <= self.map.len() as u64);
-        // SAFETY: `slot < slots`, so the frame lies inside the mapping (the
-        // geometry was checked against the mapping's size); `add` stays in
-        // the same allocation.
-        unsafe { self.map.as_mut_ptr().add(off as usize) }
+        let g = &self.geometry;
+        let (start, len) = match part {
+            SlotPart::Frame => (0, g.frame_bytes),
+            SlotPart::UserMeta => (g.user_meta_offset, g.user_meta_bytes as u64),
+        };
+        let off = g.frame_offset(slot) + start;
+        debug_assert!(start + len <= g.slot_stride);
+        debug_assert!(off + len <= self.map.len() as u64);
+        // SAFETY: `slot < slots` and the part lies inside the slot's stride
+        // (Geometry::compute), so it lies inside the mapping (the geometry
+        // was checked against the mapping's size); `add` stays in the same
+        // allocation.
+        (
+            unsafe { self.map.as_mut_ptr().add(off as usize) },
+            len as usize,
+        )
     }
 
-    /// The bytes of the frame `claim` holds (H×W×C, row-major), for as long
-    /// as the claim is borrowed.
-    ///
-    /// Panics if the claim was made on another segment's claim words.
-    pub(crate) fn frame<'a>(&'a self, claim: &'a ReadClaim) -> &'a [u8] {
+    fn check_read_claim(&self, claim: &ReadClaim) {
         let g = &self.geometry;
         let claims_start = self.base_addr() + g.off_claims as usize;
         let claims_end = claims_start + (g.max_groups as usize * g.slots as usize) * 8;
@@ -635,50 +644,82 @@ impl Segment {
             (claims_start..claims_end).contains(&claim.word_addr()),
             "a read claim made on another segment"
         );
-        let p = self.frame_ptr(claim.slot());
-        // SAFETY: in bounds (see `frame_ptr`). The claim proves that our
+    }
+
+    fn check_write_claim(&self, claim: &WriteClaim) {
+        assert_eq!(
+            claim.origin(),
+            self.base_addr(),
+            "a write claim of another segment"
+        );
+    }
+
+    /// The bytes of `part` of the frame `claim` holds (the frame: H×W×C,
+    /// row-major), for as long as the claim is borrowed.
+    ///
+    /// Panics if the claim was made on another segment's claim words.
+    pub(crate) fn frame_part<'a>(&'a self, claim: &'a ReadClaim, part: SlotPart) -> &'a [u8] {
+        self.check_read_claim(claim);
+        let (p, len) = self.slot_ptr(claim.slot(), part);
+        // SAFETY: in bounds (see `slot_ptr`). The claim proves that our
         // claim CAS set this segment's claim word for the slot to
         // READING(us) (checked above: the word lies in this mapping's claim
         // region), and the claim is borrowed for the slice's lifetime, so it
         // cannot be returned meanwhile; conforming processes do not write a
-        // frame until every group that holds it returned it. u8 has no
+        // slot until every group that holds it returned it. u8 has no
         // invalid values, so even a misbehaving writer cannot cause UB here
         // beyond the bytes changing under us, which the design accepts.
-        unsafe { std::slice::from_raw_parts(p, g.frame_bytes as usize) }
+        unsafe { std::slice::from_raw_parts(p, len) }
     }
 
-    /// The bytes of the slot `claim` holds for writing.
+    /// The frame `claim` holds (H×W×C, row-major).
+    pub(crate) fn frame<'a>(&'a self, claim: &'a ReadClaim) -> &'a [u8] {
+        self.frame_part(claim, SlotPart::Frame)
+    }
+
+    /// `part` of the slot `claim` holds for writing.
     ///
     /// Panics if the claim belongs to another segment.
-    pub(crate) fn frame_mut<'a>(&'a self, claim: &'a mut WriteClaim) -> &'a mut [u8] {
-        assert_eq!(
-            claim.origin(),
-            self.base_addr(),
-            "a write claim of another segment"
-        );
-        let p = self.frame_ptr(claim.slot());
-        // SAFETY: in bounds (see `frame_ptr`). A WriteClaim is minted only by
+    pub(crate) fn slot_part_mut<'a>(
+        &'a self,
+        claim: &'a mut WriteClaim,
+        part: SlotPart,
+    ) -> &'a mut [u8] {
+        self.check_write_claim(claim);
+        let (p, len) = self.slot_ptr(claim.slot(), part);
+        // SAFETY: in bounds (see `slot_ptr`). A WriteClaim is minted only by
         // the producer's free pool for a slot no group holds, exactly once
         // per loan (it is neither Clone nor Copy), so it is the only handle
         // to this slot in this process and no conforming consumer reads it;
         // the `&mut` borrow of the claim makes this slice unique.
-        unsafe { std::slice::from_raw_parts_mut(p, self.geometry.frame_bytes as usize) }
+        unsafe { std::slice::from_raw_parts_mut(p, len) }
     }
 
-    /// The bytes of the slot `claim` holds for writing, read back.
+    /// The frame of the slot `claim` holds for writing.
+    pub(crate) fn frame_mut<'a>(&'a self, claim: &'a mut WriteClaim) -> &'a mut [u8] {
+        self.slot_part_mut(claim, SlotPart::Frame)
+    }
+
+    /// The frame of the slot `claim` holds for writing, read back.
     ///
     /// Panics if the claim belongs to another segment.
     pub(crate) fn frame_written<'a>(&'a self, claim: &'a WriteClaim) -> &'a [u8] {
-        assert_eq!(
-            claim.origin(),
-            self.base_addr(),
-            "a write claim of another segment"
-        );
-        let p = self.frame_ptr(claim.slot());
-        // SAFETY: as in `frame_mut`; the shared borrow of the claim rules out
-        // a live `&mut` slice of this slot.
-        unsafe { std::slice::from_raw_parts(p, self.geometry.frame_bytes as usize) }
+        self.check_write_claim(claim);
+        let (p, len) = self.slot_ptr(claim.slot(), SlotPart::Frame);
+        // SAFETY: as in `slot_part_mut`; the shared borrow of the claim rules
+        // out a live `&mut` slice of this slot.
+        unsafe { std::slice::from_raw_parts(p, len) }
     }
+}
+
+/// The two parts of a slot's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SlotPart {
+    /// The frame's pixels.
+    Frame,
+    /// The frame's user metadata area (its capacity; the valid length is in
+    /// [`SlotMeta::user_len`]).
+    UserMeta,
 }
 
 #[cfg(all(test, not(loom)))]
@@ -695,6 +736,8 @@ mod tests {
             height: 8,
             width: 16,
             channels: 3,
+            dtype: 0,
+            user_meta_bytes: 256,
             max_consumers: 4,
             max_groups: 2,
         }
@@ -879,6 +922,8 @@ mod proptests {
             height: 8,
             width: 8,
             channels: 3,
+            dtype: 0,
+            user_meta_bytes: 256,
             max_consumers: 2,
             max_groups: 2,
         };

@@ -975,3 +975,119 @@ fn a_producer_waiting_for_a_slot_sleeps_instead_of_spinning() {
     drop(held);
     p.unlink().unwrap();
 }
+
+#[test]
+fn dtype_user_meta_and_timestamps_travel_with_the_frame() {
+    let n = name("dtype-meta");
+    let shape = FrameShape::new(3, 5, 2).with_dtype(Dtype::F32);
+    let p = Producer::builder(&n)
+        .shape(shape)
+        .slots(3)
+        .user_meta_bytes(16)
+        .create()
+        .unwrap();
+    let c = Consumer::builder(&n).attach().unwrap();
+    assert_eq!(c.shape(), shape);
+    assert_eq!(c.user_meta_capacity(), 16);
+    assert_eq!(p.user_meta_capacity(), 16);
+    // A consumer that insists on u8 frames is refused.
+    assert!(matches!(
+        Consumer::builder(&n)
+            .expect_shape(FrameShape::new(0, 0, 2))
+            .attach(),
+        Err(AttachError::ShapeMismatch { .. })
+    ));
+
+    let mut s = p.loan(Duration::from_secs(1)).unwrap();
+    assert_eq!(s.pixels_mut().len(), 3 * 5 * 2 * 4);
+    for (i, px) in s.pixels_mut().chunks_exact_mut(4).enumerate() {
+        px.copy_from_slice(&(i as f32 * 0.5).to_ne_bytes());
+    }
+    let before = realtime_ns();
+    s.publish(&FrameMeta::new().pts_ns(-40).user_meta(b"hello"))
+        .unwrap();
+    let s = p.loan(Duration::from_secs(1)).unwrap();
+    s.publish(&FrameMeta::new().capture_ns(1234)).unwrap();
+    // Too long for the 16 bytes: refused, and the slot is not lost.
+    let s = p.loan(Duration::from_secs(1)).unwrap();
+    assert!(matches!(
+        s.publish(&FrameMeta::new().user_meta(&[0; 17])),
+        Err(PublishError::UserMetaTooLong {
+            len: 17,
+            capacity: 16
+        })
+    ));
+
+    let Ok(Take::Frame(f)) = c.take(Duration::from_secs(1)) else {
+        panic!()
+    };
+    let values: Vec<f32> = f
+        .pixels()
+        .chunks_exact(4)
+        .map(|b| f32::from_ne_bytes(b.try_into().unwrap()))
+        .collect();
+    assert_eq!(values[7], 3.5);
+    assert_eq!(f.user_meta(), b"hello");
+    assert_eq!(f.info().pts_ns, Some(-40));
+    assert!(f.info().capture_ns >= before && f.info().capture_ns <= realtime_ns());
+    drop(f);
+    let Ok(Take::Frame(f)) = c.take(Duration::from_secs(1)) else {
+        panic!()
+    };
+    let lease = f.into_lease();
+    assert_eq!(lease.user_meta(), b"");
+    assert_eq!((lease.info().capture_ns, lease.info().pts_ns), (1234, None));
+    drop(lease);
+    drop(c);
+    p.finish();
+    assert!(p.drain(Some(Duration::from_secs(1))).unwrap());
+    p.unlink().unwrap();
+}
+
+#[test]
+fn a_user_meta_length_beyond_the_capacity_in_the_segment_is_clamped() {
+    let n = name("meta-clamp");
+    let p = Producer::builder(&n)
+        .shape(SHAPE)
+        .slots(1)
+        .user_meta_bytes(8)
+        .create()
+        .unwrap();
+    let c = Consumer::builder(&n).attach().unwrap();
+    let s = p.loan(Duration::from_secs(1)).unwrap();
+    let slot = s.index() as usize;
+    s.publish(&FrameMeta::new().user_meta(b"abc")).unwrap();
+    // A misbehaving peer writes a huge length.
+    p.seg.slot_meta()[slot]
+        .user_len
+        .store(u32::MAX, Ordering::Relaxed);
+    let Ok(Take::Frame(f)) = c.take(Duration::from_secs(1)) else {
+        panic!()
+    };
+    assert_eq!(f.user_meta().len(), 8);
+    assert_eq!(&f.user_meta()[..3], b"abc");
+    drop(f);
+    drop(c);
+    p.unlink().unwrap();
+}
+
+#[test]
+fn status_shows_the_frames_a_consumer_holds_and_the_oldest_ones_age() {
+    let n = name("held-age");
+    let p = producer(&n, 4, &[], Backpressure::Block);
+    let c = consumer(&n, DEFAULT_GROUP, false);
+    put(&p, 0).unwrap();
+    put(&p, 1).unwrap();
+    let f0 = take(&c, Duration::from_secs(1)).unwrap();
+    std::thread::sleep(Duration::from_millis(120));
+    let f1 = take(&c, Duration::from_secs(1)).unwrap();
+    let view = inspect::RingView::open(&n).unwrap();
+    let me = &view.snapshot().consumers[0];
+    assert_eq!(me.slots_held, 2);
+    let age = me.oldest_held_age_s.unwrap();
+    assert!((0.12..5.0).contains(&age), "{age}");
+    drop((f0, f1));
+    assert_eq!(view.snapshot().consumers[0].oldest_held_age_s, None);
+    drop(c);
+    p.unlink().unwrap();
+}

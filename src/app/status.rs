@@ -109,12 +109,15 @@ pub fn render(r: &RingStatus) -> String {
         );
     }
     out += &format!(
-        "{:>5} {:>8} {:>6} {:>12} {:>12} {:>10} {:>5} {:>10} {:>6}\n",
-        "ENTRY", "PID", "ALIVE", "GROUP", "FRAMES", "FPS", "HELD", "HEARTBEAT", "LAG"
+        "{:>5} {:>8} {:>6} {:>12} {:>12} {:>10} {:>5} {:>10} {:>10} {:>6}\n",
+        "ENTRY", "PID", "ALIVE", "GROUP", "FRAMES", "FPS", "HELD", "OLDEST", "HEARTBEAT", "LAG"
     );
     for c in &r.consumers {
+        let oldest = c
+            .oldest_held_age_s
+            .map_or_else(|| "-".to_string(), |s| format!("{s:.1}s"));
         out += &format!(
-            "{:>5} {:>8} {:>6} {:>12} {:>12} {:>10.1} {:>5} {:>9.1}s {:>6}\n",
+            "{:>5} {:>8} {:>6} {:>12} {:>12} {:>10.1} {:>5} {:>10} {:>9.1}s {:>6}\n",
             c.index,
             c.pid,
             if c.alive { "yes" } else { "no" },
@@ -126,6 +129,7 @@ pub fn render(r: &RingStatus) -> String {
             c.frames,
             c.fps,
             c.slots_held,
+            oldest,
             c.heartbeat_age_s,
             c.lag_frames
         );
@@ -185,6 +189,7 @@ struct ConsumerStatusDef {
     frames: u64,
     fps: f64,
     slots_held: u32,
+    oldest_held_age_s: Option<f64>,
     heartbeat_age_s: f64,
     lag_frames: u64,
 }
