@@ -230,6 +230,9 @@ pub struct Consumer {
 
 /// What [`Consumer::take`] found.
 #[derive(Debug)]
+// The frame variant carries its metadata inline (~220 bytes, on the stack):
+// boxing it would allocate once per frame.
+#[allow(clippy::large_enum_variant)]
 pub enum Take<'c> {
     /// A frame, read in place; dropping it hands the slot back.
     Frame(Frame<'c>),
