@@ -764,7 +764,7 @@ pub enum ConsumerEnd {
 /// Why a consumer's loop stopped early.
 enum Failure<'c> {
     /// The output failed, with the frame being written if any.
-    Output(anyhow::Error, Option<framering_ring::Frame<'c>>),
+    Output(anyhow::Error, Option<Box<framering_ring::Frame<'c>>>),
     /// The ring failed.
     Ring(anyhow::Error),
 }
@@ -1028,7 +1028,8 @@ pub fn run_consumer(
                 if let Err(e) = sink.write(info.seq, frame.pixels(), shape) {
                     break Err(Failure::Output(
                         anyhow::Error::new(e).context(format!("frame {}", info.seq)),
-                        Some(frame),
+                        // Boxed: a failure is rare, a frame is large.
+                        Some(Box::new(frame)),
                     ));
                 }
                 if hold > Duration::ZERO {
