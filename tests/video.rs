@@ -5,7 +5,7 @@
 //! fail rather than pass vacuously.
 
 mod common;
-use common::{stderr, wait_with_timeout};
+use common::{ffmpeg, stderr, wait_with_timeout};
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,19 +17,6 @@ const CONSUMER: &str = env!("CARGO_BIN_EXE_framering-consumer");
 
 fn ring(tag: &str) -> String {
     format!("framering-vt-{tag}-{}", std::process::id())
-}
-
-fn ffmpeg(args: &[&str]) {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(args)
-        .output()
-        .expect("ffmpeg is installed (.ci/run installs it)");
-    assert!(
-        out.status.success(),
-        "ffmpeg {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A testsrc video of `frames` frames, `w`×`h`, lossless (every frame exact).

@@ -46,6 +46,7 @@ pub struct ConsumerBuilder {
     latest: bool,
     wait: WaitStrategy,
     expect: Option<FrameShape>,
+    any_dtype: bool,
     wait_for_ring: Duration,
     stop: Option<fn() -> bool>,
     policy: Option<Backpressure>,
@@ -97,6 +98,26 @@ impl ConsumerBuilder {
     /// value: `FrameShape::new(0, 0, 3)` insists on three channels only.
     pub fn expect_shape(mut self, shape: FrameShape) -> Self {
         self.expect = Some(shape);
+        self
+    }
+
+    /// With [`expect_shape`](Self::expect_shape): accept the ring's dtype,
+    /// whatever it is (the dimensions asked for are still checked; the
+    /// frames' dtype is then [`Consumer::shape`]'s). Default: the dtype of
+    /// the expected shape is insisted on.
+    ///
+    /// ```no_run
+    /// # use framering_ring::{Consumer, FrameShape};
+    /// // Three channels of any element type.
+    /// let c = Consumer::builder("cam")
+    ///     .expect_shape(FrameShape::new(0, 0, 3))
+    ///     .any_dtype()
+    ///     .attach()?;
+    /// println!("{}", c.shape().dtype);
+    /// # Ok::<(), framering_ring::AttachError>(())
+    /// ```
+    pub fn any_dtype(mut self) -> Self {
+        self.any_dtype = true;
         self
     }
 
@@ -452,6 +473,7 @@ impl Consumer {
             latest: false,
             wait: WaitStrategy::default(),
             expect: None,
+            any_dtype: false,
             wait_for_ring: Duration::ZERO,
             stop: None,
             policy: None,
@@ -471,7 +493,7 @@ impl Consumer {
                 pick(asked.width, ring.width),
                 pick(asked.channels, ring.channels),
             )
-            .with_dtype(asked.dtype);
+            .with_dtype(if b.any_dtype { ring.dtype } else { asked.dtype });
             if ring != expected {
                 return Err(AttachError::ShapeMismatch {
                     name: name.into(),

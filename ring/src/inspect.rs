@@ -156,6 +156,10 @@ pub struct RingStatus {
     pub width: u32,
     /// Channels.
     pub channels: u32,
+    /// The element type of the frames.
+    pub dtype: crate::shape::Dtype,
+    /// Bytes of user metadata each frame has room for.
+    pub user_meta_bytes: u32,
     /// Slots by state.
     pub slot_states: SlotCounts,
     /// `block` or `drop_oldest`.
@@ -415,6 +419,8 @@ fn snapshot(seg: &Segment) -> RingStatus {
         height: g.height,
         width: g.width,
         channels: g.channels,
+        dtype: g.frame_shape().dtype,
+        user_meta_bytes: g.user_meta_bytes,
         slot_states: counts,
         backpressure: if h.backpressure.load(Ordering::Relaxed) == BACKPRESSURE_DROP_OLDEST {
             "drop_oldest"

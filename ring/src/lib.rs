@@ -175,14 +175,15 @@ pub mod limits {
 }
 
 /// The size of the shared-memory segment of a ring of `slots` frames of
-/// `shape` with room for `max_consumers` consumers and `max_groups` groups
-/// and the default 256 bytes of user metadata per frame (what /dev/shm must
-/// have free), or why there is no such ring.
+/// `shape` with room for `max_consumers` consumers, `max_groups` groups and
+/// `user_meta_bytes` of user metadata per frame (what /dev/shm must have
+/// free; [`ProducerBuilder::user_meta_bytes`], default 256), or why there is
+/// no such ring.
 ///
 /// ```
 /// use framering_ring::{segment_size, FrameShape};
 ///
-/// let bytes = segment_size(FrameShape::new(720, 1080, 3), 8, 16, 8)?;
+/// let bytes = segment_size(FrameShape::new(720, 1080, 3), 8, 16, 8, 256)?;
 /// assert!(bytes >= 8 * 720 * 1080 * 3);
 /// # Ok::<(), framering_ring::ShapeError>(())
 /// ```
@@ -192,6 +193,7 @@ pub fn segment_size(
     slots: u32,
     max_consumers: u32,
     max_groups: u32,
+    user_meta_bytes: u32,
 ) -> Result<u64, ShapeError> {
     layout::Geometry::compute(layout::RingSpec {
         slots,
@@ -199,7 +201,7 @@ pub fn segment_size(
         width: shape.width,
         channels: shape.channels,
         dtype: shape.dtype.code(),
-        user_meta_bytes: layout::USER_META_DEFAULT,
+        user_meta_bytes,
         max_consumers,
         max_groups,
     })

@@ -75,6 +75,7 @@ pub fn exit_code(e: &anyhow::Error) -> i32 {
             | SinkError::NoDirectory { .. }
             | SinkError::NotWritable { .. }
             | SinkError::Stdout { .. }
+            | SinkError::Dtype { .. }
             | SinkError::Video(VideoError::NotFound { .. }),
         ) = cause.downcast_ref()
         {
@@ -141,6 +142,13 @@ pub struct RingArgs {
     /// ring.channels
     #[arg(long)]
     pub channels: Option<u32>,
+    /// ring.dtype: uint8, uint16 or float32 (a consumer given it insists
+    /// on it; without it a consumer adopts the ring's)
+    #[arg(long)]
+    pub dtype: Option<crate::media::Dtype>,
+    /// ring.user_meta_bytes: bytes of user metadata per frame
+    #[arg(long, value_name = "BYTES")]
+    pub user_meta_bytes: Option<u32>,
     /// ring.mode (octal, e.g. 0660)
     #[arg(long)]
     pub mode: Option<String>,
@@ -213,6 +221,8 @@ impl RingArgs {
         set(&mut r.height, self.height);
         set(&mut r.width, self.width);
         set(&mut r.channels, self.channels);
+        set(&mut r.dtype, self.dtype);
+        set(&mut r.user_meta_bytes, self.user_meta_bytes);
         set(&mut r.mode, self.mode.clone());
         set(&mut r.max_consumers, self.max_consumers);
         set(&mut r.max_groups, self.max_groups);

@@ -3,8 +3,8 @@
 
 use crate::media::decode::{JpegDecoder, ShapePolicy};
 use crate::media::sink::OutputFormat;
-use crate::media::FrameShape;
-use framering_ring::limits::{MAX_CONSUMERS, MAX_DIM, MAX_GROUPS, MAX_SLOTS};
+use crate::media::{Dtype, FrameShape};
+use framering_ring::limits::{MAX_CONSUMERS, MAX_DIM, MAX_GROUPS, MAX_SLOTS, MAX_USER_META};
 use framering_ring::{validate_group_name, Backpressure, WaitStrategy};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -96,6 +96,11 @@ pub struct RingConfig {
     pub width: u32,
     /// Channels: 1 (gray), 3 (RGB) or 4 (RGBA).
     pub channels: u32,
+    /// Element type of the frames: `uint8`, `uint16` or `float32`.
+    #[serde(deserialize_with = "dtype_key")]
+    pub dtype: Dtype,
+    /// Bytes of user metadata each frame carries beside its pixels.
+    pub user_meta_bytes: u32,
     /// Octal permission of the segment, e.g. "0600".
     pub mode: String,
     /// Most consumers attached at once.
@@ -126,6 +131,8 @@ impl Default for RingConfig {
             height: 360,
             width: 480,
             channels: 3,
+            dtype: Dtype::U8,
+            user_meta_bytes: 256,
             mode: "0600".into(),
             max_consumers: 16,
             max_groups: 8,
@@ -136,6 +143,13 @@ impl Default for RingConfig {
             wait: WaitKind::SpinThenFutex,
         }
     }
+}
+
+/// `ring.dtype`: a numpy name; an unknown one is an error naming the key.
+fn dtype_key<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Dtype, D::Error> {
+    let name = String::deserialize(d)?;
+    name.parse()
+        .map_err(|e| serde::de::Error::custom(format!("ring.dtype: {e}")))
 }
 
 /// `[producer]`
@@ -334,27 +348,20 @@ impl Config {
         Self::parse(&text, path)
     }
 
-    /// The configured frame shape.
+    /// The configured frame shape (with its dtype).
     pub fn frame_shape(&self) -> FrameShape {
-        FrameShape {
-            height: self.ring.height,
-            width: self.ring.width,
-            channels: self.ring.channels,
-        }
-    }
-
-    /// The configured frame shape, as the ring names it.
-    pub fn ring_shape(&self) -> framering_ring::FrameShape {
-        framering_ring::FrameShape::new(self.ring.height, self.ring.width, self.ring.channels)
+        FrameShape::new(self.ring.height, self.ring.width, self.ring.channels)
+            .with_dtype(self.ring.dtype)
     }
 
     /// Bytes of the ring's shared-memory segment.
     fn segment_size(&self) -> Result<u64, ConfigError> {
         framering_ring::segment_size(
-            self.ring_shape(),
+            self.frame_shape(),
             self.ring.slots,
             self.ring.max_consumers,
             self.ring.max_groups,
+            self.ring.user_meta_bytes,
         )
         .map_err(|e| invalid("ring.slots", e.to_string()))
     }
@@ -430,6 +437,12 @@ impl Config {
             MAX_CONSUMERS,
         )?;
         range("ring.max_groups", self.ring.max_groups, 1, MAX_GROUPS)?;
+        range(
+            "ring.user_meta_bytes",
+            self.ring.user_meta_bytes,
+            0,
+            MAX_USER_META,
+        )?;
         if self.producer.jpeg_decoder == JpegDecoder::Turbojpeg && !JpegDecoder::TURBOJPEG_BUILT {
             return Err(invalid(
                 "producer.jpeg_decoder",
@@ -582,7 +595,7 @@ mod tests {
             .values()
             .map(|v| v.as_table().map_or(0, |t| t.len()))
             .sum();
-        assert_eq!(keys, 13 + 16 + 10, "config.toml should set every key");
+        assert_eq!(keys, 15 + 16 + 10, "config.toml should set every key");
     }
 
     fn parse(s: &str) -> Result<Config, ConfigError> {
@@ -612,6 +625,8 @@ mod tests {
             "height",
             "width",
             "channels",
+            "dtype",
+            "user_meta_bytes",
             "mode",
             "max_consumers",
             "max_groups",
@@ -661,6 +676,14 @@ mod tests {
             "producer.decode_memory_mb"
         );
         assert_eq!(key_of(parse("[ring]\nchannels = 2")), "ring.channels");
+        let e = key_of(parse("[ring]\ndtype = \"int8\""));
+        assert!(e.contains("ring.dtype: unknown dtype \"int8\""), "{e}");
+        assert_eq!(
+            key_of(parse("[ring]\nuser_meta_bytes = 65537")),
+            "ring.user_meta_bytes"
+        );
+        let c = parse("[ring]\ndtype = \"float32\"\nuser_meta_bytes = 0").unwrap();
+        assert_eq!(c.frame_shape().dtype, Dtype::F32);
         assert_eq!(key_of(parse("[ring]\nname = \"../etc\"")), "ring.name");
         assert_eq!(key_of(parse("[ring]\nmode = \"0400\"")), "ring.mode");
         assert_eq!(key_of(parse("[ring]\nmode = \"rw\"")), "ring.mode");

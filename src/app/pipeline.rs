@@ -7,12 +7,12 @@ use crate::media::decode::{DecodeBudget, DecodeError, Decoded, Decoder, ShapePol
 use crate::media::sink::Sink;
 use crate::media::source::list_inputs;
 use crate::media::video::ReadFrame;
-use crate::media::FrameShape;
+use crate::media::{Dtype, FrameShape};
 use anyhow::Context;
 use crossbeam::channel::{bounded, RecvTimeoutError};
 use framering_ring::{
-    monotonic_ns, signals, AttachError, Backpressure, Consumer, FailReason, FrameMeta, LoanError,
-    Producer, PublishError, RingCorrupt, Take, WriteSlot,
+    monotonic_ns, realtime_ns, signals, AttachError, Backpressure, Consumer, FailReason, FrameMeta,
+    LoanError, Producer, PublishError, RingCorrupt, Take, WriteSlot,
 };
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -83,6 +83,8 @@ struct Job<'p> {
 struct Done<'p> {
     index: u64,
     slot: WriteSlot<'p>,
+    /// When it was decoded (CLOCK_REALTIME ns): its capture time.
+    captured: u64,
     result: Result<Decoded, DecodeError>,
 }
 
@@ -130,7 +132,7 @@ pub fn run_producer(cfg: &Config, run: &RunOptions) -> anyhow::Result<ProducerRe
     tracing::info!(
         ring = %cfg.ring.name,
         slots = cfg.ring.slots,
-        shape = %format!("{}x{}x{}", shape.height, shape.width, shape.channels),
+        shape = %shape,
         inputs = n,
         loops = cfg.producer.loops,
         "producer started"
@@ -159,7 +161,8 @@ fn create_producer(cfg: &Config) -> anyhow::Result<Producer> {
 fn create_ring(cfg: &Config) -> anyhow::Result<Producer> {
     let r = &cfg.ring;
     let mut builder = Producer::builder(&r.name)
-        .shape(cfg.ring_shape())
+        .shape(cfg.frame_shape())
+        .user_meta_bytes(r.user_meta_bytes)
         .slots(r.slots)
         .max_consumers(r.max_consumers)
         .max_groups(r.max_groups)
@@ -299,7 +302,7 @@ fn run_stream_producer(
     tracing::info!(
         ring = %cfg.ring.name,
         slots = cfg.ring.slots,
-        shape = %format!("{}x{}x{}", shape.height, shape.width, shape.channels),
+        shape = %shape,
         input = %input,
         source = ?kind,
         "producer started"
@@ -366,13 +369,18 @@ fn run_stream_producer(
                     return Ok(());
                 }
             }
+            // Captured when read; video is stamped with its presentation
+            // time when the source's frame rate is known.
+            let mut meta = FrameMeta::new()
+                .source(name)
+                .src_size(shape.width, shape.height)
+                .capture_ns(realtime_ns());
+            if let Some(pts) = ffmpeg.as_ref().and_then(|f| f.last_pts_ns()) {
+                meta = meta.pts_ns(pts);
+            }
             pacer.wait();
             let bytes = slot.pixels().len();
-            slot.publish(
-                &FrameMeta::new()
-                    .source(name)
-                    .src_size(shape.width, shape.height),
-            )?;
+            slot.publish(&meta)?;
             stats.frame(bytes, None);
             stats.set_dropped(producer.dropped());
             stats.set_slots_in_use(producer.slots() as usize - producer.free_slots());
@@ -570,6 +578,7 @@ fn produce(
                     let done = Done {
                         index: job.index,
                         slot: job.slot,
+                        captured: realtime_ns(),
                         result,
                     };
                     if done_tx.send(done).is_err() {
@@ -603,7 +612,14 @@ fn produce(
                             if use_cache && done.index < n {
                                 cache[i] = Ok((done.slot.pixels().to_vec(), d));
                             }
-                            publish(producer, done.slot, d, path, &mut stats, &mut pacer)?;
+                            publish(
+                                producer,
+                                done.slot,
+                                (d, done.captured),
+                                path,
+                                &mut stats,
+                                &mut pacer,
+                            )?;
                         }
                         Err(e) => {
                             tracing::warn!(input = %path.display(), reason = e.reason.as_str(), "skipping input: {}", e.detail);
@@ -708,7 +724,14 @@ fn replay(
             }
         };
         slot.pixels_mut().copy_from_slice(pixels);
-        publish(producer, slot, *d, &inputs[i], stats, pacer)?;
+        publish(
+            producer,
+            slot,
+            (*d, realtime_ns()),
+            &inputs[i],
+            stats,
+            pacer,
+        )?;
         stats.tick();
     }
     Ok(())
@@ -717,7 +740,7 @@ fn replay(
 fn publish(
     producer: &Producer,
     slot: WriteSlot<'_>,
-    d: Decoded,
+    (d, captured): (Decoded, u64),
     path: &std::path::Path,
     stats: &mut Stats,
     pacer: &mut Pacer,
@@ -727,7 +750,8 @@ fn publish(
     let seq = slot.publish(
         &FrameMeta::new()
             .source(path.as_os_str().as_bytes())
-            .src_size(d.width, d.height),
+            .src_size(d.width, d.height)
+            .capture_ns(captured),
     )?;
     stats.frame(bytes, None);
     stats.set_dropped(producer.dropped());
@@ -906,9 +930,10 @@ pub struct ConsumerReport {
     pub checksum: Option<u64>,
 }
 
-/// The frame shape a consumer insists on: the dimensions the user gave
-/// explicitly (on the command line). Those left `None` are the ring's, so a
-/// consumer with none adopts whatever shape the ring has.
+/// The frame shape a consumer insists on: the dimensions and element type
+/// the user gave explicitly (on the command line). Those left `None` are
+/// the ring's, so a consumer with none adopts whatever shape and dtype the
+/// ring has.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ShapeDemand {
     /// Rows asked for.
@@ -917,18 +942,21 @@ pub struct ShapeDemand {
     pub width: Option<u32>,
     /// Channels asked for.
     pub channels: Option<u32>,
+    /// Element type asked for.
+    pub dtype: Option<Dtype>,
 }
 
 impl ShapeDemand {
     /// The ring crate's form: 0 for a dimension left to the ring; `None`
     /// when nothing is asked.
-    fn expected(&self) -> Option<framering_ring::FrameShape> {
+    fn expected(&self) -> Option<FrameShape> {
         (*self != Self::default()).then(|| {
-            framering_ring::FrameShape::new(
+            FrameShape::new(
                 self.height.unwrap_or(0),
                 self.width.unwrap_or(0),
                 self.channels.unwrap_or(0),
             )
+            .with_dtype(self.dtype.unwrap_or_default())
         })
     }
 }
@@ -956,6 +984,9 @@ pub fn run_consumer(
     }
     if let Some(shape) = demand.expected() {
         builder = builder.expect_shape(shape);
+        if demand.dtype.is_none() {
+            builder = builder.any_dtype();
+        }
     }
     let consumer = match builder.attach() {
         Err(AttachError::Interrupted { .. }) => {
@@ -971,20 +1002,18 @@ pub fn run_consumer(
     };
     let consumer = consumer.map_err(|e| {
         let hint = if matches!(e, AttachError::ShapeMismatch { .. }) {
-            " (--height/--width/--channels insist on a shape: drop them, or pass --any-shape, to adopt the ring's)"
+            " (--height/--width/--channels/--dtype insist on a shape: drop them, or pass --any-shape, to adopt the ring's)"
         } else {
             ""
         };
         anyhow::Error::new(e).context(format!("cannot attach to ring {:?}{hint}", cfg.ring.name))
     })?;
-    let ring = consumer.shape();
-    let shape = FrameShape {
-        height: ring.height,
-        width: ring.width,
-        channels: ring.channels,
-    };
-    tracing::info!(ring = %cfg.ring.name, consumer = consumer.index(), "consumer attached");
+    let shape = consumer.shape();
+    tracing::info!(ring = %cfg.ring.name, consumer = consumer.index(), shape = %shape, "consumer attached");
     let out = &cfg.consumer.output;
+    // Before any frame is taken: an output that cannot hold the ring's
+    // element type (float32 into images or video) is a usage error.
+    Sink::check_dtype(out, cfg.consumer.format, shape)?;
     let mut sink = if crate::media::video::is_video_output(out) {
         Sink::open_video(&cfg.consumer.ffmpeg, out, shape, cfg.consumer.video_fps)?
     } else {

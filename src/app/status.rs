@@ -52,7 +52,7 @@ pub fn render(r: &RingStatus) -> String {
     let s = &r.slot_states;
     let p = &r.producer;
     let mut out = format!(
-        "ring {}: {} slots of {}x{}x{}\n\
+        "ring {}: {} slots of {}x{}x{} {}, {} bytes of user metadata each\n\
          slots: {} free, {} writing, {} ready, {} reading, {} returned{}; queue depth {}; backpressure {}\n\
          producer pid {} {}: {} published, {:.1} fps, {} redelivered, {} skipped, {} dropped\n",
         r.name,
@@ -60,6 +60,8 @@ pub fn render(r: &RingStatus) -> String {
         r.height,
         r.width,
         r.channels,
+        r.dtype,
+        r.user_meta_bytes,
         s.free,
         s.writing,
         s.ready,
@@ -220,6 +222,9 @@ struct RingStatusDef {
     height: u32,
     width: u32,
     channels: u32,
+    #[serde(serialize_with = "dtype")]
+    dtype: framering_ring::Dtype,
+    user_meta_bytes: u32,
     #[serde(with = "SlotCountsDef")]
     slot_states: SlotCounts,
     backpressure: &'static str,
@@ -230,6 +235,10 @@ struct RingStatusDef {
     producer: ProducerStatus,
     #[serde(serialize_with = "consumers")]
     consumers: Vec<ConsumerStatus>,
+}
+
+fn dtype<S: serde::Serializer>(v: &framering_ring::Dtype, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(v.name())
 }
 
 fn secs<S: serde::Serializer>(v: &Option<std::time::Duration>, s: S) -> Result<S::Ok, S::Error> {

@@ -51,7 +51,7 @@ struct Args {
     /// with)
     #[arg(long)]
     live: bool,
-    /// Accept any frame shape even if --height/--width/--channels are given
+    /// Accept any frame shape even if --height/--width/--channels/--dtype are given
     /// (without them the consumer adopts the ring's shape anyway).
     #[arg(long)]
     any_shape: bool,
@@ -80,6 +80,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
             height: args.ring.height,
             width: args.ring.width,
             channels: args.ring.channels,
+            dtype: args.ring.dtype,
         }
     };
     let report = framering::app::pipeline::run_consumer(

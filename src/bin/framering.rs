@@ -12,6 +12,23 @@ use framering::ring::OpenError;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// `print!` that returns the error instead of panicking: a closed pipe
+/// (`framering list | head`) ends the program quietly (see [`main`]).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
+/// `println!` that returns the error instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 #[derive(Parser, Debug)]
 #[command(version, about = "Admin tool for framering shared-memory frame rings")]
 struct Args {
@@ -182,12 +199,12 @@ fn status(name: &str, watch: bool, json: bool, interval: f64) -> anyhow::Result<
     loop {
         let s = view.sample(interval);
         if json {
-            println!("{}", to_json(&s)?);
+            outln!("{}", to_json(&s)?)?;
         } else if watch {
             // Clear the screen and home the cursor, like top.
-            print!("\x1b[2J\x1b[H{}", render(&s));
+            out!("\x1b[2J\x1b[H{}", render(&s))?;
         } else {
-            print!("{}", render(&s));
+            out!("{}", render(&s))?;
         }
         if !watch || framering::ring::signals::stop_requested() {
             return Ok(exit::OK);
@@ -196,10 +213,17 @@ fn status(name: &str, watch: bool, json: bool, interval: f64) -> anyhow::Result<
 }
 
 fn list() -> anyhow::Result<i32> {
-    println!(
-        "{:<32} {:>5} {:>16} {:>8} {:>6} {:>10} {:>9}  state",
-        "NAME", "SLOTS", "FRAME (HxWxC)", "PRODUCER", "ALIVE", "PUBLISHED", "CONSUMERS"
-    );
+    outln!(
+        "{:<32} {:>5} {:>16} {:>7} {:>8} {:>6} {:>10} {:>9}  state",
+        "NAME",
+        "SLOTS",
+        "FRAME (HxWxC)",
+        "DTYPE",
+        "PRODUCER",
+        "ALIVE",
+        "PUBLISHED",
+        "CONSUMERS"
+    )?;
     for name in inspect::shm_names()? {
         match RingView::open(&name) {
             Ok(view) => {
@@ -210,20 +234,21 @@ fn list() -> anyhow::Result<i32> {
                 } else {
                     "abandoned (framering clean removes it)"
                 };
-                println!(
-                    "{:<32} {:>5} {:>16} {:>8} {:>6} {:>10} {:>9}  {}",
+                outln!(
+                    "{:<32} {:>5} {:>16} {:>7} {:>8} {:>6} {:>10} {:>9}  {}",
                     name,
                     s.slots,
                     format!("{}x{}x{}", s.height, s.width, s.channels),
+                    s.dtype.name(),
                     p.pid,
                     if p.alive { "yes" } else { "no" },
                     p.published,
                     s.consumers.len(),
                     state
-                );
+                )?;
             }
             Err(OpenError::NotARing { .. }) | Err(OpenError::InvalidName(_)) => {}
-            Err(e) => println!("{name:<32} (unreadable: {e})"),
+            Err(e) => outln!("{name:<32} (unreadable: {e})")?,
         }
     }
     Ok(exit::OK)
@@ -238,12 +263,12 @@ fn clean(only: Option<String>, force: bool) -> anyhow::Result<i32> {
     for name in names {
         match inspect::remove_if_abandoned(&name) {
             Ok(Removal::Kept { pid }) => {
-                println!("kept {name}: its producer (pid {pid}) is alive");
+                outln!("kept {name}: its producer (pid {pid}) is alive")?;
                 if only.is_some() {
                     code = exit::RING;
                 }
             }
-            Ok(Removal::Removed { pid }) => println!("removed {name} (producer pid {pid} is gone)"),
+            Ok(Removal::Removed { pid }) => outln!("removed {name} (producer pid {pid} is gone)")?,
             Err(OpenError::NotARing { .. }) | Err(OpenError::InvalidName(_)) if only.is_none() => {}
             Err(e) => {
                 // Unreadable as a ring: its producer cannot be checked, so
@@ -257,9 +282,9 @@ fn clean(only: Option<String>, force: bool) -> anyhow::Result<i32> {
                 );
                 if forceable && force {
                     match std::fs::remove_file(format!("/dev/shm/{name}")) {
-                        Ok(()) => println!("removed {name} (--force: {e})"),
+                        Ok(()) => outln!("removed {name} (--force: {e})")?,
                         Err(io) => {
-                            println!("kept {name}: {io}");
+                            outln!("kept {name}: {io}")?;
                             code = exit::RING;
                         }
                     }
@@ -269,7 +294,7 @@ fn clean(only: Option<String>, force: bool) -> anyhow::Result<i32> {
                     } else {
                         ""
                     };
-                    println!("kept {name}: {e}{hint}");
+                    outln!("kept {name}: {e}{hint}")?;
                     code = exit::RING;
                 }
             }
@@ -295,9 +320,9 @@ fn run(args: Args) -> anyhow::Result<i32> {
         Cmd::Bench { spec, json } => {
             let report = framering::app::bench::run(&spec, &std::env::current_exe()?)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                outln!("{}", serde_json::to_string_pretty(&report)?)?;
             } else {
-                print!("{}", report.render());
+                out!("{}", report.render())?;
             }
             Ok(exit::OK)
         }
@@ -316,7 +341,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
                     framering::app::bench::run_consumer(&spec, index, group)?
                 }
             };
-            println!("{}", serde_json::to_string(&report)?);
+            outln!("{}", serde_json::to_string(&report)?)?;
             Ok(exit::OK)
         }
         Cmd::List => list(),
@@ -324,6 +349,18 @@ fn run(args: Args) -> anyhow::Result<i32> {
     }
 }
 
+/// Whether the error is standard output's reader having gone (a pipe into
+/// `head`): not a failure of ours, so the program exits quietly with 0.
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 fn main() {
-    cli::main_with::<Args>(run)
+    cli::main_with::<Args>(|args| match run(args) {
+        Err(e) if broken_pipe(&e) => Ok(exit::OK),
+        r => r,
+    })
 }

@@ -2,8 +2,10 @@
 //!
 //! When the file already has the slot's size and pixel format it is decoded
 //! directly into the slot (`image`'s `read_image`), with no intermediate
-//! buffer. Otherwise it is decoded, converted to the slot's channels at 8
-//! bits, and resized with SIMD (`fast_image_resize`) according to the
+//! buffer. Otherwise it is decoded, converted to the slot's channels and
+//! element type ([`Dtype`]: 8-bit as decoded; `uint16` keeps a 16-bit
+//! source's samples and scales an 8-bit one by 257; `float32` is every
+//! source scaled to 0.0..=1.0), and resized with SIMD (`fast_image_resize`) according to the
 //! [`ShapePolicy`]. Decoder limits derived from the slot size refuse
 //! decompression bombs before they allocate.
 //!
@@ -15,7 +17,7 @@
 //! A JPEG that libjpeg-turbo refuses (CMYK, a warning on corrupt data) is
 //! handed to the `image` decoder, which then decides whether it is skipped.
 
-use super::FrameShape;
+use super::{Dtype, FrameShape};
 use fast_image_resize::images::{CroppedImageMut, Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::{ColorType, DynamicImage, ImageDecoder, ImageReader, Limits};
@@ -254,19 +256,64 @@ impl fmt::Debug for Decoder {
     }
 }
 
-fn pixel_type(channels: u32) -> PixelType {
-    match channels {
-        1 => PixelType::U8,
-        4 => PixelType::U8x4,
-        _ => PixelType::U8x3,
+fn pixel_type(shape: FrameShape) -> PixelType {
+    match (shape.dtype, shape.channels) {
+        (Dtype::U8, 1) => PixelType::U8,
+        (Dtype::U8, 4) => PixelType::U8x4,
+        (Dtype::U8, _) => PixelType::U8x3,
+        (Dtype::U16, 1) => PixelType::U16,
+        (Dtype::U16, 4) => PixelType::U16x4,
+        (Dtype::U16, _) => PixelType::U16x3,
+        (Dtype::F32, 1) => PixelType::F32,
+        (Dtype::F32, 4) => PixelType::F32x4,
+        (Dtype::F32, _) => PixelType::F32x3,
     }
 }
 
-fn color_type(channels: u32) -> ColorType {
-    match channels {
-        1 => ColorType::L8,
-        4 => ColorType::Rgba8,
-        _ => ColorType::Rgb8,
+/// The decoder's colour type whose samples are the slot's as they are
+/// (`None` for `float32`: a float source is not known to be in 0..=1).
+fn color_type(shape: FrameShape) -> Option<ColorType> {
+    Some(match (shape.dtype, shape.channels) {
+        (Dtype::U8, 1) => ColorType::L8,
+        (Dtype::U8, 4) => ColorType::Rgba8,
+        (Dtype::U8, _) => ColorType::Rgb8,
+        (Dtype::U16, 1) => ColorType::L16,
+        (Dtype::U16, 4) => ColorType::Rgba16,
+        (Dtype::U16, _) => ColorType::Rgb16,
+        (Dtype::F32, _) => return None,
+    })
+}
+
+/// A decoded image converted to the slot's channels and element type
+/// (each vector aligned for its element, as the resizer needs).
+enum Converted {
+    U8(Vec<u8>),
+    U16(Vec<u16>),
+    F32(Vec<f32>),
+}
+
+impl Converted {
+    fn new(img: DynamicImage, shape: FrameShape) -> Converted {
+        match (shape.dtype, shape.channels) {
+            (Dtype::U8, 1) => Converted::U8(img.into_luma8().into_raw()),
+            (Dtype::U8, 4) => Converted::U8(img.into_rgba8().into_raw()),
+            (Dtype::U8, _) => Converted::U8(img.into_rgb8().into_raw()),
+            (Dtype::U16, 1) => Converted::U16(img.into_luma16().into_raw()),
+            (Dtype::U16, 4) => Converted::U16(img.into_rgba16().into_raw()),
+            (Dtype::U16, _) => Converted::U16(img.into_rgb16().into_raw()),
+            (Dtype::F32, 1) => Converted::F32(img.to_luma32f().into_raw()),
+            (Dtype::F32, 4) => Converted::F32(img.into_rgba32f().into_raw()),
+            (Dtype::F32, _) => Converted::F32(img.into_rgb32f().into_raw()),
+        }
+    }
+
+    /// The samples' bytes, native-endian.
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Converted::U8(v) => v,
+            Converted::U16(v) => bytemuck::cast_slice(v),
+            Converted::F32(v) => bytemuck::cast_slice(v),
+        }
     }
 }
 
@@ -379,6 +426,7 @@ impl Decoder {
         // libjpeg-turbo takes the whole file in memory; anything larger
         // than a JPEG frame plausibly is streams through `image` instead.
         if self.jpeg_decoder() == JpegDecoder::Turbojpeg
+            && self.shape.dtype == Dtype::U8
             && meta.len() <= MAX_JPEG_IN_MEMORY
             && is_jpeg(&mut reader)
         {
@@ -401,7 +449,8 @@ impl Decoder {
             return Err(err(SkipReason::Empty, "no bytes"));
         }
         #[cfg(feature = "turbojpeg")]
-        if bytes.starts_with(&[0xFF, 0xD8]) && self.turbo.is_some() {
+        if bytes.starts_with(&[0xFF, 0xD8]) && self.turbo.is_some() && self.shape.dtype == Dtype::U8
+        {
             if let Some(done) = self.decode_turbo(bytes, out) {
                 return done;
             }
@@ -601,7 +650,7 @@ impl Decoder {
             height: h,
         };
         let same_size = self.check_source(w, h)?;
-        let same_format = decoder.color_type() == color_type(self.shape.channels);
+        let same_format = Some(decoder.color_type()) == color_type(self.shape);
         if same_size && same_format {
             // Fast path: decode straight into the slot.
             decoder.read_image(out).map_err(classify)?;
@@ -611,28 +660,27 @@ impl Decoder {
         let converted = if same_format {
             0
         } else {
-            u64::from(w) * u64::from(h) * u64::from(self.shape.channels)
+            u64::from(w)
+                * u64::from(h)
+                * self.shape.channels as u64
+                * self.shape.dtype.size() as u64
         };
         let _reserved = Self::reserve(
             &self.budget,
             decoder.total_bytes().saturating_add(converted),
         )?;
         let img = DynamicImage::from_decoder(decoder).map_err(classify)?;
-        let pixels: Vec<u8> = match self.shape.channels {
-            1 => img.into_luma8().into_raw(),
-            4 => img.into_rgba8().into_raw(),
-            _ => img.into_rgb8().into_raw(),
-        };
+        let pixels = Converted::new(img, self.shape);
         if same_size {
-            out.copy_from_slice(&pixels);
+            out.copy_from_slice(pixels.bytes());
             return Ok(src);
         }
-        self.resize(&pixels, w, h, out)?;
+        self.resize(pixels.bytes(), w, h, out)?;
         Ok(src)
     }
 
     fn resize(&mut self, pixels: &[u8], w: u32, h: u32, out: &mut [u8]) -> Result<(), DecodeError> {
-        let pt = pixel_type(self.shape.channels);
+        let pt = pixel_type(self.shape);
         let (dw, dh) = (self.shape.width, self.shape.height);
         let src = ImageRef::new(w, h, pixels, pt).map_err(|e| err(SkipReason::Corrupt, e))?;
         let alg = ResizeAlg::Convolution(FilterType::Bilinear);
@@ -834,11 +882,7 @@ mod tests {
     fn same_size_png_is_exact() {
         let img = DynamicImage::ImageRgb8(gradient(32, 16));
         let png = encode(&img, ImageFormat::Png);
-        let shape = FrameShape {
-            height: 16,
-            width: 32,
-            channels: 3,
-        };
+        let shape = FrameShape::new(16, 32, 3);
         let mut out = vec![0; shape.bytes()];
         let d = Decoder::new(shape, ShapePolicy::Fit)
             .decode_bytes(&png, &mut out)
@@ -850,11 +894,7 @@ mod tests {
     #[test]
     fn gray_and_rgba_are_converted() {
         let rgb = gradient(8, 8);
-        let shape = FrameShape {
-            height: 8,
-            width: 8,
-            channels: 3,
-        };
+        let shape = FrameShape::new(8, 8, 3);
         for img in [
             DynamicImage::ImageLuma8(DynamicImage::ImageRgb8(rgb.clone()).to_luma8()),
             DynamicImage::ImageRgba8(DynamicImage::ImageRgb8(rgb.clone()).to_rgba8()),
@@ -885,11 +925,7 @@ mod tests {
         let img =
             DynamicImage::ImageRgb8(RgbImage::from_pixel(40, 10, image::Rgb([255, 255, 255])));
         let png = encode(&img, ImageFormat::Png);
-        let shape = FrameShape {
-            height: 20,
-            width: 20,
-            channels: 3,
-        };
+        let shape = FrameShape::new(20, 20, 3);
         let px = |out: &[u8], x: usize, y: usize| out[(y * 20 + x) * 3];
         let mut out = vec![7; shape.bytes()];
         Decoder::new(shape, ShapePolicy::Fit)
@@ -915,11 +951,7 @@ mod tests {
 
     #[test]
     fn bad_inputs_are_classified_not_panics() {
-        let shape = FrameShape {
-            height: 16,
-            width: 32,
-            channels: 3,
-        };
+        let shape = FrameShape::new(16, 32, 3);
         let mut out = vec![0; shape.bytes()];
         let mut d = Decoder::new(shape, ShapePolicy::Fit);
         let png = encode(&DynamicImage::ImageRgb8(gradient(32, 16)), ImageFormat::Png);
@@ -1006,11 +1038,7 @@ mod tests {
     /// pixels of its Huffman-coded twin decoded by `image`.
     #[test]
     fn decode_arithmetic_and_12_bit_jpegs() {
-        let shape = FrameShape {
-            height: 149,
-            width: 227,
-            channels: 3,
-        };
+        let shape = FrameShape::new(149, 227, 3);
         let (ari, twelve) = (test_image("testimgari.jpg"), test_image("testorig12.jpg"));
         let mut out = vec![0; shape.bytes()];
         let mut image = Decoder::new(shape, ShapePolicy::Fit).with_jpeg_decoder(JpegDecoder::Image);
@@ -1060,11 +1088,7 @@ mod tests {
     /// waits until others give memory back.
     #[test]
     fn decode_memory_budget_is_shared_and_bounded() {
-        let shape = FrameShape {
-            height: 16,
-            width: 16,
-            channels: 3,
-        };
+        let shape = FrameShape::new(16, 16, 3);
         // 256x256 RGB: 192 KiB decoded.
         let png = encode(
             &DynamicImage::ImageRgb8(gradient(256, 256)),
@@ -1102,11 +1126,7 @@ mod tests {
 
     #[test]
     fn auto_resolves_to_what_is_built() {
-        let shape = FrameShape {
-            height: 4,
-            width: 4,
-            channels: 3,
-        };
+        let shape = FrameShape::new(4, 4, 3);
         let d = Decoder::new(shape, ShapePolicy::Fit);
         let expected = if JpegDecoder::TURBOJPEG_BUILT {
             JpegDecoder::Turbojpeg
@@ -1131,11 +1151,7 @@ mod tests {
         for (h, w) in [(480, 640), (60, 80), (150, 200), (100, 100)] {
             for channels in [1, 3, 4] {
                 for policy in [ShapePolicy::Fit, ShapePolicy::Fill, ShapePolicy::Stretch] {
-                    let shape = FrameShape {
-                        height: h,
-                        width: w,
-                        channels,
-                    };
+                    let shape = FrameShape::new(h, w, channels);
                     let mut turbo = Decoder::new(shape, policy);
                     assert_eq!(turbo.jpeg_decoder(), JpegDecoder::Turbojpeg);
                     let mut image =
@@ -1188,11 +1204,7 @@ mod tests {
         let jpg = encode(&img, ImageFormat::Jpeg);
         std::fs::write(dir.path().join("a.jpg"), &jpg).unwrap();
         std::fs::write(dir.path().join("b.png"), encode(&img, ImageFormat::Png)).unwrap();
-        let shape = FrameShape {
-            height: 48,
-            width: 64,
-            channels: 3,
-        };
+        let shape = FrameShape::new(48, 64, 3);
         let mut d = Decoder::new(shape, ShapePolicy::Fit);
         let mut out = vec![0; shape.bytes()];
         d.decode_file(&dir.path().join("a.jpg"), &mut out).unwrap();

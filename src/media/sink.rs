@@ -1,6 +1,6 @@
 //! Where a consumer puts the frames it took.
 
-use super::FrameShape;
+use super::{Dtype, FrameShape};
 use image::{ExtendedColorType, ImageEncoder};
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -57,6 +57,19 @@ pub enum SinkError {
     Stdout {
         /// Why.
         source: std::io::Error,
+    },
+    /// An output that cannot hold frames of the ring's element type (found
+    /// once attached, before any frame is taken).
+    #[error("output {path:?}: {dtype} frames cannot be written as {what}: {hint}")]
+    Dtype {
+        /// The output.
+        path: String,
+        /// The ring's element type.
+        dtype: Dtype,
+        /// What the output writes.
+        what: &'static str,
+        /// What to do instead.
+        hint: &'static str,
     },
     /// File or pipe error.
     #[error("writing {path}: {source}")]
@@ -140,10 +153,13 @@ pub fn fold_checksum(acc: u64, data: &[u8]) -> u64 {
     a
 }
 
-fn color(channels: u32) -> ExtendedColorType {
-    match channels {
-        1 => ExtendedColorType::L8,
-        4 => ExtendedColorType::Rgba8,
+fn color(shape: FrameShape) -> ExtendedColorType {
+    match (shape.dtype, shape.channels) {
+        (Dtype::U16, 1) => ExtendedColorType::L16,
+        (Dtype::U16, 4) => ExtendedColorType::Rgba16,
+        (Dtype::U16, _) => ExtendedColorType::Rgb16,
+        (_, 1) => ExtendedColorType::L8,
+        (_, 4) => ExtendedColorType::Rgba8,
         _ => ExtendedColorType::Rgb8,
     }
 }
@@ -365,6 +381,41 @@ impl Sink {
         probe_writable(path, spec)
     }
 
+    /// Checks that the output `spec` (a directory of `format` files, a
+    /// video file, `-` or `null`) can hold frames of `shape`'s element type:
+    /// raw outputs take any; 16-bit PNG/PNM files and video take `uint16`;
+    /// `float32` goes raw only; JPEG is 8-bit only.
+    pub fn check_dtype(
+        spec: &str,
+        format: OutputFormat,
+        shape: FrameShape,
+    ) -> Result<(), SinkError> {
+        const FLOAT_HINT: &str =
+            "write them raw (--output -) or checksum them (--output null), or give the producer a uint8 or uint16 ring (--dtype)";
+        let refuse = |what, hint| {
+            Err(SinkError::Dtype {
+                path: spec.into(),
+                dtype: shape.dtype,
+                what,
+                hint,
+            })
+        };
+        if spec == "-" || spec == "null" || shape.dtype == Dtype::U8 {
+            return Ok(());
+        }
+        let video = super::video::is_video_output(spec);
+        match (shape.dtype, format) {
+            (Dtype::F32, _) if video => refuse("video", FLOAT_HINT),
+            (Dtype::F32, _) => refuse("image files", FLOAT_HINT),
+            (_, _) if video => Ok(()),
+            (_, OutputFormat::Jpeg) => refuse(
+                "JPEG (8-bit only)",
+                "use --format png or ppm (16-bit files), or raw output (--output -)",
+            ),
+            _ => Ok(()),
+        }
+    }
+
     fn new(out: Out) -> Sink {
         Sink { out, accepted: 0 }
     }
@@ -514,7 +565,7 @@ fn write_image(
     .map_err(|e| io(e.into()))?;
     let written = (|| {
         let mut w = BufWriter::new(File::from(fd));
-        let ct = color(shape.channels);
+        let ct = color(shape);
         let res = match format {
             OutputFormat::Png => image::codecs::png::PngEncoder::new_with_quality(
                 &mut w,
@@ -576,11 +627,7 @@ mod tests {
     #[test]
     fn dir_sink_round_trips_every_format() {
         let d = tempfile::tempdir().unwrap();
-        let shape = FrameShape {
-            height: 6,
-            width: 5,
-            channels: 3,
-        };
+        let shape = FrameShape::new(6, 5, 3);
         let data: Vec<u8> = (0..shape.bytes() as u32).map(|i| (i * 7) as u8).collect();
         for format in [OutputFormat::Png, OutputFormat::Ppm] {
             let mut s = Sink::open(d.path().to_str().unwrap(), format, 90).unwrap();
@@ -599,6 +646,35 @@ mod tests {
             .file_name()
             .to_string_lossy()
             .starts_with('.')));
+    }
+
+    #[test]
+    fn sixteen_bit_frames_round_trip_and_floats_are_refused_for_images() {
+        let d = tempfile::tempdir().unwrap();
+        let shape = FrameShape::new(3, 4, 3).with_dtype(Dtype::U16);
+        let samples: Vec<u16> = (0..shape.elements() as u32)
+            .map(|i| (i * 2999) as u16)
+            .collect();
+        let data: &[u8] = bytemuck::cast_slice(&samples);
+        for format in [OutputFormat::Png, OutputFormat::Ppm] {
+            Sink::check_dtype(d.path().to_str().unwrap(), format, shape).unwrap();
+            let mut s = Sink::open(d.path().to_str().unwrap(), format, 90).unwrap();
+            s.write(7, data, shape).unwrap();
+            let back = image::open(Sink::frame_path(d.path(), format, 3, 7)).unwrap();
+            assert_eq!(back.color(), image::ColorType::Rgb16, "{format:?}");
+            assert_eq!(back.into_rgb16().into_raw(), samples, "{format:?}");
+        }
+        let dir = d.path().to_str().unwrap();
+        let e = Sink::check_dtype(dir, OutputFormat::Jpeg, shape).unwrap_err();
+        assert!(e.to_string().contains("--format png"), "{e}");
+        let f = shape.with_dtype(Dtype::F32);
+        for out in [dir, "clip.mp4"] {
+            let e = Sink::check_dtype(out, OutputFormat::Png, f).unwrap_err();
+            assert!(e.to_string().contains("--output -"), "{e}");
+        }
+        for out in ["-", "null"] {
+            Sink::check_dtype(out, OutputFormat::Png, f).unwrap();
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! ffmpeg's stderr is kept (its last few KiB) for error messages.
 
 use super::decode::ShapePolicy;
-use super::FrameShape;
+use super::{Dtype, FrameShape};
 use parking_lot::Mutex;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
@@ -91,13 +91,79 @@ pub fn looks_like_video(spec: &str) -> bool {
     ext.is_some_and(|e| EXT.contains(&e.as_str()))
 }
 
-/// ffmpeg's name for the ring's pixel format.
-pub fn pix_fmt(channels: u32) -> &'static str {
-    match channels {
-        1 => "gray",
-        4 => "rgba",
-        _ => "rgb24",
+/// ffmpeg's name for the ring's pixel format: 8 bits per sample for
+/// `uint8`, 16 native-endian bits for `uint16`; `None` for `float32`
+/// (video into or out of a float ring is refused: see [`float_refused`]).
+pub fn pix_fmt(shape: FrameShape) -> Option<&'static str> {
+    let le = cfg!(target_endian = "little");
+    Some(match (shape.dtype, shape.channels) {
+        (Dtype::U8, 1) => "gray",
+        (Dtype::U8, 4) => "rgba",
+        (Dtype::U8, _) => "rgb24",
+        (Dtype::U16, 1) if le => "gray16le",
+        (Dtype::U16, 1) => "gray16be",
+        (Dtype::U16, 4) if le => "rgba64le",
+        (Dtype::U16, 4) => "rgba64be",
+        (Dtype::U16, _) if le => "rgb48le",
+        (Dtype::U16, _) => "rgb48be",
+        (Dtype::F32, _) => return None,
+    })
+}
+
+/// The error for video into or out of a `float32` ring.
+pub fn float_refused(what: &str) -> VideoError {
+    VideoError::Stream {
+        what: what.into(),
+        message: "video is decoded and encoded as uint8 or uint16 only, not float32: use a uint8 or uint16 ring (ring.dtype) and convert in your consumer, or raw frames (--output -)".into(),
     }
+}
+
+/// The frame rate of `input`'s first video stream as ffprobe (found beside
+/// `ffmpeg`) reports it, as a fraction; `None` for a device, a URL, or
+/// anything ffprobe does not answer within 5 s.
+pub fn probe_frame_rate(ffmpeg: &str, input: &str) -> Option<(u64, u64)> {
+    if input.contains("://") || input.starts_with("/dev/") || input == "-" {
+        return None;
+    }
+    let ffprobe = match ffmpeg.strip_suffix("ffmpeg") {
+        Some(dir) => format!("{dir}ffprobe"),
+        None => return None,
+    };
+    let mut child = Command::new(&ffprobe)
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
+        .args([
+            "stream=avg_frame_rate,r_frame_rate",
+            "-of",
+            "default=nw=1:nk=1",
+        ])
+        .arg(input)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while child.try_wait().ok()?.is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut text = String::new();
+    child.stdout.take()?.read_to_string(&mut text).ok()?;
+    parse_frame_rates(&text)
+}
+
+/// The first valid `num/den` rate of ffprobe's lines (avg_frame_rate, then
+/// r_frame_rate; `0/0` is none).
+fn parse_frame_rates(text: &str) -> Option<(u64, u64)> {
+    text.lines().find_map(|line| {
+        let (n, d) = line.trim().split_once('/')?;
+        let (n, d) = (n.parse::<u64>().ok()?, d.parse::<u64>().ok()?);
+        (n > 0 && d > 0).then_some((n, d))
+    })
 }
 
 /// The ffmpeg filter that fits a source into `shape` per `policy`.
@@ -426,6 +492,10 @@ fn read_frame<R: Read + AsFd>(
 #[derive(Debug)]
 pub struct FfmpegInput {
     input: String,
+    /// The source's frame rate (num, den), for presentation timestamps.
+    frame_rate: Option<(u64, u64)>,
+    /// Frames read so far.
+    frames: u64,
     child: Child,
     stdout: PolledReader<ChildStdout>,
     stderr: StderrTail,
@@ -449,6 +519,8 @@ impl FfmpegInput {
         policy: ShapePolicy,
         realtime: bool,
     ) -> Result<FfmpegInput, VideoError> {
+        let pix_fmt = pix_fmt(shape).ok_or_else(|| float_refused(input))?;
+        let frame_rate = probe_frame_rate(program, input);
         let mut cmd = Command::new(program);
         cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin"]);
         if realtime {
@@ -456,7 +528,7 @@ impl FfmpegInput {
         }
         cmd.args(["-i", input, "-an", "-sn", "-dn", "-vf"])
             .arg(scale_filter(shape, policy))
-            .args(["-f", "rawvideo", "-pix_fmt", pix_fmt(shape.channels), "-"])
+            .args(["-f", "rawvideo", "-pix_fmt", pix_fmt, "-"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -466,6 +538,8 @@ impl FfmpegInput {
         let stderr = StderrTail::start(child.stderr.take().expect("piped stderr"));
         Ok(FfmpegInput {
             input: input.into(),
+            frame_rate,
+            frames: 0,
             child,
             stdout: PolledReader::new(stdout),
             stderr,
@@ -480,7 +554,21 @@ impl FfmpegInput {
         buf: &mut [u8],
         idle: &mut dyn FnMut(Duration) -> bool,
     ) -> Result<ReadFrame, VideoError> {
-        read_frame(&mut self.stdout, buf, &self.input, idle)
+        let got = read_frame(&mut self.stdout, buf, &self.input, idle)?;
+        if got == ReadFrame::Frame {
+            self.frames += 1;
+        }
+        Ok(got)
+    }
+
+    /// The presentation timestamp of the frame read last, in nanoseconds:
+    /// its index over the source's frame rate (as ffprobe reports it), or
+    /// `None` if the rate is not known (a device, a URL).
+    pub fn last_pts_ns(&self) -> Option<i64> {
+        let (num, den) = self.frame_rate?;
+        let index = self.frames.checked_sub(1)?;
+        let ns = u128::from(index) * 1_000_000_000 * u128::from(den) / u128::from(num);
+        i64::try_from(ns).ok()
     }
 
     /// The input ffmpeg decodes.
@@ -626,6 +714,15 @@ impl RawInput {
             self.y4m = Some(None);
             return Ok(StreamStart::Raw);
         }
+        if shape.dtype != Dtype::U8 {
+            return Err(VideoError::Stream {
+                what: self.name.clone(),
+                message: format!(
+                    "a y4m stream has 8-bit samples; this ring holds {} frames: use a uint8 ring, or send raw {} frames",
+                    shape.dtype, shape.dtype
+                ),
+            });
+        }
         let Some(line) = self.reader.line(super::y4m::MAX_LINE, idle).map_err(io)? else {
             return Ok(StreamStart::Stopped);
         };
@@ -735,9 +832,10 @@ impl FfmpegOutput {
             .and_then(|e| e.to_str())
             .unwrap_or("")
             .to_ascii_lowercase();
+        let pix_fmt = pix_fmt(shape).ok_or_else(|| float_refused(path))?;
         let mut cmd = Command::new(program);
         cmd.args(["-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo"])
-            .args(["-pix_fmt", pix_fmt(shape.channels)])
+            .args(["-pix_fmt", pix_fmt])
             .args(["-s", &format!("{}x{}", shape.width, shape.height)])
             .args(["-r", &format!("{fps}"), "-i", "-"]);
         let mut y4m_frame = None;
@@ -1007,12 +1105,19 @@ mod tests {
     }
 
     #[test]
+    fn frame_rates_and_pixel_formats() {
+        assert_eq!(parse_frame_rates("0/0\n30000/1001\n"), Some((30000, 1001)));
+        assert_eq!(parse_frame_rates("25/1\n25/1\n"), Some((25, 1)));
+        assert_eq!(parse_frame_rates("N/A\n"), None);
+        let s = FrameShape::new(2, 2, 3);
+        assert_eq!(pix_fmt(s), Some("rgb24"));
+        assert_eq!(pix_fmt(s.with_dtype(Dtype::U16)), Some("rgb48le"));
+        assert_eq!(pix_fmt(s.with_dtype(Dtype::F32)), None);
+    }
+
+    #[test]
     fn a_missing_ffmpeg_is_a_clear_error() {
-        let shape = FrameShape {
-            height: 2,
-            width: 2,
-            channels: 3,
-        };
+        let shape = FrameShape::new(2, 2, 3);
         match FfmpegInput::spawn("/no/such/ffmpeg", "x.mp4", shape, ShapePolicy::Fit, false) {
             Err(e @ VideoError::NotFound { .. }) => {
                 assert!(e.to_string().contains("apt-get install ffmpeg"))

@@ -200,11 +200,7 @@ mod tests {
     use super::*;
     use crate::media::FrameShape;
 
-    const SHAPE: FrameShape = FrameShape {
-        height: 2,
-        width: 4,
-        channels: 3,
-    };
+    const SHAPE: FrameShape = FrameShape::new(2, 4, 3);
 
     #[test]
     fn headers_are_checked_against_the_ring() {

@@ -1,4 +1,4 @@
-//! Helpers shared by the process-killing tests (`kill_stress`, `soak`).
+//! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
 use std::path::Path;
@@ -104,4 +104,19 @@ pub fn wait_published(name: &str, n: u64) {
         );
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+}
+
+/// Runs ffmpeg (quiet, overwriting) with `args`; panics with its message if
+/// it fails.
+pub fn ffmpeg(args: &[&str]) {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(args)
+        .output()
+        .expect("ffmpeg is installed (.ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
