@@ -868,6 +868,67 @@ mod tests {
     use super::*;
     use image::{ImageFormat, RgbImage};
 
+    /// uint16 keeps 16-bit samples and scales 8-bit ones by 257; float32
+    /// is 0..=1; a resize (fit) works at either depth; a u8 slot reduces a
+    /// 16-bit source to 8 bits.
+    #[test]
+    fn deep_slots_keep_or_scale_their_samples() {
+        let deep = image::ImageBuffer::<image::Rgb<u16>, Vec<u16>>::from_fn(4, 2, |x, y| {
+            image::Rgb([(x * 16000) as u16, (y * 30000 + 1) as u16, 65535])
+        });
+        let png16 = encode(&DynamicImage::ImageRgb16(deep.clone()), ImageFormat::Png);
+        let u16s = |b: &[u8]| -> Vec<u16> { bytemuck::pod_collect_to_vec(b) };
+        let f32s = |b: &[u8]| -> Vec<f32> { bytemuck::pod_collect_to_vec(b) };
+        let shape = FrameShape::new(2, 4, 3).with_dtype(Dtype::U16);
+        let mut out = vec![0u8; shape.bytes()];
+        Decoder::new(shape, ShapePolicy::Fit)
+            .decode_bytes(&png16, &mut out)
+            .unwrap();
+        assert_eq!(u16s(&out), deep.clone().into_raw());
+
+        let rgb8 = RgbImage::from_fn(4, 2, |x, y| image::Rgb([x as u8 * 60, y as u8 * 200, 255]));
+        let png8 = encode(&DynamicImage::ImageRgb8(rgb8.clone()), ImageFormat::Png);
+        Decoder::new(shape, ShapePolicy::Fit)
+            .decode_bytes(&png8, &mut out)
+            .unwrap();
+        let scaled: Vec<u16> = rgb8.as_raw().iter().map(|&v| v as u16 * 257).collect();
+        assert_eq!(u16s(&out), scaled);
+
+        let fshape = shape.with_dtype(Dtype::F32);
+        let mut out = vec![0u8; fshape.bytes()];
+        Decoder::new(fshape, ShapePolicy::Fit)
+            .decode_bytes(&png8, &mut out)
+            .unwrap();
+        for (f, v) in f32s(&out).iter().zip(rgb8.as_raw()) {
+            assert!((f - *v as f32 / 255.0).abs() < 1e-6);
+        }
+
+        // Resized into a larger slot (letterboxed): values stay in range.
+        for dtype in [Dtype::U16, Dtype::F32] {
+            let big = FrameShape::new(8, 16, 1).with_dtype(dtype);
+            let mut out = vec![0u8; big.bytes()];
+            Decoder::new(big, ShapePolicy::Fit)
+                .decode_bytes(&png16, &mut out)
+                .unwrap();
+            if dtype == Dtype::F32 {
+                assert!(f32s(&out).iter().all(|f| (0.0..=1.0).contains(f)));
+                assert!(f32s(&out).iter().any(|&f| f > 0.5));
+            } else {
+                assert!(u16s(&out).iter().any(|&v| v > 255));
+            }
+        }
+
+        let u8shape = FrameShape::new(2, 4, 3);
+        let mut out = vec![0u8; u8shape.bytes()];
+        Decoder::new(u8shape, ShapePolicy::Fit)
+            .decode_bytes(&png16, &mut out)
+            .unwrap();
+        let reduced: Vec<u8> = deep.as_raw().iter().map(|&v| (v >> 8) as u8).collect();
+        for (a, b) in out.iter().zip(&reduced) {
+            assert!(a.abs_diff(*b) <= 1, "{a} vs {b}");
+        }
+    }
+
     fn encode(img: &DynamicImage, fmt: ImageFormat) -> Vec<u8> {
         let mut v = std::io::Cursor::new(Vec::new());
         img.write_to(&mut v, fmt).unwrap();
