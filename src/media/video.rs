@@ -119,10 +119,13 @@ pub fn float_refused(what: &str) -> VideoError {
 }
 
 /// The frame rate of `input`'s first video stream as ffprobe (found beside
-/// `ffmpeg`) reports it, as a fraction; `None` for a device, a URL, or
-/// anything ffprobe does not answer within 5 s.
+/// `ffmpeg`) reports it, as a fraction. Only a regular file or an
+/// image-sequence pattern is probed (a FIFO, a device or a URL would make
+/// ffprobe wait for data the producer is about to read): `None` for those,
+/// and for anything ffprobe does not answer within 5 s.
 pub fn probe_frame_rate(ffmpeg: &str, input: &str) -> Option<(u64, u64)> {
-    if input.contains("://") || input.starts_with("/dev/") || input == "-" {
+    let pattern = input.contains('%') && !input.contains("://");
+    if !pattern && !std::fs::metadata(input).is_ok_and(|m| m.is_file()) {
         return None;
     }
     let ffprobe = match ffmpeg.strip_suffix("ffmpeg") {
