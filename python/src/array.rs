@@ -279,9 +279,8 @@ pub(crate) fn ndarray<'py, T: Slot>(
     let array = unsafe { Bound::from_owned_ptr(py, array) };
     // SAFETY: `array` is a numpy array (made just above) without a base;
     // the call steals the reference to `base`, also when it fails.
-    let set = unsafe {
-        PY_ARRAY_API.PyArray_SetBaseObject(py, array.as_ptr().cast(), base.into_ptr())
-    };
+    let set =
+        unsafe { PY_ARRAY_API.PyArray_SetBaseObject(py, array.as_ptr().cast(), base.into_ptr()) };
     if set < 0 {
         return Err(PyErr::fetch(py));
     }
@@ -308,9 +307,7 @@ pub(crate) unsafe fn fill_buffer<T: Slot>(
         return Err(PyBufferError::new_err("NULL view in __getbuffer__"));
     }
     if flags & ffi::PyBUF_WRITABLE == ffi::PyBUF_WRITABLE && !writable {
-        return Err(PyBufferError::new_err(
-            "a consumer's frame is read-only",
-        ));
+        return Err(PyBufferError::new_err("a consumer's frame is read-only"));
     }
     let address = held.export()?;
     // SAFETY: the caller passes the view Python gave us; every pointer we

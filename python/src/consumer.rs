@@ -119,31 +119,30 @@ impl Consumer {
     #[pyo3(signature = (ring, group = "default", timeout = 30.0, latest = false))]
     fn new(py: Python<'_>, ring: &str, group: &str, timeout: f64, latest: bool) -> PyResult<Self> {
         let deadline = Instant::now() + seconds(Some(timeout))?.unwrap_or_default();
-        let ring = loop {
-            let wait = SLICE.min(deadline.saturating_duration_since(Instant::now()));
-            let attached = py.detach(|| {
-                RingConsumer::builder(ring)
-                    .group(group)
-                    .latest(latest)
-                    .wait_for_ring(wait)
-                    .attach()
-            });
-            match attached {
-                Ok(c) => break c,
-                Err(AttachError::Open(OpenError::NotFound { .. } | OpenError::NotReady { .. }))
-                    if Instant::now() < deadline =>
-                {
-                    py.check_signals()?
+        let ring =
+            loop {
+                let wait = SLICE.min(deadline.saturating_duration_since(Instant::now()));
+                let attached = py.detach(|| {
+                    RingConsumer::builder(ring)
+                        .group(group)
+                        .latest(latest)
+                        .wait_for_ring(wait)
+                        .attach()
+                });
+                match attached {
+                    Ok(c) => break c,
+                    Err(AttachError::Open(
+                        OpenError::NotFound { .. } | OpenError::NotReady { .. },
+                    )) if Instant::now() < deadline => py.check_signals()?,
+                    Err(e) => return Err(errors::attach(e)),
                 }
-                Err(e) => return Err(errors::attach(e)),
-            }
-        };
+            };
         Ok(Self {
             layout: Layout::new(ring.shape()),
             ring,
             outstanding: Arc::new(AtomicUsize::new(0)),
             current: Mutex::new(None),
-            pid: std::process::id(),
+            pid: framering_ring::signals::pid(),
         })
     }
 
@@ -272,7 +271,9 @@ impl Frame {
         let a = self.array(py)?;
         match (dtype, copy) {
             (None, None | Some(false)) => Ok(a),
-            (dtype, _) => a.call_method1("astype", (dtype.map_or_else(|| a.getattr("dtype"), Ok)?,)),
+            (dtype, _) => {
+                a.call_method1("astype", (dtype.map_or_else(|| a.getattr("dtype"), Ok)?,))
+            }
         }
     }
 
@@ -427,4 +428,3 @@ impl Frame {
         )
     }
 }
-

@@ -3,8 +3,7 @@
 //! `framering.RingCorrupt`, the rest `framering.Error`.
 
 use framering_ring::{
-    AttachError, CreateError, LoanError, OpenError, PublishError, RingCorrupt as Corrupt,
-    TakeError,
+    AttachError, CreateError, LoanError, OpenError, PublishError, RingCorrupt as Corrupt, TakeError,
 };
 use pyo3::exceptions::{PyException, PyFileNotFoundError, PyTimeoutError, PyValueError};
 use pyo3::{create_exception, PyErr};

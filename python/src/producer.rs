@@ -46,9 +46,7 @@ fn loan_slot(
         let slice = deadline.map_or(SLICE, |d| {
             SLICE.min(d.saturating_duration_since(Instant::now()))
         });
-        let loaned = py.detach(|| {
-            Loaned::try_new(producer.clone(), |p| p.loan(slice).map(Some))
-        });
+        let loaned = py.detach(|| Loaned::try_new(producer.clone(), |p| p.loan(slice).map(Some)));
         match loaned {
             Ok(l) => return Ok(l),
             Err(e) if e.is_timeout() => {
@@ -179,7 +177,7 @@ impl Producer {
             layout: Layout::new(p.shape()),
             slots: p.slots(),
             ring: Mutex::new(Some(Arc::new(p))),
-            pid: std::process::id(),
+            pid: framering_ring::signals::pid(),
         })
     }
 
@@ -221,7 +219,10 @@ impl Producer {
                 untyped.shape()
             )));
         }
-        if !untyped.dtype().is_equiv_to(&array::descr(py, self.layout.dtype)) {
+        if !untyped
+            .dtype()
+            .is_equiv_to(&array::descr(py, self.layout.dtype))
+        {
             return Err(PyValueError::new_err(format!(
                 "array of dtype {} does not fit the ring's {}",
                 untyped.dtype(),
@@ -282,7 +283,8 @@ impl Producer {
             }
         };
         if !keep {
-            ring.unlink().map_err(|e| errors::Error::new_err(e.to_string()))?;
+            ring.unlink()
+                .map_err(|e| errors::Error::new_err(e.to_string()))?;
         }
         Ok(drained)
     }
@@ -372,7 +374,9 @@ impl Loan {
     fn publish(&self) -> PyResult<u64> {
         match self.held.take_strict("slot")? {
             Some(loaned) => publish_loaned(loaned, &self.meta.lock()),
-            None => Err(PyValueError::new_err("the slot was already published or discarded")),
+            None => Err(PyValueError::new_err(
+                "the slot was already published or discarded",
+            )),
         }
     }
 
@@ -479,4 +483,3 @@ impl Loan {
         array::release_buffer(&self.held);
     }
 }
-

@@ -221,7 +221,7 @@ impl Shared {
 impl Shared {
     /// Whether this is the process that attached (not a forked child).
     fn in_creator(&self) -> bool {
-        std::process::id() == self.creator_pid
+        crate::signals::pid() == self.creator_pid
     }
 }
 
@@ -574,7 +574,7 @@ impl Consumer {
                 returns: Mutex::new(()),
                 gave_back: std::sync::atomic::AtomicBool::new(false),
                 return_failed: Mutex::new(None),
-                creator_pid: std::process::id(),
+                creator_pid: crate::signals::pid(),
             }),
             latest: b.latest,
             wait: b.wait,

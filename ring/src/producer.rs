@@ -558,7 +558,7 @@ impl Producer {
         let g = *seg.geometry();
         let ledger = Ledger::new(g.slots as usize, seg.base_addr());
         Ok(Producer {
-            creator_pid: std::process::id(),
+            creator_pid: crate::signals::pid(),
             wait: b.wait,
             state: Mutex::new(State {
                 reservation,
@@ -1059,7 +1059,7 @@ impl Producer {
 
 impl Drop for Producer {
     fn drop(&mut self) {
-        if std::process::id() != self.creator_pid {
+        if crate::signals::pid() != self.creator_pid {
             // A forked child's copy: the ring is still the parent's.
             return;
         }

@@ -1103,7 +1103,10 @@ fn a_consumer_that_keeps_its_frames_sees_the_stream_end_without_handing_them_bac
     for i in 0..3u8 {
         put(&p, i).unwrap();
     }
-    let first = c.take_now().unwrap().expect("a queued frame, without waiting");
+    let first = c
+        .take_now()
+        .unwrap()
+        .expect("a queued frame, without waiting");
     p.finish();
     assert!(!c.stream_ended().unwrap(), "two frames are still queued");
     let mut kept = vec![first];
