@@ -145,7 +145,7 @@ def iox_service(node, name):
     return (node.service_builder(iox2.ServiceName.new(name))
             .publish_subscribe(iox2.Slice[ctypes.c_uint8])
             .enable_safe_overflow(False)
-            .subscriber_max_buffer_size(4)
+            .subscriber_max_buffer_size(8)
             .history_size(0)
             .open_or_create())
 
