@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The Python ways of moving frames between processes, measured with the same
 work as `framering bench`: the producer writes every byte of each frame
-(`write`), each consumer reads one byte per 4 KiB page (`stride`) or every
-byte (`full`). Prints one JSON object per line: {"peer", "consumers", "work",
+(`write`), each consumer reads nothing (`none`), one byte per 4 KiB page
+(`stride`) or every byte (`full`). Prints one JSON object per line: {"peer", "consumers", "work",
 "fps"}, fps being frames delivered to consumers per second (all consumers
 together), measured from the first to the last frame.
 
@@ -26,6 +26,8 @@ STOP = -1
 
 
 def consume(frame, work):
+    if work == "none":
+        return 0
     if work == "stride":
         return int(frame.reshape(-1)[::4096].sum())
     # full: read every byte (as uint64 words)

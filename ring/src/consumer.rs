@@ -11,6 +11,12 @@
 //! [`FrameLease`] that owns a reference to the consumer instead, to hand the
 //! frame to a worker thread without a copy. The consumer's table entry is
 //! released only when the consumer and every lease are gone.
+//!
+//! **Fork**: a child forked while the parent holds a consumer or frames
+//! inherits copies of them. Dropping those copies in the child does nothing
+//! (each consumer remembers the pid that attached): the frames stay the
+//! parent's, handed back when the parent drops them. A child must attach its
+//! own consumer to take frames.
 
 use crate::clock::monotonic_ns;
 use crate::error::{AttachError, Corrupt, FailReason, OpenError, RingCorrupt, TakeError};
@@ -194,6 +200,10 @@ struct Shared {
     /// A return that could not be pushed (the return queue is corrupt):
     /// reported by the next `take`, never forgotten.
     return_failed: Mutex<Option<Corrupt>>,
+    /// The process that attached. A child forked while frames were held
+    /// inherits copies of them; dropping those copies there must not hand
+    /// back the parent's slots, nor leave the parent's table entry.
+    creator_pid: u32,
 }
 
 const NOT_ADMITTED: u32 = u32::MAX;
@@ -202,6 +212,9 @@ impl Shared {
     /// Hands a claimed slot back to the producer: consumed, or (`consumed`
     /// false) to be delivered again to the group.
     fn release(&self, group: u8, claim: ReadClaim, consumed: bool) {
+        if !self.in_creator() {
+            return;
+        }
         let seg = &self.seg;
         let cell = if consumed {
             pack_return(group, claim.slot())
@@ -226,8 +239,20 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// Whether this is the process that attached (not a forked child).
+    fn in_creator(&self) -> bool {
+        crate::signals::pid() == self.creator_pid
+    }
+}
+
 impl Drop for Shared {
     fn drop(&mut self) {
+        if !self.in_creator() {
+            // A forked child's copy: the entry and its frames are the
+            // parent's.
+            return;
+        }
         // The consumer and every lease are gone, so every slot was handed
         // back. The producer frees the entry once it has collected them.
         let h = self.seg.header();
@@ -571,6 +596,7 @@ impl Consumer {
                 returns: Mutex::new(()),
                 gave_back: std::sync::atomic::AtomicBool::new(false),
                 return_failed: Mutex::new(None),
+                creator_pid: crate::signals::pid(),
             }),
             latest: b.latest,
             wait: b.wait,
@@ -785,6 +811,78 @@ impl Consumer {
             info,
             claim: Some(claim),
         }))
+    }
+
+    /// Takes the next frame of the consumer's group if one is queued now,
+    /// without waiting and without a system call: `Ok(None)` if none is.
+    /// For callers that wait their own way (e.g. in short slices, to check
+    /// for interrupts between them); [`take`](Self::take) tells the end of
+    /// the stream.
+    ///
+    /// ```
+    /// use framering_ring::{Consumer, FrameMeta, FrameShape, Producer};
+    /// use std::time::Duration;
+    ///
+    /// let ring = format!("doc-take-now-{}", std::process::id());
+    /// let producer = Producer::builder(&ring).shape(FrameShape::new(2, 2, 1)).create()?;
+    /// let consumer = Consumer::builder(&ring).attach()?;
+    /// assert!(consumer.take_now()?.is_none()); // nothing published yet
+    /// let seq = producer.loan(Duration::from_secs(1))?.publish(&FrameMeta::new())?;
+    /// assert_eq!(consumer.take_now()?.map(|f| f.seq()), Some(seq));
+    /// # producer.unlink()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn take_now(&self) -> Result<Option<Frame<'_>>, TakeError> {
+        self.check_returns()?;
+        self.try_take()
+    }
+
+    /// Whether the stream ended for this consumer *as far as it can tell
+    /// without handing its frames back*: the producer ended the stream
+    /// ([`Producer::finish`](crate::Producer::finish)), failed or died, and
+    /// nothing is queued for this consumer's group. [`take`](Self::take)
+    /// reports [`Take::EndOfStream`] only once the producer drained, that
+    /// is once every frame came back, so a consumer that keeps frames (or
+    /// leases) while it asks for the next one would wait forever: it asks
+    /// this instead. A frame held by another consumer of the group that dies
+    /// may still be delivered again afterwards.
+    ///
+    /// ```
+    /// use framering_ring::{Consumer, FrameMeta, FrameShape, Producer, Take};
+    /// use std::time::Duration;
+    ///
+    /// let ring = format!("doc-stream-ended-{}", std::process::id());
+    /// let producer = Producer::builder(&ring).shape(FrameShape::new(2, 2, 1)).create()?;
+    /// let consumer = Consumer::builder(&ring).attach()?;
+    /// producer.loan(Duration::from_secs(1))?.publish(&FrameMeta::new())?;
+    /// producer.finish();
+    /// let Take::Frame(kept) = consumer.take(Duration::from_secs(1))? else { panic!() };
+    /// // `take` would wait for `kept` to come back; the stream is over anyway.
+    /// assert!(consumer.stream_ended()?);
+    /// drop(kept);
+    /// # producer.unlink()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn stream_ended(&self) -> Result<bool, TakeError> {
+        use crate::sync::Ordering as O;
+        let h = self.seg().header();
+        // Acquire: every publish happens before the flags we see, so an
+        // empty queue after them is empty for good.
+        let flags = h.flags.load(O::Acquire);
+        let over = flags & (FLAG_END_OF_STREAM | FLAG_DRAINED | FLAG_FAILED) != 0
+            || !liveness::producer_alive(self.seg());
+        if !over {
+            return Ok(false);
+        }
+        if flags & (FLAG_END_OF_STREAM | FLAG_DRAINED | FLAG_FAILED) == 0 {
+            // A dead producer admits nobody: join our group ourselves to
+            // look at its queue.
+            self.admit_self();
+        }
+        Ok(match self.admitted()? {
+            Some(g) => group_queue(self.seg(), g as usize).is_empty(),
+            None => true,
+        })
     }
 
     /// Takes the next frame of the consumer's group, waiting up to

@@ -348,11 +348,17 @@ struct State {
 /// The single writer of a ring. See the [module documentation](self) for
 /// groups and backpressure, and the [crate documentation](crate) for an
 /// example.
+///
+/// A child forked from the producer's process inherits a copy of it;
+/// dropping the copy there does nothing (the ring stays the parent's).
 #[derive(Debug)]
 pub struct Producer {
     pub(crate) seg: Segment,
     wait: WaitStrategy,
     state: Mutex<State>,
+    /// The process that created the ring: dropping a forked child's copy
+    /// does not mark the ring's producer gone.
+    creator_pid: u32,
 }
 
 /// A slot loaned by [`Producer::loan`], to fill in place and
@@ -552,6 +558,7 @@ impl Producer {
         let g = *seg.geometry();
         let ledger = Ledger::new(g.slots as usize, seg.base_addr());
         Ok(Producer {
+            creator_pid: crate::signals::pid(),
             wait: b.wait,
             state: Mutex::new(State {
                 reservation,
@@ -1052,6 +1059,10 @@ impl Producer {
 
 impl Drop for Producer {
     fn drop(&mut self) {
+        if crate::signals::pid() != self.creator_pid {
+            // A forked child's copy: the ring is still the parent's.
+            return;
+        }
         let h = self.seg.header();
         h.flags.fetch_and(!FLAG_RUNNING, Ordering::Release);
         h.ready_event.notify();

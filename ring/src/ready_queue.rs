@@ -351,7 +351,6 @@ impl<'a> ReadyQueue<'a> {
     }
 
     /// Whether the queue holds no entries.
-    #[allow(dead_code)]
     pub(crate) fn is_empty(&self) -> bool {
         self.ctrl.is_empty()
     }

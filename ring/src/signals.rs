@@ -1,10 +1,48 @@
-//! SIGINT/SIGTERM turned into a flag the pipelines poll.
+//! Process-level handlers: SIGINT/SIGTERM turned into a flag the pipelines
+//! poll, and this process's pid kept current across `fork` ([`pid`]).
 //!
 //! The first signal asks for a graceful stop (finish the current frames,
 //! return slots, signal end of stream); a second one asks for a quick exit
 //! that still returns slots.
 
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Once;
+
+/// This process's pid, 0 until [`pid`] first runs.
+static PID: AtomicU32 = AtomicU32::new(0);
+static FORK_HANDLER: Once = Once::new();
+
+extern "C" fn after_fork_in_child() {
+    // Runs in the child right after fork(), before fork() returns there:
+    // getpid(2) and an atomic store are async-signal-safe.
+    PID.store(std::process::id(), Ordering::Relaxed);
+}
+
+/// This process's id, like [`std::process::id`] but without a system call
+/// (it runs on every frame handed back): cached, and refreshed in the child
+/// by a `pthread_atfork` handler when the process forks (through the C
+/// library's `fork`, as Python's `os.fork` and `multiprocessing` do).
+///
+/// ```
+/// assert_eq!(framering_ring::signals::pid(), std::process::id());
+/// ```
+pub fn pid() -> u32 {
+    let pid = PID.load(Ordering::Relaxed);
+    if pid != 0 {
+        return pid;
+    }
+    FORK_HANDLER.call_once(|| {
+        PID.store(std::process::id(), Ordering::Relaxed);
+        // SAFETY: registers a child handler that only calls getpid(2) and
+        // stores an atomic, both async-signal-safe, as a handler run
+        // between fork and its return in the child must be.
+        let rc = unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+        if rc != 0 {
+            tracing::warn!(rc, "cannot register the fork handler");
+        }
+    });
+    PID.load(Ordering::Relaxed)
+}
 
 static SIGNALS: AtomicU32 = AtomicU32::new(0);
 

@@ -1091,3 +1091,37 @@ fn status_shows_the_frames_a_consumer_holds_and_the_oldest_ones_age() {
     drop(c);
     p.unlink().unwrap();
 }
+
+#[test]
+fn a_consumer_that_keeps_its_frames_sees_the_stream_end_without_handing_them_back() {
+    let n = name("ended");
+    let p = producer(&n, 4, &["default"], Backpressure::Block);
+    let c = consumer(&n, "default", false);
+    p.service().unwrap();
+    assert!(c.take_now().unwrap().is_none(), "nothing published yet");
+    assert!(!c.stream_ended().unwrap());
+    for i in 0..3u8 {
+        put(&p, i).unwrap();
+    }
+    let first = c
+        .take_now()
+        .unwrap()
+        .expect("a queued frame, without waiting");
+    p.finish();
+    assert!(!c.stream_ended().unwrap(), "two frames are still queued");
+    let mut kept = vec![first];
+    while let Some(f) = c.take_now().unwrap() {
+        kept.push(f);
+    }
+    assert_eq!(kept.iter().map(|f| f.seq()).collect::<Vec<_>>(), [0, 1, 2]);
+    assert!(c.stream_ended().unwrap());
+    // `take` cannot report the end: the ring drains only once they are back.
+    assert!(take(&c, Duration::from_millis(20)).is_none());
+    drop(kept);
+    assert!(p.drain(Some(Duration::from_secs(5))).unwrap());
+    assert!(matches!(
+        c.take(Duration::from_secs(1)).unwrap(),
+        Take::EndOfStream
+    ));
+    p.unlink().unwrap();
+}

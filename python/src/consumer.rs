@@ -1,0 +1,430 @@
+//! `framering.Consumer` and `framering.Frame`.
+
+use crate::array::{self, Held, Layout, Slot};
+use crate::{check_pid, dlpack, errors, seconds, SLICE};
+use framering_ring::{
+    AttachError, Consumer as RingConsumer, FrameInfo, FrameLease, OpenError, Take,
+};
+use parking_lot::Mutex;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyTuple};
+use std::ffi::c_int;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A taken frame, counted among its consumer's outstanding frames until it
+/// is handed back.
+pub(crate) struct Taken {
+    lease: FrameLease,
+    outstanding: Arc<AtomicUsize>,
+}
+
+impl Slot for Taken {
+    fn address(&mut self) -> *mut u8 {
+        // Never written through: a consumer's views are read-only.
+        self.lease.pixels().as_ptr().cast_mut()
+    }
+}
+
+impl Drop for Taken {
+    fn drop(&mut self) {
+        // The lease (a field) drops right after: the slot goes back.
+        self.outstanding.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What a wait for a frame ended with.
+enum Got {
+    Frame(FrameLease),
+    End,
+    Failed(String),
+}
+
+/// A consumer of a framering ring (see the module's stub for the API).
+#[pyclass(module = "framering", frozen)]
+pub struct Consumer {
+    ring: RingConsumer,
+    layout: Layout,
+    /// Frames taken and not yet handed back (held by the user or views).
+    outstanding: Arc<AtomicUsize>,
+    /// The frame of the current iteration (`for f in c:`), closed at the
+    /// next one.
+    current: Mutex<Option<Arc<Held<Taken>>>>,
+    pid: u32,
+}
+
+impl Consumer {
+    fn wrap(&self, lease: FrameLease) -> Frame {
+        self.outstanding.fetch_add(1, Ordering::Relaxed);
+        let info = *lease.info();
+        Frame {
+            held: Held::new(Taken {
+                lease,
+                outstanding: self.outstanding.clone(),
+            }),
+            info,
+            layout: self.layout,
+        }
+    }
+
+    /// The next frame, `None` at the end of the stream.
+    fn next_frame(&self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<Option<Frame>> {
+        check_pid(self.pid, "Consumer")?;
+        if let Some(f) = self.ring.take_now().map_err(errors::take)? {
+            return Ok(Some(self.wrap(f.into_lease())));
+        }
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            // `take` reports the end only once every frame came back, which
+            // frames the user holds never will.
+            if self.outstanding.load(Ordering::Relaxed) > 0
+                && self.ring.stream_ended().map_err(errors::take)?
+            {
+                return Ok(None);
+            }
+            let slice = deadline.map_or(SLICE, |d| {
+                SLICE.min(d.saturating_duration_since(Instant::now()))
+            });
+            let got = py.detach(|| match self.ring.take(slice) {
+                Ok(Take::Frame(f)) => Ok(Got::Frame(f.into_lease())),
+                Ok(Take::EndOfStream | Take::ProducerGone { .. }) => Ok(Got::End),
+                Ok(Take::ProducerFailed { reason }) => Ok(Got::Failed(reason.to_string())),
+                Err(e) => Err(e),
+            });
+            match got {
+                Ok(Got::Frame(lease)) => return Ok(Some(self.wrap(lease))),
+                Ok(Got::End) => return Ok(None),
+                Ok(Got::Failed(reason)) => {
+                    return Err(errors::ProducerFailed::new_err(format!(
+                        "ring {:?}: the producer failed: {reason}",
+                        self.ring.name()
+                    )))
+                }
+                Err(e) if e.is_timeout() => {
+                    py.check_signals()?;
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(errors::take(e));
+                    }
+                }
+                Err(e) => return Err(errors::take(e)),
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl Consumer {
+    #[new]
+    #[pyo3(signature = (ring, group = "default", timeout = 30.0, latest = false))]
+    fn new(py: Python<'_>, ring: &str, group: &str, timeout: f64, latest: bool) -> PyResult<Self> {
+        let deadline = Instant::now() + seconds(Some(timeout))?.unwrap_or_default();
+        let ring =
+            loop {
+                let wait = SLICE.min(deadline.saturating_duration_since(Instant::now()));
+                let attached = py.detach(|| {
+                    RingConsumer::builder(ring)
+                        .group(group)
+                        .latest(latest)
+                        .wait_for_ring(wait)
+                        .attach()
+                });
+                match attached {
+                    Ok(c) => break c,
+                    Err(AttachError::Open(
+                        OpenError::NotFound { .. } | OpenError::NotReady { .. },
+                    )) if Instant::now() < deadline => py.check_signals()?,
+                    Err(e) => return Err(errors::attach(e)),
+                }
+            };
+        Ok(Self {
+            layout: Layout::new(ring.shape()),
+            ring,
+            outstanding: Arc::new(AtomicUsize::new(0)),
+            current: Mutex::new(None),
+            pid: framering_ring::signals::pid(),
+        })
+    }
+
+    /// Takes the next frame, waiting up to `timeout` seconds (None: as long
+    /// as it takes); None at the end of the stream.
+    #[pyo3(signature = (timeout = None))]
+    fn take(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Frame>> {
+        self.next_frame(py, seconds(timeout)?)
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Frame>> {
+        if let Some(previous) = self.current.lock().take() {
+            previous.close();
+        }
+        let frame = self.next_frame(py, None)?;
+        if let Some(f) = &frame {
+            *self.current.lock() = Some(f.held.clone());
+        }
+        Ok(frame)
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, PyTuple>) {
+        if let Some(previous) = self.current.lock().take() {
+            previous.close();
+        }
+    }
+
+    /// The ring's name.
+    #[getter]
+    fn name(&self) -> &str {
+        self.ring.name()
+    }
+
+    /// The group this consumer joined.
+    #[getter]
+    fn group(&self) -> &str {
+        self.ring.group()
+    }
+
+    /// The frames' shape (height, width, channels).
+    #[getter]
+    fn shape(&self) -> (usize, usize, usize) {
+        self.layout.shape_tuple()
+    }
+
+    /// The frames' numpy dtype name.
+    #[getter]
+    fn dtype(&self) -> &'static str {
+        self.layout.dtype.name()
+    }
+
+    /// Slots in the ring.
+    #[getter]
+    fn slots(&self) -> u32 {
+        self.ring.slots()
+    }
+
+    /// Bytes of user metadata a frame can carry.
+    #[getter]
+    fn user_meta_capacity(&self) -> usize {
+        self.ring.user_meta_capacity()
+    }
+
+    /// Frames taken so far.
+    #[getter]
+    fn frames_taken(&self) -> u64 {
+        self.ring.frames_taken()
+    }
+
+    /// Frames taken and not handed back yet.
+    #[getter]
+    fn held(&self) -> usize {
+        self.outstanding.load(Ordering::Relaxed)
+    }
+
+    fn __repr__(&self) -> String {
+        let (h, w, c) = self.layout.shape_tuple();
+        format!(
+            "<framering.Consumer ring={:?} group={:?} shape=({h}, {w}, {c}) dtype={} held={}>",
+            self.ring.name(),
+            self.ring.group(),
+            self.layout.dtype.name(),
+            self.held()
+        )
+    }
+}
+
+/// A frame taken from the ring, read in place.
+#[pyclass(module = "framering", frozen)]
+pub struct Frame {
+    held: Arc<Held<Taken>>,
+    info: FrameInfo,
+    layout: Layout,
+}
+
+impl Drop for Frame {
+    fn drop(&mut self) {
+        // Garbage-collected: the slot goes back once no view is alive.
+        self.held.close();
+    }
+}
+
+#[pymethods]
+impl Frame {
+    /// A read-only numpy array (H, W, C) over the slot.
+    fn array<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        array::ndarray(py, &self.held, &self.layout, false)
+    }
+
+    #[pyo3(signature = (dtype = None, copy = None))]
+    fn __array__<'py>(
+        &self,
+        py: Python<'py>,
+        dtype: Option<Bound<'py, PyAny>>,
+        copy: Option<bool>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let a = self.array(py)?;
+        match (dtype, copy) {
+            (None, None | Some(false)) => Ok(a),
+            (dtype, _) => {
+                a.call_method1("astype", (dtype.map_or_else(|| a.getattr("dtype"), Ok)?,))
+            }
+        }
+    }
+
+    /// Hands the slot back now; `BufferError` if views of it are alive.
+    fn release(&self) -> PyResult<()> {
+        drop(self.held.take_strict("frame")?);
+        Ok(())
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, PyTuple>) {
+        self.held.close();
+    }
+
+    /// Sequence number: 0, 1, 2, … in publish order.
+    #[getter]
+    fn seq(&self) -> u64 {
+        self.info.seq
+    }
+
+    /// When it was published: CLOCK_MONOTONIC ns.
+    #[getter]
+    fn publish_ns(&self) -> u64 {
+        self.info.publish_ns
+    }
+
+    /// When it was captured: CLOCK_REALTIME ns.
+    #[getter]
+    fn capture_ns(&self) -> u64 {
+        self.info.capture_ns
+    }
+
+    /// Presentation timestamp (ns), if the producer gave one.
+    #[getter]
+    fn pts_ns(&self) -> Option<i64> {
+        self.info.pts_ns
+    }
+
+    /// Where the frame came from, as the producer said.
+    #[getter]
+    fn source(&self) -> String {
+        String::from_utf8_lossy(self.info.source()).into_owned()
+    }
+
+    /// Source size (width, height) before fitting.
+    #[getter]
+    fn src_size(&self) -> (u32, u32) {
+        (self.info.src_width, self.info.src_height)
+    }
+
+    /// Deliveries before this one, to consumers that died holding it.
+    #[getter]
+    fn redeliveries(&self) -> u32 {
+        self.info.redeliveries
+    }
+
+    /// Index of the slot holding the frame.
+    #[getter]
+    fn slot(&self) -> u32 {
+        self.info.slot
+    }
+
+    /// The frame's user metadata (a copy).
+    #[getter]
+    fn meta<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        self.held.with(|t| PyBytes::new(py, t.lease.user_meta()))
+    }
+
+    /// The shape (height, width, channels).
+    #[getter]
+    fn shape(&self) -> (usize, usize, usize) {
+        self.layout.shape_tuple()
+    }
+
+    /// The numpy dtype name.
+    #[getter]
+    fn dtype(&self) -> &'static str {
+        self.layout.dtype.name()
+    }
+
+    /// Views of the slot alive now (arrays and their slices, memoryviews,
+    /// DLPack tensors).
+    #[getter]
+    fn views(&self) -> usize {
+        self.held.exports()
+    }
+
+    /// Whether the slot was handed back.
+    #[getter]
+    fn released(&self) -> bool {
+        !self.held.is_held()
+    }
+
+    #[pyo3(signature = (*, stream = None, max_version = None, dl_device = None, copy = None))]
+    fn __dlpack__<'py>(
+        &self,
+        py: Python<'py>,
+        stream: Option<Bound<'py, PyAny>>,
+        max_version: Option<(u32, u32)>,
+        dl_device: Option<(i32, i32)>,
+        copy: Option<bool>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let _ = stream; // host memory: no stream to synchronise with
+        dlpack::capsule(
+            py,
+            &self.held,
+            &self.layout,
+            true,
+            max_version,
+            dl_device,
+            copy,
+        )
+    }
+
+    fn __dlpack_device__(&self) -> (i32, i32) {
+        (1, 0)
+    }
+
+    /// # Safety
+    /// Called by Python with the view to fill.
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut pyo3::ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        let this = slf.get();
+        let (held, layout) = (this.held.clone(), &this.layout as *const Layout);
+        // SAFETY: `view` is Python's; `layout` is inside `slf`, a frozen
+        // pyclass that the view keeps alive (fill_buffer stores `slf` in
+        // `view.obj`).
+        unsafe { array::fill_buffer(slf.into_any(), &held, &*layout, view, flags, false) }
+    }
+
+    /// # Safety
+    /// Called by Python with a view filled by `__getbuffer__`.
+    unsafe fn __releasebuffer__(&self, _view: *mut pyo3::ffi::Py_buffer) {
+        array::release_buffer(&self.held);
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<framering.Frame seq={} slot={} source={:?} views={} released={}>",
+            self.info.seq,
+            self.info.slot,
+            self.source(),
+            self.views(),
+            self.released()
+        )
+    }
+}
