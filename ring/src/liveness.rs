@@ -153,6 +153,13 @@ mod tests {
         let ro = File::open(&path).unwrap();
         assert_eq!(probe(&ro, 5), Lock::Held);
         drop(a);
+        // A child that another test thread forks at this moment holds a
+        // copy of `a`'s descriptor until its exec closes it (O_CLOEXEC), and
+        // with it the description and its lock: wait for that, boundedly.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while probe(&b, 5) == Lock::Held && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         assert_eq!(probe(&b, 5), Lock::Other);
         assert_eq!(try_lock(&b, 5), Lock::Held);
         unlock(&b, 5);
