@@ -275,6 +275,8 @@ pub struct Config {
     pub producer: ProducerConfig,
     /// `[consumer]`
     pub consumer: ConsumerConfig,
+    /// `[bridge]` (`framering bridge send|recv`, feature `bridge`)
+    pub bridge: super::bridge::args::BridgeConfig,
 }
 
 /// Bytes as MiB, with the exact count beside (two sizes in a "too small"
