@@ -58,11 +58,9 @@ mod session {
         let mut settings = vec![
             ("mode", mode.to_string()),
             ("connect/endpoints", json_list(&c.connect)),
-            // Do not wait in `open` for the peer to be up: connect in the
-            // background, and again after it went away (a restarted sender
-            // or receiver is found within a second).
-            ("connect/timeout_ms", "0".into()),
-            ("connect/exit_on_failure", "false".into()),
+            // A peer connects in the background (zenoh's peer default:
+            // `open` does not wait), retrying every 250 ms to 1 s until the
+            // other side is up (and after it went away).
             (
                 "connect/retry",
                 "{period_init_ms: 250, period_max_ms: 1000, period_increase_factor: 2}".into(),

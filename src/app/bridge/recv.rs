@@ -101,11 +101,6 @@ pub fn run_recv(cfg: &Config, run: &RunOptions) -> anyhow::Result<RecvReport> {
         .with(FifoChannel::new(64))
         .wait()
         .map_err(zerr("cannot watch the sender's liveliness"))?;
-    let frames = session
-        .declare_subscriber(b.key.as_str())
-        .with(FifoChannel::new(b.rx_queue as usize))
-        .wait()
-        .map_err(zerr("cannot subscribe"))?;
     let mut stats = Stats::new("bridge recv", PROGRESS_EVERY, run.progress, None)
         .with_metrics(run.metrics.clone());
     let timeout =
@@ -117,6 +112,14 @@ pub fn run_recv(cfg: &Config, run: &RunOptions) -> anyhow::Result<RecvReport> {
             gaps: 0,
         });
     };
+    // Subscribed only now: the sender publishes as soon as a subscriber
+    // matches, and frames the receiver does not read yet would hold up the
+    // geometry reply behind them (a full link under congestion "block").
+    let frames = session
+        .declare_subscriber(b.key.as_str())
+        .with(FifoChannel::new(b.rx_queue as usize))
+        .wait()
+        .map_err(zerr("cannot subscribe"))?;
     let shape = geo.shape;
     if let Some(free) = framering_ring::shm_free_bytes() {
         let need = framering_ring::segment_size(
@@ -148,6 +151,9 @@ pub fn run_recv(cfg: &Config, run: &RunOptions) -> anyhow::Result<RecvReport> {
         started: false,
     };
     let outcome = state.run(cfg, &alive, &frames, &mut stats);
+    // Unsubscribing tells the sender this receiver is done (it closes its
+    // session once no receiver is left, so its last messages are not lost).
+    drop(frames);
     if let Err(e) = &outcome {
         producer.fail(framering_ring::FailReason::Other);
         tracing::error!(error = %e, "bridge receiver failed");
@@ -160,7 +166,6 @@ pub fn run_recv(cfg: &Config, run: &RunOptions) -> anyhow::Result<RecvReport> {
     let mut summary = stats.summary();
     crate::app::pipeline::finish_summary(&mut summary, &producer, drained);
     let gaps = state.gaps;
-    drop(frames);
     drop(alive);
     if let Err(e) = session.close().wait() {
         tracing::warn!(error = %e, "closing the zenoh session");

@@ -13,6 +13,10 @@ use zenoh::bytes::ZBytes;
 use zenoh::qos::{CongestionControl, Priority};
 use zenoh::Wait;
 
+/// How long a sender that ended its stream waits for the receivers to
+/// have it all.
+const END_WAIT: Duration = Duration::from_secs(5);
+
 /// How a sender ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendEnd {
@@ -207,6 +211,16 @@ pub fn run_send(ring: &str, cfg: &Config, run: &RunOptions) -> anyhow::Result<Se
                     .wait()
                     .map_err(zerr("cannot publish the end of the stream"))?;
                 tracing::info!("the local ring ended its stream; receivers told");
+                // Closing the session now would drop what zenoh has not
+                // written yet: wait for the receivers to unsubscribe (they
+                // do on the end of the stream), at most END_WAIT.
+                let until = std::time::Instant::now() + END_WAIT;
+                while matching.load(Ordering::Acquire)
+                    && std::time::Instant::now() < until
+                    && !signals::stop_requested()
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
                 break SendEnd::EndOfStream;
             }
             Take::ProducerGone { pid } => break SendEnd::ProducerGone(pid),
