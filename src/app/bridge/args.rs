@@ -95,6 +95,10 @@ pub struct BridgeConfig {
     /// Receiver: frames zenoh may queue for it before it stops reading the
     /// network (each a frame's worth of memory).
     pub rx_queue: u32,
+    /// TCP send buffer of zenoh's links in bytes; 0: automatic (the
+    /// kernel's autotuning, except 256 KiB with `live`, so that the newest
+    /// frame does not queue behind megabytes of older ones).
+    pub tcp_send_buffer: u32,
     /// Receiver: how long to wait for the sender's geometry (0: forever).
     pub geometry_timeout_secs: f64,
 }
@@ -118,6 +122,7 @@ impl Default for BridgeConfig {
             lease_ms: 1000,
             block_timeout_secs: 60.0,
             rx_queue: 4,
+            tcp_send_buffer: 0,
             geometry_timeout_secs: 0.0,
         }
     }
@@ -253,6 +258,9 @@ pub struct BridgeArgs {
     /// bridge.geometry_timeout_secs
     #[arg(long)]
     pub geometry_timeout: Option<f64>,
+    /// bridge.tcp_send_buffer (bytes; 0: automatic)
+    #[arg(long)]
+    pub tcp_send_buffer: Option<u32>,
     /// No progress lines (the summary is still printed).
     #[arg(long, short)]
     pub quiet: bool,
@@ -286,6 +294,7 @@ impl BridgeArgs {
         set(&mut c.block_timeout_secs, self.block_timeout);
         set(&mut c.rx_queue, self.rx_queue);
         set(&mut c.geometry_timeout_secs, self.geometry_timeout);
+        set(&mut c.tcp_send_buffer, self.tcp_send_buffer);
     }
 
     /// The config file with `[bridge]` overridden by these flags (not yet

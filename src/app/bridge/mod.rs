@@ -32,6 +32,11 @@ mod session {
     use std::time::Duration;
     use zenoh::Wait;
 
+    /// The TCP send buffer of a live sender (`tcp_send_buffer = 0`): 2 ms at
+    /// 1 Gbit/s, so the newest frame does not wait behind older ones in the
+    /// kernel.
+    const LIVE_TCP_SEND_BUFFER: u32 = 256 * 1024;
+
     /// The key of the sender's liveliness token.
     pub fn alive_key(key: &str) -> String {
         format!("{key}/@alive")
@@ -81,6 +86,14 @@ mod session {
         ];
         if !c.listen.is_empty() {
             settings.push(("listen/endpoints", json_list(&c.listen)));
+        }
+        let sndbuf = match (c.tcp_send_buffer, c.live) {
+            (0, true) => Some(LIVE_TCP_SEND_BUFFER),
+            (0, false) => None,
+            (n, _) => Some(n),
+        };
+        if let Some(n) = sndbuf {
+            settings.push(("transport/link/tcp/so_sndbuf", n.to_string()));
         }
         if c.batch_size != 0 {
             settings.push(("transport/link/tx/batch_size", c.batch_size.to_string()));

@@ -39,6 +39,49 @@ pub struct SendReport {
     pub end: SendEnd,
 }
 
+/// Live mode's choice of frame when the link is slower than the source:
+/// a frame that has waited in the ring for more than half the source's
+/// frame interval while the previous send took longer than an interval is
+/// skipped for the next one (due in less than half an interval), so that
+/// what is sent is as young as the link allows.
+#[derive(Debug, Default)]
+struct Freshness {
+    /// The previous frame taken: seq and publish time (monotonic ns).
+    last: Option<(u64, u64)>,
+    /// The source's frame interval, ns (smoothed).
+    interval_ns: f64,
+    /// When the last send started and how long it took, ns.
+    send_start: u64,
+    send_ns: u64,
+}
+
+impl Freshness {
+    /// Whether to skip `info` (and notes it).
+    fn stale(&mut self, info: &framering_ring::FrameInfo) -> bool {
+        if let Some((seq, t)) = self.last {
+            if info.seq > seq && info.publish_ns > t {
+                let i = (info.publish_ns - t) as f64 / (info.seq - seq) as f64;
+                self.interval_ns = if self.interval_ns == 0.0 {
+                    i
+                } else {
+                    0.8 * self.interval_ns + 0.2 * i
+                };
+            }
+        }
+        self.last = Some((info.seq, info.publish_ns));
+        let now = framering_ring::monotonic_ns();
+        let waited = now.saturating_sub(info.publish_ns) as f64;
+        let link_bound = self.interval_ns > 0.0 && self.send_ns as f64 > self.interval_ns;
+        self.send_start = now;
+        link_bound && waited > self.interval_ns / 2.0
+    }
+
+    /// The frame taken last was sent.
+    fn sent(&mut self) {
+        self.send_ns = framering_ring::monotonic_ns().saturating_sub(self.send_start);
+    }
+}
+
 /// A zenoh payload that owns a frame's lease: the slot goes back to the ring
 /// when zenoh drops the payload (after it has written it out), and the
 /// pixels are never copied into a buffer of ours.
@@ -172,6 +215,9 @@ pub fn run_send(ring: &str, cfg: &Config, run: &RunOptions) -> anyhow::Result<Se
     let mut stats = Stats::new("bridge send", PROGRESS_EVERY, run.progress, None)
         .with_metrics(run.metrics.clone());
     let mut started = false;
+    let mut fresh = Freshness::default();
+    // Live: frames skipped because they had waited (see `Freshness`).
+    let mut stale = 0u64;
     let end = loop {
         if signals::stop_requested() {
             break SendEnd::Stopped;
@@ -191,6 +237,13 @@ pub fn run_send(ring: &str, cfg: &Config, run: &RunOptions) -> anyhow::Result<Se
                     started = true;
                     stats.restart_clock();
                 }
+                if b.live && fresh.stale(frame.info()) {
+                    // The link is the bottleneck and this frame waited: the
+                    // next one, due soon, arrives younger.
+                    stale += 1;
+                    drop(frame);
+                    continue;
+                }
                 let lease = frame.into_lease();
                 let attachment = header(Kind::Frame, Some(&lease), shape).encode();
                 let bytes = lease.pixels().len();
@@ -200,8 +253,9 @@ pub fn run_send(ring: &str, cfg: &Config, run: &RunOptions) -> anyhow::Result<Se
                     .attachment(attachment)
                     .wait()
                     .map_err(zerr("cannot publish a frame"))?;
+                fresh.sent();
                 stats.frame(bytes, None);
-                stats.set_dropped(consumer.group_dropped() + consumer.skipped());
+                stats.set_dropped(consumer.group_dropped() + consumer.skipped() + stale);
                 stats.tick();
             }
             Take::EndOfStream => {
@@ -230,7 +284,7 @@ pub fn run_send(ring: &str, cfg: &Config, run: &RunOptions) -> anyhow::Result<Se
             }
         }
     };
-    stats.set_dropped(consumer.group_dropped() + consumer.skipped());
+    stats.set_dropped(consumer.group_dropped() + consumer.skipped() + stale);
     stats.finish_progress();
     let summary = stats.summary();
     drop(publisher);
