@@ -94,7 +94,7 @@ enum Cmd {
     /// Frames across hosts over Zenoh (built with `--features bridge`).
     #[cfg(feature = "bridge")]
     #[command(subcommand)]
-    Bridge(bridge::BridgeCmd),
+    Bridge(Box<bridge::BridgeCmd>),
 }
 
 #[cfg(feature = "bridge")]
@@ -443,7 +443,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
         Cmd::List => list(),
         Cmd::Clean { name, force } => clean(name, force),
         #[cfg(feature = "bridge")]
-        Cmd::Bridge(cmd) => bridge::run(cmd),
+        Cmd::Bridge(cmd) => bridge::run(*cmd),
     }
 }
 
