@@ -21,6 +21,9 @@ pub mod exit {
     pub const RING: i32 = 3;
     /// Consumer: the producer died; every frame it published was consumed.
     pub const PRODUCER_GONE: i32 = 4;
+    /// `framering bridge recv --exit-on-loss`: the sender was lost (the
+    /// local stream was ended; every frame received was published).
+    pub const SENDER_LOST: i32 = 4;
     /// The shared segment became inaccessible (SIGBUS: truncated by another
     /// process, or /dev/shm out of memory).
     pub const SHM_LOST: i32 = framering_ring::signals::SIGBUS_EXIT;

@@ -289,6 +289,8 @@ pub struct Config {
     pub producer: ProducerConfig,
     /// `[consumer]`
     pub consumer: ConsumerConfig,
+    /// `[bridge]` (`framering bridge send|recv`, feature `bridge`)
+    pub bridge: super::bridge::args::BridgeConfig,
 }
 
 /// Bytes as MiB, with the exact count beside (two sizes in a "too small"
@@ -595,7 +597,7 @@ mod tests {
             .values()
             .map(|v| v.as_table().map_or(0, |t| t.len()))
             .sum();
-        assert_eq!(keys, 15 + 16 + 10, "config.toml should set every key");
+        assert_eq!(keys, 15 + 16 + 10 + 18, "config.toml should set every key");
     }
 
     fn parse(s: &str) -> Result<Config, ConfigError> {

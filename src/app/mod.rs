@@ -2,6 +2,7 @@
 //! [`config::Config`] and call [`pipeline`], [`status`] or [`bench`].
 
 pub mod bench;
+pub mod bridge;
 pub mod cli;
 pub mod config;
 pub mod metrics;

@@ -159,10 +159,21 @@ fn create_producer(cfg: &Config) -> anyhow::Result<Producer> {
 
 /// Creates the ring.
 fn create_ring(cfg: &Config) -> anyhow::Result<Producer> {
+    create_ring_with(cfg, cfg.frame_shape(), None)
+}
+
+/// Creates the ring of `cfg` with frames of `shape` (and `user_meta_bytes`
+/// per frame, when given) instead of the configured ones: the bridge's
+/// receiver, whose shape is the remote ring's.
+pub(crate) fn create_ring_with(
+    cfg: &Config,
+    shape: framering_ring::FrameShape,
+    user_meta_bytes: Option<u32>,
+) -> anyhow::Result<Producer> {
     let r = &cfg.ring;
     let mut builder = Producer::builder(&r.name)
-        .shape(cfg.frame_shape())
-        .user_meta_bytes(r.user_meta_bytes)
+        .shape(shape)
+        .user_meta_bytes(user_meta_bytes.unwrap_or(r.user_meta_bytes))
         .slots(r.slots)
         .max_consumers(r.max_consumers)
         .max_groups(r.max_groups)
@@ -170,11 +181,12 @@ fn create_ring(cfg: &Config) -> anyhow::Result<Producer> {
     for (name, policy) in cfg.declared_groups()? {
         builder = builder.group(&name, policy.unwrap_or(r.backpressure.policy()));
     }
-    builder
+    builder = builder
         .backpressure(r.backpressure.policy())
         .max_queued(r.max_queued)
         .mode(cfg.mode()?)
-        .wait(cfg.wait())
+        .wait(cfg.wait());
+    builder
         .create()
         .with_context(|| format!("cannot create ring {:?}", r.name))
 }
@@ -202,7 +214,7 @@ fn wait_for_groups(cfg: &Config, producer: &Producer) -> anyhow::Result<()> {
 /// finish (returns whether they did): as long as it takes or
 /// `producer.drain_timeout_secs`, and after a stop signal at most
 /// `producer.stop_timeout_secs`. Removes the ring unless `keep`.
-fn end_stream(cfg: &Config, producer: &Producer, ok: bool) -> anyhow::Result<bool> {
+pub(crate) fn end_stream(cfg: &Config, producer: &Producer, ok: bool) -> anyhow::Result<bool> {
     producer.finish();
     let drain_timeout = (cfg.producer.drain_timeout_secs > 0.0)
         .then(|| Duration::from_secs_f64(cfg.producer.drain_timeout_secs));
@@ -239,7 +251,7 @@ fn fail_reason(e: &anyhow::Error) -> FailReason {
     FailReason::Other
 }
 
-fn finish_summary(summary: &mut Summary, producer: &Producer, drained: bool) {
+pub(crate) fn finish_summary(summary: &mut Summary, producer: &Producer, drained: bool) {
     if !drained {
         summary.abandoned = outstanding(producer) as u64;
     }

@@ -2,7 +2,9 @@
 //! watch, list and clean rings.
 //!
 //! Exit codes: 0 success; 1 failure (a demo process failed); 2 bad flags;
-//! 3 `clean NAME` refused (live producer or unreadable ring).
+//! 3 `clean NAME` refused (live producer or unreadable ring); 4 `bridge
+//! recv --exit-on-loss`: the sender was lost (`bridge send`: the local
+//! producer died).
 
 use clap::{Parser, Subcommand};
 use framering::app::cli::{self, exit};
@@ -106,6 +108,125 @@ enum Cmd {
         #[arg(long, requires = "name")]
         force: bool,
     },
+    /// Frames across hosts over Zenoh (built with `--features bridge`).
+    #[cfg(feature = "bridge")]
+    #[command(subcommand)]
+    Bridge(Box<bridge::BridgeCmd>),
+}
+
+#[cfg(feature = "bridge")]
+mod bridge {
+    use framering::app::bridge::args::BridgeArgs;
+    use framering::app::bridge::{recv, send};
+    use framering::app::cli::{self, exit};
+
+    #[derive(clap::Subcommand, Debug)]
+    pub enum BridgeCmd {
+        /// Publish the frames of a local ring on a zenoh key (joins a group
+        /// of the ring; every frame, or with --live the newest).
+        Send {
+            /// The local ring.
+            ring: String,
+            /// bridge.group: the group of the local ring to join
+            #[arg(long)]
+            group: Option<String>,
+            /// bridge.live: send the newest frame, drop older ones in the
+            /// group (never slows the local ring)
+            #[arg(long)]
+            live: bool,
+            #[command(flatten)]
+            bridge: BridgeArgs,
+        },
+        /// Receive the frames of a zenoh key into a local ring (created
+        /// with the sender's shape).
+        Recv {
+            /// ring.name: the local ring to create
+            #[arg(long)]
+            ring: Option<String>,
+            /// ring.slots
+            #[arg(long)]
+            slots: Option<u32>,
+            /// ring.groups: groups to declare on the local ring
+            #[arg(long, value_delimiter = ',')]
+            groups: Option<Vec<String>>,
+            /// producer.keep: leave the local ring in /dev/shm at exit
+            #[arg(long)]
+            keep: bool,
+            /// bridge.exit_on_loss: end the stream (exit 4) when the sender
+            /// is lost, instead of waiting for it to come back
+            #[arg(long)]
+            exit_on_loss: bool,
+            #[command(flatten)]
+            bridge: BridgeArgs,
+        },
+    }
+
+    pub fn run(cmd: BridgeCmd) -> anyhow::Result<i32> {
+        framering::ring::signals::install();
+        framering::app::bridge::start_watchdog(std::time::Duration::from_secs(3));
+        match cmd {
+            BridgeCmd::Send {
+                ring,
+                group,
+                live,
+                bridge,
+            } => {
+                let mut cfg = bridge.load()?;
+                cli::set(&mut cfg.bridge.group, group);
+                cfg.bridge.live |= live;
+                let report =
+                    send::run_send(&ring, &cfg, &bridge.run_options("bridge_send", &ring)?)?;
+                eprintln!("{}", report.summary.render());
+                if let Some(path) = &bridge.stats_json {
+                    report.summary.write_json(path)?;
+                }
+                Ok(match report.end {
+                    send::SendEnd::EndOfStream | send::SendEnd::Stopped => exit::OK,
+                    send::SendEnd::ProducerGone(pid) => {
+                        eprintln!(
+                            "error: the local producer (pid {pid}) died before ending the stream"
+                        );
+                        exit::PRODUCER_GONE
+                    }
+                    send::SendEnd::ProducerFailed => exit::FAILURE,
+                })
+            }
+            BridgeCmd::Recv {
+                ring,
+                slots,
+                groups,
+                keep,
+                exit_on_loss,
+                bridge,
+            } => {
+                let mut cfg = bridge.load()?;
+                cli::set(&mut cfg.ring.name, ring);
+                cli::set(&mut cfg.ring.slots, slots);
+                cli::set(&mut cfg.ring.groups, groups);
+                cfg.producer.keep |= keep;
+                cfg.bridge.exit_on_loss |= exit_on_loss;
+                let name = cfg.ring.name.clone();
+                let report = recv::run_recv(&cfg, &bridge.run_options("bridge_recv", &name)?)?;
+                eprintln!("{}", report.summary.render());
+                if report.gaps > 0 {
+                    eprintln!(
+                        "bridge recv: {} frames missing in the remote seq",
+                        report.gaps
+                    );
+                }
+                if let Some(path) = &bridge.stats_json {
+                    report.summary.write_json(path)?;
+                }
+                Ok(match report.end {
+                    recv::RecvEnd::EndOfStream | recv::RecvEnd::Stopped => exit::OK,
+                    recv::RecvEnd::SenderLost => {
+                        eprintln!("error: the sender was lost (--exit-on-loss): the local stream was ended");
+                        exit::SENDER_LOST
+                    }
+                })
+            }
+        }
+    }
 }
 
 fn sibling(bin: &str) -> anyhow::Result<PathBuf> {
@@ -346,6 +467,8 @@ fn run(args: Args) -> anyhow::Result<i32> {
         }
         Cmd::List => list(),
         Cmd::Clean { name, force } => clean(name, force),
+        #[cfg(feature = "bridge")]
+        Cmd::Bridge(cmd) => bridge::run(*cmd),
     }
 }
 

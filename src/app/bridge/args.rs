@@ -1,0 +1,389 @@
+//! The `[bridge]` section of config.toml and the flags of `framering bridge
+//! send|recv` that override it (every key has a flag of the same name).
+//!
+//! Compiled with or without the `bridge` feature, so that a config file with
+//! a `[bridge]` section is valid for every build.
+
+use crate::app::config::ConfigError;
+use serde::Deserialize;
+
+/// How this process joins the Zenoh network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ZenohMode {
+    /// Talks to other peers directly (discovered, or `connect`/`listen`).
+    #[default]
+    Peer,
+    /// Talks through a zenoh router (`connect` names it).
+    Client,
+}
+
+/// Zenoh's congestion control for the frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Congestion {
+    /// Wait for room in zenoh's queues: every frame is delivered (lossless).
+    #[default]
+    Block,
+    /// Zenoh drops the newest message when its queue is full (and a large
+    /// fragmented one after 50 ms): not recommended, use `live` instead.
+    Drop,
+}
+
+/// Zenoh's priority for the frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ZPriority {
+    /// Above every data priority.
+    RealTime,
+    /// Interactive, high.
+    InteractiveHigh,
+    /// Interactive, low.
+    InteractiveLow,
+    /// Data, high.
+    DataHigh,
+    /// Zenoh's default.
+    #[default]
+    Data,
+    /// Data, low.
+    DataLow,
+    /// Lowest.
+    Background,
+}
+
+/// `[bridge]`: how frames cross hosts over Zenoh.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BridgeConfig {
+    /// "peer" or "client".
+    pub mode: ZenohMode,
+    /// Endpoints to connect to, e.g. `["tcp/10.0.0.2:7447"]`.
+    pub connect: Vec<String>,
+    /// Endpoints to listen on, e.g. `["tcp/0.0.0.0:7447"]`.
+    pub listen: Vec<String>,
+    /// Discover peers by UDP multicast on the LAN (off: only `connect`).
+    pub multicast_scouting: bool,
+    /// The key expression the frames are published on (`framering/NAME`).
+    pub key: String,
+    /// The group the sender joins on its local ring.
+    pub group: String,
+    /// Sender: send only the newest frame; older ones are dropped in the
+    /// ring's group (drop-oldest), so the local ring is never slowed down.
+    pub live: bool,
+    /// Receiver: end the stream (exit 4) when the sender is lost, instead of
+    /// waiting for it to come back.
+    pub exit_on_loss: bool,
+    /// Zenoh's own shared-memory transport between processes of one host
+    /// (off: loopback measures the network path).
+    pub shared_memory: bool,
+    /// Congestion control of the frames: "block" (lossless) or "drop".
+    pub congestion: Congestion,
+    /// Zenoh priority of the frames.
+    pub priority: ZPriority,
+    /// Send each frame at once, without batching (zenoh's `express`).
+    pub express: bool,
+    /// Zenoh link batch size in bytes (0: zenoh's default, 65535).
+    pub batch_size: u32,
+    /// Zenoh lease: a peer silent this long is declared gone (how fast a
+    /// sender whose host or network died is reported; a killed process is
+    /// reported at once, its connection closes).
+    pub lease_ms: u64,
+    /// How long zenoh may block on a full queue before it closes the link
+    /// (congestion "block": a receiver whose ring is full stalls the sender
+    /// this long at most).
+    pub block_timeout_secs: f64,
+    /// Receiver: frames zenoh may queue for it before it stops reading the
+    /// network (each a frame's worth of memory).
+    pub rx_queue: u32,
+    /// TCP send buffer of zenoh's links in bytes; 0: automatic (the
+    /// kernel's autotuning, except 256 KiB with `live`, so that the newest
+    /// frame does not queue behind megabytes of older ones).
+    pub tcp_send_buffer: u32,
+    /// Receiver: how long to wait for the sender's geometry (0: forever).
+    pub geometry_timeout_secs: f64,
+}
+
+impl Default for BridgeConfig {
+    fn default() -> Self {
+        Self {
+            mode: ZenohMode::Peer,
+            connect: vec![],
+            listen: vec![],
+            multicast_scouting: true,
+            key: "framering/demo".into(),
+            group: "bridge".into(),
+            live: false,
+            exit_on_loss: false,
+            shared_memory: false,
+            congestion: Congestion::Block,
+            priority: ZPriority::Data,
+            express: false,
+            batch_size: 0,
+            lease_ms: 1000,
+            block_timeout_secs: 60.0,
+            rx_queue: 4,
+            tcp_send_buffer: 0,
+            geometry_timeout_secs: 0.0,
+        }
+    }
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+impl BridgeConfig {
+    /// Checks every value; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let k = &self.key;
+        let ok = !k.is_empty()
+            && !k.starts_with('/')
+            && !k.ends_with('/')
+            && !k.contains("//")
+            && !k.contains(['*', '$', '?', '#', '@', ' '])
+            && k.len() <= 200;
+        if !ok {
+            return Err(invalid(
+                "bridge.key",
+                format!("{k:?} is not a plain zenoh key like \"framering/cam0\" (no wildcards, no leading or trailing '/', no '@')"),
+            ));
+        }
+        framering_ring::validate_group_name(&self.group)
+            .map_err(|e| invalid("bridge.group", e.to_string()))?;
+        for (key, list) in [
+            ("bridge.connect", &self.connect),
+            ("bridge.listen", &self.listen),
+        ] {
+            for e in list {
+                let proto = e.split_once('/').map(|(p, _)| p);
+                if !matches!(proto, Some("tcp" | "udp" | "unixsock-stream")) {
+                    return Err(invalid(
+                        key,
+                        format!(
+                            "{e:?}: expected tcp/HOST:PORT, udp/HOST:PORT or unixsock-stream/PATH"
+                        ),
+                    ));
+                }
+            }
+        }
+        if self.mode == ZenohMode::Client && self.connect.is_empty() && !self.multicast_scouting {
+            return Err(invalid(
+                "bridge.connect",
+                "mode \"client\" needs a router to connect to (or multicast_scouting)",
+            ));
+        }
+        if self.batch_size != 0 && !(1024..=65535).contains(&self.batch_size) {
+            return Err(invalid(
+                "bridge.batch_size",
+                format!(
+                    "must be 0 (zenoh's default) or 1024..65535, got {}",
+                    self.batch_size
+                ),
+            ));
+        }
+        if !(100..=3_600_000).contains(&self.lease_ms) {
+            return Err(invalid(
+                "bridge.lease_ms",
+                format!("must be between 100 and 3600000, got {}", self.lease_ms),
+            ));
+        }
+        for (key, v) in [
+            ("bridge.block_timeout_secs", self.block_timeout_secs),
+            ("bridge.geometry_timeout_secs", self.geometry_timeout_secs),
+        ] {
+            if !(v.is_finite() && (0.0..=1e6).contains(&v)) {
+                return Err(invalid(key, format!("must be seconds >= 0, got {v}")));
+            }
+        }
+        if !(1..=1024).contains(&self.rx_queue) {
+            return Err(invalid(
+                "bridge.rx_queue",
+                format!("must be between 1 and 1024, got {}", self.rx_queue),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Flags of `bridge send` and `bridge recv` that override `[bridge]` keys.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct BridgeArgs {
+    /// Config file (its [ring], [producer] and [bridge] sections).
+    #[arg(long, default_value = "config.toml")]
+    pub config: std::path::PathBuf,
+    /// bridge.key: the zenoh key of the stream, e.g. framering/cam0
+    #[arg(long)]
+    pub key: Option<String>,
+    /// bridge.mode
+    #[arg(long, value_enum)]
+    pub mode: Option<ZenohMode>,
+    /// bridge.connect: an endpoint to connect to (repeatable), e.g.
+    /// tcp/10.0.0.2:7447
+    #[arg(long)]
+    pub connect: Vec<String>,
+    /// bridge.listen: an endpoint to listen on (repeatable), e.g.
+    /// tcp/0.0.0.0:7447
+    #[arg(long)]
+    pub listen: Vec<String>,
+    /// bridge.multicast_scouting
+    #[arg(long, value_name = "BOOL")]
+    pub multicast_scouting: Option<bool>,
+    /// bridge.shared_memory: zenoh's own shm transport between local processes
+    #[arg(long, value_name = "BOOL")]
+    pub shared_memory: Option<bool>,
+    /// bridge.congestion
+    #[arg(long, value_enum)]
+    pub congestion: Option<Congestion>,
+    /// bridge.priority
+    #[arg(long, value_enum)]
+    pub priority: Option<ZPriority>,
+    /// bridge.express
+    #[arg(long, value_name = "BOOL")]
+    pub express: Option<bool>,
+    /// bridge.batch_size
+    #[arg(long)]
+    pub batch_size: Option<u32>,
+    /// bridge.lease_ms
+    #[arg(long)]
+    pub lease_ms: Option<u64>,
+    /// bridge.block_timeout_secs
+    #[arg(long)]
+    pub block_timeout: Option<f64>,
+    /// bridge.rx_queue
+    #[arg(long)]
+    pub rx_queue: Option<u32>,
+    /// bridge.geometry_timeout_secs
+    #[arg(long)]
+    pub geometry_timeout: Option<f64>,
+    /// bridge.tcp_send_buffer (bytes; 0: automatic)
+    #[arg(long)]
+    pub tcp_send_buffer: Option<u32>,
+    /// No progress lines (the summary is still printed).
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Write the final summary as JSON to this file.
+    #[arg(long)]
+    pub stats_json: Option<std::path::PathBuf>,
+    /// Serve Prometheus metrics on http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
+}
+
+impl BridgeArgs {
+    /// Applies these flags to `c`.
+    pub fn apply(&self, c: &mut BridgeConfig) {
+        use crate::app::cli::set;
+        set(&mut c.key, self.key.clone());
+        set(&mut c.mode, self.mode);
+        if !self.connect.is_empty() {
+            c.connect = self.connect.clone();
+        }
+        if !self.listen.is_empty() {
+            c.listen = self.listen.clone();
+        }
+        set(&mut c.multicast_scouting, self.multicast_scouting);
+        set(&mut c.shared_memory, self.shared_memory);
+        set(&mut c.congestion, self.congestion);
+        set(&mut c.priority, self.priority);
+        set(&mut c.express, self.express);
+        set(&mut c.batch_size, self.batch_size);
+        set(&mut c.lease_ms, self.lease_ms);
+        set(&mut c.block_timeout_secs, self.block_timeout);
+        set(&mut c.rx_queue, self.rx_queue);
+        set(&mut c.geometry_timeout_secs, self.geometry_timeout);
+        set(&mut c.tcp_send_buffer, self.tcp_send_buffer);
+    }
+
+    /// The config file with `[bridge]` overridden by these flags (not yet
+    /// validated).
+    pub fn load(&self) -> Result<crate::app::config::Config, ConfigError> {
+        let mut cfg =
+            crate::app::cli::load_config(&self.config, crate::app::cli::config_flag_given())?;
+        self.apply(&mut cfg.bridge);
+        Ok(cfg)
+    }
+
+    /// Progress and metrics for a run of `role` on `ring`.
+    pub fn run_options(
+        &self,
+        role: &str,
+        ring: &str,
+    ) -> anyhow::Result<crate::app::pipeline::RunOptions> {
+        crate::app::cli::RingArgs {
+            config: self.config.clone(),
+            ring: None,
+            slots: None,
+            height: None,
+            width: None,
+            channels: None,
+            dtype: None,
+            user_meta_bytes: None,
+            mode: None,
+            max_consumers: None,
+            max_groups: None,
+            max_queued: None,
+            wait: None,
+            stats_json: None,
+            quiet: self.quiet,
+            metrics_addr: self.metrics_addr.clone(),
+        }
+        .run_options(role, ring)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bridge_defaults_are_valid_and_bad_keys_are_named() {
+        BridgeConfig::default().validate().unwrap();
+        let bad = |f: fn(&mut BridgeConfig)| {
+            let mut c = BridgeConfig::default();
+            f(&mut c);
+            match c.validate() {
+                Err(ConfigError::Invalid { key, .. }) => key,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(bad(|c| c.key = "framering/*".into()), "bridge.key");
+        assert_eq!(bad(|c| c.key = "/x".into()), "bridge.key");
+        assert_eq!(bad(|c| c.group = "no space".into()), "bridge.group");
+        assert_eq!(
+            bad(|c| c.connect = vec!["10.0.0.1:7447".into()]),
+            "bridge.connect"
+        );
+        assert_eq!(
+            bad(|c| c.listen = vec!["quic/0.0.0.0:1".into()]),
+            "bridge.listen"
+        );
+        assert_eq!(bad(|c| c.batch_size = 10), "bridge.batch_size");
+        assert_eq!(bad(|c| c.lease_ms = 0), "bridge.lease_ms");
+        assert_eq!(bad(|c| c.rx_queue = 0), "bridge.rx_queue");
+        assert_eq!(
+            bad(|c| c.block_timeout_secs = f64::NAN),
+            "bridge.block_timeout_secs"
+        );
+    }
+
+    #[test]
+    fn bridge_section_parses_and_unknown_keys_are_refused() {
+        let c = crate::app::config::Config::parse(
+            "[bridge]\nkey = \"framering/cam0\"\nlive = true\nconnect = [\"tcp/127.0.0.1:7447\"]\ncongestion = \"block\"\npriority = \"data-high\"\n",
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.bridge.key, "framering/cam0");
+        assert!(c.bridge.live);
+        assert_eq!(c.bridge.priority, ZPriority::DataHigh);
+        let e = crate::app::config::Config::parse(
+            "[bridge]\nlease = 3\n",
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("lease"), "{e}");
+    }
+}

@@ -1,0 +1,486 @@
+//! `framering bridge send|recv` with the real binaries over real zenoh:
+//! loopback byte-identity and order, a sender killed and restarted, and two
+//! network namespaces joined by a 1 Gbit/s veth pair (live and lossless).
+#![cfg(feature = "bridge")]
+
+mod common;
+
+use common::{signal, stderr, wait_published, wait_with_timeout};
+use framering::ring::{Consumer, Take};
+use nix::sys::signal::Signal;
+use std::hash::{Hash, Hasher};
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const FRAMERING: &str = env!("CARGO_BIN_EXE_framering");
+const PRODUCER: &str = env!("CARGO_BIN_EXE_framering-producer");
+
+fn assets() -> &'static str {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/assets")
+}
+
+/// A TCP port nobody listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn name(tag: &str) -> String {
+    format!("frb-{tag}-{}", std::process::id())
+}
+
+/// The real-image producer of ring `ring`: `loops` passes over the assets,
+/// fitted to `h`×`w`×3, into the groups `groups`, with extra flags.
+fn producer(ring: &str, h: u32, w: u32, loops: u32, groups: &str, extra: &[&str]) -> Command {
+    let mut c = Command::new(PRODUCER);
+    c.args(["--config", "/dev/null", "--ring", ring, "--quiet"]);
+    c.args(["--height", &h.to_string(), "--width", &w.to_string()]);
+    c.args(["--channels", "3", "--input", assets(), "--loop"]);
+    c.arg(loops.to_string());
+    c.args(["--loop-cache-mb", "512", "--groups", groups]);
+    c.args(extra);
+    c.stdout(Stdio::null()).stderr(Stdio::piped());
+    c
+}
+
+/// `framering bridge ROLE` with the test's zenoh settings (no multicast
+/// scouting: tests running at once must not find each other).
+fn bridge(role: &str, key: &str, extra: &[&str]) -> Command {
+    let mut c = Command::new(FRAMERING);
+    c.args(["bridge", role, "--config", "/dev/null", "--key", key]);
+    c.args(["--multicast-scouting", "false", "--quiet"]);
+    c.args(extra);
+    c.stdout(Stdio::null()).stderr(Stdio::piped());
+    c
+}
+
+/// Hashes every frame of `ring`'s group `group` until the end of the
+/// stream (or `limit`), in order.
+fn hashes(ring: &str, group: &str, limit: Duration) -> Vec<u64> {
+    let c = Consumer::builder(ring)
+        .group(group)
+        .wait_for_ring(Duration::from_secs(30))
+        .attach()
+        .unwrap_or_else(|e| panic!("attach to {ring}: {e}"));
+    let start = Instant::now();
+    let mut out = vec![];
+    while start.elapsed() < limit {
+        match c.take(Duration::from_millis(200)).unwrap() {
+            Take::Frame(f) => {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                f.pixels().hash(&mut h);
+                out.push(h.finish());
+            }
+            Take::EndOfStream => return out,
+            other => panic!("{ring}: {other:?}"),
+        }
+    }
+    panic!(
+        "{ring}: no end of stream within {limit:?} ({} frames)",
+        out.len()
+    );
+}
+
+/// Lines of a child's stderr, each with the instant it was read.
+fn stderr_lines(child: &mut Child) -> mpsc::Receiver<(Instant, String)> {
+    let (tx, rx) = mpsc::channel();
+    let err = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(err).lines() {
+            let Ok(line) = line else { return };
+            if tx.send((Instant::now(), line)).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits for a line containing `needle`; returns when it was read.
+fn wait_line(rx: &mpsc::Receiver<(Instant, String)>, needle: &str, limit: Duration) -> Instant {
+    let until = Instant::now() + limit;
+    let mut seen = vec![];
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok((t, line)) if line.contains(needle) => return t,
+            Ok((_, line)) => seen.push(line),
+            Err(_) => break,
+        }
+    }
+    panic!(
+        "no line with {needle:?} within {limit:?}; saw:\n{}",
+        seen.join("\n")
+    );
+}
+
+fn exit_code(out: &std::process::Output) -> Option<i32> {
+    out.status.code()
+}
+
+#[test]
+fn loopback_frames_arrive_byte_identical_and_in_order() {
+    let (src, dst, key) = (name("src"), name("dst"), format!("frb-test/{}", name("lo")));
+    let port = free_port();
+    let listen = format!("tcp/127.0.0.1:{port}");
+    let recv = bridge(
+        "recv",
+        &key,
+        &["--ring", &dst, "--groups", "check", "--listen", &listen],
+    )
+    .spawn()
+    .unwrap();
+    // 8 real images (JPEG, PNG, BMP; gray, RGBA, 16-bit) × 38 = 304 frames.
+    let prod = producer(&src, 360, 480, 38, "bridge,ref", &[])
+        .spawn()
+        .unwrap();
+    let send = bridge("send", &key, &[&src, "--connect", &listen])
+        .spawn()
+        .unwrap();
+    let reference = std::thread::spawn({
+        let src = src.clone();
+        move || hashes(&src, "ref", Duration::from_secs(60))
+    });
+    let bridged = hashes(&dst, "check", Duration::from_secs(60));
+    let reference = reference.join().unwrap();
+    let send = wait_with_timeout(send, Duration::from_secs(20));
+    let recv = wait_with_timeout(recv, Duration::from_secs(20));
+    let prod = wait_with_timeout(prod, Duration::from_secs(20));
+    assert_eq!(exit_code(&send), Some(0), "sender: {}", stderr(&send));
+    assert_eq!(exit_code(&recv), Some(0), "receiver: {}", stderr(&recv));
+    assert_eq!(exit_code(&prod), Some(0), "producer: {}", stderr(&prod));
+    assert!(reference.len() >= 300, "{} frames", reference.len());
+    assert_eq!(bridged.len(), reference.len(), "every frame arrived");
+    assert!(bridged == reference, "frames differ or are out of order");
+    // Real images: the frames are not all alike.
+    let distinct: std::collections::BTreeSet<_> = reference.iter().collect();
+    assert!(distinct.len() >= 8, "{} distinct frames", distinct.len());
+    assert!(
+        !Path::new(&format!("/dev/shm/{dst}")).exists(),
+        "receiver ring removed"
+    );
+}
+
+#[test]
+fn a_killed_sender_is_reported_within_a_second_and_a_restarted_one_resumes() {
+    let (src, dst, key) = (
+        name("ksrc"),
+        name("kdst"),
+        format!("frb-test/{}", name("kill")),
+    );
+    let port = free_port();
+    let listen = format!("tcp/127.0.0.1:{port}");
+    let mut recv = bridge(
+        "recv",
+        &key,
+        &["--ring", &dst, "--groups", "check", "--listen", &listen],
+    )
+    .env("RUST_LOG", "info")
+    .spawn()
+    .unwrap();
+    let lines = stderr_lines(&mut recv);
+    // 8 × 60 = 480 frames at 100 fps: about 5 s.
+    let prod = producer(&src, 120, 160, 60, "bridge", &["--fps-limit", "100"])
+        .spawn()
+        .unwrap();
+    let reader = std::thread::spawn({
+        let dst = dst.clone();
+        move || hashes(&dst, "check", Duration::from_secs(60))
+    });
+    let sender = bridge("send", &key, &[&src, "--connect", &listen])
+        .spawn()
+        .unwrap();
+    wait_published(&dst, 30);
+    signal(&sender, Signal::SIGKILL);
+    let killed = Instant::now();
+    let _ = wait_with_timeout(sender, Duration::from_secs(5));
+    let reported = wait_line(&lines, "sender lost", Duration::from_secs(5));
+    let delay = reported.saturating_duration_since(killed);
+    assert!(delay < Duration::from_secs(1), "reported after {delay:?}");
+    let before = framering::ring::inspect::RingView::open(&dst)
+        .unwrap()
+        .snapshot()
+        .producer
+        .published;
+    // The receiver's ring is still there; a new sender resumes it.
+    let sender = bridge("send", &key, &[&src, "--connect", &listen])
+        .spawn()
+        .unwrap();
+    wait_line(&lines, "sender is alive", Duration::from_secs(10));
+    wait_published(&dst, before + 30);
+    let sender = wait_with_timeout(sender, Duration::from_secs(30));
+    assert_eq!(exit_code(&sender), Some(0), "sender: {}", stderr(&sender));
+    let got = reader.join().unwrap();
+    assert!(got.len() as u64 > before + 30, "{} frames", got.len());
+    let recv = wait_with_timeout(recv, Duration::from_secs(20));
+    assert_eq!(exit_code(&recv), Some(0));
+    let prod = wait_with_timeout(prod, Duration::from_secs(20));
+    assert_eq!(exit_code(&prod), Some(0), "producer: {}", stderr(&prod));
+}
+
+#[test]
+fn exit_on_loss_ends_the_stream_with_exit_4() {
+    let (src, dst, key) = (
+        name("lsrc"),
+        name("ldst"),
+        format!("frb-test/{}", name("loss")),
+    );
+    let port = free_port();
+    let listen = format!("tcp/127.0.0.1:{port}");
+    let recv = bridge(
+        "recv",
+        &key,
+        &[
+            "--ring",
+            &dst,
+            "--listen",
+            &listen,
+            "--exit-on-loss",
+            "--groups",
+            "check",
+        ],
+    )
+    .spawn()
+    .unwrap();
+    let mut prod = producer(&src, 64, 64, 1000, "bridge", &["--fps-limit", "200"])
+        .spawn()
+        .unwrap();
+    let sender = bridge("send", &key, &[&src, "--connect", &listen])
+        .spawn()
+        .unwrap();
+    let reader = std::thread::spawn({
+        let dst = dst.clone();
+        move || hashes(&dst, "check", Duration::from_secs(30))
+    });
+    wait_published(&dst, 10);
+    signal(&sender, Signal::SIGKILL);
+    let killed = Instant::now();
+    let recv = wait_with_timeout(recv, Duration::from_secs(10));
+    assert!(
+        killed.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        killed.elapsed()
+    );
+    assert_eq!(exit_code(&recv), Some(4), "receiver: {}", stderr(&recv));
+    assert!(
+        stderr(&recv).contains("sender was lost"),
+        "{}",
+        stderr(&recv)
+    );
+    // The local stream ended: its consumer got an end of stream.
+    assert!(reader.join().unwrap().len() >= 10);
+    let _ = wait_with_timeout(sender, Duration::from_secs(5));
+    signal(&prod, Signal::SIGTERM);
+    let _ = prod.wait();
+}
+
+/// Two network namespaces joined by a veth pair limited to 1 Gbit/s each
+/// way; removed on drop.
+struct Netns {
+    a: String,
+    b: String,
+}
+
+impl Netns {
+    /// `None` (with a loud message) when not root or iproute2 is missing.
+    fn new(tag: &str) -> Option<Netns> {
+        let root = nix::unistd::geteuid().is_root();
+        let ip = Command::new("ip")
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        let tc = Command::new("tc")
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !(root && ip && tc) {
+            eprintln!(
+                "\n!!!!! SKIPPED: the network-namespace bridge test needs root and iproute2 (ip, tc); root={root} ip={ip} tc={tc} !!!!!\n"
+            );
+            return None;
+        }
+        let id = std::process::id() % 100_000;
+        let n = Netns {
+            a: format!("frb{tag}a{id}"),
+            b: format!("frb{tag}b{id}"),
+        };
+        let (va, vb) = (format!("fa{tag}{id}"), format!("fb{tag}{id}"));
+        let run = |args: &[&str]| {
+            let o = Command::new("ip").args(args).output().unwrap();
+            assert!(o.status.success(), "ip {args:?}: {}", stderr(&o));
+        };
+        run(&["netns", "add", &n.a]);
+        run(&["netns", "add", &n.b]);
+        run(&["link", "add", &va, "type", "veth", "peer", "name", &vb]);
+        for (ns, dev, addr) in [(&n.a, &va, "10.251.0.1/24"), (&n.b, &vb, "10.251.0.2/24")] {
+            run(&["link", "set", dev, "netns", ns]);
+            run(&["-n", ns, "addr", "add", addr, "dev", dev]);
+            run(&["-n", ns, "link", "set", dev, "up"]);
+            run(&["-n", ns, "link", "set", "lo", "up"]);
+            let o = Command::new("tc")
+                .args(["-n", ns, "qdisc", "add", "dev", dev, "root", "tbf"])
+                .args(["rate", "1gbit", "burst", "256kb", "latency", "20ms"])
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "tc: {}", stderr(&o));
+        }
+        Some(n)
+    }
+
+    /// `cmd` run inside namespace `ns`.
+    fn exec(ns: &str, cmd: Command) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns]).arg(cmd.get_program());
+        c.args(cmd.get_args());
+        for (k, v) in cmd.get_envs() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        c.stdout(Stdio::null()).stderr(Stdio::piped());
+        c
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for ns in [&self.a, &self.b] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn across_namespaces_live_stays_fresh_and_lossless_loses_nothing() {
+    let Some(net) = Netns::new("n") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let listen = "tcp/10.251.0.2:7447";
+    // Live: 30 fps of 1080p (1.5 Gbit/s) into a 1 Gbit/s link.
+    {
+        let (src, dst, key) = (
+            name("nlsrc"),
+            name("nldst"),
+            format!("frb-test/{}", name("nl")),
+        );
+        let recv_json = tmp.path().join("live-recv.json");
+        let send_json = tmp.path().join("live-send.json");
+        let recv = Netns::exec(
+            &net.b,
+            bridge(
+                "recv",
+                &key,
+                &[
+                    "--ring",
+                    &dst,
+                    "--groups",
+                    "check",
+                    "--listen",
+                    listen,
+                    "--stats-json",
+                ],
+            ),
+        )
+        .arg(&recv_json)
+        .spawn()
+        .unwrap();
+        // 8 × 12 = 96 frames at 30 fps: 3.2 s.
+        let prod = producer(&src, 1080, 1920, 12, "probe", &["--fps-limit", "30"])
+            .spawn()
+            .unwrap();
+        let sender = Netns::exec(
+            &net.a,
+            bridge(
+                "send",
+                &key,
+                &[&src, "--live", "--connect", listen, "--stats-json"],
+            ),
+        )
+        .arg(&send_json)
+        .spawn()
+        .unwrap();
+        let reader = std::thread::spawn({
+            let dst = dst.clone();
+            move || hashes(&dst, "check", Duration::from_secs(60))
+        });
+        let probe = hashes(&src, "probe", Duration::from_secs(60));
+        let sender = wait_with_timeout(sender, Duration::from_secs(30));
+        assert_eq!(exit_code(&sender), Some(0), "sender: {}", stderr(&sender));
+        let recv = wait_with_timeout(recv, Duration::from_secs(30));
+        assert_eq!(exit_code(&recv), Some(0), "receiver: {}", stderr(&recv));
+        let _ = wait_with_timeout(prod, Duration::from_secs(30));
+        let got = reader.join().unwrap();
+        let (r, s) = (json(&recv_json), json(&send_json));
+        let age_p50_ms = r["latency"]["p50_us"].as_f64().unwrap() / 1e3;
+        let dropped = s["dropped"].as_u64().unwrap();
+        eprintln!(
+            "live over 1 Gbit/s: {} of {} frames arrived, {dropped} dropped by the sender, age p50 {age_p50_ms:.1} ms",
+            got.len(),
+            probe.len()
+        );
+        assert!(got.len() >= 10, "{} frames", got.len());
+        assert!(
+            dropped > 0,
+            "1.5 Gbit/s into 1 Gbit/s drops frames, counted"
+        );
+        assert!(
+            got.len() as u64 + dropped <= probe.len() as u64,
+            "frames sent and dropped are frames of the ring"
+        );
+        assert!(
+            age_p50_ms <= 2.0 * 1000.0 / 30.0,
+            "frame age p50 {age_p50_ms:.1} ms"
+        );
+    }
+    // Lossless: every frame arrives, whatever the link's rate.
+    {
+        let (src, dst, key) = (
+            name("nbsrc"),
+            name("nbdst"),
+            format!("frb-test/{}", name("nb")),
+        );
+        let recv = Netns::exec(
+            &net.b,
+            bridge(
+                "recv",
+                &key,
+                &["--ring", &dst, "--groups", "check", "--listen", listen],
+            ),
+        )
+        .spawn()
+        .unwrap();
+        let prod = producer(&src, 1080, 1920, 5, "bridge,ref", &[])
+            .spawn()
+            .unwrap();
+        let sender = Netns::exec(&net.a, bridge("send", &key, &[&src, "--connect", listen]))
+            .spawn()
+            .unwrap();
+        let reference = std::thread::spawn({
+            let src = src.clone();
+            move || hashes(&src, "ref", Duration::from_secs(60))
+        });
+        let got = hashes(&dst, "check", Duration::from_secs(60));
+        let reference = reference.join().unwrap();
+        let sender = wait_with_timeout(sender, Duration::from_secs(30));
+        assert_eq!(exit_code(&sender), Some(0), "sender: {}", stderr(&sender));
+        let recv = wait_with_timeout(recv, Duration::from_secs(30));
+        assert_eq!(exit_code(&recv), Some(0), "receiver: {}", stderr(&recv));
+        let _ = wait_with_timeout(prod, Duration::from_secs(30));
+        assert_eq!(reference.len(), 40);
+        assert!(
+            got == reference,
+            "{} of {} frames, in order",
+            got.len(),
+            reference.len()
+        );
+    }
+}
