@@ -4,6 +4,7 @@ signals, DLPack."""
 import gc
 import os
 import signal
+import struct
 import subprocess
 import threading
 import time
@@ -46,16 +47,27 @@ def test_array_is_the_slot_and_holds_what_the_rust_producer_decoded(ring, tmp_pa
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     c = framering.Consumer(ring, timeout=10)
     assert (c.shape, c.dtype) == ((360, 480, 3), "uint8")
+    with open(f"/dev/shm/{ring}", "rb") as seg:
+        header = seg.read(512)
+    assert header[:8] == b"FRAMERNG"
+    (slots,) = struct.unpack_from("=I", header, 40)
+    (stride,) = struct.unpack_from("=Q", header, 64)
+    (frames_offset,) = struct.unpack_from("=Q", header, 152)
     seen = 0
     for f in c:
         a = f.array()
         assert a.shape == (360, 480, 3) and a.dtype == np.uint8
         assert not a.flags.writeable and not a.flags.owndata
-        # The data pointer is inside our mapping of the ring's segment,
-        # page-aligned, and the same for every view of the frame.
+        # The data pointer is a slot's address in our mapping of the ring's
+        # segment (mapping start + frames offset + k x slot stride, the
+        # offsets read from the header as the README's layout gives them),
+        # and the same for every view of the frame.
         ptr = a.ctypes.data
-        assert any(lo <= ptr and ptr + a.nbytes <= hi for lo, hi in mapping_of(ring))
-        assert ptr % 4096 == 0
+        spans = mapping_of(ring)
+        assert any(lo <= ptr and ptr + a.nbytes <= hi for lo, hi in spans)
+        base = min(lo for lo, _ in spans)
+        k, rest = divmod(ptr - base - frames_offset, stride)
+        assert rest == 0 and 0 <= k < slots, (ptr - base, frames_offset, stride)
         assert f.array().ctypes.data == ptr
         assert np.from_dlpack(f).ctypes.data == ptr
         assert f.source.endswith(f"{f.seq}.png")

@@ -37,9 +37,13 @@ impl Pacer {
         }
     }
 
-    /// Sleeps until the next frame is due.
-    pub fn wait(&mut self) {
-        let Some(period) = self.period else { return };
+    /// Sleeps until the next frame is due; whether it paces at all (then
+    /// the frame is released, "captured", now: a paced input plays a live
+    /// source, whose frames are as old as their release, not their decode).
+    pub fn wait(&mut self) -> bool {
+        let Some(period) = self.period else {
+            return false;
+        };
         let now = Instant::now();
         let due = *self.next.get_or_insert(now);
         if due > now {
@@ -48,6 +52,7 @@ impl Pacer {
         // Late by more than a period: restart the schedule from now.
         let base = if now > due + period { now } else { due };
         self.next = Some(base + period);
+        true
     }
 }
 
@@ -381,16 +386,18 @@ fn run_stream_producer(
                     return Ok(());
                 }
             }
-            // Captured when read; video is stamped with its presentation
-            // time when the source's frame rate is known.
+            // Captured when read (or released by the pacer); video is
+            // stamped with its presentation time when the source's frame
+            // rate is known.
+            let read = realtime_ns();
+            let captured = if pacer.wait() { realtime_ns() } else { read };
             let mut meta = FrameMeta::new()
                 .source(name)
                 .src_size(shape.width, shape.height)
-                .capture_ns(realtime_ns());
+                .capture_ns(captured);
             if let Some(pts) = ffmpeg.as_ref().and_then(|f| f.last_pts_ns()) {
                 meta = meta.pts_ns(pts);
             }
-            pacer.wait();
             let bytes = slot.pixels().len();
             slot.publish(&meta)?;
             stats.frame(bytes, None);
@@ -757,7 +764,11 @@ fn publish(
     stats: &mut Stats,
     pacer: &mut Pacer,
 ) -> Result<u64, PublishError> {
-    pacer.wait();
+    let captured = if pacer.wait() {
+        realtime_ns()
+    } else {
+        captured
+    };
     let bytes = slot.pixels().len();
     let seq = slot.publish(
         &FrameMeta::new()

@@ -23,7 +23,7 @@ pub mod recv;
 pub mod send;
 
 #[cfg(feature = "bridge")]
-pub use session::{alive_key, geometry_key, open_session, start_watchdog};
+pub use session::{ack_key, alive_key, geometry_key, open_session, start_watchdog};
 
 #[cfg(feature = "bridge")]
 mod session {
@@ -45,6 +45,14 @@ mod session {
     /// The key of the sender's geometry queryable.
     pub fn geometry_key(key: &str) -> String {
         format!("{key}/@geometry")
+    }
+
+    /// The key on which receivers acknowledge each frame (its remote seq,
+    /// 8 bytes little-endian) once it is in their ring: a live sender keeps
+    /// one frame in flight, so the next one it picks is the newest when the
+    /// link is free again, not one queued behind it.
+    pub fn ack_key(key: &str) -> String {
+        format!("{key}/@ack")
     }
 
     fn json_list(v: &[String]) -> String {

@@ -142,8 +142,15 @@ pub fn run_recv(cfg: &Config, run: &RunOptions) -> anyhow::Result<RecvReport> {
     }
     let producer = crate::app::pipeline::create_ring_with(cfg, shape, Some(geo.user_meta_bytes))?;
     tracing::info!(ring = %cfg.ring.name, key = %b.key, shape = %shape, slots = cfg.ring.slots, "bridge receiver started");
+    let ack = session
+        .declare_publisher(super::ack_key(&b.key))
+        .congestion_control(zenoh::qos::CongestionControl::Drop)
+        .express(true)
+        .wait()
+        .map_err(zerr("cannot declare the acknowledgement publisher"))?;
     let mut state = Receiver {
         producer: &producer,
+        ack,
         shape,
         last_seq: None,
         gaps: 0,
@@ -178,6 +185,8 @@ type Sub = zenoh::pubsub::Subscriber<zenoh::handlers::FifoChannelHandler<Sample>
 
 struct Receiver<'p> {
     producer: &'p Producer,
+    /// Acknowledges each frame published (see `ack_key`).
+    ack: zenoh::pubsub::Publisher<'static>,
     shape: framering_ring::FrameShape,
     last_seq: Option<u64>,
     gaps: u64,
@@ -300,6 +309,9 @@ impl Receiver<'_> {
             meta = meta.pts_ns(pts);
         }
         slot.publish(&meta)?;
+        if let Err(e) = self.ack.put(header.seq.to_le_bytes().to_vec()).wait() {
+            tracing::debug!(error = %e, "cannot acknowledge a frame");
+        }
         let age = framering_ring::realtime_ns().saturating_sub(header.capture_ns);
         stats.frame(self.shape.bytes(), Some(age));
         stats.set_slots_in_use(self.producer.slots() as usize - self.producer.free_slots());

@@ -16,6 +16,10 @@ use zenoh::Wait;
 /// How long a sender that ended its stream waits for the receivers to
 /// have it all.
 const END_WAIT: Duration = Duration::from_secs(5);
+/// How long a live sender waits for the acknowledgement of the frame in
+/// flight before it sends the next one anyway (a receiver of an older
+/// version, a lost acknowledgement): the liveliness lease.
+const ACK_WAIT: Duration = Duration::from_secs(1);
 
 /// How a sender ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,9 +45,10 @@ pub struct SendReport {
 
 /// Live mode's choice of frame when the link is slower than the source:
 /// a frame that has waited in the ring for more than half the source's
-/// frame interval while the previous send took longer than an interval is
-/// skipped for the next one (due in less than half an interval), so that
-/// what is sent is as young as the link allows.
+/// frame interval while the previous send (put until a receiver's
+/// acknowledgement) took longer than an interval is skipped for the next
+/// one (due in less than half an interval), so that what is sent is as
+/// young as the link allows.
 #[derive(Debug, Default)]
 struct Freshness {
     /// The previous frame taken: seq and publish time (monotonic ns).
@@ -214,6 +219,20 @@ pub fn run_send(ring: &str, cfg: &Config, run: &RunOptions) -> anyhow::Result<Se
     tracing::info!(ring, key = %b.key, group = %b.group, shape = %shape, live = b.live, "bridge sender started");
     let mut stats = Stats::new("bridge send", PROGRESS_EVERY, run.progress, None)
         .with_metrics(run.metrics.clone());
+    // Live: the receivers' acknowledgements (see `ack_key`); the frame in
+    // flight (its seq) and since when.
+    let acks = if b.live {
+        Some(
+            session
+                .declare_subscriber(super::ack_key(&b.key))
+                .with(zenoh::handlers::FifoChannel::new(64))
+                .wait()
+                .map_err(zerr("cannot subscribe to acknowledgements"))?,
+        )
+    } else {
+        None
+    };
+    let mut in_flight: Option<(u64, std::time::Instant)> = None;
     let mut started = false;
     let mut fresh = Freshness::default();
     // Live: frames skipped because they had waited (see `Freshness`).
@@ -231,6 +250,22 @@ pub fn run_send(ring: &str, cfg: &Config, run: &RunOptions) -> anyhow::Result<Se
             continue;
         }
         stats.set_waiting(None);
+        if let (Some(acks), Some((seq, since))) = (&acks, in_flight) {
+            // Live: the next frame is picked when the one in flight is in
+            // a receiver's ring (the link is free), so it is the newest.
+            let acked = match acks.recv_timeout(Duration::from_millis(20)) {
+                Ok(Some(sample)) => <[u8; 8]>::try_from(&*sample.payload().to_bytes())
+                    .map(u64::from_le_bytes)
+                    .is_ok_and(|a| a >= seq),
+                Ok(None) => false,
+                Err(_) => true,
+            };
+            if acked || since.elapsed() > ACK_WAIT {
+                in_flight = None;
+                fresh.sent();
+            }
+            continue;
+        }
         match consumer.take(Duration::from_millis(100))? {
             Take::Frame(frame) => {
                 if !started {
@@ -244,6 +279,7 @@ pub fn run_send(ring: &str, cfg: &Config, run: &RunOptions) -> anyhow::Result<Se
                     drop(frame);
                     continue;
                 }
+                let seq = frame.info().seq;
                 let lease = frame.into_lease();
                 let attachment = header(Kind::Frame, Some(&lease), shape).encode();
                 let bytes = lease.pixels().len();
@@ -253,7 +289,11 @@ pub fn run_send(ring: &str, cfg: &Config, run: &RunOptions) -> anyhow::Result<Se
                     .attachment(attachment)
                     .wait()
                     .map_err(zerr("cannot publish a frame"))?;
-                fresh.sent();
+                if acks.is_some() {
+                    in_flight = Some((seq, std::time::Instant::now()));
+                } else {
+                    fresh.sent();
+                }
                 stats.frame(bytes, None);
                 stats.set_dropped(consumer.group_dropped() + consumer.skipped() + stale);
                 stats.tick();
