@@ -18,6 +18,43 @@ use std::time::{Duration, Instant};
 const FRAMERING: &str = env!("CARGO_BIN_EXE_framering");
 const PRODUCER: &str = env!("CARGO_BIN_EXE_framering-producer");
 
+thread_local! {
+    /// The children the current test spawned.
+    static SPAWNED: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `Command::spawn` that the test's [`Reaper`] knows of.
+trait SpawnReaped {
+    fn spawn_reaped(&mut self) -> Child;
+}
+
+impl SpawnReaped for Command {
+    fn spawn_reaped(&mut self) -> Child {
+        let child = self.spawn().unwrap();
+        SPAWNED.with(|s| s.borrow_mut().push(child.id()));
+        child
+    }
+}
+
+/// Held by each test: when the test panics, SIGKILLs the children it
+/// spawned, so that a failed run leaves no receiver waiting forever for its
+/// sender (their segments are then stale: `framering clean`). (A child the test already waited for is
+/// gone; that its pid was reused in the moments since is a risk accepted
+/// for a test that is failing anyway.)
+struct Reaper;
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let pids = SPAWNED.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        if std::thread::panicking() {
+            for pid in pids {
+                let _ =
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
+        }
+    }
+}
+
 fn assets() -> &'static str {
     concat!(env!("CARGO_MANIFEST_DIR"), "/assets")
 }
@@ -129,6 +166,7 @@ fn exit_code(out: &std::process::Output) -> Option<i32> {
 
 #[test]
 fn loopback_frames_arrive_byte_identical_and_in_order() {
+    let _reaper = Reaper;
     let (src, dst, key) = (name("src"), name("dst"), format!("frb-test/{}", name("lo")));
     let port = free_port();
     let listen = format!("tcp/127.0.0.1:{port}");
@@ -137,15 +175,10 @@ fn loopback_frames_arrive_byte_identical_and_in_order() {
         &key,
         &["--ring", &dst, "--groups", "check", "--listen", &listen],
     )
-    .spawn()
-    .unwrap();
+    .spawn_reaped();
     // 8 real images (JPEG, PNG, BMP; gray, RGBA, 16-bit) × 38 = 304 frames.
-    let prod = producer(&src, 360, 480, 38, "bridge,ref", &[])
-        .spawn()
-        .unwrap();
-    let send = bridge("send", &key, &[&src, "--connect", &listen])
-        .spawn()
-        .unwrap();
+    let prod = producer(&src, 360, 480, 38, "bridge,ref", &[]).spawn_reaped();
+    let send = bridge("send", &key, &[&src, "--connect", &listen]).spawn_reaped();
     let reference = std::thread::spawn({
         let src = src.clone();
         move || hashes(&src, "ref", Duration::from_secs(60))
@@ -172,6 +205,7 @@ fn loopback_frames_arrive_byte_identical_and_in_order() {
 
 #[test]
 fn a_killed_sender_is_reported_within_a_second_and_a_restarted_one_resumes() {
+    let _reaper = Reaper;
     let (src, dst, key) = (
         name("ksrc"),
         name("kdst"),
@@ -185,20 +219,15 @@ fn a_killed_sender_is_reported_within_a_second_and_a_restarted_one_resumes() {
         &["--ring", &dst, "--groups", "check", "--listen", &listen],
     )
     .env("RUST_LOG", "info")
-    .spawn()
-    .unwrap();
+    .spawn_reaped();
     let lines = stderr_lines(&mut recv);
     // 8 × 60 = 480 frames at 100 fps: about 5 s.
-    let prod = producer(&src, 120, 160, 60, "bridge", &["--fps-limit", "100"])
-        .spawn()
-        .unwrap();
+    let prod = producer(&src, 120, 160, 60, "bridge", &["--fps-limit", "100"]).spawn_reaped();
     let reader = std::thread::spawn({
         let dst = dst.clone();
         move || hashes(&dst, "check", Duration::from_secs(60))
     });
-    let sender = bridge("send", &key, &[&src, "--connect", &listen])
-        .spawn()
-        .unwrap();
+    let sender = bridge("send", &key, &[&src, "--connect", &listen]).spawn_reaped();
     wait_published(&dst, 30);
     signal(&sender, Signal::SIGKILL);
     let killed = Instant::now();
@@ -212,9 +241,7 @@ fn a_killed_sender_is_reported_within_a_second_and_a_restarted_one_resumes() {
         .producer
         .published;
     // The receiver's ring is still there; a new sender resumes it.
-    let sender = bridge("send", &key, &[&src, "--connect", &listen])
-        .spawn()
-        .unwrap();
+    let sender = bridge("send", &key, &[&src, "--connect", &listen]).spawn_reaped();
     wait_line(&lines, "sender is alive", Duration::from_secs(10));
     wait_published(&dst, before + 30);
     let sender = wait_with_timeout(sender, Duration::from_secs(30));
@@ -229,6 +256,7 @@ fn a_killed_sender_is_reported_within_a_second_and_a_restarted_one_resumes() {
 
 #[test]
 fn exit_on_loss_ends_the_stream_with_exit_4() {
+    let _reaper = Reaper;
     let (src, dst, key) = (
         name("lsrc"),
         name("ldst"),
@@ -249,14 +277,9 @@ fn exit_on_loss_ends_the_stream_with_exit_4() {
             "check",
         ],
     )
-    .spawn()
-    .unwrap();
-    let mut prod = producer(&src, 64, 64, 1000, "bridge", &["--fps-limit", "200"])
-        .spawn()
-        .unwrap();
-    let sender = bridge("send", &key, &[&src, "--connect", &listen])
-        .spawn()
-        .unwrap();
+    .spawn_reaped();
+    let mut prod = producer(&src, 64, 64, 1000, "bridge", &["--fps-limit", "200"]).spawn_reaped();
+    let sender = bridge("send", &key, &[&src, "--connect", &listen]).spawn_reaped();
     let reader = std::thread::spawn({
         let dst = dst.clone();
         move || hashes(&dst, "check", Duration::from_secs(30))
@@ -366,6 +389,7 @@ fn json(path: &Path) -> serde_json::Value {
 
 #[test]
 fn across_namespaces_live_stays_fresh_and_lossless_loses_nothing() {
+    let _reaper = Reaper;
     let Some(net) = Netns::new("n") else { return };
     let tmp = tempfile::tempdir().unwrap();
     let listen = "tcp/10.251.0.2:7447";
@@ -395,12 +419,9 @@ fn across_namespaces_live_stays_fresh_and_lossless_loses_nothing() {
             ),
         )
         .arg(&recv_json)
-        .spawn()
-        .unwrap();
+        .spawn_reaped();
         // 8 × 12 = 96 frames at 30 fps: 3.2 s.
-        let prod = producer(&src, 1080, 1920, 12, "probe", &["--fps-limit", "30"])
-            .spawn()
-            .unwrap();
+        let prod = producer(&src, 1080, 1920, 12, "probe", &["--fps-limit", "30"]).spawn_reaped();
         let sender = Netns::exec(
             &net.a,
             bridge(
@@ -410,8 +431,7 @@ fn across_namespaces_live_stays_fresh_and_lossless_loses_nothing() {
             ),
         )
         .arg(&send_json)
-        .spawn()
-        .unwrap();
+        .spawn_reaped();
         let reader = std::thread::spawn({
             let dst = dst.clone();
             move || hashes(&dst, "check", Duration::from_secs(60))
@@ -460,14 +480,10 @@ fn across_namespaces_live_stays_fresh_and_lossless_loses_nothing() {
                 &["--ring", &dst, "--groups", "check", "--listen", listen],
             ),
         )
-        .spawn()
-        .unwrap();
-        let prod = producer(&src, 1080, 1920, 5, "bridge,ref", &[])
-            .spawn()
-            .unwrap();
-        let sender = Netns::exec(&net.a, bridge("send", &key, &[&src, "--connect", listen]))
-            .spawn()
-            .unwrap();
+        .spawn_reaped();
+        let prod = producer(&src, 1080, 1920, 5, "bridge,ref", &[]).spawn_reaped();
+        let sender =
+            Netns::exec(&net.a, bridge("send", &key, &[&src, "--connect", listen])).spawn_reaped();
         let reference = std::thread::spawn({
             let src = src.clone();
             move || hashes(&src, "ref", Duration::from_secs(60))
