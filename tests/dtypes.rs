@@ -148,8 +148,11 @@ fn a_float32_ring_into_image_files_is_refused_before_any_frame_is_taken() {
     common::small_inputs(&tmp.path().join("in"), 2);
     let name = ring("f32png");
     let side = common::SIDE.to_string();
+    // The group is declared: its frames wait for whichever consumer comes
+    // (an ad hoc group could end with the refused consumer, before the raw
+    // one attaches, and its frames with it).
     let p = command(PRODUCER, &name, &["--height", &side, "--width", &side])
-        .args(["--dtype", "float32", "--input"])
+        .args(["--dtype", "float32", "--groups", "default", "--input"])
         .arg(tmp.path().join("in"))
         .spawn()
         .unwrap();
