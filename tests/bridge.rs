@@ -59,15 +59,6 @@ fn assets() -> &'static str {
     concat!(env!("CARGO_MANIFEST_DIR"), "/assets")
 }
 
-/// A TCP port nobody listens on now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn name(tag: &str) -> String {
     format!("frb-{tag}-{}", std::process::id())
 }
@@ -168,7 +159,7 @@ fn exit_code(out: &std::process::Output) -> Option<i32> {
 fn loopback_frames_arrive_byte_identical_and_in_order() {
     let _reaper = Reaper;
     let (src, dst, key) = (name("src"), name("dst"), format!("frb-test/{}", name("lo")));
-    let port = free_port();
+    let port = common::free_port();
     let listen = format!("tcp/127.0.0.1:{port}");
     let recv = bridge(
         "recv",
@@ -211,7 +202,7 @@ fn a_killed_sender_is_reported_within_a_second_and_a_restarted_one_resumes() {
         name("kdst"),
         format!("frb-test/{}", name("kill")),
     );
-    let port = free_port();
+    let port = common::free_port();
     let listen = format!("tcp/127.0.0.1:{port}");
     let mut recv = bridge(
         "recv",
@@ -262,7 +253,7 @@ fn exit_on_loss_ends_the_stream_with_exit_4() {
         name("ldst"),
         format!("frb-test/{}", name("loss")),
     );
-    let port = free_port();
+    let port = common::free_port();
     let listen = format!("tcp/127.0.0.1:{port}");
     let recv = bridge(
         "recv",

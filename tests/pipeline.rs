@@ -833,14 +833,6 @@ fn status_json_reports_a_live_pipeline_read_only() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Scrapes with curl (a real HTTP client) and checks the Prometheus text
 /// format line by line; returns metric name+labels -> value.
 fn scrape(port: u16) -> Option<BTreeMap<String, f64>> {
@@ -895,7 +887,7 @@ fn metrics_are_served_as_prometheus_text_and_match_the_summaries() {
     make_inputs(&dir, 4);
     std::fs::write(dir.join("zz-empty.png"), b"").unwrap();
     let name = ring("metrics");
-    let (pp, cp) = (free_port(), free_port());
+    let (pp, cp) = (common::free_port(), common::free_port());
     let p = producer(
         &name,
         &[
