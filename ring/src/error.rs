@@ -245,6 +245,17 @@ pub enum CreateError {
         /// Why it could not be opened.
         source: OpenError,
     },
+    /// An empty or blank file of that name, too recent to be judged a dead
+    /// producer's leftover: someone may be writing it right now.
+    #[error("{SHM_DIR}/{name} exists but is empty or blank (last changed {age_secs:.1} s ago): not a ring yet; a producer removes such a file only once it is {grace_secs} s old. Remove it if it is a leftover (framering clean --force {name}), or choose another ring name")]
+    Blank {
+        /// Ring name.
+        name: String,
+        /// Seconds since the file last changed.
+        age_secs: f64,
+        /// The age from which it is reclaimed.
+        grace_secs: u64,
+    },
     /// A system call failed.
     #[error("ring {name:?}: {op} failed: {source}")]
     Io {

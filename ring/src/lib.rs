@@ -119,6 +119,8 @@ mod clock;
 #[cfg(not(loom))]
 mod consumer;
 #[cfg(not(loom))]
+mod file_lock;
+#[cfg(not(loom))]
 pub mod inspect;
 #[cfg(not(loom))]
 mod liveness;
