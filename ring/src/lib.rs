@@ -135,6 +135,11 @@ mod segment;
 #[cfg(not(loom))]
 pub mod signals;
 
+/// The crate's README.md, whose example runs as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 #[cfg(all(test, loom))]
 mod models;
 #[cfg(all(test, not(loom)))]
