@@ -179,9 +179,10 @@ impl Event {
     }
 
     /// Number of processes currently asleep (or about to be) on this event.
-    #[cfg(test)]
+    /// (A detachable consumer asks whether the producer waits for a slot.)
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn waiters(&self) -> u32 {
-        self.waiters.load(Ordering::Relaxed)
+        self.waiters.load(Ordering::SeqCst)
     }
 
     /// Waits until `check` returns `Some`, or `timeout` passes (then returns
