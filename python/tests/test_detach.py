@@ -8,6 +8,7 @@ stdin; frame i is `expected(i)`, different from every other frame, so a view
 whose slot was rewritten under it shows."""
 
 import json
+import signal
 import subprocess
 import threading
 
@@ -86,6 +87,33 @@ def attached(ring):
     return len(json.loads(out)["consumers"]) if out else 0
 
 
+@pytest.fixture
+def reaper():
+    """Processes to kill at the end of the test, should it fail."""
+    procs = []
+    yield procs
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+@pytest.fixture
+def bounded(ring):
+    """Ends a test whose consumer waits forever (`for f in c` has no
+    timeout) with TimeoutError after 60 s: the consumer's waits run Python's
+    signal handlers every 50 ms."""
+
+    def expired(signum, frame):
+        raise TimeoutError(f"the consumer is stuck after 60 s:\n{status(ring)}")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
 def run_consumers(ring, config, consumers, slots, frames, timeout=90):
     """`consumers` processes running the README loop in one group; returns
     each one's (frames seen, copies made). Fails, with the ring's status,
@@ -104,6 +132,8 @@ def run_consumers(ring, config, consumers, slots, frames, timeout=90):
             try:
                 out, err = c.communicate(timeout=timeout)
             except subprocess.TimeoutExpired:
+                out = None
+            if out is None:
                 pytest.fail(f"the consumers did not finish within {timeout} s:\n{status(ring)}")
             assert c.returncode == 0, err
             seen, copies = out.splitlines()
@@ -149,9 +179,10 @@ def test_the_natural_loop_at_full_rate_makes_no_copy(ring, empty_config):
     assert total == 1
 
 
-def test_arrays_kept_in_a_list_stay_equal_to_their_frames(ring, empty_config):
+def test_arrays_kept_in_a_list_stay_equal_to_their_frames(ring, empty_config, bounded, reaper):
     frames = 50
     producer = raw_producer(ring, empty_config, 8, frames)
+    reaper.append(producer)
     c = framering.Consumer(ring, group="g", timeout=60)
     kept = []
     for f in c:
@@ -173,16 +204,18 @@ def test_arrays_kept_in_a_list_stay_equal_to_their_frames(ring, empty_config):
     assert len(set(ptrs)) == frames  # each its own memory
 
 
-def test_frames_kept_open_and_their_dlpack_tensors_and_memoryviews(ring, empty_config):
+def test_frames_kept_open_and_their_dlpack_tensors_and_memoryviews(ring, empty_config, bounded,
+                                                                   reaper):
     """Frames the user keeps (not only views of them) while taking more than
     the ring has slots: detached too; their arrays, DLPack tensors and
     memoryviews keep the frames' pixels and addresses, and the frames still
     make views and give their metadata."""
     frames = 20
     producer = raw_producer(ring, empty_config, 4, frames)
+    reaper.append(producer)
     c = framering.Consumer(ring, group="g", timeout=60)
     kept = []
-    while (f := c.take(timeout=60)) is not None:
+    while (f := c.take()) is not None:
         a = f.array()
         kept.append((f, a, np.from_dlpack(f), memoryview(f), a.ctypes.data))
     assert [f.seq for f, *_ in kept] == list(range(frames))
