@@ -257,7 +257,7 @@ impl Consumer {
             };
         Ok(Self {
             layout: Layout::new(ring.shape()),
-            by_slot: Mutex::new(vec![Weak::new(); ring.slots() as usize]),
+            by_slot: Mutex::new((0..ring.slots()).map(|_| Weak::new()).collect()),
             ring,
             outstanding: Arc::new(AtomicUsize::new(0)),
             current: Mutex::new(None),
@@ -349,8 +349,7 @@ impl Consumer {
 
     /// Frames copied out of their slots so far: kept alive (by views, or
     /// the frames themselves) while this consumer waited for a frame and the
-    /// producer for their slots. 0 in a loop that lets go of each frame's
-    /// views before the next frame but one.
+    /// producer for their slots, or at the end of the stream.
     #[getter]
     fn detached(&self) -> u64 {
         self.detached.load(Ordering::Relaxed)

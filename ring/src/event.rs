@@ -180,7 +180,6 @@ impl Event {
 
     /// Number of processes currently asleep (or about to be) on this event.
     /// (A detachable consumer asks whether the producer waits for a slot.)
-    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn waiters(&self) -> u32 {
         self.waiters.load(Ordering::SeqCst)
     }
