@@ -526,7 +526,7 @@ impl FrameLease {
         let slot = self.info.slot as usize;
         // A return not yet collected frees its slot as soon as the producer
         // wakes (a return wakes it).
-        let collected = (0..g.max_consumers as usize).all(|c| return_queue(seg, c).is_empty());
+        let collected = || (0..g.max_consumers as usize).all(|c| return_queue(seg, c).is_empty());
         let no_free = || {
             seg.slot_states().iter().all(|w| {
                 !matches!(
@@ -550,7 +550,8 @@ impl FrameLease {
         // Last: a producer that woke up meanwhile (and may have freed slots)
         // is no longer counted as waiting.
         let asleep = || seg.header().free_event.waiters() > 0;
-        collected && no_free() && only_ours() && asleep()
+        // Cheapest and most often false first.
+        no_free() && only_ours() && collected() && asleep()
     }
 
     /// Copies the frame out of its slot, *at the same address*, and hands
