@@ -509,16 +509,15 @@ impl FrameLease {
 }
 
 impl FrameLease {
-    /// Whether handing this frame back now would give a slot to a producer
-    /// asleep waiting for one: no slot is free or being written, no return
-    /// is waiting to be collected, no other group holds this frame's slot,
-    /// and the producer sleeps on the ring's free-slot event. A caller that
-    /// keeps frames while it waits for the next one asks this before it
-    /// waits, and [detaches](Self::detach) the frames that would otherwise
-    /// stall the ring. A snapshot of words other processes change meanwhile:
-    /// a wrong `true` costs a needless detach, a wrong `false` a later look.
-    /// A producer that spins ([`WaitStrategy::SPIN`]) or has not gone to
-    /// sleep yet is not seen waiting.
+    /// Whether holding this frame leaves the producer without a slot to
+    /// write: no slot is free or being written, no return is waiting to be
+    /// collected (it would free its slot), and no other group holds this
+    /// frame's slot (handing it back frees it). A caller that keeps frames
+    /// while it waits for the next one asks this before it waits, and
+    /// [detaches](Self::detach) the frames that would otherwise stall the
+    /// ring. A snapshot of words other processes change meanwhile (a few
+    /// relaxed loads per slot and consumer): a wrong `true` costs a needless
+    /// detach, a wrong `false` a later look.
     pub fn blocks_producer(&self) -> bool {
         use crate::sync::Ordering as O;
         let seg = &self.shared.seg;
@@ -547,11 +546,8 @@ impl FrameLease {
                     )
                 })
         };
-        // Last: a producer that woke up meanwhile (and may have freed slots)
-        // is no longer counted as waiting.
-        let asleep = || seg.header().free_event.waiters() > 0;
         // Cheapest and most often false first.
-        no_free() && only_ours() && collected() && asleep()
+        no_free() && only_ours() && collected()
     }
 
     /// Copies the frame out of its slot, *at the same address*, and hands

@@ -179,9 +179,9 @@ impl Event {
     }
 
     /// Number of processes currently asleep (or about to be) on this event.
-    /// (A detachable consumer asks whether the producer waits for a slot.)
+    #[cfg(test)]
     pub(crate) fn waiters(&self) -> u32 {
-        self.waiters.load(Ordering::SeqCst)
+        self.waiters.load(Ordering::Relaxed)
     }
 
     /// Waits until `check` returns `Some`, or `timeout` passes (then returns

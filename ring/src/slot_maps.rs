@@ -155,6 +155,8 @@ impl SlotMaps {
         // Every entry came from a successful mmap: never null.
         let old = NonNull::new(entry.load(Ordering::Acquire)).ok_or(("mmap", Errno::EFAULT))?;
         let fresh = map_slot(seg, claim.slot(), len).map_err(|e| ("mmap of the slot", e))?;
+        // Populated: its pages are about to be written whole, and faulting
+        // them in one call is cheaper than one fault per page.
         // SAFETY: a new private anonymous mapping at an address the kernel
         // picks.
         let copy = match unsafe {
@@ -162,7 +164,7 @@ impl SlotMaps {
                 None,
                 len,
                 ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
-                MapFlags::MAP_PRIVATE,
+                MapFlags::MAP_PRIVATE | MapFlags::MAP_POPULATE,
             )
         } {
             Ok(c) => c,
