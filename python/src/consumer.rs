@@ -20,7 +20,7 @@ const HOLDING_SLICE: Duration = Duration::from_millis(5);
 
 /// A taken frame: in its slot, counted among its consumer's outstanding
 /// frames until it is handed back, or detached from it (a private copy at
-/// the same address, see `Consumer::detach_blocking`).
+/// the same address, see `Consumer::detach_held`).
 pub(crate) struct Taken {
     pixels: Pixels,
     outstanding: Arc<AtomicUsize>,
@@ -111,7 +111,7 @@ pub struct Consumer {
     /// next one.
     current: Mutex<Option<Arc<Held<Taken>>>>,
     /// The last frame taken from each slot (index: slot): the frames that
-    /// may hold slots, for `detach_blocking`.
+    /// may hold slots, for `detach_held`.
     by_slot: Mutex<Vec<Weak<Held<Taken>>>>,
     /// Frames copied out of their slots so far.
     detached: AtomicU64,

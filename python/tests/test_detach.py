@@ -8,6 +8,7 @@ stdin; frame i is `expected(i)`, different from every other frame, so a view
 whose slot was rewritten under it shows."""
 
 import json
+import os
 import signal
 import subprocess
 import threading
@@ -232,3 +233,74 @@ def test_frames_kept_open_and_their_dlpack_tensors_and_memoryviews(ring, empty_c
         with pytest.raises(BufferError):
             f.release()  # views alive
     kept.clear()
+
+
+def test_threads_sharing_a_consumer_read_their_views_while_others_detach_them(
+        ring, empty_config, bounded, reaper):
+    """Two threads take from one consumer of a 2-slot ring, each keeping its
+    previous frame's view while it takes the next: a thread's wait copies
+    the other's view out of its slot (with the GIL released) while that one
+    may be reading it; neither ever sees other pixels."""
+    frames = 200
+    reaper.append(raw_producer(ring, empty_config, 2, frames))
+    c = framering.Consumer(ring, group="g", timeout=60)
+    seen, errors = [], []
+
+    def worker():
+        try:
+            a = prev = None
+            while (f := c.take()) is not None:
+                with f:
+                    if a is not None:
+                        np.testing.assert_array_equal(a, expected(prev))
+                    a, prev = f.array(), f.seq
+                    np.testing.assert_array_equal(a, expected(prev))
+                    seen.append(prev)
+        except BaseException as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+
+    # Daemons: a thread stuck in take() must not keep pytest from exiting.
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert sorted(seen) == list(range(frames))
+    assert c.detached > 0
+
+
+def test_a_forked_child_reads_the_parents_copies_and_hands_nothing_back(ring, bounded):
+    p = framering.Producer(ring, shape=SHAPE, slots=1, groups=["default"])
+    c = framering.Consumer(ring, timeout=10)
+    p.publish(expected(0))
+    with c.take(timeout=10) as f0:
+        a = f0.array()
+    # The producer waits for the only slot, which `a` keeps: the next take
+    # copies frame 0 out of it.
+    publisher = threading.Thread(target=p.publish, args=(expected(1),),
+                                 kwargs={"timeout": 60}, daemon=True)
+    publisher.start()
+    f1 = c.take(timeout=30)
+    publisher.join()
+    assert (f1.seq, c.detached, c.held) == (1, 1, 1)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            try:
+                c.take(timeout=0)
+            except RuntimeError:
+                if (a == expected(0)).all() and (f1.array() == expected(1)).all():
+                    code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    # The child's exit handed nothing back and unmapped nothing of ours.
+    np.testing.assert_array_equal(a, expected(0))
+    np.testing.assert_array_equal(f1.array(), expected(1))
+    assert c.held == 1
+    f1.release()
+    del a
+    assert p.close(timeout=10)

@@ -515,9 +515,9 @@ impl FrameLease {
     /// frame's slot (handing it back frees it). A caller that keeps frames
     /// while it waits for the next one asks this before it waits, and
     /// [detaches](Self::detach) the frames that would otherwise stall the
-    /// ring. A snapshot of words other processes change meanwhile (a few
-    /// relaxed loads per slot and consumer): a wrong `true` costs a needless
-    /// detach, a wrong `false` a later look.
+    /// ring. A snapshot of words other processes change meanwhile (a load
+    /// per slot, per group and per consumer table entry at most): a wrong
+    /// `true` costs a needless detach, a wrong `false` a later look.
     pub fn blocks_producer(&self) -> bool {
         use crate::sync::Ordering as O;
         let seg = &self.shared.seg;
