@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 import framering
-from conftest import REPO, binary, finish, python_child, python_producer
+from conftest import REPO, binary, finish, in_forked_child, python_child, python_producer
 
 
 def mapping_of(ring):
@@ -197,26 +197,23 @@ def test_a_forked_child_never_hands_back_the_parents_frames(ring):
     c = framering.Consumer(ring)
     p.publish(np.full((2, 2, 1), 5, np.uint8))
     f = c.take(timeout=5)
-    a = f.array()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            try:
-                c.take(timeout=0)
-            except RuntimeError:
-                del a, f
-                gc.collect()
-                code = 0
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    held = [f, f.array()]  # the frame and a view, dropped in the child
+    del f
+
+    def child():
+        with pytest.raises(RuntimeError):
+            c.take(timeout=0)
+        held.clear()
+        gc.collect()
+        return True
+
+    assert in_forked_child(child)
     # The slot is still ours: the producer cannot loan it, the view is intact.
     with pytest.raises(TimeoutError):
         p.loan(timeout=0.2)
+    f, a = held
     assert (a == 5).all() and f.views == 1 and not f.released
-    del a
+    del a, held[1]
     f.release()
     p.loan(timeout=5).discard()
     assert p.close(timeout=5)

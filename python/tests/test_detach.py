@@ -8,7 +8,6 @@ stdin; frame i is `expected(i)`, different from every other frame, so a view
 whose slot was rewritten under it shows."""
 
 import json
-import os
 import signal
 import subprocess
 import threading
@@ -17,7 +16,7 @@ import numpy as np
 import pytest
 
 import framering
-from conftest import binary, python_child, wait_for
+from conftest import binary, in_forked_child, python_child, wait_for
 
 SHAPE = (60, 80, 3)
 
@@ -284,19 +283,13 @@ def test_a_forked_child_reads_the_parents_copies_and_hands_nothing_back(ring, bo
     f1 = c.take(timeout=30)
     publisher.join()
     assert (f1.seq, c.detached, c.held) == (1, 1, 1)
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            try:
-                c.take(timeout=0)
-            except RuntimeError:
-                if (a == expected(0)).all() and (f1.array() == expected(1)).all():
-                    code = 0
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+
+    def child():
+        with pytest.raises(RuntimeError):
+            c.take(timeout=0)
+        return (a == expected(0)).all() and (f1.array() == expected(1)).all()
+
+    assert in_forked_child(child)
     # The child's exit handed nothing back and unmapped nothing of ours.
     np.testing.assert_array_equal(a, expected(0))
     np.testing.assert_array_equal(f1.array(), expected(1))
