@@ -2,7 +2,6 @@
 signals, DLPack."""
 
 import gc
-import os
 import signal
 import struct
 import subprocess
