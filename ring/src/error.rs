@@ -403,3 +403,30 @@ impl TakeError {
         matches!(self, TakeError::Timeout { .. })
     }
 }
+
+/// Why [`crate::FrameLease::detach`] could not copy a frame out of its slot
+/// (the frame stays held, returned with the error).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DetachError {
+    /// The consumer was attached without
+    /// [`crate::ConsumerBuilder::detachable`].
+    #[error("ring {name:?}: this consumer cannot detach frames (attach it with `detachable()`)")]
+    NotDetachable {
+        /// Ring name.
+        name: String,
+    },
+    /// Mapping memory for the copy or for the slot failed (out of memory,
+    /// or of mappings: `vm.max_map_count`).
+    #[error("ring {name:?}: could not copy the frame of slot {slot} out of the ring: {op} failed: {source}")]
+    Io {
+        /// Ring name.
+        name: String,
+        /// The frame's slot.
+        slot: u32,
+        /// The operation.
+        op: &'static str,
+        /// The error.
+        source: std::io::Error,
+    },
+}

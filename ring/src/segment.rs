@@ -1,7 +1,8 @@
 //! The POSIX shared-memory segment of one ring: creation, validated opening,
 //! and typed views of its regions.
 //!
-//! This module, [`crate::futex`] and [`crate::signals`] hold all of the
+//! This module, [`crate::slot_maps`] (a detachable consumer's own mappings
+//! of its slots), [`crate::futex`] and [`crate::signals`] hold all of the
 //! ring's `unsafe` code. The invariant everything here rests on: **every offset and length used to form
 //! a reference comes from a [`Geometry`] held in this process's own memory**,
 //! computed by [`Geometry::compute`] and checked against the real size of the
@@ -662,10 +663,7 @@ impl Segment {
     fn slot_ptr(&self, slot: u32, part: SlotPart) -> (*mut u8, usize) {
         assert!(slot < self.geometry.slots, "slot index out of range");
         let g = &self.geometry;
-        let (start, len) = match part {
-            SlotPart::Frame => (0, g.frame_bytes),
-            SlotPart::UserMeta => (g.user_meta_offset, g.user_meta_bytes as u64),
-        };
+        let (start, len) = part.range(g);
         let off = g.frame_offset(slot) + start;
         debug_assert!(start + len <= g.slot_stride);
         debug_assert!(off + len <= self.map.len() as u64);
@@ -679,7 +677,8 @@ impl Segment {
         )
     }
 
-    fn check_read_claim(&self, claim: &ReadClaim) {
+    /// Panics if `claim` was made on another segment's claim words.
+    pub(crate) fn check_read_claim(&self, claim: &ReadClaim) {
         let g = &self.geometry;
         let claims_start = self.base_addr() + g.off_claims as usize;
         let claims_end = claims_start + (g.max_groups as usize * g.slots as usize) * 8;
@@ -713,11 +712,6 @@ impl Segment {
         // invalid values, so even a misbehaving writer cannot cause UB here
         // beyond the bytes changing under us, which the design accepts.
         unsafe { std::slice::from_raw_parts(p, len) }
-    }
-
-    /// The frame `claim` holds (H×W×C, row-major).
-    pub(crate) fn frame<'a>(&'a self, claim: &'a ReadClaim) -> &'a [u8] {
-        self.frame_part(claim, SlotPart::Frame)
     }
 
     /// `part` of the slot `claim` holds for writing.
@@ -763,6 +757,17 @@ pub(crate) enum SlotPart {
     /// The frame's user metadata area (its capacity; the valid length is in
     /// [`SlotMeta::user_len`]).
     UserMeta,
+}
+
+impl SlotPart {
+    /// Where the part lies in a slot: (offset from the slot's start, bytes).
+    /// Inside the slot's stride ([`Geometry::compute`]).
+    pub(crate) fn range(self, g: &Geometry) -> (u64, u64) {
+        match self {
+            SlotPart::Frame => (0, g.frame_bytes),
+            SlotPart::UserMeta => (g.user_meta_offset, g.user_meta_bytes as u64),
+        }
+    }
 }
 
 /// Opens the object named `name` (read-write or read-only).

@@ -245,6 +245,74 @@ fn a_lease_goes_to_another_thread_and_returns_the_slot_there() {
 }
 
 #[test]
+fn a_detached_frame_keeps_its_address_and_pixels_while_its_slot_is_rewritten() {
+    let n = name("detach");
+    let p = producer(&n, 1, &["default"], Backpressure::Block);
+    let c = Consumer::builder(&n).detachable().attach().unwrap();
+    put(&p, 7).unwrap();
+    let lease = take(&c, Duration::from_secs(1)).unwrap().into_lease();
+    let addr = lease.pixels().as_ptr();
+    // The only slot is held: the producer has none to write.
+    assert!(lease.blocks_producer());
+    std::thread::scope(|s| {
+        // The producer waits for it.
+        let writer = s.spawn(|| {
+            let mut slot = p.loan(Duration::from_secs(30)).unwrap();
+            slot.pixels_mut().fill(9);
+            slot.publish(&FrameMeta::new().user_meta(b"second"))
+                .unwrap()
+        });
+        let detached = lease.detach().map_err(|(_, e)| e).unwrap();
+        assert_eq!(writer.join().unwrap(), 1);
+        // The slot now holds frame 1; the copy, at the old address, frame 0.
+        assert_eq!(detached.pixels().as_ptr(), addr);
+        assert!(detached.pixels().iter().all(|&b| b == 7));
+        assert_eq!(detached.seq(), 0);
+        let again = take(&c, Duration::from_secs(1)).unwrap();
+        assert_eq!((again.seq(), again.user_meta()), (1, &b"second"[..]));
+        assert!(again.pixels().iter().all(|&b| b == 9));
+        assert_ne!(again.pixels().as_ptr(), addr);
+        assert!(detached.pixels().iter().all(|&b| b == 7));
+    });
+    drop(c);
+    // A consumer attached without `detachable` refuses, and keeps the frame.
+    let plain = consumer(&n, "default", false);
+    put(&p, 3).unwrap();
+    let lease = take(&plain, Duration::from_secs(1)).unwrap().into_lease();
+    let (lease, e) = lease.detach().unwrap_err();
+    assert!(matches!(e, DetachError::NotDetachable { .. }), "{e}");
+    assert!(lease.pixels().iter().all(|&b| b == 3));
+    drop(lease);
+    p.unlink().unwrap();
+}
+
+#[test]
+fn a_frame_blocks_the_producer_only_if_its_slot_would_be_free_without_it() {
+    let n = name("blocks");
+    let p = producer(&n, 2, &["default", "other"], Backpressure::Block);
+    let (c, other) = (consumer(&n, "default", false), consumer(&n, "other", false));
+    put(&p, 1).unwrap();
+    let lease = take(&c, Duration::from_secs(1)).unwrap().into_lease();
+    assert!(!lease.blocks_producer()); // the other slot is free
+    put(&p, 2).unwrap(); // now none is
+                         // The other group has the frame queued: handing ours back frees nothing.
+    assert!(!lease.blocks_producer());
+    let mut held: Vec<FrameLease> = (0..2)
+        .map(|_| take(&other, Duration::from_secs(1)).unwrap().into_lease())
+        .collect();
+    assert!(!lease.blocks_producer()); // it holds the frame too
+    held.retain(|l| l.seq() != lease.seq());
+    // Handed back by the other group but not collected yet: its claim word
+    // still names it, and the producer frees nothing before collecting.
+    assert!(!lease.blocks_producer());
+    // Collected (while the producer looks for a slot): only we hold it.
+    assert!(p.loan(Duration::from_millis(1)).unwrap_err().is_timeout());
+    assert!(lease.blocks_producer());
+    drop((lease, held));
+    p.unlink().unwrap();
+}
+
+#[test]
 fn two_threads_share_one_consumer() {
     let n = name("sharedc");
     let p = producer(&n, 4, &["default"], Backpressure::Block);
