@@ -2,21 +2,7 @@
 //! group's ready queue, and hands each slot back when its [`Frame`] (or
 //! [`FrameLease`]) drops.
 //!
-//! Until the producer admits it into its group ([`crate::roster`]), a
-//! consumer's `take` finds nothing and waits like an idle one.
-//!
-//! A [`Consumer`] is `Send + Sync`: several threads may take from one
-//! consumer (they share its group's frames like separate consumers would). A
-//! [`Frame`] borrows its consumer; [`Frame::into_lease`] turns it into a
-//! [`FrameLease`] that owns a reference to the consumer instead, to hand the
-//! frame to a worker thread without a copy. The consumer's table entry is
-//! released only when the consumer and every lease are gone.
-//!
-//! **Fork**: a child forked while the parent holds a consumer or frames
-//! inherits copies of them. Dropping those copies in the child does nothing
-//! (each consumer remembers the pid that attached): the frames stay the
-//! parent's, handed back when the parent drops them. A child must attach its
-//! own consumer to take frames.
+//! Threads, leases and fork: see [`Consumer`].
 
 use crate::clock::monotonic_ns;
 use crate::error::{
@@ -283,8 +269,25 @@ impl Drop for Shared {
     }
 }
 
-/// One consumer of a ring. See the [module documentation](self) and the
-/// [crate documentation](crate) for an example.
+/// One consumer of a ring: joins a consumer group, takes frames in place
+/// from the group's ready queue, and hands each slot back when its
+/// [`Frame`] (or [`FrameLease`]) drops. The [crate documentation](crate) has
+/// an example.
+///
+/// Until the producer admits it into its group, a consumer's `take` finds nothing and waits like an idle one.
+///
+/// A [`Consumer`] is `Send + Sync`: several threads may take from one
+/// consumer (they share its group's frames like separate consumers would). A
+/// [`Frame`] borrows its consumer; [`Frame::into_lease`] turns it into a
+/// [`FrameLease`] that owns a reference to the consumer instead, to hand the
+/// frame to a worker thread without a copy. The consumer's table entry is
+/// released only when the consumer and every lease are gone.
+///
+/// **Fork**: a child forked while the parent holds a consumer or frames
+/// inherits copies of them. Dropping those copies in the child does nothing
+/// (each consumer remembers the pid that attached): the frames stay the
+/// parent's, handed back when the parent drops them. A child must attach its
+/// own consumer to take frames.
 #[derive(Debug)]
 pub struct Consumer {
     shared: Arc<Shared>,

@@ -1,48 +1,7 @@
 //! The single writer of a ring: loans free slots, and publishes them to every
 //! subscribed consumer group.
 //!
-//! # Groups and slot lifetime
-//!
-//! Each group has its own ready queue and its own claim word per slot
-//! ([`crate::slot`]); its consumers share its frames (work-sharing), and
-//! every group receives every frame published while it is subscribed
-//! (broadcast). The producer alone knows which groups still hold a slot
-//! ([`crate::ledger`]): a per-slot bit mask in its own memory, set at publish
-//! and cleared as each group's consumer hands the slot back.
-//!
-//! Groups are *declared* (named by the producer: subscribed from the start,
-//! and kept when their consumers die, so nothing is lost) or *ad hoc*
-//! (created when a consumer asks to join a name nobody declared; subscribed
-//! from the next published frame). An ad-hoc group whose last consumer
-//! *leaves* releases every slot it held at once (a preview window must not
-//! hold the recorder back); one whose last consumer *dies* lingers: it keeps
-//! its frames, and goes on receiving new ones, for the linger period
-//! ([`ProducerBuilder::group_linger`]), so that a consumer restarted by its
-//! supervisor loses nothing; then it is released. Membership changes go
-//! through the producer ([`crate::roster`]).
-//!
-//! # Backpressure
-//!
-//! Each group has its own policy (the ring's default unless the group's
-//! declaration or its first consumer asks for another). A
-//! [`Backpressure::Block`] group is lossless: the producer waits for it to
-//! hand back slots, and to take queued frames (`max_queued`); a ring whose
-//! default is `Block` also waits, before publishing, until some group is
-//! subscribed. A [`Backpressure::DropOldest`] (live) group never slows the
-//! producer: short of slots, the producer withdraws from live groups the
-//! oldest published frame that no live consumer has claimed yet and that no
-//! lossless group still holds (a CAS on each group's claim word, racing the
-//! consumers' claim CAS, so a frame being read is never taken away), and
-//! reuses its slot. A recorder and a preview can so share one ring: the
-//! recorder gets every frame, the preview the newest it can keep up with.
-//!
-//! # Threads
-//!
-//! A [`Producer`] is `Send + Sync`: its bookkeeping sits behind a lock that
-//! is held only for the few hundred nanoseconds of a loan or a publish, never
-//! while waiting. A [`WriteSlot`] borrows its producer, so it can only be
-//! published (or dropped: handed back unpublished) through the producer that
-//! loaned it, and it is `Send`: decoder threads can fill slots in parallel.
+//! What groups, backpressure and threads mean for it: see [`Producer`].
 
 use crate::clock::{monotonic_ns, realtime_ns};
 use crate::error::{
@@ -161,7 +120,7 @@ impl ProducerBuilder {
     /// first one, with or without consumers, and keeps the frames of
     /// consumers that die for redelivery, for as long as the ring lives.
     /// Default: none, only ad-hoc groups, created by the consumers that join
-    /// them (see the [module documentation](self)).
+    /// them (see [`Producer`]).
     ///
     /// ```
     /// # use framering_ring::{FrameShape, Producer};
@@ -345,9 +304,52 @@ struct State {
     returns_seen: u32,
 }
 
-/// The single writer of a ring. See the [module documentation](self) for
-/// groups and backpressure, and the [crate documentation](crate) for an
+/// The single writer of a ring: loans free slots and publishes them to
+/// every subscribed consumer group. The [crate documentation](crate) has an
 /// example.
+///
+/// # Groups and slot lifetime
+///
+/// Each group has its own ready queue and its own claim word per slot
+/// (the slot claim words); its consumers share its frames (work-sharing), and
+/// every group receives every frame published while it is subscribed
+/// (broadcast). The producer alone knows which groups still hold a slot
+/// (its ledger): a per-slot bit mask in its own memory, set at publish
+/// and cleared as each group's consumer hands the slot back.
+///
+/// Groups are *declared* (named by the producer: subscribed from the start,
+/// and kept when their consumers die, so nothing is lost) or *ad hoc*
+/// (created when a consumer asks to join a name nobody declared; subscribed
+/// from the next published frame). An ad-hoc group whose last consumer
+/// *leaves* releases every slot it held at once (a preview window must not
+/// hold the recorder back); one whose last consumer *dies* lingers: it keeps
+/// its frames, and goes on receiving new ones, for the linger period
+/// ([`ProducerBuilder::group_linger`]), so that a consumer restarted by its
+/// supervisor loses nothing; then it is released. Membership changes go
+/// through the producer (the roster handshake).
+///
+/// # Backpressure
+///
+/// Each group has its own policy (the ring's default unless the group's
+/// declaration or its first consumer asks for another). A
+/// [`Backpressure::Block`] group is lossless: the producer waits for it to
+/// hand back slots, and to take queued frames (`max_queued`); a ring whose
+/// default is `Block` also waits, before publishing, until some group is
+/// subscribed. A [`Backpressure::DropOldest`] (live) group never slows the
+/// producer: short of slots, the producer withdraws from live groups the
+/// oldest published frame that no live consumer has claimed yet and that no
+/// lossless group still holds (a CAS on each group's claim word, racing the
+/// consumers' claim CAS, so a frame being read is never taken away), and
+/// reuses its slot. A recorder and a preview can so share one ring: the
+/// recorder gets every frame, the preview the newest it can keep up with.
+///
+/// # Threads
+///
+/// A [`Producer`] is `Send + Sync`: its bookkeeping sits behind a lock that
+/// is held only for the few hundred nanoseconds of a loan or a publish, never
+/// while waiting. A [`WriteSlot`] borrows its producer, so it can only be
+/// published (or dropped: handed back unpublished) through the producer that
+/// loaned it, and it is `Send`: decoder threads can fill slots in parallel.
 ///
 /// A child forked from the producer's process inherits a copy of it;
 /// dropping the copy there does nothing (the ring stays the parent's).

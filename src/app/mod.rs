@@ -1,5 +1,5 @@
 //! The programs as library functions: the binaries parse flags into a
-//! [`config::Config`] and call [`pipeline`], [`status`] or [`bench`].
+//! [`config::Config`] and call [`pipeline`], [`status`] or [`bench`](mod@bench).
 
 pub mod bench;
 pub mod bridge;
