@@ -543,20 +543,23 @@ impl Producer {
         };
         // The frames' memory is reserved in the background while the first
         // slots fill; `publish` waits for it before the first frame.
-        let (seg, reservation) =
+        // Of several producers racing for a dead producer's name, one
+        // removes it and creates the new ring; another may find the name
+        // gone and then taken again: it judges the newcomer like any
+        // occupant (so it reports the live winner, with its pid, once its
+        // header is written), a bounded number of times.
+        let mut attempts = 0;
+        let (seg, reservation) = loop {
             match Segment::create_reserving_frames_later(name, spec, b.mode, init) {
-                Ok(created) => created,
-                Err(CreateFailure::Exists) => {
+                Ok(created) => break created,
+                Err(CreateFailure::Exists) if attempts < 3 => {
+                    attempts += 1;
                     Self::reclaim_stale(name)?;
-                    match Segment::create_reserving_frames_later(name, spec, b.mode, init) {
-                        Ok(created) => created,
-                        // Another producer won the race for the name.
-                        Err(CreateFailure::Exists) => return Err(Self::in_use(name)),
-                        Err(CreateFailure::Error(e)) => return Err(e),
-                    }
                 }
+                Err(CreateFailure::Exists) => return Err(Self::in_use(name)),
                 Err(CreateFailure::Error(e)) => return Err(e),
-            };
+            }
+        };
         let g = *seg.geometry();
         let ledger = Ledger::new(g.slots as usize, seg.base_addr());
         Ok(Producer {
