@@ -617,6 +617,15 @@ impl Consumer {
         self.seg().geometry().frame_shape()
     }
 
+    /// The source's frame rate the producer recorded, `(num, den)` frames
+    /// per second ([`crate::ProducerBuilder::frame_rate`]); `None` if it did
+    /// not know it.
+    pub fn frame_rate(&self) -> Option<(u32, u32)> {
+        let word = self.seg().header().frame_rate.load(Ordering::Relaxed);
+        let (num, den) = ((word >> 32) as u32, word as u32);
+        (num > 0 && den > 0).then_some((num, den))
+    }
+
     /// Slots in the ring.
     pub fn slots(&self) -> u32 {
         self.seg().geometry().slots
@@ -801,8 +810,12 @@ impl Consumer {
         // A producer waiting because our group had too many frames queued
         // (max_queued) may go on: our claim moved the head.
         seg.header().free_event.notify_if_waiting();
-        if n % 64 == 0 {
-            // A busy consumer's sign of life, for status displays.
+        // A busy consumer's sign of life, for status displays: every 64
+        // frames, or when this frame was published 0.5 s after the last one
+        // (a slow stream), with no clock read per frame.
+        if n % 64 == 0
+            || info.publish_ns >= e.heartbeat_ns.load(O::Relaxed).saturating_add(500_000_000)
+        {
             e.heartbeat_ns.store(monotonic_ns(), O::Relaxed);
         }
         Ok(Some(Frame {
