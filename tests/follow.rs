@@ -171,8 +171,8 @@ fn y4m_stream(w: usize, h: usize, n: usize, rate: &str) -> Vec<u8> {
     let mut s = format!("YUV4MPEG2 W{w} H{h} F{rate} Ip A1:1 C444\n").into_bytes();
     for k in 0..n {
         s.extend_from_slice(b"FRAME\n");
-        s.extend(std::iter::repeat_n(40 + 20 * k as u8, w * h));
-        s.extend(std::iter::repeat_n(128u8, 2 * w * h));
+        s.extend(vec![40 + 20 * k as u8; w * h]);
+        s.extend(vec![128u8; 2 * w * h]);
     }
     s
 }

@@ -185,13 +185,15 @@ fn sized_ring(
     let sized = match (cfg.frame_shape(), input_size) {
         (Some(_), _) => cfg.clone(),
         (None, Some((w, h))) => cfg.with_size(w, h)?,
-        (None, None) => return Err(super::config::ConfigError::Invalid {
-            key: "ring.height",
-            message: format!(
+        (None, None) => {
+            return Err(super::config::ConfigError::Invalid {
+                key: "ring.height",
+                message: format!(
                 "{why}: give the ring's frame size, ring.height and ring.width (--height, --width)"
             ),
+            }
+            .into())
         }
-        .into()),
     };
     let shape = sized.frame_shape().ok_or_else(|| {
         anyhow::anyhow!("internal error: a sized ring configuration without a shape")
