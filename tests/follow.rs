@@ -498,30 +498,25 @@ fn status(name: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&st.stdout).into_owned()
 }
 
-/// A consumer of a slow stream (4 fps) refreshes its heartbeat within about
-/// a second, not only every 64 frames (16 s at 4 fps).
+/// A busy consumer (4 frames a second, each held 250 ms, so that a frame
+/// is always queued and it never waits) refreshes its heartbeat within
+/// about a second, not only every 64 frames (16 s at 4 fps).
 #[test]
-fn a_consumer_of_a_slow_stream_keeps_its_heartbeat_fresh() {
+fn a_busy_consumer_keeps_its_heartbeat_fresh() {
     use nix::sys::signal::Signal;
     let name = ring("heartbeat");
     let assets = Path::new(REPO).join("assets");
     let p = producer(&name, "/dev/null", &["--input", assets.to_str().unwrap()])
         .args([
-            "--height",
-            "16",
-            "--width",
-            "16",
-            "--loop",
-            "1000",
-            "--fps-limit",
-            "4",
+            "--height", "16", "--width", "16", "--loop", "1000", "--slots", "8",
         ])
         .args(["--stop-timeout", "0"])
         .spawn()
         .unwrap();
-    let c = consumer(&name, Path::new("null"), &[]);
-    // 5 s of frames at 4 fps: the consumer attached at least ~4.5 s ago.
-    common::wait_published(&name, 20);
+    let c = consumer(&name, Path::new("null"), &["--hold-ms", "250"]);
+    // At least 20 frames taken (8 slots): the consumer attached at least
+    // ~5 s ago and has been busy since.
+    common::wait_published(&name, 28);
     let s: serde_json::Value = serde_json::from_str(&status(&name, &["--json"])).unwrap();
     let age = s["consumers"][0]["heartbeat_age_s"].as_f64().unwrap();
     assert!(age < 2.0, "heartbeat {age} s old: {s}");
