@@ -36,8 +36,11 @@ class Frame:
     Its slot goes back to the producer when the ``with`` block ends, at the
     next iteration of ``for f in consumer``, or when the frame is
     garbage-collected — each time only once no view of it (array, slice,
-    memoryview, DLPack tensor) is alive; a live view keeps the slot held, so
-    it never dangles and its pixels never change.
+    memoryview, DLPack tensor) is alive; a live view never dangles and its
+    pixels never change. A frame kept (or viewed) while its consumer waits
+    for another one, with the producer waiting for its slot, or at the end
+    of the stream, is copied out of the slot at the same address (once) and
+    the slot goes back: ``Consumer.detached`` counts those copies.
     """
 
     def array(self) -> npt.NDArray[np.generic]:
@@ -137,6 +140,12 @@ class Consumer:
     @property
     def held(self) -> int:
         """Frames taken and not handed back yet."""
+    @property
+    def detached(self) -> int:
+        """Frames copied out of their slots so far (kept, or viewed, while
+        this consumer waited and the producer needed their slots; or at the
+        end of the stream). 0 in ``for f in c: a = f.array()`` while the
+        ring has a free slot."""
 
 class Loan:
     """A free slot loaned by ``Producer.loan()``: fill ``array()`` in place;

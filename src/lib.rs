@@ -16,3 +16,9 @@ pub use framering_ring as ring;
 
 pub mod app;
 pub mod media;
+
+/// README.md's Rust example, compiled as a doctest so that it cannot rot
+/// (not run: it needs a producer).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

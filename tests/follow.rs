@@ -408,15 +408,16 @@ fn a_build_without_the_bridge_says_how_to_get_it() {
     }
 }
 
-/// The README's Python test command works in the README's own venv: the
-/// venv it creates gets every package `python/tests` imports that is not in
-/// the standard library (found by a real `python3`) nor `framering`.
+/// The documented Python test command works in the documented venv
+/// (docs/python.md): the venv it creates gets every package `python/tests`
+/// imports that is not in the standard library (found by a real `python3`)
+/// nor `framering`.
 #[test]
-fn the_readme_venv_has_what_the_python_tests_import() {
-    let readme = std::fs::read_to_string(Path::new(REPO).join("README.md")).unwrap();
+fn the_documented_venv_has_what_the_python_tests_import() {
+    let readme = std::fs::read_to_string(Path::new(REPO).join("docs/python.md")).unwrap();
     assert!(
         readme.contains("../.venv/bin/python -m pytest"),
-        "the README's Python test command runs in .venv"
+        "the documented Python test command runs in .venv"
     );
     let mut installed: Vec<String> = readme
         .lines()
@@ -482,7 +483,7 @@ fn the_readme_venv_has_what_the_python_tests_import() {
         };
         assert!(
             installed.iter().any(|p| p.eq_ignore_ascii_case(package)),
-            "python/tests import {m}, which the README's venv lacks (pip install {package}); it installs {installed:?}"
+            "python/tests import {m}, which the venv of docs/python.md lacks (pip install {package}); it installs {installed:?}"
         );
     }
 }

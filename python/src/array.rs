@@ -122,6 +122,11 @@ impl<T: Slot> Held<T> {
         }
     }
 
+    /// Runs `f` on the slot if it is still held (by its owner or by views).
+    pub(crate) fn with_present<R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
+        self.state.lock().slot.as_mut().map(f)
+    }
+
     /// Live views.
     pub(crate) fn exports(&self) -> usize {
         self.state.lock().exports

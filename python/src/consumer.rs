@@ -3,34 +3,93 @@
 use crate::array::{self, Held, Layout, Slot};
 use crate::{check_pid, dlpack, errors, seconds, SLICE};
 use framering_ring::{
-    AttachError, Consumer as RingConsumer, FrameInfo, FrameLease, OpenError, Take,
+    AttachError, Consumer as RingConsumer, DetachError, DetachedFrame, FrameInfo, FrameLease,
+    OpenError, Take,
 };
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 use std::ffi::c_int;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-/// A taken frame, counted among its consumer's outstanding frames until it
-/// is handed back.
+/// How long a consumer that holds frames waits between two looks at
+/// whether they keep the producer from a free slot (see `next_frame`).
+const HOLDING_SLICE: Duration = Duration::from_millis(5);
+
+/// A taken frame: in its slot, counted among its consumer's outstanding
+/// frames until it is handed back, or detached from it (a private copy at
+/// the same address, see `Consumer::detach_held`).
 pub(crate) struct Taken {
-    lease: FrameLease,
+    pixels: Pixels,
     outstanding: Arc<AtomicUsize>,
+}
+
+enum Pixels {
+    Leased(FrameLease),
+    Detached(DetachedFrame),
+    /// Only inside `Taken::detach`, under the frame's lock.
+    Moving,
 }
 
 impl Slot for Taken {
     fn address(&mut self) -> *mut u8 {
-        // Never written through: a consumer's views are read-only.
-        self.lease.pixels().as_ptr().cast_mut()
+        // Never written through: a consumer's views are read-only. Detached,
+        // the address is the same.
+        match &self.pixels {
+            Pixels::Leased(l) => l.pixels().as_ptr().cast_mut(),
+            Pixels::Detached(d) => d.pixels().as_ptr().cast_mut(),
+            Pixels::Moving => std::ptr::null_mut(),
+        }
+    }
+}
+
+impl Taken {
+    fn user_meta(&self) -> &[u8] {
+        match &self.pixels {
+            Pixels::Leased(l) => l.user_meta(),
+            Pixels::Detached(d) => d.user_meta(),
+            Pixels::Moving => &[],
+        }
+    }
+
+    /// Whether the frame holds a slot that the producer, out of free slots,
+    /// would get back if we handed it over.
+    fn blocks_producer(&mut self) -> bool {
+        matches!(&self.pixels, Pixels::Leased(l) if l.blocks_producer())
+    }
+
+    /// Copies the frame out of its slot if it holds one (that the producer
+    /// waits for, unless `all`), and hands the slot back; the views keep
+    /// their address and pixels. Whether it did.
+    fn detach(&mut self, all: bool) -> Result<bool, DetachError> {
+        if !(matches!(self.pixels, Pixels::Leased(_)) && (all || self.blocks_producer())) {
+            return Ok(false);
+        }
+        let Pixels::Leased(lease) = std::mem::replace(&mut self.pixels, Pixels::Moving) else {
+            return Ok(false); // checked just above
+        };
+        match lease.detach() {
+            Ok(d) => {
+                self.pixels = Pixels::Detached(d);
+                self.outstanding.fetch_sub(1, Ordering::Relaxed);
+                Ok(true)
+            }
+            Err((lease, e)) => {
+                self.pixels = Pixels::Leased(lease);
+                Err(e)
+            }
+        }
     }
 }
 
 impl Drop for Taken {
     fn drop(&mut self) {
         // The lease (a field) drops right after: the slot goes back.
-        self.outstanding.fetch_sub(1, Ordering::Relaxed);
+        if matches!(self.pixels, Pixels::Leased(_)) {
+            self.outstanding.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -51,6 +110,11 @@ pub struct Consumer {
     /// The frame of the current iteration (`for f in c:`), closed at the
     /// next one.
     current: Mutex<Option<Arc<Held<Taken>>>>,
+    /// The last frame taken from each slot (index: slot): the frames that
+    /// may hold slots, for `detach_held`.
+    by_slot: Mutex<Vec<Weak<Held<Taken>>>>,
+    /// Frames copied out of their slots so far.
+    detached: AtomicU64,
     pid: u32,
 }
 
@@ -58,14 +122,49 @@ impl Consumer {
     fn wrap(&self, lease: FrameLease) -> Frame {
         self.outstanding.fetch_add(1, Ordering::Relaxed);
         let info = *lease.info();
+        let held = Held::new(Taken {
+            pixels: Pixels::Leased(lease),
+            outstanding: self.outstanding.clone(),
+        });
+        if let Some(w) = self.by_slot.lock().get_mut(info.slot as usize) {
+            *w = Arc::downgrade(&held);
+        }
         Frame {
-            held: Held::new(Taken {
-                lease,
-                outstanding: self.outstanding.clone(),
-            }),
+            held,
             info,
             layout: self.layout,
         }
+    }
+
+    /// Runs `f` on every frame that may still hold a slot (alive through the
+    /// frame object or views of it) until it returns true; whether it did.
+    fn any_held(&self, mut f: impl FnMut(&mut Taken) -> bool) -> bool {
+        let table = self.by_slot.lock();
+        table
+            .iter()
+            .filter_map(Weak::upgrade)
+            .any(|held| held.with_present(&mut f).unwrap_or(false))
+    }
+
+    /// Copies out of their slots the frames this consumer holds (through
+    /// views, or the frames themselves) that keep a producer without free
+    /// slot waiting (`all`: every one), and hands those slots back: their
+    /// views keep their address and pixels (a private copy now), and the
+    /// ring goes on. This is what lets `for f in c: a = f.array()` (whose
+    /// `a` keeps the previous frame while the next is awaited) run with as
+    /// many consumers as slots. Returns the copies made.
+    fn detach_held(&self, all: bool) -> Result<u64, DetachError> {
+        let mut made = 0;
+        let mut failed = None;
+        self.any_held(|t| {
+            match t.detach(all) {
+                Ok(copied) => made += u64::from(copied),
+                Err(e) => failed = Some(e),
+            }
+            failed.is_some()
+        });
+        self.detached.fetch_add(made, Ordering::Relaxed);
+        failed.map_or(Ok(made), Err)
     }
 
     /// The next frame, `None` at the end of the stream.
@@ -76,15 +175,33 @@ impl Consumer {
         }
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
+            let holding = self.outstanding.load(Ordering::Relaxed) > 0;
             // `take` reports the end only once every frame came back, which
             // frames the user holds never will.
-            if self.outstanding.load(Ordering::Relaxed) > 0
-                && self.ring.stream_ended().map_err(errors::take)?
-            {
+            if holding && self.ring.stream_ended().map_err(errors::take)? {
+                // The producer waits for every frame to come back before it
+                // exits: let the ones still kept go, as copies.
+                py.detach(|| self.detach_held(true))
+                    .map_err(errors::detach)?;
                 return Ok(None);
             }
-            let slice = deadline.map_or(SLICE, |d| {
-                SLICE.min(d.saturating_duration_since(Instant::now()))
+            // We are about to wait while holding frames: if the producer
+            // waits for one of their slots, both would wait forever. Copy
+            // those frames out and hand the slots back.
+            if holding && self.any_held(Taken::blocks_producer) {
+                // One more look first: a frame queued meanwhile needs no copy.
+                if let Some(f) = self.ring.take_now().map_err(errors::take)? {
+                    return Ok(Some(self.wrap(f.into_lease())));
+                }
+                py.detach(|| self.detach_held(false))
+                    .map_err(errors::detach)?;
+            }
+            // Holding frames, look again soon: the producer may run out of
+            // slots while we wait (another group handing its share back),
+            // and nothing would wake us then.
+            let most = if holding { HOLDING_SLICE } else { SLICE };
+            let slice = deadline.map_or(most, |d| {
+                most.min(d.saturating_duration_since(Instant::now()))
             });
             let got = py.detach(|| match self.ring.take(slice) {
                 Ok(Take::Frame(f)) => Ok(Got::Frame(f.into_lease())),
@@ -126,6 +243,7 @@ impl Consumer {
                     RingConsumer::builder(ring)
                         .group(group)
                         .latest(latest)
+                        .detachable()
                         .wait_for_ring(wait)
                         .attach()
                 });
@@ -139,9 +257,11 @@ impl Consumer {
             };
         Ok(Self {
             layout: Layout::new(ring.shape()),
+            by_slot: Mutex::new((0..ring.slots()).map(|_| Weak::new()).collect()),
             ring,
             outstanding: Arc::new(AtomicUsize::new(0)),
             current: Mutex::new(None),
+            detached: AtomicU64::new(0),
             pid: framering_ring::signals::pid(),
         })
     }
@@ -225,6 +345,14 @@ impl Consumer {
     #[getter]
     fn held(&self) -> usize {
         self.outstanding.load(Ordering::Relaxed)
+    }
+
+    /// Frames copied out of their slots so far: kept alive (by views, or
+    /// the frames themselves) while this consumer waited for a frame and the
+    /// producer for their slots, or at the end of the stream.
+    #[getter]
+    fn detached(&self) -> u64 {
+        self.detached.load(Ordering::Relaxed)
     }
 
     fn __repr__(&self) -> String {
@@ -343,7 +471,7 @@ impl Frame {
     /// The frame's user metadata (a copy).
     #[getter]
     fn meta<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
-        self.held.with(|t| PyBytes::new(py, t.lease.user_meta()))
+        self.held.with(|t| PyBytes::new(py, t.user_meta()))
     }
 
     /// The shape (height, width, channels).

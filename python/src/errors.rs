@@ -3,9 +3,12 @@
 //! `framering.RingCorrupt`, the rest `framering.Error`.
 
 use framering_ring::{
-    AttachError, CreateError, LoanError, OpenError, PublishError, RingCorrupt as Corrupt, TakeError,
+    AttachError, CreateError, DetachError, LoanError, OpenError, PublishError,
+    RingCorrupt as Corrupt, TakeError,
 };
-use pyo3::exceptions::{PyException, PyFileNotFoundError, PyTimeoutError, PyValueError};
+use pyo3::exceptions::{
+    PyException, PyFileNotFoundError, PyMemoryError, PyTimeoutError, PyValueError,
+};
 use pyo3::{create_exception, PyErr};
 
 create_exception!(
@@ -77,4 +80,13 @@ pub(crate) fn create(e: CreateError) -> PyErr {
         | CreateError::TooManyGroups { .. }) => PyValueError::new_err(e.to_string()),
         e => Error::new_err(e.to_string()),
     }
+}
+
+/// A frame kept alive (by views, or the frame itself) while the consumer
+/// waits could not be copied out of its slot: the ring would stall.
+pub(crate) fn detach(e: DetachError) -> PyErr {
+    PyMemoryError::new_err(format!(
+        "{e}: frames you keep (or views of them) hold slots the producer needs; \
+         delete them, or keep copies (np.array(f.array()))"
+    ))
 }

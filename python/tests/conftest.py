@@ -89,3 +89,17 @@ def wait_for(cond, timeout=10.0, what="condition"):
             return
         time.sleep(0.01)
     pytest.fail(f"timed out waiting for {what}")
+
+
+def in_forked_child(body) -> bool:
+    """Runs `body()` in a forked child (which then exits at once, without
+    Python's cleanup); whether it returned true there without raising."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = 0 if body() else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0

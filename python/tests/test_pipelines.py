@@ -57,11 +57,15 @@ def test_python_producer_to_the_rust_consumer_writing_pngs(ring, tmp_path, empty
 @pytest.mark.parametrize("dtype", ["float32", "uint16"])
 def test_frames_of_other_dtypes_round_trip_between_processes(ring, dtype):
     code = """
-import sys, numpy as np, framering
+import io, sys, numpy as np, framering
 c = framering.Consumer(sys.argv[1], timeout=10)
 for f in c:
     a = f.array()
-    np.save(sys.stdout.buffer, a)
+    # Saved to memory, then written: np.save straight to a buffered pipe
+    # fails in numpy 2.4 ("obtaining file position failed").
+    buf = io.BytesIO()
+    np.save(buf, a)
+    sys.stdout.buffer.write(buf.getvalue())
     sys.stdout.buffer.flush()
 """
     child = subprocess.Popen(

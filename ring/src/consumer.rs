@@ -19,7 +19,9 @@
 //! own consumer to take frames.
 
 use crate::clock::monotonic_ns;
-use crate::error::{AttachError, Corrupt, FailReason, OpenError, RingCorrupt, TakeError};
+use crate::error::{
+    AttachError, Corrupt, DetachError, FailReason, OpenError, RingCorrupt, TakeError,
+};
 use crate::event::WaitStrategy;
 use crate::layout::{
     BACKPRESSURE_BLOCK, BACKPRESSURE_DROP_OLDEST, FLAG_DRAINED, FLAG_END_OF_STREAM, FLAG_FAILED,
@@ -34,6 +36,8 @@ use crate::ready_queue::ReadClaim;
 use crate::roster::{self, load_name, Admission};
 use crate::segment::{Segment, SlotPart};
 use crate::shape::FrameShape;
+use crate::slot::SlotState;
+use crate::slot_maps::{SlotCopy, SlotMaps};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -56,6 +60,7 @@ pub struct ConsumerBuilder {
     wait_for_ring: Duration,
     stop: Option<fn() -> bool>,
     policy: Option<Backpressure>,
+    detachable: bool,
 }
 
 impl ConsumerBuilder {
@@ -143,6 +148,17 @@ impl ConsumerBuilder {
         self
     }
 
+    /// Let this consumer's frames [detach](FrameLease::detach) from their
+    /// slots: it maps every slot on its own (one mapping per slot, made now)
+    /// and reads each frame through its slot's mapping, so that a frame's
+    /// pages can be swapped for a private copy at the same address. For
+    /// bindings whose views of a frame may outlive it (Python's numpy
+    /// arrays). Default: off (the frames are read in the segment's mapping).
+    pub fn detachable(mut self) -> Self {
+        self.detachable = true;
+        self
+    }
+
     /// Opens the ring, registers in its consumer table and asks to join the
     /// group.
     pub fn attach(self) -> Result<Consumer, AttachError> {
@@ -204,6 +220,8 @@ struct Shared {
     /// inherits copies of them; dropping those copies there must not hand
     /// back the parent's slots, nor leave the parent's table entry.
     creator_pid: u32,
+    /// The consumer's own mapping of each slot, if it is detachable.
+    slot_maps: Option<SlotMaps>,
 }
 
 const NOT_ADMITTED: u32 = u32::MAX;
@@ -326,9 +344,19 @@ fn claim_of(claim: &Option<ReadClaim>) -> &ReadClaim {
     claim.as_ref().expect("a live frame holds its claim")
 }
 
+/// `part` of the frame `claim` holds: in the consumer's own mapping of the
+/// slot if it is detachable, else in the segment's.
+fn part<'a>(shared: &'a Shared, claim: &'a Option<ReadClaim>, part: SlotPart) -> &'a [u8] {
+    let claim = claim_of(claim);
+    match &shared.slot_maps {
+        Some(maps) => maps.frame_part(&shared.seg, claim, part),
+        None => shared.seg.frame_part(claim, part),
+    }
+}
+
 fn user_meta<'a>(shared: &'a Shared, info: &FrameInfo, claim: &'a Option<ReadClaim>) -> &'a [u8] {
     // `user_len` was clamped to the capacity when the frame was taken.
-    &shared.seg.frame_part(claim_of(claim), SlotPart::UserMeta)[..info.user_len]
+    &part(shared, claim, SlotPart::UserMeta)[..info.user_len]
 }
 
 impl<'c> Frame<'c> {
@@ -336,7 +364,7 @@ impl<'c> Frame<'c> {
     /// as bytes, row-major, in the shared segment (page-aligned: they can be
     /// viewed as `u16`/`f32` in place).
     pub fn pixels(&self) -> &[u8] {
-        self.consumer.shared.seg.frame(claim_of(&self.claim))
+        part(&self.consumer.shared, &self.claim, SlotPart::Frame)
     }
 
     /// The frame's user metadata ([`FrameMeta::user_meta`](crate::FrameMeta::user_meta)),
@@ -426,7 +454,7 @@ impl Drop for Frame<'_> {
 impl FrameLease {
     /// The pixels, in the shared segment: see [`Frame::pixels`].
     pub fn pixels(&self) -> &[u8] {
-        self.shared.seg.frame(claim_of(&self.claim))
+        part(&self.shared, &self.claim, SlotPart::Frame)
     }
 
     /// The frame's user metadata, in the shared segment.
@@ -480,6 +508,126 @@ impl FrameLease {
     }
 }
 
+impl FrameLease {
+    /// Whether holding this frame leaves the producer without a slot to
+    /// write: no slot is free or being written, no return is waiting to be
+    /// collected (it would free its slot), and no other group holds this
+    /// frame's slot (handing it back frees it). A caller that keeps frames
+    /// while it waits for the next one asks this before it waits, and
+    /// [detaches](Self::detach) the frames that would otherwise stall the
+    /// ring. A snapshot of words other processes change meanwhile (a load
+    /// per slot, per group and per consumer table entry at most): a wrong
+    /// `true` costs a needless detach, a wrong `false` a later look.
+    pub fn blocks_producer(&self) -> bool {
+        use crate::sync::Ordering as O;
+        let seg = &self.shared.seg;
+        let g = seg.geometry();
+        let slot = self.info.slot as usize;
+        // A return not yet collected frees its slot as soon as the producer
+        // wakes (a return wakes it).
+        let collected = || (0..g.max_consumers as usize).all(|c| return_queue(seg, c).is_empty());
+        let no_free = || {
+            seg.slot_states().iter().all(|w| {
+                !matches!(
+                    SlotState::decode(w.load(O::Acquire)),
+                    Some(SlotState::Free | SlotState::Writing)
+                )
+            })
+        };
+        let only_ours = || {
+            (0..g.max_groups as usize)
+                .filter(|&grp| grp != self.group as usize)
+                .all(|grp| {
+                    !matches!(
+                        seg.claims(grp)
+                            .get(slot)
+                            .and_then(|w| SlotState::decode(w.load(O::Acquire))),
+                        Some(SlotState::Ready { .. } | SlotState::Reading { .. })
+                    )
+                })
+        };
+        // Cheapest and most often false first.
+        no_free() && only_ours() && collected()
+    }
+
+    /// Copies the frame out of its slot, *at the same address*, and hands
+    /// the slot back: every reference to the pixels (a view some binding
+    /// made of [`pixels`](Self::pixels)' address) stays valid and keeps the
+    /// frame's bytes while the producer rewrites the slot. One copy of the
+    /// slot (pixels and user metadata), and a few system calls; the copy
+    /// lives until the [`DetachedFrame`] drops. For consumers attached with
+    /// [`ConsumerBuilder::detachable`]; on an error the frame is returned,
+    /// still held.
+    // The lease comes back by value on the rare error, not boxed: an
+    // allocation for an error path is not worth the indirection.
+    #[allow(clippy::result_large_err)]
+    pub fn detach(mut self) -> Result<DetachedFrame, (FrameLease, DetachError)> {
+        let name = || self.shared.seg.name().to_string();
+        let Some(maps) = &self.shared.slot_maps else {
+            let e = DetachError::NotDetachable { name: name() };
+            return Err((self, e));
+        };
+        let claim = claim_of(&self.claim);
+        match maps.detach(&self.shared.seg, claim) {
+            Ok(copy) => {
+                let g = self.shared.seg.geometry();
+                let detached = DetachedFrame {
+                    copy,
+                    frame: SlotPart::Frame.range(g),
+                    meta: SlotPart::UserMeta.range(g),
+                    info: self.info,
+                };
+                if let Some(claim) = self.claim.take() {
+                    self.shared.release(self.group, claim, true);
+                }
+                Ok(detached)
+            }
+            Err((op, e)) => {
+                let e = DetachError::Io {
+                    name: name(),
+                    slot: self.info.slot,
+                    op,
+                    source: e.into(),
+                };
+                Err((self, e))
+            }
+        }
+    }
+}
+
+/// A frame copied out of its slot by [`FrameLease::detach`]: its pixels and
+/// user metadata at the addresses the lease had them, in private memory
+/// (read-only) that is freed when this drops. Holds no slot.
+#[derive(Debug)]
+pub struct DetachedFrame {
+    copy: SlotCopy,
+    frame: (u64, u64),
+    meta: (u64, u64),
+    info: FrameInfo,
+}
+
+impl DetachedFrame {
+    /// The pixels (the copy), at the address the lease had them.
+    pub fn pixels(&self) -> &[u8] {
+        self.copy.part(self.frame)
+    }
+
+    /// The frame's user metadata (the copy).
+    pub fn user_meta(&self) -> &[u8] {
+        &self.copy.part(self.meta)[..self.info.user_len]
+    }
+
+    /// The frame's metadata.
+    pub fn info(&self) -> &FrameInfo {
+        &self.info
+    }
+
+    /// Sequence number.
+    pub fn seq(&self) -> u64 {
+        self.info.seq
+    }
+}
+
 impl Drop for FrameLease {
     fn drop(&mut self) {
         if let Some(claim) = self.claim.take() {
@@ -502,6 +650,7 @@ impl Consumer {
             wait_for_ring: Duration::ZERO,
             stop: None,
             policy: None,
+            detachable: false,
         }
     }
 
@@ -527,6 +676,16 @@ impl Consumer {
                 });
             }
         }
+        // Mapped before the table entry is claimed: nothing to undo.
+        let slot_maps = if b.detachable {
+            Some(SlotMaps::new(&seg).map_err(|e| OpenError::Io {
+                name: name.into(),
+                op: "mmap of a slot",
+                source: e.into(),
+            })?)
+        } else {
+            None
+        };
         let me = ProcessId::current();
         // Entries of consumers that left are freed by the producer; give it
         // a moment if the table is full of them.
@@ -597,6 +756,7 @@ impl Consumer {
                 gave_back: std::sync::atomic::AtomicBool::new(false),
                 return_failed: Mutex::new(None),
                 creator_pid: crate::signals::pid(),
+                slot_maps,
             }),
             latest: b.latest,
             wait: b.wait,

@@ -245,6 +245,17 @@ pub enum CreateError {
         /// Why it could not be opened.
         source: OpenError,
     },
+    /// An empty or blank file of that name, too recent to be judged a dead
+    /// producer's leftover: someone may be writing it right now.
+    #[error("{SHM_DIR}/{name} exists but is empty or blank (last changed {age_secs:.1} s ago): not a ring yet; a producer removes such a file only once it is {grace_secs} s old. Remove it if it is a leftover (framering clean --force {name}), or choose another ring name")]
+    Blank {
+        /// Ring name.
+        name: String,
+        /// Seconds since the file last changed.
+        age_secs: f64,
+        /// The age from which it is reclaimed.
+        grace_secs: u64,
+    },
     /// A system call failed.
     #[error("ring {name:?}: {op} failed: {source}")]
     Io {
@@ -391,4 +402,31 @@ impl TakeError {
     pub fn is_timeout(&self) -> bool {
         matches!(self, TakeError::Timeout { .. })
     }
+}
+
+/// Why [`crate::FrameLease::detach`] could not copy a frame out of its slot
+/// (the frame stays held, returned with the error).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DetachError {
+    /// The consumer was attached without
+    /// [`crate::ConsumerBuilder::detachable`].
+    #[error("ring {name:?}: this consumer cannot detach frames (attach it with `detachable()`)")]
+    NotDetachable {
+        /// Ring name.
+        name: String,
+    },
+    /// Mapping memory for the copy or for the slot failed (out of memory,
+    /// or of mappings: `vm.max_map_count`).
+    #[error("ring {name:?}: could not copy the frame of slot {slot} out of the ring: {op} failed: {source}")]
+    Io {
+        /// Ring name.
+        name: String,
+        /// The frame's slot.
+        slot: u32,
+        /// The operation.
+        op: &'static str,
+        /// The error.
+        source: std::io::Error,
+    },
 }

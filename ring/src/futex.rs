@@ -146,18 +146,32 @@ mod tests {
         assert!(t0.elapsed() >= Duration::from_millis(15));
     }
 
+    /// A thread asleep in `wait` is released by `wake_all` — not by its
+    /// timeout (30 s, far beyond the test's bound), and not by a change of
+    /// the word (it stays 0): `wake_all` must report it woke one sleeper and
+    /// the sleeper must see `Woken`. Waking is retried until somebody is
+    /// asleep, so the test never depends on the thread's timing.
     #[test]
     fn wake_releases_a_sleeper() {
         let w = Arc::new(AtomicU32::new(0));
         let w2 = w.clone();
-        let h = std::thread::spawn(move || {
-            while w2.load(Ordering::SeqCst) == 0 {
-                wait(&w2, 0, Some(Duration::from_secs(10)));
+        let t0 = Instant::now();
+        let h = std::thread::spawn(move || wait(&w2, 0, Some(Duration::from_secs(30))));
+        let woken = loop {
+            match wake_all(&w) {
+                0 => {
+                    assert!(
+                        t0.elapsed() < Duration::from_secs(10),
+                        "wake_all never found the sleeper"
+                    );
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                n => break n,
             }
-        });
-        std::thread::sleep(Duration::from_millis(20));
-        w.store(1, Ordering::SeqCst);
-        wake_all(&w);
-        h.join().unwrap();
+        };
+        assert_eq!(woken, 1);
+        assert_eq!(h.join().unwrap(), WaitOutcome::Woken);
+        assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+        assert_eq!(w.load(Ordering::SeqCst), 0);
     }
 }

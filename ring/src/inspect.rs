@@ -31,7 +31,7 @@ use crate::ledger::unpack_return;
 use crate::liveness;
 use crate::process::ProcessId;
 use crate::roster::load_name;
-use crate::segment::Segment;
+use crate::segment::{Occupied, Segment};
 use crate::shape::FrameShape;
 use crate::slot::SlotState;
 use crate::sync::Ordering;
@@ -254,15 +254,32 @@ pub enum Removal {
 /// Removes the ring `name` if its producer is dead (a leftover of a crash);
 /// leaves it if the producer runs. Consumers still attached keep their
 /// mapping.
+///
+/// Judged and removed holding the producer's lock, as a producer reclaiming
+/// the name does, so a ring that another producer replaces meanwhile is
+/// never removed. Needs write access to the ring.
 pub fn remove_if_abandoned(name: &str) -> Result<Removal, OpenError> {
-    let seg = Segment::open_read_only(name)?;
+    let old = match Segment::occupy(name)? {
+        Occupied::Gone => return Err(OpenError::NotFound { name: name.into() }),
+        // A live producer, or one creating or reclaiming the ring now.
+        Occupied::Owned | Occupied::Reclaiming => {
+            let pid = Segment::open_read_only(name)
+                .map(|seg| producer_of(&seg).pid)
+                .unwrap_or(0);
+            return Ok(Removal::Kept { pid });
+        }
+        Occupied::Locked(old) => old,
+    };
+    let seg = old.ring()?;
     let p = producer_of(&seg);
-    if p.pid != 0 && liveness::producer_alive(&seg) {
+    if !old.locked() && p.pid != 0 && liveness::producer_alive(&seg) {
         return Ok(Removal::Kept { pid: p.pid });
     }
     drop(seg);
-    Segment::unlink(name)?;
-    Ok(Removal::Removed { pid: p.pid })
+    match old.remove()? {
+        true => Ok(Removal::Removed { pid: p.pid }),
+        false => Err(OpenError::NotFound { name: name.into() }),
+    }
 }
 
 fn snapshot(seg: &Segment) -> RingStatus {

@@ -69,6 +69,19 @@ pub(crate) const FLAG_DRAINED: u32 = 4;
 /// [`Header::flags`]: the producer holds its liveness lock
 /// ([`crate::liveness`]); without it, its liveness is judged by pid.
 pub(crate) const FLAG_LIVENESS_LOCK: u32 = 0x100;
+/// The byte of the segment file whose open-file-description lock
+/// ([`crate::file_lock`]) the producer takes right after creating the file
+/// and holds until it exits: the proof that it is alive
+/// ([`crate::liveness`]), and the token anyone must hold to remove the name
+/// (a reclaimer, `clean`), so that judging a ring dead and removing it is one
+/// step with respect to every other creator and reclaimer.
+pub(crate) const PRODUCER_LOCK_BYTE: u64 = 0;
+/// The byte whose lock a reclaimer (or `clean`) takes *before* the
+/// producer's: one reclaimer at a time judges a name, so a reclaimer that
+/// finds [`PRODUCER_LOCK_BYTE`] held knows a producer holds it (alive, or
+/// still creating its ring), not another reclaimer. Beyond any consumer's
+/// byte; locks past the end of a file are allowed.
+pub(crate) const RECLAIM_LOCK_BYTE: u64 = 1 << 40;
 /// Header flag: the producer failed (its reason in `Header::fail_reason`);
 /// consumers take what was published, then report it.
 pub(crate) const FLAG_FAILED: u32 = 8;

@@ -90,8 +90,10 @@
 //! signals) → lock-free building blocks over the segment's atomics (claim
 //! words, the ready and return queues, the event, the join handshake, the
 //! producer's ledger), model-checked with loom → this API. All `unsafe` code
-//! is in three small private modules: `segment` (the mapping and the typed
-//! views of it), `futex` (the system call) and [`signals`] (the handlers).
+//! is in four small private modules: `segment` (the mapping and the typed
+//! views of it), `slot_maps` (a detachable consumer's own mapping of each
+//! slot and the page swap of [`FrameLease::detach`]), `futex` (the system
+//! call) and [`signals`] (the handlers).
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![deny(missing_docs)]
@@ -119,6 +121,8 @@ mod clock;
 #[cfg(not(loom))]
 mod consumer;
 #[cfg(not(loom))]
+mod file_lock;
+#[cfg(not(loom))]
 pub mod inspect;
 #[cfg(not(loom))]
 mod liveness;
@@ -132,6 +136,13 @@ mod producer;
 mod segment;
 #[cfg(not(loom))]
 pub mod signals;
+#[cfg(not(loom))]
+mod slot_maps;
+
+/// The crate's README.md, whose example runs as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 #[cfg(all(test, loom))]
 mod models;
@@ -139,15 +150,15 @@ mod models;
 mod tests;
 
 pub use error::{
-    AttachError, CreateError, FailReason, InvalidGroupName, InvalidName, LoanError, OpenError,
-    PublishError, RingCorrupt, ShapeError, TakeError,
+    AttachError, CreateError, DetachError, FailReason, InvalidGroupName, InvalidName, LoanError,
+    OpenError, PublishError, RingCorrupt, ShapeError, TakeError,
 };
 pub use event::WaitStrategy;
 
 #[cfg(not(loom))]
 pub use clock::{monotonic_ns, realtime_ns};
 #[cfg(not(loom))]
-pub use consumer::{Consumer, ConsumerBuilder, Frame, FrameLease, Take};
+pub use consumer::{Consumer, ConsumerBuilder, DetachedFrame, Frame, FrameLease, Take};
 #[cfg(not(loom))]
 pub use options::{
     validate_group_name, validate_ring_name, Backpressure, FrameInfo, FrameMeta, DEFAULT_GROUP,

@@ -61,7 +61,7 @@ use crate::process::ProcessId;
 use crate::ready_queue::ReadyQueue;
 use crate::return_queue::ReturnQueue;
 use crate::roster::{self, load_name, store_name, Request};
-use crate::segment::{CreateFailure, Reservation, Segment, SlotPart};
+use crate::segment::{CreateFailure, Occupied, Reservation, Segment, SlotPart, INIT_GRACE};
 use crate::shape::FrameShape;
 use crate::slot::SlotState;
 use crate::sync::Ordering;
@@ -611,49 +611,43 @@ impl Producer {
         }
     }
 
+    /// Makes room for a new ring named `name`: removes what is there if it
+    /// is a dead producer's ring, or an empty or blank file older than
+    /// [`INIT_GRACE`] (a creator that died before writing its header);
+    /// refuses a live producer's ring and anything it cannot judge.
+    ///
+    /// Atomic with respect to every other creator and reclaimer: the object
+    /// is judged and removed while holding its producer's lock
+    /// ([`Segment::occupy`]), which its producer took before the file had a
+    /// size and which every remover must hold; and the name is removed only
+    /// if it still names the object judged. Of two producers that find the
+    /// same dead ring, one removes it and creates the new ring, the other
+    /// finds that new ring busy and alive.
     fn reclaim_stale(name: &str) -> Result<(), CreateError> {
+        // Long enough for a producer creating its ring right now to publish
+        // its header (microseconds in practice; a cold, loaded machine).
         let deadline = Instant::now() + Duration::from_secs(2);
+        let unreclaimable = |source| CreateError::Unreclaimable {
+            name: name.into(),
+            source,
+        };
         loop {
-            match Segment::open(name) {
-                Ok(old) => {
-                    let h = old.header();
-                    let owner = ProcessId {
-                        pid: h.producer_pid.load(Ordering::Acquire),
-                        start_ticks: h.producer_start_ticks.load(Ordering::Relaxed),
-                    };
-                    if liveness::producer_alive(&old) {
-                        return Err(CreateError::InUse {
-                            name: name.into(),
-                            pid: owner.pid,
-                        });
+            let old = match Segment::occupy(name) {
+                Ok(Occupied::Gone) => return Ok(()),
+                Ok(Occupied::Locked(old)) => old,
+                // A producer holds it: alive (say so at once) or still
+                // creating its ring (wait for its header).
+                Ok(Occupied::Owned) if Segment::open_read_only(name).is_ok() => {
+                    return Err(Self::in_use(name))
+                }
+                // Being created, or judged by another reclaimer: wait for
+                // either to finish.
+                Ok(Occupied::Owned | Occupied::Reclaiming) => {
+                    if Instant::now() >= deadline {
+                        return Err(Self::in_use(name));
                     }
-                    tracing::warn!(
-                        ring = name,
-                        pid = owner.pid,
-                        "reclaiming a ring left behind by a dead producer"
-                    );
-                    break;
-                }
-                Err(OpenError::NotReady { .. }) if Instant::now() < deadline => {
-                    // Maybe another producer is creating it right now.
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                Err(OpenError::NotReady { .. }) => {
-                    tracing::warn!(
-                        ring = name,
-                        "reclaiming a ring whose creator never finished initialising it"
-                    );
-                    break;
-                }
-                Err(OpenError::NotFound { .. }) => return Ok(()),
-                // Empty or blank for long: a creator that died before writing
-                // its header (or a blank file; nothing to lose either way).
-                Err(OpenError::NotARing { .. }) if Segment::is_blank(name) => {
-                    tracing::warn!(
-                        ring = name,
-                        "reclaiming a ring whose creator never finished initialising it"
-                    );
-                    break;
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
                 }
                 Err(OpenError::PermissionDenied { mode, .. }) => {
                     return Err(CreateError::PermissionDenied {
@@ -661,22 +655,65 @@ impl Producer {
                         mode,
                     })
                 }
-                // An older layout cannot be attached to, so it cannot be
-                // checked for a live producer: refuse rather than clobber.
-                Err(source) => {
-                    return Err(CreateError::Unreclaimable {
-                        name: name.into(),
-                        source,
-                    })
+                Err(source) => return Err(unreclaimable(source)),
+            };
+            match old.ring() {
+                Ok(seg) => {
+                    let pid = seg.header().producer_pid.load(Ordering::Acquire);
+                    // Holding the lock proves a producer that took it dead;
+                    // where locks do not work, its pid decides.
+                    if !old.locked() && liveness::producer_alive(&seg) {
+                        return Err(CreateError::InUse {
+                            name: name.into(),
+                            pid,
+                        });
+                    }
+                    tracing::warn!(
+                        ring = name,
+                        pid,
+                        "reclaiming a ring left behind by a dead producer"
+                    );
                 }
+                // Empty or blank, and nobody holds its lock: a creator that
+                // died before writing its header, or another program's blank
+                // file. Removed only once old, so that a file someone made
+                // moments ago is never deleted under them.
+                Err(e @ (OpenError::NotReady { .. } | OpenError::NotARing { .. }))
+                    if old.is_blank() =>
+                {
+                    let age = old.age().unwrap_or_default();
+                    if age < INIT_GRACE {
+                        drop(old);
+                        if Instant::now() >= deadline {
+                            return Err(CreateError::Blank {
+                                name: name.into(),
+                                age_secs: age.as_secs_f64(),
+                                grace_secs: INIT_GRACE.as_secs(),
+                            });
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                        continue;
+                    }
+                    tracing::warn!(
+                        ring = name,
+                        age_secs = age.as_secs(),
+                        reason = %e,
+                        "reclaiming an empty or blank file of the ring's name, unchanged for {} s: \
+                         a producer that died before writing its header",
+                        age.as_secs()
+                    );
+                }
+                // Another program's file, another layout version, corrupt:
+                // its producer cannot be judged, so it is left alone.
+                Err(source) => return Err(unreclaimable(source)),
             }
-        }
-        match Segment::unlink(name) {
-            Ok(()) | Err(OpenError::NotFound { .. }) => Ok(()),
-            Err(source) => Err(CreateError::Unreclaimable {
-                name: name.into(),
-                source,
-            }),
+            match old.remove() {
+                Ok(true) => return Ok(()),
+                // The name changed hands meanwhile (only a process outside
+                // this protocol can do that): judge the new object.
+                Ok(false) => continue,
+                Err(source) => return Err(unreclaimable(source)),
+            }
         }
     }
 
@@ -1058,8 +1095,11 @@ impl Producer {
 
     /// Removes the ring's name from /dev/shm. Attached consumers keep their
     /// mapping until they exit; a new producer may create the name again.
+    ///
+    /// Only this ring's name is removed: if the name now names another
+    /// ring, it is left alone and [`OpenError::NotFound`] returned.
     pub fn unlink(&self) -> Result<(), OpenError> {
-        Segment::unlink(self.seg.name())
+        self.seg.unlink_own()
     }
 
     #[cfg(test)]

@@ -1,7 +1,8 @@
 //! The POSIX shared-memory segment of one ring: creation, validated opening,
 //! and typed views of its regions.
 //!
-//! This module, [`crate::futex`] and [`crate::signals`] hold all of the
+//! This module, [`crate::slot_maps`] (a detachable consumer's own mappings
+//! of its slots), [`crate::futex`] and [`crate::signals`] hold all of the
 //! ring's `unsafe` code. The invariant everything here rests on: **every offset and length used to form
 //! a reference comes from a [`Geometry`] held in this process's own memory**,
 //! computed by [`Geometry::compute`] and checked against the real size of the
@@ -19,9 +20,10 @@
 //! (made by the producer's free pool), so no other module needs `unsafe`.
 
 use crate::error::{CreateError, InvalidName, OpenError, PublishError, SHM_DIR};
+use crate::file_lock::{self, Lock};
 use crate::layout::{
     ConsumerEntry, Geometry, GroupEntry, Header, RingSpec, SlotMeta, LAYOUT_VERSION, MAGIC, PAGE,
-    RING_NAME_MAX,
+    PRODUCER_LOCK_BYTE, RECLAIM_LOCK_BYTE, RING_NAME_MAX,
 };
 use crate::ledger::WriteClaim;
 use crate::queue_ctrl::QueueCtrl;
@@ -34,6 +36,7 @@ use nix::sys::stat::Mode;
 use std::fs::File;
 use std::mem::{align_of, size_of};
 use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
 
 /// Checks a ring name: it becomes a file name under /dev/shm, never a path.
 pub(crate) fn validate_name(name: &str) -> Result<(), InvalidName> {
@@ -180,7 +183,7 @@ pub(crate) struct Segment {
 /// How long a new ring may stay empty or blank while its producer writes
 /// its header (microseconds in practice); past that, such a file is not
 /// a ring.
-const INIT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+pub(crate) const INIT_GRACE: Duration = Duration::from_secs(10);
 
 impl Segment {
     /// The segment's file (for the liveness locks, [`crate::liveness`]).
@@ -266,9 +269,23 @@ impl Segment {
             e => create_io(name, "shm_open", e).into(),
         })?;
         let file = File::from(fd);
+        let id = FileId::of(&file).map_err(|e| create_io(name, "fstat", e))?;
+        // The producer's lock first, before the file has a size: from now on
+        // no reclaimer (which must hold it to remove a name, see
+        // [`Occupant`]) can take the name from under us. A reclaimer that
+        // opened the file in the microseconds since `shm_open` may hold the
+        // lock for a moment; it lets go at once of a file this young.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while file_lock::try_lock(&file, PRODUCER_LOCK_BYTE) == Lock::Other {
+            if Instant::now() >= deadline {
+                return Err(create_io(name, "lock", Errno::EAGAIN).into());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let result = Self::init(name, file, geometry, mode, frames_later, init);
         if result.is_err() {
-            let _ = Self::unlink(name);
+            // Still ours (we hold the lock): remove what we half made.
+            let _ = remove_if_same(name, id);
         }
         Ok(result?)
     }
@@ -389,22 +406,11 @@ impl Segment {
     }
 
     fn open_with(name: &str, writable: bool) -> Result<Segment, OpenError> {
-        validate_name(name)?;
-        let flags = if writable {
-            OFlag::O_RDWR
-        } else {
-            OFlag::O_RDONLY
-        };
-        let fd = nix::sys::mman::shm_open(format!("/{name}").as_str(), flags, Mode::empty())
-            .map_err(|e| match e {
-                Errno::ENOENT => OpenError::NotFound { name: name.into() },
-                Errno::EACCES | Errno::EPERM => OpenError::PermissionDenied {
-                    name: name.into(),
-                    mode: mode_of(name),
-                },
-                e => open_io(name, "shm_open", e),
-            })?;
-        let file = File::from(fd);
+        Self::from_file(name, open_file(name, writable)?, writable)
+    }
+
+    /// Validates and maps `file`, the object named `name`.
+    fn from_file(name: &str, file: File, writable: bool) -> Result<Segment, OpenError> {
         let meta = file.metadata().map_err(|e| open_io(name, "fstat", e))?;
         let size = meta.len();
         // A ring is empty, or all zeros, only for the moments between its
@@ -502,7 +508,45 @@ impl Segment {
         })
     }
 
+    /// Removes the name from /dev/shm if it still names this segment (a
+    /// later producer's ring of the same name is left alone). Mappings stay
+    /// valid until unmapped.
+    pub(crate) fn unlink_own(&self) -> Result<(), OpenError> {
+        let id = FileId::of(&self.file).map_err(|e| open_io(&self.name, "fstat", e))?;
+        match remove_if_same(&self.name, id)? {
+            true => Ok(()),
+            false => Err(OpenError::NotFound {
+                name: self.name.clone(),
+            }),
+        }
+    }
+
+    /// Opens the object named `name` read-write and tries to take its
+    /// reclaimer's lock, then its producer's: see [`Occupant`].
+    pub(crate) fn occupy(name: &str) -> Result<Occupied, OpenError> {
+        let file = match open_file(name, true) {
+            Ok(f) => f,
+            Err(OpenError::NotFound { .. }) => return Ok(Occupied::Gone),
+            Err(e) => return Err(e),
+        };
+        let id = FileId::of(&file).map_err(|e| open_io(name, "fstat", e))?;
+        if file_lock::try_lock(&file, RECLAIM_LOCK_BYTE) == Lock::Other {
+            return Ok(Occupied::Reclaiming);
+        }
+        Ok(match file_lock::try_lock(&file, PRODUCER_LOCK_BYTE) {
+            // (Dropping `file` releases our reclaimer's lock.)
+            Lock::Other => Occupied::Owned,
+            lock => Occupied::Locked(Occupant {
+                name: name.into(),
+                file,
+                id,
+                locked: lock == Lock::Held,
+            }),
+        })
+    }
+
     /// Removes the name from /dev/shm (mappings stay valid until unmapped).
+    #[cfg(test)]
     pub(crate) fn unlink(name: &str) -> Result<(), OpenError> {
         validate_name(name)?;
         nix::sys::mman::shm_unlink(format!("/{name}").as_str()).map_err(|e| match e {
@@ -619,10 +663,7 @@ impl Segment {
     fn slot_ptr(&self, slot: u32, part: SlotPart) -> (*mut u8, usize) {
         assert!(slot < self.geometry.slots, "slot index out of range");
         let g = &self.geometry;
-        let (start, len) = match part {
-            SlotPart::Frame => (0, g.frame_bytes),
-            SlotPart::UserMeta => (g.user_meta_offset, g.user_meta_bytes as u64),
-        };
+        let (start, len) = part.range(g);
         let off = g.frame_offset(slot) + start;
         debug_assert!(start + len <= g.slot_stride);
         debug_assert!(off + len <= self.map.len() as u64);
@@ -636,7 +677,8 @@ impl Segment {
         )
     }
 
-    fn check_read_claim(&self, claim: &ReadClaim) {
+    /// Panics if `claim` was made on another segment's claim words.
+    pub(crate) fn check_read_claim(&self, claim: &ReadClaim) {
         let g = &self.geometry;
         let claims_start = self.base_addr() + g.off_claims as usize;
         let claims_end = claims_start + (g.max_groups as usize * g.slots as usize) * 8;
@@ -670,11 +712,6 @@ impl Segment {
         // invalid values, so even a misbehaving writer cannot cause UB here
         // beyond the bytes changing under us, which the design accepts.
         unsafe { std::slice::from_raw_parts(p, len) }
-    }
-
-    /// The frame `claim` holds (H×W×C, row-major).
-    pub(crate) fn frame<'a>(&'a self, claim: &'a ReadClaim) -> &'a [u8] {
-        self.frame_part(claim, SlotPart::Frame)
     }
 
     /// `part` of the slot `claim` holds for writing.
@@ -720,6 +757,167 @@ pub(crate) enum SlotPart {
     /// The frame's user metadata area (its capacity; the valid length is in
     /// [`SlotMeta::user_len`]).
     UserMeta,
+}
+
+impl SlotPart {
+    /// Where the part lies in a slot: (offset from the slot's start, bytes).
+    /// Inside the slot's stride ([`Geometry::compute`]).
+    pub(crate) fn range(self, g: &Geometry) -> (u64, u64) {
+        match self {
+            SlotPart::Frame => (0, g.frame_bytes),
+            SlotPart::UserMeta => (g.user_meta_offset, g.user_meta_bytes as u64),
+        }
+    }
+}
+
+/// Opens the object named `name` (read-write or read-only).
+fn open_file(name: &str, writable: bool) -> Result<File, OpenError> {
+    validate_name(name)?;
+    let flags = if writable {
+        OFlag::O_RDWR
+    } else {
+        OFlag::O_RDONLY
+    };
+    let fd = nix::sys::mman::shm_open(format!("/{name}").as_str(), flags, Mode::empty()).map_err(
+        |e| match e {
+            Errno::ENOENT => OpenError::NotFound { name: name.into() },
+            Errno::EACCES | Errno::EPERM => OpenError::PermissionDenied {
+                name: name.into(),
+                mode: mode_of(name),
+            },
+            e => open_io(name, "shm_open", e),
+        },
+    )?;
+    Ok(File::from(fd))
+}
+
+/// Which file an open descriptor, or a name, refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+impl FileId {
+    fn of(file: &File) -> std::io::Result<FileId> {
+        use std::os::unix::fs::MetadataExt;
+        let m = file.metadata()?;
+        Ok(FileId {
+            dev: m.dev(),
+            ino: m.ino(),
+        })
+    }
+}
+
+/// Removes /dev/shm/`name` if it is still the file `id`: `Ok(false)` if the
+/// name is gone or names another file now.
+///
+/// The check and the unlink are two calls; what makes them one step is the
+/// protocol: the caller holds the lock of `id` ([`PRODUCER_LOCK_BYTE`]),
+/// which anyone removing a name must hold, and nobody can create a file
+/// under an existing name, so the name cannot change in between.
+fn remove_if_same(name: &str, id: FileId) -> Result<bool, OpenError> {
+    use std::os::unix::fs::MetadataExt;
+    validate_name(name)?;
+    let named = match std::fs::metadata(format!("{SHM_DIR}/{name}")) {
+        Ok(m) => FileId {
+            dev: m.dev(),
+            ino: m.ino(),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(open_io(name, "stat", e)),
+    };
+    if named != id {
+        return Ok(false);
+    }
+    match nix::sys::mman::shm_unlink(format!("/{name}").as_str()) {
+        Ok(()) => Ok(true),
+        Err(Errno::ENOENT) => Ok(false),
+        Err(e) => Err(open_io(name, "shm_unlink", e)),
+    }
+}
+
+/// What [`Segment::occupy`] found under a name.
+#[derive(Debug)]
+pub(crate) enum Occupied {
+    /// Nothing (any more).
+    Gone,
+    /// Another reclaimer is judging it right now: wait for its verdict.
+    Reclaiming,
+    /// Its producer holds the producer's lock: alive, or still creating its
+    /// ring. Never ours to remove.
+    Owned,
+    /// We hold its locks.
+    Locked(Occupant),
+}
+
+/// An existing object of a ring's name, open read-write, whose reclaimer's
+/// and producer's locks ([`RECLAIM_LOCK_BYTE`], [`PRODUCER_LOCK_BYTE`]) we
+/// hold (or which is on a file system without such locks).
+///
+/// Every producer takes that lock on its new file before it gives the file
+/// a size and holds it until it exits; anyone who removes a name must hold
+/// it. So while an `Occupant` lives, its producer is dead (or, where locks
+/// do not work, must be judged by pid), no other reclaimer can remove the
+/// name, and nobody can create another ring under it: judging the object and
+/// removing it ([`remove`](Self::remove)) is one step with respect to every
+/// other creator and reclaimer. Dropping it releases the lock.
+#[derive(Debug)]
+pub(crate) struct Occupant {
+    name: String,
+    file: File,
+    id: FileId,
+    /// The lock is really held (not merely unsupported).
+    locked: bool,
+}
+
+impl Occupant {
+    /// Opens and validates the object as a ring, as [`Segment::open`] does
+    /// (through the same open file description: the lock stays ours).
+    pub(crate) fn ring(&self) -> Result<Segment, OpenError> {
+        let file = self
+            .file
+            .try_clone()
+            .map_err(|e| open_io(&self.name, "dup", e))?;
+        Segment::from_file(&self.name, file, true)
+    }
+
+    /// Whether we really hold the lock (false: locks are unsupported here,
+    /// and liveness must be judged by pid).
+    pub(crate) fn locked(&self) -> bool {
+        self.locked
+    }
+
+    /// How long since the object was last modified.
+    pub(crate) fn age(&self) -> Option<std::time::Duration> {
+        self.file.metadata().ok()?.modified().ok()?.elapsed().ok()
+    }
+
+    /// Whether the object is empty, or at least a page long with its first
+    /// page all zeros: what a creator that died before writing its header
+    /// leaves (or another program's blank file).
+    pub(crate) fn is_blank(&self) -> bool {
+        use std::os::unix::fs::FileExt;
+        let Ok(len) = self.file.metadata().map(|m| m.len()) else {
+            return false;
+        };
+        if len == 0 {
+            return true;
+        }
+        if len < PAGE {
+            return false;
+        }
+        let mut first = vec![0u8; PAGE as usize];
+        self.file
+            .read_exact_at(&mut first, 0)
+            .is_ok_and(|()| first.iter().all(|&b| b == 0))
+    }
+
+    /// Removes the name, if it still names this object: `Ok(false)` if it
+    /// is gone or names another file now.
+    pub(crate) fn remove(self) -> Result<bool, OpenError> {
+        remove_if_same(&self.name, self.id)
+    }
 }
 
 #[cfg(all(test, not(loom)))]

@@ -265,6 +265,74 @@ fn a_lease_goes_to_another_thread_and_returns_the_slot_there() {
 }
 
 #[test]
+fn a_detached_frame_keeps_its_address_and_pixels_while_its_slot_is_rewritten() {
+    let n = name("detach");
+    let p = producer(&n, 1, &["default"], Backpressure::Block);
+    let c = Consumer::builder(&n).detachable().attach().unwrap();
+    put(&p, 7).unwrap();
+    let lease = take(&c, Duration::from_secs(1)).unwrap().into_lease();
+    let addr = lease.pixels().as_ptr();
+    // The only slot is held: the producer has none to write.
+    assert!(lease.blocks_producer());
+    std::thread::scope(|s| {
+        // The producer waits for it.
+        let writer = s.spawn(|| {
+            let mut slot = p.loan(Duration::from_secs(30)).unwrap();
+            slot.pixels_mut().fill(9);
+            slot.publish(&FrameMeta::new().user_meta(b"second"))
+                .unwrap()
+        });
+        let detached = lease.detach().map_err(|(_, e)| e).unwrap();
+        assert_eq!(writer.join().unwrap(), 1);
+        // The slot now holds frame 1; the copy, at the old address, frame 0.
+        assert_eq!(detached.pixels().as_ptr(), addr);
+        assert!(detached.pixels().iter().all(|&b| b == 7));
+        assert_eq!(detached.seq(), 0);
+        let again = take(&c, Duration::from_secs(1)).unwrap();
+        assert_eq!((again.seq(), again.user_meta()), (1, &b"second"[..]));
+        assert!(again.pixels().iter().all(|&b| b == 9));
+        assert_ne!(again.pixels().as_ptr(), addr);
+        assert!(detached.pixels().iter().all(|&b| b == 7));
+    });
+    drop(c);
+    // A consumer attached without `detachable` refuses, and keeps the frame.
+    let plain = consumer(&n, "default", false);
+    put(&p, 3).unwrap();
+    let lease = take(&plain, Duration::from_secs(1)).unwrap().into_lease();
+    let (lease, e) = lease.detach().unwrap_err();
+    assert!(matches!(e, DetachError::NotDetachable { .. }), "{e}");
+    assert!(lease.pixels().iter().all(|&b| b == 3));
+    drop(lease);
+    p.unlink().unwrap();
+}
+
+#[test]
+fn a_frame_blocks_the_producer_only_if_its_slot_would_be_free_without_it() {
+    let n = name("blocks");
+    let p = producer(&n, 2, &["default", "other"], Backpressure::Block);
+    let (c, other) = (consumer(&n, "default", false), consumer(&n, "other", false));
+    put(&p, 1).unwrap();
+    let lease = take(&c, Duration::from_secs(1)).unwrap().into_lease();
+    assert!(!lease.blocks_producer()); // the other slot is free
+    put(&p, 2).unwrap(); // now none is
+                         // The other group has the frame queued: handing ours back frees nothing.
+    assert!(!lease.blocks_producer());
+    let mut held: Vec<FrameLease> = (0..2)
+        .map(|_| take(&other, Duration::from_secs(1)).unwrap().into_lease())
+        .collect();
+    assert!(!lease.blocks_producer()); // it holds the frame too
+    held.retain(|l| l.seq() != lease.seq());
+    // Handed back by the other group but not collected yet: its claim word
+    // still names it, and the producer frees nothing before collecting.
+    assert!(!lease.blocks_producer());
+    // Collected (while the producer looks for a slot): only we hold it.
+    assert!(p.loan(Duration::from_millis(1)).unwrap_err().is_timeout());
+    assert!(lease.blocks_producer());
+    drop((lease, held));
+    p.unlink().unwrap();
+}
+
+#[test]
 fn two_threads_share_one_consumer() {
     let n = name("sharedc");
     let p = producer(&n, 4, &["default"], Backpressure::Block);
@@ -327,8 +395,15 @@ fn shape_mismatch_and_full_table_are_refused() {
 #[test]
 fn a_ring_left_by_a_dead_producer_is_reclaimed() {
     let n = name("reclaim");
-    let p = producer(&n, 2, &["default"], Backpressure::Block);
-    // The producer "dies": its identity in the header names an exited process.
+    kill_in_place(producer(&n, 2, &["default"], Backpressure::Block));
+    let q = producer(&n, 3, &["default"], Backpressure::Block);
+    assert_eq!(q.slots(), 3);
+    q.unlink().unwrap();
+}
+
+/// A producer that "dies" (test double of a crash): its header names an
+/// exited process and its liveness lock is released; its mapping leaks.
+fn kill_in_place(p: Producer) {
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let pid = child.id();
     child.wait().unwrap();
@@ -336,12 +411,88 @@ fn a_ring_left_by_a_dead_producer_is_reclaimed() {
         .header()
         .producer_pid
         .store(pid, Ordering::Release);
-    // ... and its liveness lock went with it.
     crate::liveness::unlock(p.segment().file(), crate::liveness::PRODUCER_BYTE);
     std::mem::forget(p);
-    let q = producer(&n, 3, &["default"], Backpressure::Block);
-    assert_eq!(q.slots(), 3);
-    q.unlink().unwrap();
+}
+
+/// Two producers that find the same dead ring at the same moment: exactly
+/// one of them creates the new ring, the other is refused as the ring is in
+/// use, and the name names the winner's ring (a frame it publishes reaches a
+/// consumer attached by name). Judging the old ring dead and removing its
+/// name used to be two steps, so both could "reclaim" it and one of them
+/// published into a segment nobody could attach to any more.
+#[test]
+fn two_producers_reclaiming_one_dead_ring_never_both_own_it() {
+    for trial in 0..200u32 {
+        let n = name(&format!("race{trial}"));
+        kill_in_place(producer(&n, 2, &["default"], Backpressure::Block));
+        let start = std::sync::Barrier::new(2);
+        let created: Vec<Result<Producer, CreateError>> = std::thread::scope(|s| {
+            let racers: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        start.wait();
+                        Producer::builder(&n)
+                            .shape(SHAPE)
+                            .slots(2)
+                            .groups(["default"])
+                            .create()
+                    })
+                })
+                .collect();
+            racers.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        let (won, lost): (Vec<_>, Vec<_>) = created.into_iter().partition(|r| r.is_ok());
+        assert_eq!(won.len(), 1, "trial {trial}: {lost:?}");
+        match &lost[0] {
+            Err(CreateError::InUse { pid, .. }) => assert_eq!(*pid, std::process::id()),
+            other => panic!("trial {trial}: {other:?}"),
+        }
+        let winner = won.into_iter().next().unwrap().unwrap();
+        let c = consumer(&n, "default", false);
+        let seq = put(&winner, trial as u8).unwrap();
+        match c.take(Duration::from_secs(5)).unwrap() {
+            Take::Frame(f) => {
+                assert_eq!(f.seq(), seq);
+                assert!(f.pixels().iter().all(|&b| b == trial as u8));
+            }
+            other => panic!("trial {trial}: {other:?}"),
+        }
+        drop(c);
+        winner.unlink().unwrap();
+    }
+}
+
+/// A producer's `unlink` removes its own ring's name only, never a later
+/// ring of the same name.
+#[test]
+fn unlink_leaves_a_later_ring_of_the_name_alone() {
+    let n = name("unlinkown");
+    let first = producer(&n, 2, &["default"], Backpressure::Block);
+    first.unlink().unwrap();
+    let second = producer(&n, 2, &["default"], Backpressure::Block);
+    assert!(matches!(first.unlink(), Err(OpenError::NotFound { .. })));
+    assert!(inspect::RingView::open(&n).is_ok(), "the later ring stays");
+    second.unlink().unwrap();
+}
+
+/// A blank file of the ring's name that changed moments ago may be a ring
+/// being written by someone right now: it is never deleted, and the
+/// producer says what it is and what to do (once old, it is reclaimed:
+/// below).
+#[test]
+fn a_recent_blank_file_is_never_removed() {
+    let n = name("recentblank");
+    let path = format!("/dev/shm/{n}");
+    std::fs::write(&path, vec![0u8; 8192]).unwrap();
+    let t = std::time::Instant::now();
+    let e = Producer::builder(&n).shape(SHAPE).create().unwrap_err();
+    assert!(matches!(e, CreateError::Blank { .. }), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    let text = e.to_string();
+    assert!(text.contains("framering clean --force"), "{text}");
+    assert_eq!(std::fs::read(&path).unwrap().len(), 8192, "left alone");
+    std::fs::remove_file(&path).unwrap();
 }
 
 /// A creator that died before writing its header leaves an empty or blank

@@ -90,7 +90,8 @@ pub fn exit_code(e: &anyhow::Error) -> i32 {
             return match e {
                 CreateError::InUse { .. }
                 | CreateError::PermissionDenied { .. }
-                | CreateError::Unreclaimable { .. } => exit::RING,
+                | CreateError::Unreclaimable { .. }
+                | CreateError::Blank { .. } => exit::RING,
                 CreateError::Io { .. } => exit::FAILURE,
                 _ => exit::CONFIG,
             };
