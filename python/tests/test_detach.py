@@ -114,13 +114,16 @@ def bounded(ring):
     signal.signal(signal.SIGALRM, previous)
 
 
-def run_consumers(ring, config, consumers, slots, frames, timeout=90):
-    """`consumers` processes running the README loop in one group; returns
-    each one's (frames seen, copies made). Fails, with the ring's status,
-    if they have not finished within `timeout` seconds."""
+def run_consumers(ring, config, consumers, slots, frames, timeout=90, groups=None):
+    """`consumers` processes running the README loop, in one group or in
+    `groups` (one name per consumer, each declared); returns each one's
+    (frames seen, copies made). Fails, with the ring's status, if they have
+    not finished within `timeout` seconds."""
+    groups = groups or ["g"] * consumers
     start = threading.Event()
-    producer = raw_producer(ring, config, slots, frames, start=start)
-    children = [python_child(README_LOOP, ring, "g") for _ in range(consumers)]
+    producer = raw_producer(ring, config, slots, frames, start=start,
+                            group=",".join(sorted(set(groups))))
+    children = [python_child(README_LOOP, ring, g) for g in groups]
     results = []
     try:
         # Every consumer attached before the first frame: otherwise the first
@@ -167,6 +170,17 @@ def test_readme_loop_on_a_ring_of_one_slot(ring, empty_config):
     # Every frame's view but the last outlived its frame while the producer
     # waited for the only slot.
     assert copies >= frames - 1
+
+
+@pytest.mark.parametrize("slots", [1, 2])
+def test_readme_loop_in_two_groups_sharing_the_slots(ring, empty_config, slots):
+    # Each group's consumer keeps a view of a frame the other group reads
+    # too: on one slot both wait for the other's share unless both let go.
+    frames = 30
+    results = run_consumers(ring, empty_config, 2, slots=slots, frames=frames,
+                            groups=["a", "b"])
+    for seen, _, _ in results:
+        assert seen == list(range(frames))
 
 
 def test_the_natural_loop_at_full_rate_makes_no_copy(ring, empty_config):

@@ -511,8 +511,13 @@ impl FrameLease {
 impl FrameLease {
     /// Whether holding this frame leaves the producer without a slot to
     /// write: no slot is free or being written, no return is waiting to be
-    /// collected (it would free its slot), and no other group holds this
-    /// frame's slot (handing it back frees it). A caller that keeps frames
+    /// collected (it would free its slot), and no other group still has this
+    /// frame queued (that group's consumers will take it and hand it back in
+    /// their own time: handing ours back would free nothing). Another group
+    /// *reading* the frame does not make it false: that reader may be
+    /// keeping it the same way while it waits (two consumers of two groups
+    /// on a ring of one slot would otherwise wait for each other forever),
+    /// so each side lets go of its share. A caller that keeps frames
     /// while it waits for the next one asks this before it waits, and
     /// [detaches](Self::detach) the frames that would otherwise stall the
     /// ring. A snapshot of words other processes change meanwhile (a load
@@ -534,7 +539,7 @@ impl FrameLease {
                 )
             })
         };
-        let only_ours = || {
+        let not_queued_elsewhere = || {
             (0..g.max_groups as usize)
                 .filter(|&grp| grp != self.group as usize)
                 .all(|grp| {
@@ -542,12 +547,12 @@ impl FrameLease {
                         seg.claims(grp)
                             .get(slot)
                             .and_then(|w| SlotState::decode(w.load(O::Acquire))),
-                        Some(SlotState::Ready { .. } | SlotState::Reading { .. })
+                        Some(SlotState::Ready { .. })
                     )
                 })
         };
         // Cheapest and most often false first.
-        no_free() && only_ours() && collected()
+        no_free() && not_queued_elsewhere() && collected()
     }
 
     /// Copies the frame out of its slot, *at the same address*, and hands
