@@ -272,11 +272,7 @@ fn status_and_list_show_the_dtype_and_list_survives_a_closed_pipe() {
         .arg(tmp.path().join("in"))
         .spawn()
         .unwrap();
-    let start = std::time::Instant::now();
-    while framering::ring::inspect::RingView::open(&name).is_err() {
-        assert!(start.elapsed() < LIMIT, "no ring");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    common::wait_for_ring(&name);
     let st = Command::new(ADMIN)
         .args(["status", &name, "--interval", "0.05"])
         .output()
@@ -284,7 +280,7 @@ fn status_and_list_show_the_dtype_and_list_survives_a_closed_pipe() {
     let text = String::from_utf8_lossy(&st.stdout);
     assert!(st.status.success(), "{}", stderr(&st));
     assert!(
-        text.contains("slots of 360x480x3 uint16, 1000 bytes of user metadata each"),
+        text.contains("slots of 16x16x3 uint16, 1000 bytes of user metadata each"),
         "{text}"
     );
     let js = Command::new(ADMIN)

@@ -785,6 +785,15 @@ impl Consumer {
         self.seg().geometry().frame_shape()
     }
 
+    /// The source's frame rate the producer recorded, `(num, den)` frames
+    /// per second ([`crate::ProducerBuilder::frame_rate`]); `None` if it did
+    /// not know it.
+    pub fn frame_rate(&self) -> Option<(u32, u32)> {
+        let word = self.seg().header().frame_rate.load(Ordering::Relaxed);
+        let (num, den) = ((word >> 32) as u32, word as u32);
+        (num > 0 && den > 0).then_some((num, den))
+    }
+
     /// Slots in the ring.
     pub fn slots(&self) -> u32 {
         self.seg().geometry().slots
@@ -965,13 +974,16 @@ impl Consumer {
             source,
             source_len,
         };
-        let n = e.frames.fetch_add(1, O::Relaxed) + 1;
+        e.frames.fetch_add(1, O::Relaxed);
         // A producer waiting because our group had too many frames queued
         // (max_queued) may go on: our claim moved the head.
         seg.header().free_event.notify_if_waiting();
-        if n % 64 == 0 {
-            // A busy consumer's sign of life, for status displays.
-            e.heartbeat_ns.store(monotonic_ns(), O::Relaxed);
+        // A busy consumer's sign of life, for status displays (one that
+        // waits refreshes it while waiting): at most every 0.25 s. The
+        // monotonic clock is read through the vDSO: no system call.
+        let now = monotonic_ns();
+        if now >= e.heartbeat_ns.load(O::Relaxed).saturating_add(250_000_000) {
+            e.heartbeat_ns.store(now, O::Relaxed);
         }
         Ok(Some(Frame {
             consumer: self,

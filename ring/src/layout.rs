@@ -32,7 +32,7 @@ use std::mem::size_of;
 pub(crate) const MAGIC: [u8; 8] = *b"FRAMERNG";
 /// Version of this layout; bumped on any change of it. 0 means "still being
 /// initialised" and is never a valid version.
-pub(crate) const LAYOUT_VERSION: u32 = 5;
+pub(crate) const LAYOUT_VERSION: u32 = 6;
 /// Page size the layout aligns frames to (fixed, so the layout does not depend
 /// on the machine).
 pub(crate) const PAGE: u64 = 4096;
@@ -335,7 +335,10 @@ pub(crate) struct Header {
     /// 1 while the producer waits for its input (not for consumers): for
     /// inspection tools.
     pub(crate) waiting_input: AtomicU32,
-    reserved: [u64; 2],
+    /// The source's frame rate as `num << 32 | den` (0: not known), for a
+    /// consumer writing a video: written by the creator before the version.
+    pub(crate) frame_rate: AtomicU64,
+    reserved: [u64; 1],
     /// Bumped by the producer after each publish and at end of stream;
     /// consumers wait on it.
     pub(crate) ready_event: Padded<Event>,
@@ -541,6 +544,7 @@ mod tests {
         assert_eq!(offset_of!(Header, producer_pid), 176);
         assert_eq!(offset_of!(Header, dropped), 216);
         assert_eq!(offset_of!(Header, backpressure), 224);
+        assert_eq!(offset_of!(Header, frame_rate), 240);
         assert_eq!(offset_of!(GroupEntry, state), 256);
         assert_eq!(offset_of!(GroupEntry, name), 288);
         assert_eq!(offset_of!(ConsumerEntry, group_name), 56);

@@ -63,6 +63,7 @@ pub struct ProducerBuilder {
     mode: u32,
     wait: WaitStrategy,
     user_meta_bytes: u32,
+    frame_rate: u64,
 }
 
 impl ProducerBuilder {
@@ -80,6 +81,7 @@ impl ProducerBuilder {
             mode: 0o600,
             wait: WaitStrategy::default(),
             user_meta_bytes: USER_META_DEFAULT,
+            frame_rate: 0,
         }
     }
 
@@ -186,6 +188,19 @@ impl ProducerBuilder {
     /// How [`Producer::loan`] waits for a free slot.
     pub fn wait(mut self, wait: WaitStrategy) -> Self {
         self.wait = wait;
+        self
+    }
+
+    /// The source's frame rate, `num / den` frames per second, recorded in
+    /// the ring for consumers ([`crate::Consumer::frame_rate`]): a consumer
+    /// encoding a video writes it at this rate. Unset, or a zero in either
+    /// term: not known.
+    pub fn frame_rate(mut self, num: u32, den: u32) -> Self {
+        self.frame_rate = if num == 0 || den == 0 {
+            0
+        } else {
+            u64::from(num) << 32 | u64::from(den)
+        };
         self
     }
 
@@ -529,6 +544,7 @@ impl Producer {
             let h = seg.header();
             h.backpressure
                 .store(policy_word(b.backpressure), Ordering::Relaxed);
+            h.frame_rate.store(b.frame_rate, Ordering::Relaxed);
             h.producer_start_ticks
                 .store(me.start_ticks, Ordering::Relaxed);
             h.producer_pid.store(me.pid, Ordering::Relaxed);

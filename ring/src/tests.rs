@@ -138,6 +138,26 @@ fn a_consumer_adopts_the_ring_shape_unless_it_insists_on_another() {
 }
 
 #[test]
+fn a_consumer_reads_the_frame_rate_its_producer_recorded() {
+    for (rate, want) in [
+        (Some((30000, 1001)), Some((30000, 1001))),
+        (Some((25, 0)), None),
+        (None, None),
+    ] {
+        let n = name("rate");
+        let mut b = Producer::builder(&n).shape(SHAPE);
+        if let Some((num, den)) = rate {
+            b = b.frame_rate(num, den);
+        }
+        let p = b.create().unwrap();
+        let c = Consumer::builder(&n).attach().unwrap();
+        assert_eq!(c.frame_rate(), want, "{rate:?}");
+        drop(c);
+        p.unlink().unwrap();
+    }
+}
+
+#[test]
 fn errors_read_as_sentences() {
     let n = name("absent");
     let e = Consumer::builder(&n).attach().unwrap_err();

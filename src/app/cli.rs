@@ -32,10 +32,12 @@ pub mod exit {
     pub const INTERRUPTED: i32 = 130;
 }
 
-/// Starts `tracing` to stderr; `RUST_LOG` overrides the default `info`.
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// Starts `tracing` to stderr; `RUST_LOG` overrides the default `info`
+/// (`warn` when `quiet`: a quiet run that goes well prints nothing).
+pub fn init_logging(quiet: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(if quiet { "warn" } else { "info" })
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -171,7 +173,8 @@ pub struct RingArgs {
     /// Write the final summary as JSON to this file.
     #[arg(long)]
     pub stats_json: Option<std::path::PathBuf>,
-    /// No progress bar or progress lines (the summary is still printed).
+    /// Print nothing but warnings and errors: no progress, no summary
+    /// (--stats-json still writes it).
     #[arg(long, short)]
     pub quiet: bool,
     /// Serve Prometheus metrics on http://ADDR/metrics (`PORT` alone binds
@@ -215,15 +218,47 @@ impl RingArgs {
     }
 }
 
+/// The ids of the [`RingArgs`] only a producer uses (it creates the ring;
+/// a consumer adopts the ring's): hidden from a consumer's `--help` and
+/// refused by [`RingArgs::refuse_producer_flags`].
+pub const PRODUCER_ONLY: [&str; 6] = [
+    "slots",
+    "user_meta_bytes",
+    "mode",
+    "max_consumers",
+    "max_groups",
+    "max_queued",
+];
+
 impl RingArgs {
+    /// A consumer's check: none of the flags only the producer uses was
+    /// given (a usage error naming the first one).
+    pub fn refuse_producer_flags(&self) -> Result<(), ConfigError> {
+        let given = [
+            ("--slots", self.slots.is_some()),
+            ("--user-meta-bytes", self.user_meta_bytes.is_some()),
+            ("--mode", self.mode.is_some()),
+            ("--max-consumers", self.max_consumers.is_some()),
+            ("--max-groups", self.max_groups.is_some()),
+            ("--max-queued", self.max_queued.is_some()),
+        ];
+        match given.into_iter().find(|(_, given)| *given) {
+            Some((flag, _)) => Err(ConfigError::Invalid {
+                key: flag,
+                message: "only the producer takes it: it creates the ring, and a consumer adopts the ring's slots, metadata size, mode and limits".into(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Loads the config and applies these overrides.
     pub fn load(&self, argv_has_config: bool) -> Result<Config, ConfigError> {
         let mut c = load_config(&self.config, argv_has_config)?;
         let r = &mut c.ring;
         set(&mut r.name, self.ring.clone());
         set(&mut r.slots, self.slots);
-        set(&mut r.height, self.height);
-        set(&mut r.width, self.width);
+        set(&mut r.height, self.height.map(Some));
+        set(&mut r.width, self.width.map(Some));
         set(&mut r.channels, self.channels);
         set(&mut r.dtype, self.dtype);
         set(&mut r.user_meta_bytes, self.user_meta_bytes);
@@ -274,10 +309,27 @@ pub fn set<T>(field: &mut T, flag: Option<T>) {
     }
 }
 
-/// The whole `main` of a binary: logging, flag parsing, `run`, exit code.
-pub fn main_with<A: clap::Parser>(run: impl FnOnce(A) -> anyhow::Result<i32>) -> ! {
-    init_logging();
-    let code = match run(A::parse()) {
+/// Flags that ask for a quiet run ([`init_logging`]).
+pub trait Quiet {
+    /// Whether `-q`/`--quiet` was given.
+    fn quiet(&self) -> bool;
+}
+
+/// The whole `main` of a binary: flag parsing, logging, `run`, exit code.
+pub fn main_with<A: clap::Parser + Quiet>(run: impl FnOnce(A) -> anyhow::Result<i32>) -> ! {
+    main_with_command(|c| c, run)
+}
+
+/// [`main_with`] for a binary whose flags `edit` adjusts (e.g. hides some
+/// of a flattened group).
+pub fn main_with_command<A: clap::Parser + Quiet>(
+    edit: impl FnOnce(clap::Command) -> clap::Command,
+    run: impl FnOnce(A) -> anyhow::Result<i32>,
+) -> ! {
+    let matches = edit(A::command()).get_matches();
+    let args = A::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    init_logging(args.quiet());
+    let code = match run(args) {
         Ok(code) => code,
         Err(e) => report_error(&e),
     };

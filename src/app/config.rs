@@ -90,10 +90,10 @@ pub struct RingConfig {
     pub name: String,
     /// Number of frame slots.
     pub slots: u32,
-    /// Frame height.
-    pub height: u32,
-    /// Frame width.
-    pub width: u32,
+    /// Frame height; `None` (with `width`): the producer's first input's.
+    pub height: Option<u32>,
+    /// Frame width; `None` (with `height`): the producer's first input's.
+    pub width: Option<u32>,
     /// Channels: 1 (gray), 3 (RGB) or 4 (RGBA).
     pub channels: u32,
     /// Element type of the frames: `uint8`, `uint16` or `float32`.
@@ -128,8 +128,8 @@ impl Default for RingConfig {
         Self {
             name: "framering-demo".into(),
             slots: 8,
-            height: 360,
-            width: 480,
+            height: None,
+            width: None,
             channels: 3,
             dtype: Dtype::U8,
             user_meta_bytes: 256,
@@ -253,8 +253,9 @@ pub struct ConsumerConfig {
     pub latest: bool,
     /// Create the group live (drop-oldest) if this consumer creates it.
     pub live: bool,
-    /// Frame rate written into a video output.
-    pub video_fps: f64,
+    /// Frame rate written into a video output; `None`: the source's, as
+    /// the producer recorded it in the ring, else 25.
+    pub video_fps: Option<f64>,
     /// The ffmpeg program that encodes a video output.
     pub ffmpeg: String,
     /// Hold each frame this many milliseconds before handing it back
@@ -272,7 +273,7 @@ impl Default for ConsumerConfig {
             group: framering_ring::DEFAULT_GROUP.to_string(),
             latest: false,
             live: false,
-            video_fps: 25.0,
+            video_fps: None,
             ffmpeg: "ffmpeg".into(),
             hold_ms: 0.0,
         }
@@ -350,16 +351,34 @@ impl Config {
         Self::parse(&text, path)
     }
 
-    /// The configured frame shape (with its dtype).
-    pub fn frame_shape(&self) -> FrameShape {
-        FrameShape::new(self.ring.height, self.ring.width, self.ring.channels)
-            .with_dtype(self.ring.dtype)
+    /// The configured frame shape (with its dtype); `None` while
+    /// `ring.height` and `ring.width` are unset (the producer then takes
+    /// its input's size: [`Config::with_size`]).
+    pub fn frame_shape(&self) -> Option<FrameShape> {
+        Some(
+            FrameShape::new(self.ring.height?, self.ring.width?, self.ring.channels)
+                .with_dtype(self.ring.dtype),
+        )
     }
 
-    /// Bytes of the ring's shared-memory segment.
+    /// This configuration with frames of `width`×`height` (an input's
+    /// size), validated again: the size must be one a ring can hold.
+    pub fn with_size(&self, width: u32, height: u32) -> Result<Config, ConfigError> {
+        let mut c = self.clone();
+        c.ring.width = Some(width);
+        c.ring.height = Some(height);
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Bytes of the ring's shared-memory segment (0 while its size is not
+    /// known).
     fn segment_size(&self) -> Result<u64, ConfigError> {
+        let Some(shape) = self.frame_shape() else {
+            return Ok(0);
+        };
         framering_ring::segment_size(
-            self.frame_shape(),
+            shape,
             self.ring.slots,
             self.ring.max_consumers,
             self.ring.max_groups,
@@ -421,8 +440,23 @@ impl Config {
         framering_ring::validate_ring_name(&self.ring.name)
             .map_err(|e| invalid("ring.name", e.to_string()))?;
         range("ring.slots", self.ring.slots, 1, MAX_SLOTS)?;
-        range("ring.height", self.ring.height, 1, MAX_DIM)?;
-        range("ring.width", self.ring.width, 1, MAX_DIM)?;
+        match (self.ring.height, self.ring.width) {
+            (Some(h), Some(w)) => {
+                range("ring.height", h, 1, MAX_DIM)?;
+                range("ring.width", w, 1, MAX_DIM)?;
+            }
+            (None, None) => {}
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(invalid(
+                    if self.ring.height.is_none() {
+                        "ring.height"
+                    } else {
+                        "ring.width"
+                    },
+                    "give ring.height and ring.width together, or neither (the producer then takes its first input's size)",
+                ))
+            }
+        }
         if !matches!(self.ring.channels, 1 | 3 | 4) {
             return Err(invalid(
                 "ring.channels",
@@ -482,16 +516,13 @@ impl Config {
                 ),
             ));
         }
-        if !(self.consumer.video_fps.is_finite()
-            && (0.01..=1000.0).contains(&self.consumer.video_fps))
-        {
-            return Err(invalid(
-                "consumer.video_fps",
-                format!(
-                    "must be between 0.01 and 1000, got {}",
-                    self.consumer.video_fps
-                ),
-            ));
+        if let Some(fps) = self.consumer.video_fps {
+            if !(fps.is_finite() && (0.01..=1000.0).contains(&fps)) {
+                return Err(invalid(
+                    "consumer.video_fps",
+                    format!("must be between 0.01 and 1000, got {fps}"),
+                ));
+            }
         }
         seconds("consumer.hold_ms", self.consumer.hold_ms)?;
         if self.producer.ffmpeg.is_empty() {
@@ -597,7 +628,8 @@ mod tests {
             .values()
             .map(|v| v.as_table().map_or(0, |t| t.len()))
             .sum();
-        assert_eq!(keys, 15 + 16 + 10 + 18, "config.toml should set every key");
+        // ring.height, ring.width and consumer.video_fps are unset (commented).
+        assert_eq!(keys, 13 + 16 + 9 + 18, "config.toml should set every key");
     }
 
     fn parse(s: &str) -> Result<Config, ConfigError> {
@@ -664,7 +696,7 @@ mod tests {
             "wait_timeout_secs",
         ] {
             assert!(
-                text.contains(&format!("\n{key} =")),
+                text.contains(&format!("\n{key} =")) || text.contains(&format!("\n# {key} =")),
                 "config.toml lacks {key}"
             );
         }
@@ -684,12 +716,17 @@ mod tests {
             key_of(parse("[ring]\nuser_meta_bytes = 65537")),
             "ring.user_meta_bytes"
         );
-        let c = parse("[ring]\ndtype = \"float32\"\nuser_meta_bytes = 0").unwrap();
-        assert_eq!(c.frame_shape().dtype, Dtype::F32);
+        let c = parse("[ring]\ndtype = \"float32\"\nuser_meta_bytes = 0\nheight = 2\nwidth = 2")
+            .unwrap();
+        assert_eq!(c.frame_shape().unwrap().dtype, Dtype::F32);
         assert_eq!(key_of(parse("[ring]\nname = \"../etc\"")), "ring.name");
         assert_eq!(key_of(parse("[ring]\nmode = \"0400\"")), "ring.mode");
         assert_eq!(key_of(parse("[ring]\nmode = \"rw\"")), "ring.mode");
-        assert_eq!(key_of(parse("[ring]\nheight = 100000")), "ring.height");
+        assert_eq!(
+            key_of(parse("[ring]\nheight = 100000\nwidth = 10")),
+            "ring.height"
+        );
+        assert_eq!(key_of(parse("[ring]\nheight = 100")), "ring.width");
         assert_eq!(
             key_of(parse("[consumer]\njpeg_quality = 0")),
             "consumer.jpeg_quality"

@@ -1,8 +1,14 @@
 //! Prometheus metrics of a producer or consumer, served on `/metrics`.
 //!
-//! The exposition format comes from `prometheus-client`, the HTTP server from
-//! `tiny_http` (one thread). Updating a metric is an atomic add, so the
-//! pipeline keeps them up to date per frame.
+//! The exposition format comes from `prometheus-client` (OpenMetrics text),
+//! the HTTP server from `tiny_http` (one thread). Updating a metric is an
+//! atomic add, so the pipeline keeps them up to date per frame.
+//!
+//! `/metrics` serves OpenMetrics under its own content type; a scraper
+//! whose `Accept` asks for the Prometheus text format (`text/plain`) and not
+//! OpenMetrics gets that format, in which counter families carry their
+//! `_total` name (under the OpenMetrics content type a text-format parser
+//! would type every counter `unknown`).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -13,6 +19,50 @@ use prometheus_client::registry::Registry;
 use std::borrow::Cow;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
+
+/// The content type of [`Metrics::encode`]'s text.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The content type of [`to_prometheus_text`]'s.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Whether a scraper's `Accept` header asks for the Prometheus text format
+/// rather than OpenMetrics (the default, and Prometheus's own preference).
+fn wants_prometheus_text(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| {
+        let a = a.to_ascii_lowercase();
+        a.contains("text/plain") && !a.contains("application/openmetrics-text")
+    })
+}
+
+/// OpenMetrics text as the Prometheus text format 0.0.4: a counter family's
+/// `# HELP`/`# TYPE` lines name it with its samples' `_total` suffix, and
+/// `# UNIT` and `# EOF` lines (which that format has not) go.
+fn to_prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| Some((p, line.strip_prefix(p)?.split_once(' ')?)));
+        match meta {
+            Some((prefix, (name, rest))) if counters.contains(name) => {
+                out.push_str(&format!("{prefix}{name}_total {rest}"));
+            }
+            Some(("# TYPE ", (name, "unknown"))) => {
+                out.push_str(&format!("# TYPE {name} untyped"));
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
 
 /// Label of the skipped-inputs counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -88,7 +138,7 @@ impl Metrics {
         Arc::new(Metrics { registry, ..m })
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// The OpenMetrics text exposition of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
@@ -119,12 +169,20 @@ impl Metrics {
             .spawn(move || {
                 for req in server.incoming_requests() {
                     let resp = if req.url() == "/metrics" {
-                        let header = tiny_http::Header::from_bytes(
-                            &b"Content-Type"[..],
-                            &b"text/plain; version=0.0.4; charset=utf-8"[..],
-                        )
-                        .expect("static header");
-                        tiny_http::Response::from_string(me.encode()).with_header(header)
+                        let accept = req
+                            .headers()
+                            .iter()
+                            .find(|h| h.field.equiv("Accept"))
+                            .map(|h| h.value.as_str());
+                        let (body, ctype) = if wants_prometheus_text(accept) {
+                            (to_prometheus_text(&me.encode()), PROMETHEUS_TEXT)
+                        } else {
+                            (me.encode(), OPENMETRICS)
+                        };
+                        let header =
+                            tiny_http::Header::from_bytes(&b"Content-Type"[..], ctype.as_bytes())
+                                .expect("static header");
+                        tiny_http::Response::from_string(body).with_header(header)
                     } else {
                         tiny_http::Response::from_string("see /metrics\n").with_status_code(404)
                     };
@@ -165,5 +223,29 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));
+        let prom = to_prometheus_text(&text);
+        assert!(
+            prom.contains("# TYPE framering_consumer_frames_total counter\n"),
+            "{prom}"
+        );
+        assert!(
+            prom.contains("# TYPE framering_consumer_latency_seconds histogram\n"),
+            "{prom}"
+        );
+        assert!(
+            !prom.contains("# EOF") && !prom.contains("# UNIT"),
+            "{prom}"
+        );
+    }
+
+    #[test]
+    fn the_format_follows_the_accept_header() {
+        assert!(!wants_prometheus_text(None));
+        assert!(!wants_prometheus_text(Some("*/*")));
+        // Prometheus's own header prefers OpenMetrics.
+        assert!(!wants_prometheus_text(Some(
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+        )));
+        assert!(wants_prometheus_text(Some("text/plain;version=0.0.4")));
     }
 }

@@ -115,7 +115,6 @@ pub struct ProducerReport {
 /// of stream, waits for the consumers, removes the ring (unless `keep`).
 pub fn run_producer(cfg: &Config, run: &RunOptions) -> anyhow::Result<ProducerReport> {
     cfg.validate()?;
-    cfg.validate_space()?;
     let kind = source_kind(cfg);
     if kind != SourceKind::Images {
         return run_stream_producer(cfg, kind, run);
@@ -129,11 +128,30 @@ pub fn run_producer(cfg: &Config, run: &RunOptions) -> anyhow::Result<ProducerRe
     if inputs.is_empty() {
         tracing::warn!(input = %cfg.producer.input, "the input holds no files");
     }
+    // Unless given, the ring's size is the first image's.
+    let first = match cfg.frame_shape() {
+        Some(_) => None,
+        None => inputs
+            .iter()
+            .find_map(|p| crate::media::decode::image_size(p).map(|size| (size, p))),
+    };
+    let (sized, shape) = sized_ring(
+        cfg,
+        first.map(|(size, _)| size),
+        &format!(
+            "no image in {:?} has a size to give the ring",
+            cfg.producer.input
+        ),
+    )?;
+    let cfg = &sized;
+    if let Some(((w, h), path)) = first {
+        tracing::info!(image = %path.display(), "the ring takes the first image's size, {w}x{h}");
+    }
+    cfg.validate_space()?;
     let inputs: Arc<Vec<PathBuf>> = Arc::new(inputs);
     let n = inputs.len() as u64;
     let total = n * cfg.producer.loops as u64;
-    let shape = cfg.frame_shape();
-    let producer = create_producer(cfg)?;
+    let producer = create_producer(cfg, shape, None)?;
     tracing::info!(
         ring = %cfg.ring.name,
         slots = cfg.ring.slots,
@@ -156,25 +174,73 @@ pub fn run_producer(cfg: &Config, run: &RunOptions) -> anyhow::Result<ProducerRe
     Ok(ProducerReport { summary, drained })
 }
 
-fn create_producer(cfg: &Config) -> anyhow::Result<Producer> {
-    let producer = create_ring(cfg)?;
-    wait_for_groups(cfg, &producer)?;
-    Ok(producer)
+/// `cfg` with the ring's size given, and its frames' shape: the configured
+/// one, else `input_size` (`(width, height)`) if the input told it; else an
+/// error (exit 2) saying `why` the input did not.
+fn sized_ring(
+    cfg: &Config,
+    input_size: Option<(u32, u32)>,
+    why: &str,
+) -> anyhow::Result<(Config, FrameShape)> {
+    let sized = match (cfg.frame_shape(), input_size) {
+        (Some(_), _) => cfg.clone(),
+        (None, Some((w, h))) => cfg.with_size(w, h)?,
+        (None, None) => {
+            return Err(super::config::ConfigError::Invalid {
+                key: "ring.height",
+                message: format!(
+                "{why}: give the ring's frame size, ring.height and ring.width (--height, --width)"
+            ),
+            }
+            .into())
+        }
+    };
+    let shape = sized.frame_shape().ok_or_else(|| {
+        anyhow::anyhow!("internal error: a sized ring configuration without a shape")
+    })?;
+    Ok((sized, shape))
 }
 
-/// Creates the ring.
-fn create_ring(cfg: &Config) -> anyhow::Result<Producer> {
-    create_ring_with(cfg, cfg.frame_shape(), None)
+/// Creates the ring with frames of `shape` and the source's `frame_rate`
+/// (when known), then waits for `producer.wait_groups`.
+fn create_producer(
+    cfg: &Config,
+    shape: FrameShape,
+    frame_rate: Option<(u64, u64)>,
+) -> anyhow::Result<Producer> {
+    let mut builder = ring_builder(cfg, shape, None)?;
+    if let Some((num, den)) =
+        frame_rate.and_then(|(n, d)| Some((u32::try_from(n).ok()?, u32::try_from(d).ok()?)))
+    {
+        builder = builder.frame_rate(num, den);
+    }
+    let producer = builder
+        .create()
+        .with_context(|| format!("cannot create ring {:?}", cfg.ring.name))?;
+    wait_for_groups(cfg, &producer)?;
+    Ok(producer)
 }
 
 /// Creates the ring of `cfg` with frames of `shape` (and `user_meta_bytes`
 /// per frame, when given) instead of the configured ones: the bridge's
 /// receiver, whose shape is the remote ring's.
+#[cfg(feature = "bridge")]
 pub(crate) fn create_ring_with(
     cfg: &Config,
     shape: framering_ring::FrameShape,
     user_meta_bytes: Option<u32>,
 ) -> anyhow::Result<Producer> {
+    ring_builder(cfg, shape, user_meta_bytes)?
+        .create()
+        .with_context(|| format!("cannot create ring {:?}", cfg.ring.name))
+}
+
+/// The builder of `cfg`'s ring with frames of `shape`.
+fn ring_builder(
+    cfg: &Config,
+    shape: framering_ring::FrameShape,
+    user_meta_bytes: Option<u32>,
+) -> anyhow::Result<framering_ring::ProducerBuilder> {
     let r = &cfg.ring;
     let mut builder = Producer::builder(&r.name)
         .shape(shape)
@@ -186,14 +252,11 @@ pub(crate) fn create_ring_with(
     for (name, policy) in cfg.declared_groups()? {
         builder = builder.group(&name, policy.unwrap_or(r.backpressure.policy()));
     }
-    builder = builder
+    Ok(builder
         .backpressure(r.backpressure.policy())
         .max_queued(r.max_queued)
         .mode(cfg.mode()?)
-        .wait(cfg.wait());
-    builder
-        .create()
-        .with_context(|| format!("cannot create ring {:?}", r.name))
+        .wait(cfg.wait()))
 }
 
 /// `producer.wait_groups`: publishes nothing until that many groups have
@@ -262,11 +325,15 @@ pub(crate) fn finish_summary(summary: &mut Summary, producer: &Producer, drained
     }
     summary.redelivered = producer.redelivered();
     summary.dropped = producer.dropped();
-    summary.groups = producer
-        .group_reports()
-        .into_iter()
-        .map(|g| (g.name, g.dropped))
+    let reports = producer.group_reports();
+    // A lossless group loses frames only when its last consumer leaves
+    // (or its linger ends) with frames queued.
+    summary.released = reports
+        .iter()
+        .filter(|g| g.dropped > 0 && g.policy == Backpressure::Block)
+        .map(|g| (g.name.clone(), g.dropped))
         .collect();
+    summary.groups = reports.into_iter().map(|g| (g.name, g.dropped)).collect();
 }
 
 /// A producer over a stream of frames: video decoded by ffmpeg, or raw
@@ -276,11 +343,11 @@ fn run_stream_producer(
     kind: SourceKind,
     run: &RunOptions,
 ) -> anyhow::Result<ProducerReport> {
-    let shape = cfg.frame_shape();
     let input = &cfg.producer.input;
     let mut ffmpeg = None;
     let mut raw = None;
-    match kind {
+    // The ring's frames: the configured shape, else the input's size.
+    let (sized, shape, frame_rate) = match kind {
         SourceKind::Video => {
             if cfg.producer.shape_policy == ShapePolicy::Reject {
                 return Err(super::config::ConfigError::Invalid {
@@ -305,17 +372,78 @@ fn run_stream_producer(
             if local && std::fs::symlink_metadata(input).is_err() {
                 return Err(crate::media::source::SourceError::NotFound(input.clone()).into());
             }
+            crate::media::video::check_program(&cfg.producer.ffmpeg)?;
+            let size_unset = cfg.frame_shape().is_none();
+            let probe = crate::media::video::probe_video(&cfg.producer.ffmpeg, input, size_unset);
+            let (sized, shape) = sized_ring(
+                cfg,
+                probe.size,
+                &format!(
+                    "ffprobe could not tell the size of {input:?} (a FIFO or stdin is not probed)"
+                ),
+            )?;
+            if let (true, Some((w, h))) = (size_unset, probe.size) {
+                tracing::info!("the ring takes the video's size, {w}x{h}");
+            }
             ffmpeg = Some(crate::media::video::FfmpegInput::spawn(
                 &cfg.producer.ffmpeg,
                 input,
                 shape,
                 cfg.producer.shape_policy,
                 cfg.producer.realtime,
+                probe.frame_rate,
             )?);
+            (sized, shape, probe.frame_rate)
         }
-        _ => raw = Some(crate::media::video::RawInput::open(input)?),
-    }
-    let producer = create_producer(cfg)?;
+        // A configured size: the ring is created at once (consumers and
+        // `status` see it while it waits for its input); a y4m stream's
+        // size is checked at its first read, and its rate is not recorded.
+        _ if cfg.frame_shape().is_some() => {
+            raw = Some(crate::media::video::RawInput::open(input)?);
+            let (sized, shape) = sized_ring(cfg, None, "")?;
+            (sized, shape, None)
+        }
+        _ => {
+            let r = raw.insert(crate::media::video::RawInput::open(input)?);
+            // The stream's start tells whether it is y4m (with its size and
+            // rate) before the ring is created; a stop while waiting for it
+            // ends the run with nothing created.
+            let mut said = false;
+            let start = r.start(&mut |waited| {
+                if waited >= Duration::from_millis(500) && !said {
+                    tracing::info!(
+                        "waiting for input on {} before creating the ring",
+                        if input == "-" { "stdin" } else { input }
+                    );
+                    said = true;
+                }
+                signals::stop_requested()
+            })?;
+            let (size, rate) = match &start {
+                crate::media::video::StreamStart::Stopped => {
+                    tracing::info!("stop requested while waiting for input: no ring was created");
+                    let stats = Stats::new("producer", PROGRESS_EVERY, Progress::Quiet, None);
+                    return Ok(ProducerReport {
+                        summary: stats.summary(),
+                        drained: true,
+                    });
+                }
+                crate::media::video::StreamStart::Y4m {
+                    width,
+                    height,
+                    frame_rate,
+                    ..
+                } => (Some((*width, *height)), *frame_rate),
+                crate::media::video::StreamStart::Raw => (None, None),
+            };
+            let (sized, shape) = sized_ring(cfg, size, "raw frames carry no size")?;
+            r.check(shape)?;
+            (sized, shape, rate)
+        }
+    };
+    let cfg = &sized;
+    cfg.validate_space()?;
+    let producer = create_producer(cfg, shape, frame_rate)?;
     tracing::info!(
         ring = %cfg.ring.name,
         slots = cfg.ring.slots,
@@ -346,12 +474,6 @@ fn run_stream_producer(
         signals::stop_requested()
     };
     let outcome: anyhow::Result<()> = (|| {
-        // A y4m stream on stdin is checked against the ring's shape before
-        // any frame is published.
-        if let Some(r) = &mut raw {
-            let start = r.start(shape, &mut |w| idle(&mut stats, w))?;
-            tracing::debug!(?start, "raw input");
-        }
         loop {
             if signals::stop_requested() {
                 tracing::info!("stop requested: ending the stream");
@@ -363,7 +485,7 @@ fn run_stream_producer(
                 if let Some(e) = ffmpeg.as_mut().and_then(|f| f.failed()) {
                     return Err(e.into());
                 }
-                stats.set_waiting(Some(blocked_on(&producer)));
+                note_blocked(&mut stats, &producer);
                 stats.tick_now();
                 continue;
             };
@@ -481,6 +603,13 @@ fn drain(
 /// Frames published and not yet handed back by every group.
 fn outstanding(producer: &Producer) -> usize {
     producer.slots() as usize - producer.free_slots()
+}
+
+/// Says why the producer has no free slot; a wait for a first consumer
+/// (nothing published, no group yet) is not counted in its rates.
+fn note_blocked(stats: &mut Stats, producer: &Producer) {
+    let first = producer.published() == 0 && producer.subscribed_groups() == 0;
+    stats.set_blocked(blocked_on(producer), first);
 }
 
 /// Why a producer has no free slot, in a sentence: the groups holding
@@ -678,7 +807,7 @@ fn produce(
                         continue;
                     }
                     if in_flight == 0 {
-                        stats.set_waiting(Some(blocked_on(producer)));
+                        note_blocked(&mut stats, producer);
                         stats.tick_now();
                         continue;
                     }
@@ -736,7 +865,7 @@ fn replay(
                 stats.set_waiting(None);
                 break s;
             }
-            stats.set_waiting(Some(blocked_on(producer)));
+            note_blocked(stats, producer);
             stats.tick_now();
             if signals::stop_requested() {
                 return Ok(());
@@ -781,6 +910,10 @@ fn publish(
     stats.set_slots_in_use(producer.slots() as usize - producer.free_slots());
     Ok(seq)
 }
+
+/// The frame rate of a video output when neither `consumer.video_fps` nor
+/// the ring gives one.
+pub const DEFAULT_VIDEO_FPS: f64 = 25.0;
 
 /// How a consumer run ended.
 #[derive(Debug)]
@@ -1038,7 +1171,14 @@ pub fn run_consumer(
     // element type (float32 into images or video) is a usage error.
     Sink::check_dtype(out, cfg.consumer.format, shape)?;
     let mut sink = if crate::media::video::is_video_output(out) {
-        Sink::open_video(&cfg.consumer.ffmpeg, out, shape, cfg.consumer.video_fps)?
+        // The rate asked for, else the source's as the producer recorded it.
+        let fps = match (cfg.consumer.video_fps, consumer.frame_rate()) {
+            (Some(fps), _) => fps,
+            (None, Some((num, den))) => f64::from(num) / f64::from(den),
+            (None, None) => DEFAULT_VIDEO_FPS,
+        };
+        tracing::info!(output = %out, fps, "writing video");
+        Sink::open_video(&cfg.consumer.ffmpeg, out, shape, fps)?
     } else {
         Sink::open(out, cfg.consumer.format, cfg.consumer.jpeg_quality)?
     };

@@ -25,6 +25,11 @@ pub struct Stats {
     metrics: Option<std::sync::Arc<super::metrics::Metrics>>,
     /// Why the process is blocked, while it is (shown instead of rates).
     waiting: Option<String>,
+    /// The producer is blocked waiting for a first consumer.
+    waiting_first: bool,
+    /// How long the producer waited for a first consumer (not counted in
+    /// the rates).
+    waited: Duration,
 }
 
 /// How a long run shows its progress.
@@ -104,8 +109,11 @@ pub struct Summary {
     pub role: &'static str,
     /// Frames published or consumed.
     pub frames: u64,
-    /// Wall time.
+    /// Wall time (for a producer, from its first consumer's arrival).
     pub seconds: f64,
+    /// Producer: seconds it waited for a first consumer before publishing
+    /// (not in `seconds`).
+    pub waited_secs: f64,
     /// Frames per second.
     pub fps: f64,
     /// Megabytes (10⁶) of frame data per second.
@@ -125,6 +133,10 @@ pub struct Summary {
     pub dropped: u64,
     /// Producer: frames each group lost, by group name. Consumer: its group.
     pub groups: BTreeMap<String, u64>,
+    /// Producer: of `groups`, the lossless groups' losses: frames they had
+    /// queued, released unread when their last consumer left (or their
+    /// linger ended). Not drops: no backpressure dropped them.
+    pub released: BTreeMap<String, u64>,
     /// Consumer: frames skipped to stay on the newest (`--latest`).
     pub latest_skipped: u64,
     /// Producer: frames published but never consumed, left behind when it
@@ -168,6 +180,8 @@ impl Stats {
             bar,
             quiet: progress == Progress::Quiet,
             waiting: None,
+            waiting_first: false,
+            waited: Duration::ZERO,
             metrics: None,
         }
     }
@@ -293,9 +307,22 @@ impl Stats {
         self.frames_at_report = self.frames;
     }
 
+    /// Says why the producer is blocked; `first_consumer`: it waits for a
+    /// first consumer before publishing anything. That wait ends at the next
+    /// `set_waiting(None)`; it is reported apart and the rates start after it.
+    pub fn set_blocked(&mut self, why: String, first_consumer: bool) {
+        self.waiting_first |= first_consumer && self.frames == 0;
+        self.set_waiting(Some(why));
+    }
+
     /// Says why the process is blocked (`None`: it is not), for the next
     /// progress line or the bar.
     pub fn set_waiting(&mut self, why: Option<String>) {
+        if why.is_none() && self.waiting_first {
+            self.waiting_first = false;
+            self.waited += self.start.elapsed();
+            self.restart_clock();
+        }
         if why.is_none() && self.waiting.is_some() {
             if let Some(bar) = &self.bar {
                 bar.set_prefix(self.role);
@@ -324,6 +351,7 @@ impl Stats {
             role: self.role,
             frames: self.frames,
             seconds: secs,
+            waited_secs: self.waited.as_secs_f64(),
             fps: self.frames as f64 / secs,
             mb_per_s: self.bytes as f64 / secs / 1e6,
             latency,
@@ -332,6 +360,7 @@ impl Stats {
             redelivered: self.redelivered,
             dropped: self.dropped,
             groups: BTreeMap::new(),
+            released: BTreeMap::new(),
             latest_skipped: 0,
             abandoned: 0,
             given_back: 0,
@@ -341,6 +370,15 @@ impl Stats {
     }
 }
 
+/// `group NAME N, group NAME N`.
+fn by_group<'a>(counts: impl IntoIterator<Item = (&'a String, &'a u64)>) -> String {
+    let parts: Vec<String> = counts
+        .into_iter()
+        .map(|(g, n)| format!("group {g} {n}"))
+        .collect();
+    parts.join(", ")
+}
+
 impl Summary {
     /// A human-readable multi-line summary.
     pub fn render(&self) -> String {
@@ -348,6 +386,12 @@ impl Summary {
             "{}: {} frames in {:.2} s = {:.1} fps, {:.1} MB/s",
             self.role, self.frames, self.seconds, self.fps, self.mb_per_s
         );
+        if self.waited_secs > 0.0 {
+            s += &format!(
+                " (after waiting {:.2} s for a first consumer)",
+                self.waited_secs
+            );
+        }
         if let Some(l) = &self.latency {
             s += &format!(
                 "\n{}: publish->consume latency p50 {:.1} us, p99 {:.1} us, max {:.1} us",
@@ -370,21 +414,31 @@ impl Summary {
         if self.redelivered > 0 {
             s += &format!("\n{}: redelivered {} frames", self.role, self.redelivered);
         }
-        if self.dropped > 0 || self.groups.values().any(|&d| d > 0) {
-            let parts: Vec<String> = self
-                .groups
-                .iter()
-                .map(|(g, d)| format!("group {g} {d}"))
-                .collect();
+        // Drops (by backpressure) apart from the frames lossless groups had
+        // queued when their last consumer left.
+        let dropped: Vec<(&String, &u64)> = self
+            .groups
+            .iter()
+            .filter(|(g, &d)| d > 0 && !self.released.contains_key(*g))
+            .collect();
+        if self.dropped > 0 || !dropped.is_empty() {
             s += &format!(
                 "\n{}: dropped {} frames{}",
                 self.role,
                 self.dropped,
-                if parts.is_empty() {
+                if dropped.is_empty() {
                     String::new()
                 } else {
-                    format!(" ({})", parts.join(", "))
+                    format!(" ({})", by_group(dropped))
                 }
+            );
+        }
+        if !self.released.is_empty() {
+            s += &format!(
+                "\n{}: released {} queued frames unread when their group's last consumer left ({})",
+                self.role,
+                self.released.values().sum::<u64>(),
+                by_group(&self.released)
             );
         }
         if self.latest_skipped > 0 {

@@ -53,7 +53,7 @@ pub fn render(r: &RingStatus) -> String {
     let p = &r.producer;
     let mut out = format!(
         "ring {}: {} slots of {}x{}x{} {}, {} bytes of user metadata each\n\
-         slots: {} free, {} writing, {} ready, {} reading, {} returned{}; queue depth {}; backpressure {}\n\
+         slots: {} free, {} writing, {} ready, {} reading, {} returned{}{}; queue depth {}; backpressure {}\n\
          producer pid {} {}: {} published, {:.1} fps, {} redelivered, {} skipped, {} dropped\n",
         r.name,
         r.slots,
@@ -68,6 +68,13 @@ pub fn render(r: &RingStatus) -> String {
         s.reading,
         s.returned,
         if s.corrupt > 0 { format!(", {} CORRUPT", s.corrupt) } else { String::new() },
+        // A slot returned by one group may be ready or being read in
+        // another: each slot is counted once here, per group below.
+        if r.groups.len() > 1 {
+            " (each slot once, in its least advanced group's state)"
+        } else {
+            ""
+        },
         r.queue_depth,
         r.backpressure,
         p.pid,
@@ -98,7 +105,7 @@ pub fn render(r: &RingStatus) -> String {
             );
         }
         out += &format!(
-            "group {} ({}): {} consumers, {} delivered, {} dropped, queue {}; {} ready, {} reading, {} returned\n",
+            "group {} ({}): {} consumers, {} delivered, {} dropped, queue {}; its slots: {} ready, {} reading, {} returned\n",
             g.name,
             kind,
             g.members,

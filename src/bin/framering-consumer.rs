@@ -57,7 +57,14 @@ struct Args {
     any_shape: bool,
 }
 
+impl cli::Quiet for Args {
+    fn quiet(&self) -> bool {
+        self.ring.quiet
+    }
+}
+
 fn run(args: Args) -> anyhow::Result<i32> {
+    args.ring.refuse_producer_flags()?;
     let mut cfg = args.ring.load(cli::config_flag_given())?;
     let c = &mut cfg.consumer;
     cli::set(&mut c.output, args.output);
@@ -68,7 +75,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
     c.latest |= args.latest;
     c.live |= args.live;
     cli::set(&mut c.hold_ms, args.hold_ms);
-    cli::set(&mut c.video_fps, args.video_fps);
+    cli::set(&mut c.video_fps, args.video_fps.map(Some));
     cli::set(&mut cfg.consumer.ffmpeg, args.ffmpeg);
     framering::ring::signals::install();
     // Adopt the ring's shape, except for dimensions given on the command
@@ -88,9 +95,11 @@ fn run(args: Args) -> anyhow::Result<i32> {
         demand,
         &args.ring.run_options("consumer", &cfg.ring.name)?,
     )?;
-    eprintln!("{}", report.summary.render());
-    if let Some(sum) = report.checksum {
-        eprintln!("consumer: checksum {sum:016x}");
+    if !args.ring.quiet {
+        eprintln!("{}", report.summary.render());
+        if let Some(sum) = report.checksum {
+            eprintln!("consumer: checksum {sum:016x}");
+        }
     }
     if let Some(path) = &args.ring.stats_json {
         report.summary.write_json(path)?;
@@ -113,5 +122,14 @@ fn run(args: Args) -> anyhow::Result<i32> {
 }
 
 fn main() {
-    cli::main_with::<Args>(run)
+    // The ring's flags only a producer uses are hidden (and refused).
+    cli::main_with_command::<Args>(
+        |mut c| {
+            for id in cli::PRODUCER_ONLY {
+                c = c.mut_arg(id, |a| a.hide(true));
+            }
+            c
+        },
+        run,
+    )
 }

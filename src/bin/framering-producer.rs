@@ -79,6 +79,12 @@ struct Args {
     keep: bool,
 }
 
+impl cli::Quiet for Args {
+    fn quiet(&self) -> bool {
+        self.ring.quiet
+    }
+}
+
 fn run(args: Args) -> anyhow::Result<i32> {
     let mut cfg = args.ring.load(cli::config_flag_given())?;
     let p = &mut cfg.producer;
@@ -110,7 +116,9 @@ fn run(args: Args) -> anyhow::Result<i32> {
         &cfg,
         &args.ring.run_options("producer", &cfg.ring.name)?,
     )?;
-    eprintln!("{}", report.summary.render());
+    if !args.ring.quiet {
+        eprintln!("{}", report.summary.render());
+    }
     if let Some(path) = &args.ring.stats_json {
         report.summary.write_json(path)?;
     }

@@ -112,6 +112,21 @@ enum Cmd {
     #[cfg(feature = "bridge")]
     #[command(subcommand)]
     Bridge(Box<bridge::BridgeCmd>),
+    /// Frames across hosts over Zenoh: not in this build (build with
+    /// `--features bridge`).
+    #[cfg(not(feature = "bridge"))]
+    #[command(disable_help_flag = true)]
+    Bridge {
+        /// Whatever was asked of the bridge.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        args: Vec<String>,
+    },
+}
+
+impl cli::Quiet for Args {
+    fn quiet(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(feature = "bridge")]
@@ -469,6 +484,16 @@ fn run(args: Args) -> anyhow::Result<i32> {
         Cmd::Clean { name, force } => clean(name, force),
         #[cfg(feature = "bridge")]
         Cmd::Bridge(cmd) => bridge::run(*cmd),
+        #[cfg(not(feature = "bridge"))]
+        Cmd::Bridge { .. } => {
+            eprintln!(
+                "error: this framering was built without the bridge: build it with \
+                 `cargo build --release --features bridge` (zenoh; its first build takes \
+                 ~15 minutes on 2 cores), and build with the same features every time \
+                 (a plain `cargo build --release` rebuilds it without)"
+            );
+            Ok(exit::CONFIG)
+        }
     }
 }
 

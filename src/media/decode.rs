@@ -851,6 +851,27 @@ fn jpeg_truncated<R: Read + Seek>(r: &mut R) -> std::io::Result<bool> {
     Ok(truncated)
 }
 
+/// The size `(width, height)` of the image file at `path` from its header,
+/// without decoding it; `None` for a file that is no readable image (or no
+/// regular file: a FIFO is not opened for long).
+pub fn image_size(path: &Path) -> Option<(u32, u32)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let (w, h) = ImageReader::new(BufReader::new(file))
+        .with_guessed_format()
+        .ok()?
+        .into_dimensions()
+        .ok()?;
+    (w > 0 && h > 0).then_some((w, h))
+}
+
 /// The largest `(w, h)` with the source's aspect ratio inside `dw × dh`.
 pub fn fit_size(w: u32, h: u32, dw: u32, dh: u32) -> (u32, u32) {
     // Compare w/h with dw/dh in integers.

@@ -22,10 +22,9 @@ pub enum OutputFormat {
 /// Writing an output failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    /// An output named like a file of a format this consumer does not write
-    /// (an image, audio or other video extension), that is no existing
-    /// directory.
-    #[error("output {path:?}: .{ext} is not a video container this consumer writes ({known}), and {path} is not a directory; for image files in a directory of that name, create the directory first")]
+    /// An output named like a file (with an extension) of a format this
+    /// consumer does not write, that is no existing directory.
+    #[error("output {path:?}: .{ext} is not a video container this consumer writes ({known}), and {path} is not a directory; for image files in a directory of that name, end the name with \"/\" or create the directory first")]
     UnknownOutput {
         /// The output.
         path: String,
@@ -321,7 +320,8 @@ impl Sink {
     /// needs `ffmpeg` to run, and its directory to exist and take a new
     /// file; `-` needs standard output open for writing, with a reader if
     /// it is a pipe. An output with an extension that is no video container
-    /// (and no existing directory) is refused rather than made a directory.
+    /// (and no existing directory, and not ending with `/`) is refused
+    /// rather than made a directory.
     pub fn check(spec: &str, ffmpeg: &str) -> Result<(), SinkError> {
         if spec == "null" {
             return Ok(());
@@ -351,21 +351,11 @@ impl Sink {
             }
             return probe_writable(dir, spec);
         }
-        // A name that looks like a file of a format we do not write (out.gif,
-        // clip.ts) is refused rather than made a directory; other dotted
-        // names (run.v2, 2024.06.01) are directories as asked.
-        const FILE_LIKE: &[&str] = &[
-            "gif", "png", "jpg", "jpeg", "bmp", "tif", "tiff", "webp", "ppm", "pgm", "pnm", "avif",
-            "heic", "mp3", "wav", "flac", "aac", "ogg", "opus", "m4a", "ts", "mts", "m2ts", "flv",
-            "mpg", "mpeg", "wmv", "ogv", "3gp", "h264", "h265", "hevc", "ivf", "raw", "yuv", "txt",
-            "json", "csv",
-        ];
-        let ext = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .filter(|e| FILE_LIKE.contains(&e.to_ascii_lowercase().as_str()));
+        // A name with an extension (out.gif, clip.mp5) is refused rather
+        // than made a directory, unless it is one or ends with "/".
+        let ext = path.extension().and_then(|e| e.to_str());
         if let Some(ext) = ext {
-            if !path.is_dir() {
+            if !spec.ends_with('/') && !path.is_dir() {
                 return Err(SinkError::UnknownOutput {
                     path: spec.into(),
                     ext: ext.into(),
@@ -608,15 +598,18 @@ mod tests {
         for ok in ["-", "null"] {
             Sink::check(ok, "ffmpeg").unwrap();
         }
-        // Dotted directory names are directories, created as asked.
-        for dir in ["run.v2", "2024.06.01", "plain"] {
+        // Dotted directory names ending with "/" are directories, created
+        // as asked.
+        for dir in ["run.v2/", "2024.06.01/", "plain"] {
             Sink::check(&at(dir), "ffmpeg").unwrap();
             assert!(d.path().join(dir).is_dir(), "{dir}");
         }
-        // A file-like name of a format not written is refused, not created.
-        let e = Sink::check(&at("out.gif"), "ffmpeg").unwrap_err();
-        assert!(matches!(e, SinkError::UnknownOutput { .. }), "{e}");
-        assert!(!d.path().join("out.gif").exists());
+        // A name with an extension not written is refused, not created.
+        for file in ["out.gif", "foo.mp5", "run.v3"] {
+            let e = Sink::check(&at(file), "ffmpeg").unwrap_err();
+            assert!(matches!(e, SinkError::UnknownOutput { .. }), "{e}");
+            assert!(!d.path().join(file).exists());
+        }
         // ...unless it is an existing directory.
         std::fs::create_dir(d.path().join("frames.png")).unwrap();
         Sink::check(&at("frames.png"), "ffmpeg").unwrap();

@@ -118,16 +118,41 @@ pub fn float_refused(what: &str) -> VideoError {
     }
 }
 
-/// The frame rate of `input`'s first video stream as ffprobe (found beside
-/// `ffmpeg`) reports it, as a fraction. Only a regular file or an
-/// image-sequence pattern is probed (a FIFO, a device or a URL would make
-/// ffprobe wait for data the producer is about to read): `None` for those,
-/// and for anything ffprobe does not answer within 5 s.
-pub fn probe_frame_rate(ffmpeg: &str, input: &str) -> Option<(u64, u64)> {
+/// What ffprobe tells of a video input's first video stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct VideoProbe {
+    /// Its frames' `(width, height)` as ffmpeg decodes them (a rotation
+    /// in its metadata applied, as ffmpeg does).
+    pub size: Option<(u32, u32)>,
+    /// Its frame rate `(num, den)`.
+    pub frame_rate: Option<(u64, u64)>,
+}
+
+/// Whether `input` is a regular file or an image-sequence pattern: ffprobe
+/// may read it before ffmpeg does, and its frames' presentation times
+/// follow from its frame rate.
+fn is_file_input(input: &str) -> bool {
     let pattern = input.contains('%') && !input.contains("://");
-    if !pattern && !std::fs::metadata(input).is_ok_and(|m| m.is_file()) {
-        return None;
+    pattern || std::fs::metadata(input).is_ok_and(|m| m.is_file())
+}
+
+/// Asks ffprobe (found beside `ffmpeg`) about `input`'s first video
+/// stream. A regular file or an image-sequence pattern is probed; with
+/// `live` also a URL or a device (ffmpeg opens them again; a FIFO or stdin
+/// never: ffprobe would eat the data the producer is about to read).
+/// Nothing is known of an input not probed, nor of one ffprobe does not
+/// answer for within 10 s.
+pub fn probe_video(ffmpeg: &str, input: &str, live: bool) -> VideoProbe {
+    let reopenable =
+        input.contains("://") && !input.starts_with("pipe:") || input.starts_with("/dev/video");
+    if !(is_file_input(input) || live && reopenable) {
+        return VideoProbe::default();
     }
+    run_ffprobe(ffmpeg, input).map_or_else(VideoProbe::default, |t| parse_probe(&t))
+}
+
+/// ffprobe's `key=value` lines for `input`, `None` if it could not say.
+fn run_ffprobe(ffmpeg: &str, input: &str) -> Option<String> {
     let ffprobe = match ffmpeg.strip_suffix("ffmpeg") {
         Some(dir) => format!("{dir}ffprobe"),
         None => return None,
@@ -135,9 +160,9 @@ pub fn probe_frame_rate(ffmpeg: &str, input: &str) -> Option<(u64, u64)> {
     let mut child = Command::new(&ffprobe)
         .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
         .args([
-            "stream=avg_frame_rate,r_frame_rate",
+            "stream=width,height,avg_frame_rate,r_frame_rate:stream_side_data=rotation",
             "-of",
-            "default=nw=1:nk=1",
+            "default=nw=1",
         ])
         .arg(input)
         .stdin(Stdio::null())
@@ -145,7 +170,7 @@ pub fn probe_frame_rate(ffmpeg: &str, input: &str) -> Option<(u64, u64)> {
         .stderr(Stdio::null())
         .spawn()
         .ok()?;
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(10);
     while child.try_wait().ok()?.is_none() {
         if Instant::now() > deadline {
             let _ = child.kill();
@@ -156,17 +181,46 @@ pub fn probe_frame_rate(ffmpeg: &str, input: &str) -> Option<(u64, u64)> {
     }
     let mut text = String::new();
     child.stdout.take()?.read_to_string(&mut text).ok()?;
-    parse_frame_rates(&text)
+    Some(text)
 }
 
-/// The first valid `num/den` rate of ffprobe's lines (avg_frame_rate, then
-/// r_frame_rate; `0/0` is none).
-fn parse_frame_rates(text: &str) -> Option<(u64, u64)> {
-    text.lines().find_map(|line| {
-        let (n, d) = line.trim().split_once('/')?;
+/// Reads ffprobe's `key=value` lines: the size (swapped by a quarter-turn
+/// rotation) and the first valid rate (avg_frame_rate, then r_frame_rate;
+/// `0/0` is none).
+fn parse_probe(text: &str) -> VideoProbe {
+    let mut width = None;
+    let mut height = None;
+    let mut rotation = 0i64;
+    let (mut avg, mut r) = (None, None);
+    let rate = |v: &str| {
+        let (n, d) = v.trim().split_once('/')?;
         let (n, d) = (n.parse::<u64>().ok()?, d.parse::<u64>().ok()?);
         (n > 0 && d > 0).then_some((n, d))
-    })
+    };
+    for line in text.lines() {
+        let Some((key, value)) = line.trim().split_once('=') else {
+            continue;
+        };
+        match key {
+            "width" => width = value.parse::<u32>().ok().filter(|&w| w > 0),
+            "height" => height = value.parse::<u32>().ok().filter(|&h| h > 0),
+            "rotation" => rotation = value.parse::<f64>().map_or(0, |r| r.round() as i64),
+            "avg_frame_rate" => avg = avg.or(rate(value)),
+            "r_frame_rate" => r = r.or(rate(value)),
+            _ => {}
+        }
+    }
+    let size = width.zip(height).map(|(w, h)| {
+        if rotation.rem_euclid(180) == 90 {
+            (h, w)
+        } else {
+            (w, h)
+        }
+    });
+    VideoProbe {
+        size,
+        frame_rate: avg.or(r),
+    }
 }
 
 /// The ffmpeg filter that fits a source into `shape` per `policy`.
@@ -466,12 +520,17 @@ impl<R: Read + AsFd> PolledReader<R> {
     }
 }
 
-/// Reads exactly one frame into `buf`: an error for a frame cut short.
+/// What a stream of bare frames that ends inside one betrays.
+const SHAPE_UNKNOWN: &str = "its frames are not of the ring's shape";
+
+/// Reads exactly one frame into `buf`: an error for a frame cut short,
+/// saying `cut` of it.
 fn read_frame<R: Read + AsFd>(
     r: &mut PolledReader<R>,
     buf: &mut [u8],
     what: &str,
     idle: &mut dyn FnMut(Duration) -> bool,
+    cut: &str,
 ) -> Result<ReadFrame, VideoError> {
     let io = |source| VideoError::Io {
         what: what.into(),
@@ -484,7 +543,7 @@ fn read_frame<R: Read + AsFd>(
         Fill::End(got) => Err(io(std::io::Error::new(
             std::io::ErrorKind::UnexpectedEof,
             format!(
-                "the stream ended inside a frame ({got} of {} bytes): its frames are not of the ring's shape",
+                "the stream ended inside a frame ({got} of {} bytes): {cut}",
                 buf.len()
             ),
         ))),
@@ -514,16 +573,20 @@ impl<R> std::fmt::Debug for PolledReader<R> {
 
 impl FfmpegInput {
     /// Starts `program` decoding `input`. With `realtime`, ffmpeg reads the
-    /// input at its native frame rate (`-re`).
+    /// input at its native frame rate (`-re`). `frame_rate` (from
+    /// [`probe_video`]) stamps a file's frames with presentation times.
     pub fn spawn(
         program: &str,
         input: &str,
         shape: FrameShape,
         policy: ShapePolicy,
         realtime: bool,
+        frame_rate: Option<(u64, u64)>,
     ) -> Result<FfmpegInput, VideoError> {
         let pix_fmt = pix_fmt(shape).ok_or_else(|| float_refused(input))?;
-        let frame_rate = probe_frame_rate(program, input);
+        // Presentation times from the rate only for a file: a live
+        // source's frames come when they come.
+        let frame_rate = frame_rate.filter(|_| is_file_input(input));
         let mut cmd = Command::new(program);
         cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin"]);
         if realtime {
@@ -557,7 +620,8 @@ impl FfmpegInput {
         buf: &mut [u8],
         idle: &mut dyn FnMut(Duration) -> bool,
     ) -> Result<ReadFrame, VideoError> {
-        let got = read_frame(&mut self.stdout, buf, &self.input, idle)?;
+        let cut = "ffmpeg's output was cut short";
+        let got = read_frame(&mut self.stdout, buf, &self.input, idle, cut)?;
         if got == ReadFrame::Frame {
             self.frames += 1;
         }
@@ -637,8 +701,17 @@ impl std::fmt::Debug for RawInput {
 pub enum StreamStart {
     /// Bare raw frames (or an empty stream).
     Raw,
-    /// A y4m stream of the ring's size; its colour space (`C` tag).
-    Y4m(String),
+    /// A y4m stream.
+    Y4m {
+        /// Its frames' width.
+        width: u32,
+        /// Its frames' height.
+        height: u32,
+        /// Its frame rate `(num, den)` (`F` tag).
+        frame_rate: Option<(u64, u64)>,
+        /// Its colour space (`C` tag).
+        colour: String,
+    },
     /// `idle` asked to stop before the stream's start came.
     Stopped,
 }
@@ -687,18 +760,22 @@ impl RawInput {
         &self.name
     }
 
-    /// Reads the start of the stream: a y4m header is parsed and checked
-    /// against `shape` (an error naming both sizes, before any frame is
-    /// read); anything else is bare raw frames. `read_frame` calls it if
-    /// the caller did not.
+    /// Reads the start of the stream: a y4m header is parsed (check it
+    /// against the ring with [`RawInput::check`] before any frame is read);
+    /// anything else is bare raw frames. `read_frame` calls both if the
+    /// caller did not.
     pub fn start(
         &mut self,
-        shape: FrameShape,
         idle: &mut dyn FnMut(Duration) -> bool,
     ) -> Result<StreamStart, VideoError> {
         if let Some(y4m) = &self.y4m {
             return Ok(match y4m {
-                Some(y) => StreamStart::Y4m(y.colour.clone()),
+                Some(y) => StreamStart::Y4m {
+                    width: y.width,
+                    height: y.height,
+                    frame_rate: y.frame_rate,
+                    colour: y.colour.clone(),
+                },
                 None => StreamStart::Raw,
             });
         }
@@ -717,27 +794,37 @@ impl RawInput {
             self.y4m = Some(None);
             return Ok(StreamStart::Raw);
         }
-        if shape.dtype != Dtype::U8 {
-            return Err(VideoError::Stream {
-                what: self.name.clone(),
-                message: format!(
-                    "a y4m stream has 8-bit samples; this ring holds {} frames: use a uint8 ring, or send raw {} frames",
-                    shape.dtype, shape.dtype
-                ),
-            });
-        }
         let Some(line) = self.reader.line(super::y4m::MAX_LINE, idle).map_err(io)? else {
             return Ok(StreamStart::Stopped);
         };
         let line = line.unwrap_or_default();
-        let y4m = super::y4m::Y4m::parse(&line, shape).map_err(|message| VideoError::Stream {
+        let y4m = super::y4m::Y4m::parse(&line).map_err(|message| VideoError::Stream {
             what: self.name.clone(),
             message,
         })?;
-        let colour = y4m.colour.clone();
-        tracing::info!(input = %self.name, width = y4m.width, height = y4m.height, colour = %colour, "y4m stream");
+        tracing::info!(input = %self.name, width = y4m.width, height = y4m.height, colour = %y4m.colour, "y4m stream");
         self.y4m = Some(Some(y4m));
-        Ok(StreamStart::Y4m(colour))
+        self.start(idle)
+    }
+
+    /// Checks a y4m stream (once [`RawInput::start`] read its header)
+    /// against the ring's `shape`: its 8-bit samples need a `uint8` ring of
+    /// its frame size (an error naming both sizes).
+    pub fn check(&self, shape: FrameShape) -> Result<(), VideoError> {
+        let Some(Some(y4m)) = &self.y4m else {
+            return Ok(());
+        };
+        let refuse = |message| VideoError::Stream {
+            what: self.name.clone(),
+            message,
+        };
+        if shape.dtype != Dtype::U8 {
+            return Err(refuse(format!(
+                "a y4m stream has 8-bit samples; this ring holds {} frames: use a uint8 ring, or send raw {} frames",
+                shape.dtype, shape.dtype
+            )));
+        }
+        y4m.check(shape).map_err(refuse)
     }
 
     /// Reads the next frame into `buf` (the slot), converted to the ring's
@@ -750,11 +837,14 @@ impl RawInput {
         shape: FrameShape,
         idle: &mut dyn FnMut(Duration) -> bool,
     ) -> Result<ReadFrame, VideoError> {
-        if self.y4m.is_none() && self.start(shape, idle)? == StreamStart::Stopped {
-            return Ok(ReadFrame::Stopped);
+        if self.y4m.is_none() {
+            if self.start(idle)? == StreamStart::Stopped {
+                return Ok(ReadFrame::Stopped);
+            }
+            self.check(shape)?;
         }
         let Some(Some(y4m)) = &self.y4m else {
-            return read_frame(&mut self.reader, buf, &self.name, idle);
+            return read_frame(&mut self.reader, buf, &self.name, idle, SHAPE_UNKNOWN);
         };
         let io = |source| VideoError::Io {
             what: self.name.clone(),
@@ -776,7 +866,8 @@ impl RawInput {
         }
         let mut planes = std::mem::take(&mut self.planes);
         planes.resize(y4m.frame_bytes(), 0);
-        let result = match read_frame(&mut self.reader, &mut planes, &self.name, idle) {
+        let cut = "the y4m stream was cut short";
+        let result = match read_frame(&mut self.reader, &mut planes, &self.name, idle, cut) {
             Ok(ReadFrame::Frame) => {
                 y4m.convert(&planes, buf, shape.channels);
                 Ok(ReadFrame::Frame)
@@ -1060,21 +1151,21 @@ mod tests {
         let mut r = file(&[1, 2, 3, 4, 5, 6, 7]);
         let mut buf = [0u8; 3];
         assert_eq!(
-            read_frame(&mut r, &mut buf, "t", &mut never).unwrap(),
+            read_frame(&mut r, &mut buf, "t", &mut never, SHAPE_UNKNOWN).unwrap(),
             ReadFrame::Frame
         );
         assert_eq!(buf, [1, 2, 3]);
         assert_eq!(
-            read_frame(&mut r, &mut buf, "t", &mut never).unwrap(),
+            read_frame(&mut r, &mut buf, "t", &mut never, SHAPE_UNKNOWN).unwrap(),
             ReadFrame::Frame
         );
         assert!(
-            read_frame(&mut r, &mut buf, "t", &mut never).is_err(),
+            read_frame(&mut r, &mut buf, "t", &mut never, SHAPE_UNKNOWN).is_err(),
             "a cut frame"
         );
         let mut r = file(&[]);
         assert_eq!(
-            read_frame(&mut r, &mut buf, "t", &mut never).unwrap(),
+            read_frame(&mut r, &mut buf, "t", &mut never, SHAPE_UNKNOWN).unwrap(),
             ReadFrame::End
         );
         // Bytes looked at for a y4m header are read again.
@@ -1101,7 +1192,7 @@ mod tests {
         };
         let mut buf = [0u8; 4];
         assert_eq!(
-            read_frame(&mut r, &mut buf, "t", &mut idle).unwrap(),
+            read_frame(&mut r, &mut buf, "t", &mut idle, SHAPE_UNKNOWN).unwrap(),
             ReadFrame::Stopped
         );
         assert!((2..=4).contains(&calls), "{calls}");
@@ -1109,9 +1200,18 @@ mod tests {
 
     #[test]
     fn frame_rates_and_pixel_formats() {
-        assert_eq!(parse_frame_rates("0/0\n30000/1001\n"), Some((30000, 1001)));
-        assert_eq!(parse_frame_rates("25/1\n25/1\n"), Some((25, 1)));
-        assert_eq!(parse_frame_rates("N/A\n"), None);
+        let p = parse_probe("width=640\nheight=480\nr_frame_rate=30/1\navg_frame_rate=0/0\n");
+        assert_eq!(p.size, Some((640, 480)));
+        assert_eq!(p.frame_rate, Some((30, 1)));
+        let p = parse_probe(
+            "avg_frame_rate=30000/1001\nr_frame_rate=60/1\nwidth=1920\nheight=1080\nrotation=-90\n",
+        );
+        assert_eq!(p.size, Some((1080, 1920)));
+        assert_eq!(p.frame_rate, Some((30000, 1001)));
+        assert_eq!(
+            parse_probe("r_frame_rate=N/A\nwidth=0\n"),
+            VideoProbe::default()
+        );
         let s = FrameShape::new(2, 2, 3);
         assert_eq!(pix_fmt(s), Some("rgb24"));
         assert_eq!(pix_fmt(s.with_dtype(Dtype::U16)), Some("rgb48le"));
@@ -1121,7 +1221,14 @@ mod tests {
     #[test]
     fn a_missing_ffmpeg_is_a_clear_error() {
         let shape = FrameShape::new(2, 2, 3);
-        match FfmpegInput::spawn("/no/such/ffmpeg", "x.mp4", shape, ShapePolicy::Fit, false) {
+        match FfmpegInput::spawn(
+            "/no/such/ffmpeg",
+            "x.mp4",
+            shape,
+            ShapePolicy::Fit,
+            false,
+            None,
+        ) {
             Err(e @ VideoError::NotFound { .. }) => {
                 assert!(e.to_string().contains("apt-get install ffmpeg"))
             }

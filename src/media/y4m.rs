@@ -26,6 +26,8 @@ pub(crate) struct Y4m {
     pub(crate) height: u32,
     /// The colour space tag, e.g. `444`, `420jpeg`, `mono`.
     pub(crate) colour: String,
+    /// The frame rate `(num, den)` of its `F` tag, if valid.
+    pub(crate) frame_rate: Option<(u64, u64)>,
     layout: Layout,
     /// Full-range samples (`XCOLORRANGE=FULL`; mono is full unless said
     /// otherwise, as ffmpeg writes it), else limited (16–235).
@@ -34,9 +36,8 @@ pub(crate) struct Y4m {
 
 impl Y4m {
     /// Parses a header line (`YUV4MPEG2 W32 H24 F25:1 C444 …`, without its
-    /// newline) and checks it against the ring's `shape`: a message naming
-    /// both when they differ.
-    pub(crate) fn parse(line: &[u8], shape: super::FrameShape) -> Result<Y4m, String> {
+    /// newline).
+    pub(crate) fn parse(line: &[u8]) -> Result<Y4m, String> {
         let text = String::from_utf8_lossy(line);
         let mut tokens = text.split(' ').filter(|t| !t.is_empty());
         if tokens.next() != Some("YUV4MPEG2") {
@@ -45,6 +46,7 @@ impl Y4m {
         let (mut width, mut height) = (None, None);
         let mut colour = "420jpeg".to_string();
         let mut range = None;
+        let mut frame_rate = None;
         for t in tokens {
             let (tag, value) = t.split_at(1);
             match tag {
@@ -56,7 +58,13 @@ impl Y4m {
                     "COLORRANGE=LIMITED" => range = Some(false),
                     _ => {}
                 },
-                // Frame rate, interlacing, aspect ratio: nothing to check.
+                "F" => {
+                    frame_rate = value.split_once(':').and_then(|(n, d)| {
+                        let (n, d) = (n.parse::<u64>().ok()?, d.parse::<u64>().ok()?);
+                        (n > 0 && d > 0).then_some((n, d))
+                    });
+                }
+                // Interlacing, aspect ratio: nothing to check.
                 _ => {}
             }
         }
@@ -67,14 +75,6 @@ impl Y4m {
         };
         if width == 0 || height == 0 {
             return Err(format!("y4m header with a zero size: {text:?}"));
-        }
-        if (width, height) != (shape.width, shape.height) {
-            return Err(format!(
-                "the y4m stream's frames are {width}x{height} (width x height) but the ring's are {}x{}: \
-                 create the ring with --width {width} --height {height}, or scale the stream \
-                 (ffmpeg -vf scale={}:{})",
-                shape.width, shape.height, shape.width, shape.height
-            ));
         }
         let layout = match colour.as_str() {
             "mono" => Layout::Mono,
@@ -93,9 +93,26 @@ impl Y4m {
             width,
             height,
             colour,
+            frame_rate,
             layout,
             full_range: range.unwrap_or(layout == Layout::Mono),
         })
+    }
+
+    /// Checks the stream's frame size against the ring's `shape`: a message
+    /// naming both when they differ.
+    pub(crate) fn check(&self, shape: super::FrameShape) -> Result<(), String> {
+        let (width, height) = (self.width, self.height);
+        if (width, height) != (shape.width, shape.height) {
+            return Err(format!(
+                "the y4m stream's frames are {width}x{height} (width x height) but the ring's are {}x{}: \
+                 leave the ring's size unset (ring.height, ring.width: it then takes the stream's), \
+                 create it with --width {width} --height {height}, or scale the stream \
+                 (ffmpeg -vf scale={}:{})",
+                shape.width, shape.height, shape.width, shape.height
+            ));
+        }
+        Ok(())
     }
 
     /// Size of a chroma plane.
@@ -204,15 +221,20 @@ mod tests {
 
     #[test]
     fn headers_are_checked_against_the_ring() {
-        let y = Y4m::parse(b"YUV4MPEG2 W4 H2 F25:1 Ip A1:1 C444", SHAPE).unwrap();
+        let y = Y4m::parse(b"YUV4MPEG2 W4 H2 F30000:1001 Ip A1:1 C444").unwrap();
         assert_eq!((y.width, y.height, y.colour.as_str()), (4, 2, "444"));
+        assert_eq!(y.frame_rate, Some((30000, 1001)));
+        y.check(SHAPE).unwrap();
         assert_eq!(y.frame_bytes(), 24);
         // No C tag: 4:2:0.
-        let y = Y4m::parse(b"YUV4MPEG2 W4 H2", SHAPE).unwrap();
+        let y = Y4m::parse(b"YUV4MPEG2 W4 H2").unwrap();
         assert_eq!(y.frame_bytes(), 8 + 2 * 2);
-        let e = Y4m::parse(b"YUV4MPEG2 W16 H16 C444", SHAPE).unwrap_err();
+        let e = Y4m::parse(b"YUV4MPEG2 W16 H16 C444")
+            .unwrap()
+            .check(SHAPE)
+            .unwrap_err();
         assert!(e.contains("16x16") && e.contains("4x2"), "{e}");
-        let e = Y4m::parse(b"YUV4MPEG2 W4 H2 C420p10", SHAPE).unwrap_err();
+        let e = Y4m::parse(b"YUV4MPEG2 W4 H2 C420p10").unwrap_err();
         assert!(e.contains("C420p10"), "{e}");
         for bad in [
             &b"YUV4MPEG2 W4"[..],
@@ -220,14 +242,14 @@ mod tests {
             b"YUV4MPEG2 W0 H0",
             b"JUNK",
         ] {
-            assert!(Y4m::parse(bad, SHAPE).is_err());
+            assert!(Y4m::parse(bad).is_err());
         }
     }
 
     #[test]
     fn planes_become_interleaved_pixels() {
         // Limited-range black, white and the BT.601 primaries' neighbours.
-        let y = Y4m::parse(b"YUV4MPEG2 W4 H2 C444", SHAPE).unwrap();
+        let y = Y4m::parse(b"YUV4MPEG2 W4 H2 C444").unwrap();
         let planes = [
             [16, 235, 81, 145, 41, 16, 235, 128],
             [128, 128, 90, 54, 240, 128, 128, 128],
@@ -245,13 +267,13 @@ mod tests {
         y.convert(&planes, &mut gray, 1);
         assert_eq!((gray[0], gray[1]), (0, 255));
         // Mono is full range unless tagged: copied as is.
-        let m = Y4m::parse(b"YUV4MPEG2 W4 H2 Cmono", SHAPE).unwrap();
+        let m = Y4m::parse(b"YUV4MPEG2 W4 H2 Cmono").unwrap();
         let luma = [0, 10, 20, 30, 40, 50, 60, 255];
         let mut out = vec![0; 32];
         m.convert(&luma, &mut out, 4);
         assert_eq!(&out[4..8], &[10, 10, 10, 255]);
         // 4:2:0: a chroma sample covers 2x2 pixels.
-        let q = Y4m::parse(b"YUV4MPEG2 W4 H2 C420jpeg", SHAPE).unwrap();
+        let q = Y4m::parse(b"YUV4MPEG2 W4 H2 C420jpeg").unwrap();
         let planes = [&[128u8; 8][..], &[128, 240], &[128, 110]].concat();
         let mut out = vec![0; 24];
         q.convert(&planes, &mut out, 3);

@@ -88,6 +88,18 @@ pub fn signal(child: &std::process::Child, sig: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
 }
 
+/// Waits (at most 60 s) for ring `name` to exist.
+pub fn wait_for_ring(name: &str) {
+    let start = std::time::Instant::now();
+    while framering::ring::inspect::RingView::open(name).is_err() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "no ring {name}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// Waits until the ring `name` exists and has published at least `n` frames.
 pub fn wait_published(name: &str, n: u64) {
     let start = std::time::Instant::now();
