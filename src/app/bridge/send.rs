@@ -463,7 +463,12 @@ pub fn run_send(ring: &str, cfg: &Config, run: &RunOptions) -> anyhow::Result<Se
             continue;
         }
         stats.set_waiting(None);
-        match consumer.take(Duration::from_millis(20))? {
+        let take = match consumer.take(Duration::from_millis(20)) {
+            // Nothing yet: look at the receivers again.
+            Err(e) if e.is_timeout() => continue,
+            r => r?,
+        };
+        match take {
             Take::Frame(frame) => {
                 if !started {
                     started = true;
