@@ -597,7 +597,7 @@ mod tests {
             .values()
             .map(|v| v.as_table().map_or(0, |t| t.len()))
             .sum();
-        assert_eq!(keys, 15 + 16 + 10 + 18, "config.toml should set every key");
+        assert_eq!(keys, 15 + 16 + 10 + 25, "config.toml should set every key");
     }
 
     fn parse(s: &str) -> Result<Config, ConfigError> {

@@ -218,13 +218,13 @@ impl BridgeConfig {
             ("bridge.tls_private_key", &self.tls_private_key),
         ];
         if tls.iter().any(|(_, v)| !v.is_empty()) {
+            if let Some((key, _)) = tls.iter().find(|(_, v)| v.is_empty()) {
+                return Err(invalid(
+                    key,
+                    "TLS needs all three: tls_root_ca, tls_certificate, tls_private_key",
+                ));
+            }
             for (key, v) in tls {
-                if v.is_empty() {
-                    return Err(invalid(
-                        key,
-                        "TLS needs all three: tls_root_ca, tls_certificate, tls_private_key",
-                    ));
-                }
                 if !std::path::Path::new(v).is_file() {
                     return Err(invalid(key, format!("{v:?} is not a readable file")));
                 }

@@ -480,11 +480,31 @@ mod tests {
             FrameHeader::decode(&extra),
             Err(WireError::Trailing { extra: 1, .. })
         ));
-        let mut v2 = good.clone();
-        v2[4] = 2;
+        let mut next = good.clone();
+        next[4] = VERSION + 1;
         assert!(matches!(
-            FrameHeader::decode(&v2),
-            Err(WireError::Version { got: 2, .. })
+            FrameHeader::decode(&next),
+            Err(WireError::Version { got, .. }) if got == VERSION + 1
+        ));
+        // Every truncated acknowledgement is an error too.
+        let ack = Ack {
+            receiver: 1,
+            hello: false,
+            stream: 2,
+            seq: Some(3),
+        }
+        .encode();
+        for n in 0..ack.len() {
+            assert!(Ack::decode(&ack[..n]).is_err(), "ack prefix {n}");
+        }
+        let mut bad_flag = ack;
+        bad_flag[5] = 2;
+        assert!(matches!(
+            Ack::decode(&bad_flag),
+            Err(WireError::Field {
+                field: "hello flag",
+                ..
+            })
         ));
         let mut magic = good.clone();
         magic[0] = b'X';
