@@ -393,7 +393,7 @@ pub fn run_send(ring: &str, cfg: &Config, run: &RunOptions) -> anyhow::Result<Se
             for (id, pos) in std::mem::take(&mut g.hellos) {
                 let again: Vec<_> = kept
                     .iter()
-                    .filter(|(seq, _, _)| pos.is_none_or(|p| *seq > p))
+                    .filter(|(seq, _, _)| pos.map_or(true, |p| *seq > p))
                     .map(|(_, px, att)| (px.clone(), att.clone()))
                     .collect();
                 tracing::info!(
