@@ -413,6 +413,30 @@ fn reference(ring: &str, group: &str) -> Vec<FrameId> {
     }
 }
 
+/// Waits for a run's processes (the receiver and the sender exit 0, the
+/// producer ends) and checks that the receiver's ring got exactly the
+/// source's `n` frames, in order.
+fn check_run(
+    (recv, sender, prod): (Child, Child, Child),
+    got: &[FrameId],
+    reference: &[FrameId],
+    n: usize,
+) -> std::process::Output {
+    let recv = wait_with_timeout(recv, STATE_WAIT);
+    assert_eq!(exit_code(&recv), Some(0), "receiver: {}", stderr(&recv));
+    let sender = wait_with_timeout(sender, STATE_WAIT);
+    assert_eq!(exit_code(&sender), Some(0), "sender: {}", stderr(&sender));
+    let _ = wait_with_timeout(prod, STATE_WAIT);
+    assert_eq!(reference.len(), n);
+    assert!(
+        got == reference,
+        "{} frames for {}: frames added, lost or out of order",
+        got.len(),
+        reference.len()
+    );
+    recv
+}
+
 #[test]
 fn a_receiver_sigkilled_three_times_loses_no_frame_and_duplicates_none() {
     let _serial = serial();
@@ -606,18 +630,7 @@ fn forged_frames_end_markers_and_shapes_from_another_peer_are_counted_and_skippe
     put(vec![], end.encode());
     let got = check.join().unwrap();
     let reference = reference.join().unwrap();
-    let recv = wait_with_timeout(recv, STATE_WAIT);
-    assert_eq!(exit_code(&recv), Some(0), "receiver: {}", stderr(&recv));
-    let sender = wait_with_timeout(sender, STATE_WAIT);
-    assert_eq!(exit_code(&sender), Some(0), "sender: {}", stderr(&sender));
-    let _ = wait_with_timeout(prod, STATE_WAIT);
-    assert_eq!(reference.len(), 240);
-    assert!(
-        got == reference,
-        "{} frames for {}: forged ones added or genuine ones lost",
-        got.len(),
-        reference.len()
-    );
+    check_run((recv, sender, prod), &got, &reference, 240);
     let r = json(&recv_json);
     assert_eq!(r["skipped"]["foreign"].as_u64(), Some(forged), "{r}");
     assert_eq!(r["skipped"].get("remote_gap"), None, "{r}");
@@ -725,6 +738,7 @@ fn with_tls_frames_arrive_and_a_peer_without_a_certificate_cannot_connect() {
     args.extend(tls("receiver"));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let recv = bridge("recv", &key, &args)
+        .env("RUST_LOG", "info,zenoh=warn")
         .arg("--stats-json")
         .arg(&recv_json)
         .spawn_reaped();
@@ -788,20 +802,9 @@ fn with_tls_frames_arrive_and_a_peer_without_a_certificate_cannot_connect() {
         let peers: Vec<_> = s.info().peers_zid().wait().collect();
         assert!(peers.is_empty(), "{what}: connected to {peers:?}");
     }
-    let recv = wait_with_timeout(recv, STATE_WAIT);
-    assert_eq!(exit_code(&recv), Some(0), "receiver: {}", stderr(&recv));
-    let sender = wait_with_timeout(sender, STATE_WAIT);
-    assert_eq!(exit_code(&sender), Some(0), "sender: {}", stderr(&sender));
-    let _ = wait_with_timeout(prod, STATE_WAIT);
-    assert_eq!(reference.len(), 160);
-    assert!(
-        got == reference,
-        "{} of {} frames",
-        got.len(),
-        reference.len()
-    );
+    let recv = check_run((recv, sender, prod), &got, &reference, 160);
     let r = json(&recv_json);
-    assert_eq!(r["skipped"].get("foreign"), None, "{r}");
+    assert_eq!(r["skipped"].get("foreign"), None, "{r}: {}", stderr(&recv));
 }
 
 /// Two network namespaces joined by a veth pair limited to 1 Gbit/s each

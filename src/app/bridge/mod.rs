@@ -2,13 +2,17 @@
 //! `bridge`).
 //!
 //! The sender joins a group of a local ring and publishes each frame on a
-//! zenoh key, the payload owning the frame's lease (no copy of our own: the
-//! slot goes back to the ring when zenoh has serialised it), the metadata in
-//! the attachment ([`wire`]). It serves the ring's geometry on
-//! `<key>/@geometry` and holds a liveliness token `<key>/@alive`. The
-//! receiver learns the geometry, creates a local ring of that shape, copies
-//! each payload into a loaned slot (the one copy) and publishes it with the
-//! remote timestamps, counting gaps in the remote seq.
+//! zenoh key, the payload owning the frame's lease (no copy of our own), the
+//! metadata in the attachment ([`wire`]), its session in the source info.
+//! It serves the ring's geometry on `<key>/@geometry` and holds a
+//! liveliness token `<key>/@alive/<zid>`. The receiver learns the geometry,
+//! creates a local ring of that shape, and takes messages only from that
+//! sender's session: it copies each payload into a loaned slot (the one
+//! copy), publishes it with the remote timestamps, counts gaps in the remote
+//! seq and acknowledges it (`<key>/@ack`). A lossless sender keeps each
+//! frame's slot until every receiver (liveliness `<key>/@recv/<id>`) has
+//! acknowledged it, and sends again what a restarted receiver, resuming
+//! from the position it left in /dev/shm (`position`), does not have.
 //!
 //! [`args`] (the `[bridge]` config section and its flags) and [`wire`] (the
 //! attachment) are compiled without the feature, so any build accepts a

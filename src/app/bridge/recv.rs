@@ -235,6 +235,10 @@ pub fn run_recv(cfg: &Config, run: &RunOptions) -> anyhow::Result<RecvReport> {
     let end = outcome.as_ref().ok().copied();
     let drained =
         crate::app::pipeline::end_stream(cfg, &producer, end == Some(RecvEnd::EndOfStream))?;
+    if !cfg.producer.keep {
+        // The ring is gone: nothing to resume.
+        state.position.remove();
+    }
     let end = outcome?;
     stats.finish_progress();
     let mut summary = stats.summary();
@@ -246,10 +250,6 @@ pub fn run_recv(cfg: &Config, run: &RunOptions) -> anyhow::Result<RecvReport> {
             duplicates = state.duplicates,
             "messages skipped: from other sessions than the sender's, frames sent again"
         );
-    }
-    if !cfg.producer.keep {
-        // The ring is gone: nothing to resume.
-        state.position.remove();
     }
     drop(alive);
     if let Err(e) = session.close().wait() {
