@@ -599,7 +599,11 @@ fn forged_frames_end_markers_and_shapes_from_another_peer_are_counted_and_skippe
     let attachment = captured.attachment().unwrap().to_bytes().to_vec();
     let payload = captured.payload().to_bytes().to_vec();
     let genuine = framering::app::bridge::wire::FrameHeader::decode(&attachment).unwrap();
-    let publisher = forger.declare_publisher(key.clone()).wait().unwrap();
+    let publisher = forger
+        .declare_publisher(key.clone())
+        .congestion_control(zenoh::qos::CongestionControl::Block)
+        .wait()
+        .unwrap();
     let mut forged = 0;
     let mut put = |payload: Vec<u8>, attachment: Vec<u8>| {
         publisher

@@ -214,6 +214,7 @@ pub fn run_recv(cfg: &Config, run: &RunOptions) -> anyhow::Result<RecvReport> {
         stream: position.map(|p| p.stream),
         last_seq: position.map(|p| p.seq),
         following: None,
+        lost: None,
         awaiting: None,
         hello_at: Instant::now(),
         senders,
@@ -277,6 +278,8 @@ struct Receiver<'p> {
     /// The session of the sender followed: frames, shape changes and end
     /// markers are taken only from it.
     following: Option<ZenohId>,
+    /// The sender followed last, lost.
+    lost: Option<ZenohId>,
     /// The position of the hello not yet answered (`u64::MAX`: none), and
     /// when to say it again: meanwhile only the frame after the last one is
     /// taken (the sender sends again what follows, then a
@@ -330,26 +333,8 @@ impl Receiver<'_> {
             if signals::stop_requested() {
                 return Ok(RecvEnd::Stopped);
             }
-            while let Ok(Some(s)) = alive.try_recv() {
-                match self.senders.note(&s) {
-                    Some((zid, false)) if Some(zid) == self.following => {
-                        self.following = None;
-                        self.awaiting = None;
-                        tracing::warn!(key = %b.key, sender = %zid, "sender lost");
-                        if b.exit_on_loss {
-                            return Ok(RecvEnd::SenderLost);
-                        }
-                        stats
-                            .set_waiting(Some(format!("sender lost; waiting for it on {}", b.key)));
-                        stats.tick_now();
-                    }
-                    _ => {}
-                }
-            }
-            if self.following.is_none() {
-                if let Some(&zid) = self.senders.alive.first() {
-                    self.follow(zid, &b.key, stats);
-                }
+            if let Some(end) = self.watch(b, alive, stats) {
+                return Ok(end);
             }
             if self.awaiting.is_some() && Instant::now() >= self.hello_at {
                 self.send_ack(true);
@@ -368,10 +353,58 @@ impl Receiver<'_> {
                 }
                 Err(e) => anyhow::bail!("the zenoh subscriber closed: {e}"),
             };
+            let source = sample.source_info().map(|s| s.source_id().zid());
+            if source.is_some() && source != self.following {
+                // The liveliness news may be queued behind it (a token
+                // declared again after a link flapped): read it first.
+                if let Some(end) = self.watch(b, alive, stats) {
+                    return Ok(end);
+                }
+                // Or the link flapped (its token undeclared, not yet
+                // declared again) while the session still sends: it is the
+                // sender followed, which a dead session cannot be.
+                if let (None, Some(zid)) =
+                    (self.following, source.filter(|s| Some(*s) == self.lost))
+                {
+                    self.follow(zid, &b.key, stats);
+                }
+            }
             if let Some(end) = self.frame(&sample, stats)? {
                 return Ok(end);
             }
         }
+    }
+
+    /// Reads the senders' liveliness: follows one when none is, reports
+    /// the one followed when it is lost (`Some` with `exit_on_loss`).
+    fn watch(
+        &mut self,
+        b: &super::args::BridgeConfig,
+        alive: &Sub,
+        stats: &mut Stats,
+    ) -> Option<RecvEnd> {
+        while let Ok(Some(s)) = alive.try_recv() {
+            match self.senders.note(&s) {
+                Some((zid, false)) if Some(zid) == self.following => {
+                    self.following = None;
+                    self.lost = Some(zid);
+                    self.awaiting = None;
+                    tracing::warn!(key = %b.key, sender = %zid, "sender lost");
+                    if b.exit_on_loss {
+                        return Some(RecvEnd::SenderLost);
+                    }
+                    stats.set_waiting(Some(format!("sender lost; waiting for it on {}", b.key)));
+                    stats.tick_now();
+                }
+                _ => {}
+            }
+        }
+        if self.following.is_none() {
+            if let Some(&zid) = self.senders.alive.first() {
+                self.follow(zid, &b.key, stats);
+            }
+        }
+        None
     }
 
     /// Publishes one received message; `Some` at the end of the stream.
