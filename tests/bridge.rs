@@ -1,19 +1,27 @@
 //! `framering bridge send|recv` with the real binaries over real zenoh:
-//! loopback byte-identity and order, a sender killed and restarted, and two
-//! network namespaces joined by a 1 Gbit/s veth pair (live and lossless).
+//! loopback byte-identity and order, a sender killed and restarted, a
+//! receiver killed and restarted (losing nothing), forged messages from
+//! another peer, and two network namespaces joined by a 1 Gbit/s veth pair
+//! (live and lossless).
+//!
+//! The tests run one at a time ([`serial`]): each moves frames through
+//! several processes, and a cold, loaded 2-core machine running them all at
+//! once starves some of them for many seconds.
 #![cfg(feature = "bridge")]
 
 mod common;
 
-use common::{signal, stderr, wait_published, wait_with_timeout};
+use common::{signal, stderr, wait_with_timeout};
 use framering::ring::{Consumer, Take};
 use nix::sys::signal::Signal;
 use std::hash::{Hash, Hasher};
 use std::io::BufRead;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+use zenoh::Wait;
 
 const FRAMERING: &str = env!("CARGO_BIN_EXE_framering");
 const PRODUCER: &str = env!("CARGO_BIN_EXE_framering-producer");
@@ -55,6 +63,36 @@ impl Drop for Reaper {
     }
 }
 
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Held by each test: one at a time (a failed test does not block the
+/// others).
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How long a test waits for a state (a ring to exist, frames to arrive):
+/// generous for a cold, loaded 2-core machine.
+const STATE_WAIT: Duration = Duration::from_secs(120);
+
+/// Waits until `cond` holds, at most `limit` (then panics naming `what`).
+fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits until the ring `name` exists and has published at least `n`
+/// frames (at most [`STATE_WAIT`]).
+fn wait_published(name: &str, n: u64) {
+    wait_until(&format!("{name} published {n} frames"), STATE_WAIT, || {
+        framering::ring::inspect::RingView::open(name)
+            .is_ok_and(|v| v.snapshot().producer.published >= n)
+    });
+}
+
 fn assets() -> &'static str {
     concat!(env!("CARGO_MANIFEST_DIR"), "/assets")
 }
@@ -93,7 +131,7 @@ fn bridge(role: &str, key: &str, extra: &[&str]) -> Command {
 fn hashes(ring: &str, group: &str, limit: Duration) -> Vec<u64> {
     let c = Consumer::builder(ring)
         .group(group)
-        .wait_for_ring(Duration::from_secs(30))
+        .wait_for_ring(STATE_WAIT)
         .attach()
         .unwrap_or_else(|e| panic!("attach to {ring}: {e}"));
     let start = Instant::now();
@@ -157,6 +195,7 @@ fn exit_code(out: &std::process::Output) -> Option<i32> {
 
 #[test]
 fn loopback_frames_arrive_byte_identical_and_in_order() {
+    let _serial = serial();
     let _reaper = Reaper;
     let (src, dst, key) = (name("src"), name("dst"), format!("frb-test/{}", name("lo")));
     let port = common::free_port();
@@ -196,6 +235,7 @@ fn loopback_frames_arrive_byte_identical_and_in_order() {
 
 #[test]
 fn a_killed_sender_is_reported_within_a_second_and_a_restarted_one_resumes() {
+    let _serial = serial();
     let _reaper = Reaper;
     let (src, dst, key) = (
         name("ksrc"),
@@ -233,7 +273,7 @@ fn a_killed_sender_is_reported_within_a_second_and_a_restarted_one_resumes() {
         .published;
     // The receiver's ring is still there; a new sender resumes it.
     let sender = bridge("send", &key, &[&src, "--connect", &listen]).spawn_reaped();
-    wait_line(&lines, "sender is alive", Duration::from_secs(10));
+    wait_line(&lines, "sender is alive", STATE_WAIT);
     wait_published(&dst, before + 30);
     let sender = wait_with_timeout(sender, Duration::from_secs(30));
     assert_eq!(exit_code(&sender), Some(0), "sender: {}", stderr(&sender));
@@ -247,6 +287,7 @@ fn a_killed_sender_is_reported_within_a_second_and_a_restarted_one_resumes() {
 
 #[test]
 fn exit_on_loss_ends_the_stream_with_exit_4() {
+    let _serial = serial();
     let _reaper = Reaper;
     let (src, dst, key) = (
         name("lsrc"),
@@ -295,6 +336,479 @@ fn exit_on_loss_ends_the_stream_with_exit_4() {
     let _ = wait_with_timeout(sender, Duration::from_secs(5));
     signal(&prod, Signal::SIGTERM);
     let _ = prod.wait();
+}
+
+/// A frame as the tests identify it across hosts: its capture time (the
+/// same on both sides, unique per frame) and a hash of its pixels.
+type FrameId = (u64, u64);
+
+fn frame_id(f: &framering::ring::Frame<'_>) -> FrameId {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    f.pixels().hash(&mut h);
+    (f.info().capture_ns, h.finish())
+}
+
+/// Every frame of `ring`'s group `group` until the end of the stream, in
+/// order, as a consumer restarted by a supervisor loop whenever the ring's
+/// producer dies (the receiver killed; its ring reclaimed by the next one)
+/// sees them. `taken` counts them as they arrive.
+fn supervised(ring: &str, group: &str, taken: &AtomicUsize) -> Vec<FrameId> {
+    let start = Instant::now();
+    let mut out = vec![];
+    'attach: loop {
+        assert!(
+            start.elapsed() < 2 * STATE_WAIT,
+            "{ring}: no end of stream ({} frames)",
+            out.len()
+        );
+        let c = match Consumer::builder(ring)
+            .group(group)
+            .wait_for_ring(STATE_WAIT)
+            .attach()
+        {
+            Ok(c) => c,
+            // The dead receiver's ring, being reclaimed: attach again.
+            Err(_) => {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+        };
+        loop {
+            let take = match c.take(Duration::from_millis(200)) {
+                Err(e) if e.is_timeout() => continue,
+                r => r.unwrap_or_else(|e| panic!("{ring}: {e}")),
+            };
+            match take {
+                Take::Frame(f) => {
+                    out.push(frame_id(&f));
+                    taken.fetch_add(1, Ordering::Release);
+                }
+                Take::EndOfStream => return out,
+                // Every frame it published was taken first: the next one.
+                Take::ProducerGone { .. } => {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue 'attach;
+                }
+                other => panic!("{ring}: {other:?}"),
+            }
+        }
+    }
+}
+
+/// Every frame of the source ring's reference group, in order.
+fn reference(ring: &str, group: &str) -> Vec<FrameId> {
+    let c = Consumer::builder(ring)
+        .group(group)
+        .wait_for_ring(STATE_WAIT)
+        .attach()
+        .unwrap_or_else(|e| panic!("attach to {ring}: {e}"));
+    let mut out = vec![];
+    loop {
+        match c.take(Duration::from_millis(200)) {
+            Err(e) if e.is_timeout() => continue,
+            Ok(Take::Frame(f)) => out.push(frame_id(&f)),
+            Ok(Take::EndOfStream) => return out,
+            other => panic!("{ring}: {other:?}"),
+        }
+    }
+}
+
+/// Waits for a run's processes (the receiver and the sender exit 0, the
+/// producer ends) and checks that the receiver's ring got exactly the
+/// source's `n` frames, in order.
+fn check_run(
+    (recv, sender, prod): (Child, Child, Child),
+    got: &[FrameId],
+    reference: &[FrameId],
+    n: usize,
+) -> std::process::Output {
+    let recv = wait_with_timeout(recv, STATE_WAIT);
+    assert_eq!(exit_code(&recv), Some(0), "receiver: {}", stderr(&recv));
+    let sender = wait_with_timeout(sender, STATE_WAIT);
+    assert_eq!(exit_code(&sender), Some(0), "sender: {}", stderr(&sender));
+    let _ = wait_with_timeout(prod, STATE_WAIT);
+    assert_eq!(reference.len(), n);
+    assert!(
+        got == reference,
+        "{} frames for {}: frames added, lost or out of order",
+        got.len(),
+        reference.len()
+    );
+    recv
+}
+
+#[test]
+fn a_receiver_sigkilled_three_times_loses_no_frame_and_duplicates_none() {
+    let _serial = serial();
+    let _reaper = Reaper;
+    let (src, dst, key) = (
+        name("rsrc"),
+        name("rdst"),
+        format!("frb-test/{}", name("rkill")),
+    );
+    let port = common::free_port();
+    let listen = format!("tcp/127.0.0.1:{port}");
+    // Their logs in files (a pipe nobody reads would fill up).
+    let tmp = tempfile::tempdir().unwrap();
+    let (recv_log, send_log) = (tmp.path().join("recv.log"), tmp.path().join("send.log"));
+    let append = |p: &Path| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .unwrap()
+    };
+    let recv = || {
+        bridge(
+            "recv",
+            &key,
+            &["--ring", &dst, "--groups", "check", "--listen", &listen],
+        )
+        .env("RUST_LOG", "info")
+        .stderr(append(&recv_log))
+        .spawn_reaped()
+    };
+    let mut receiver = recv();
+    // 8 × 30 = 240 frames at 50 fps: about 5 s, and the time the restarts
+    // take (the sender waits for its receiver meanwhile).
+    let prod = producer(&src, 120, 160, 30, "bridge,ref", &["--fps-limit", "50"]).spawn_reaped();
+    let sender = bridge("send", &key, &[&src, "--connect", &listen])
+        .env("RUST_LOG", "info")
+        .stderr(append(&send_log))
+        .spawn_reaped();
+    let logs = || {
+        format!(
+            "\nreceivers:\n{}\nsender:\n{}",
+            std::fs::read_to_string(&recv_log).unwrap_or_default(),
+            std::fs::read_to_string(&send_log).unwrap_or_default()
+        )
+    };
+    let taken = Arc::new(AtomicUsize::new(0));
+    let consumer = std::thread::spawn({
+        let (dst, taken) = (dst.clone(), taken.clone());
+        move || supervised(&dst, "check", &taken)
+    });
+    let reference = std::thread::spawn({
+        let src = src.clone();
+        move || reference(&src, "ref")
+    });
+    for at in [40, 100, 160] {
+        let waited = Instant::now();
+        while taken.load(Ordering::Acquire) < at {
+            assert!(
+                waited.elapsed() < STATE_WAIT,
+                "{at} frames bridged: not within {STATE_WAIT:?}; {}",
+                logs()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        signal(&receiver, Signal::SIGKILL);
+        let _ = wait_with_timeout(receiver, Duration::from_secs(10));
+        receiver = recv();
+    }
+    let got = consumer.join().unwrap();
+    let reference = reference.join().unwrap();
+    let sender = wait_with_timeout(sender, STATE_WAIT);
+    assert_eq!(exit_code(&sender), Some(0), "sender: {}", logs());
+    let recv = wait_with_timeout(receiver, STATE_WAIT);
+    assert_eq!(exit_code(&recv), Some(0), "receiver: {}", logs());
+    let prod = wait_with_timeout(prod, STATE_WAIT);
+    assert_eq!(exit_code(&prod), Some(0), "producer: {}", stderr(&prod));
+    assert_eq!(reference.len(), 240);
+    let seen: std::collections::BTreeSet<_> = got.iter().collect();
+    let missing = reference.iter().filter(|f| !seen.contains(f)).count();
+    assert_eq!(
+        (got.len(), missing),
+        (reference.len(), 0),
+        "frames arrived, missing: {}",
+        logs()
+    );
+    assert!(got == reference, "every frame once, in order");
+    let recv_log = std::fs::read_to_string(&recv_log).unwrap();
+    assert_eq!(
+        recv_log
+            .matches("resuming where the previous receiver of this ring was")
+            .count(),
+        3,
+        "{recv_log}"
+    );
+    assert!(!recv_log.contains("frames missing"), "{recv_log}");
+}
+
+/// A zenoh peer of the test's own: connects to `endpoint` (no scouting).
+fn peer(endpoint: &str) -> zenoh::Session {
+    let mut c = zenoh::Config::default();
+    for (k, v) in [
+        ("mode", "\"peer\"".to_string()),
+        ("connect/endpoints", format!("[\"{endpoint}\"]")),
+        ("scouting/multicast/enabled", "false".into()),
+        ("transport/shared_memory/enabled", "false".into()),
+    ] {
+        c.insert_json5(k, &v).unwrap();
+    }
+    zenoh::open(c).wait().unwrap()
+}
+
+#[test]
+fn forged_frames_end_markers_and_shapes_from_another_peer_are_counted_and_skipped() {
+    let _serial = serial();
+    let _reaper = Reaper;
+    let (src, dst, key) = (
+        name("fsrc"),
+        name("fdst"),
+        format!("frb-test/{}", name("forge")),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let recv_json = tmp.path().join("recv.json");
+    let port = common::free_port();
+    let listen = format!("tcp/127.0.0.1:{port}");
+    let recv = bridge(
+        "recv",
+        &key,
+        &["--ring", &dst, "--groups", "check", "--listen", &listen],
+    )
+    .arg("--stats-json")
+    .arg(&recv_json)
+    .spawn_reaped();
+    // 8 × 30 = 240 frames at 50 fps: about 5 s.
+    let prod = producer(&src, 120, 160, 30, "bridge,ref", &["--fps-limit", "50"]).spawn_reaped();
+    let sender = bridge("send", &key, &[&src, "--connect", &listen]).spawn_reaped();
+    let check = std::thread::spawn({
+        let dst = dst.clone();
+        move || reference(&dst, "check")
+    });
+    let reference = std::thread::spawn({
+        let src = src.clone();
+        move || reference(&src, "ref")
+    });
+    wait_published(&dst, 1);
+    // The forger: captures one genuine frame message on the key, then
+    // publishes from its own session that message again, copies of it with
+    // seqs ahead of the stream, a frame of another shape and an end marker.
+    let forger = peer(&listen);
+    let sub = forger
+        .declare_subscriber(key.as_str())
+        .with(zenoh::handlers::FifoChannel::new(4))
+        .wait()
+        .unwrap();
+    let captured = sub
+        .recv_timeout(STATE_WAIT)
+        .unwrap()
+        .expect("a genuine frame");
+    drop(sub);
+    let attachment = captured.attachment().unwrap().to_bytes().to_vec();
+    let payload = captured.payload().to_bytes().to_vec();
+    let genuine = framering::app::bridge::wire::FrameHeader::decode(&attachment).unwrap();
+    let publisher = forger
+        .declare_publisher(key.clone())
+        .congestion_control(zenoh::qos::CongestionControl::Block)
+        .wait()
+        .unwrap();
+    let mut forged = 0;
+    let mut put = |payload: Vec<u8>, attachment: Vec<u8>| {
+        publisher
+            .put(payload)
+            .attachment(attachment)
+            .wait()
+            .unwrap();
+        forged += 1;
+    };
+    for i in 0..20u64 {
+        put(payload.clone(), attachment.clone());
+        let ahead = framering::app::bridge::wire::FrameHeader {
+            seq: genuine.seq + 10 + i,
+            ..genuine.clone()
+        };
+        put(payload.clone(), ahead.encode());
+    }
+    let small = framering::app::bridge::wire::FrameHeader {
+        shape: framering::ring::FrameShape::new(16, 16, 3),
+        seq: genuine.seq + 100,
+        ..genuine.clone()
+    };
+    put(vec![7; 16 * 16 * 3], small.encode());
+    let end = framering::app::bridge::wire::FrameHeader {
+        kind: framering::app::bridge::wire::Kind::End,
+        ..genuine
+    };
+    put(vec![], end.encode());
+    let got = check.join().unwrap();
+    let reference = reference.join().unwrap();
+    check_run((recv, sender, prod), &got, &reference, 240);
+    let r = json(&recv_json);
+    assert_eq!(r["skipped"]["foreign"].as_u64(), Some(forged), "{r}");
+    assert_eq!(r["skipped"].get("remote_gap"), None, "{r}");
+    drop(forger);
+}
+
+/// A certificate authority and two certificates it signed ("sender",
+/// "receiver", both for 127.0.0.1), made with openssl in `dir`: the paths
+/// of ca.pem and of NAME.pem / NAME.key.
+fn certificates(dir: &Path) {
+    let run = |args: &[&str]| {
+        let o = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl is installed (.ci/run installs it)");
+        assert!(o.status.success(), "openssl {args:?}: {}", stderr(&o));
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+    run(&[
+        &["req", "-x509", "-nodes", "-days", "2"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-subj",
+            "/CN=frb-test-ca",
+        ],
+        &["-addext", "basicConstraints=critical,CA:TRUE"],
+        &["-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n",
+    )
+    .unwrap();
+    for who in ["sender", "receiver"] {
+        let (key, csr, pem) = (
+            format!("{who}.key"),
+            format!("{who}.csr"),
+            format!("{who}.pem"),
+        );
+        let subj = format!("/CN={who}");
+        run(&[
+            &["req", "-nodes"][..],
+            &ec,
+            &["-keyout", &key, "-out", &csr, "-subj", &subj],
+        ]
+        .concat());
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            &pem,
+            "-extfile",
+            "ext.cnf",
+        ]);
+    }
+}
+
+#[test]
+fn with_tls_frames_arrive_and_a_peer_without_a_certificate_cannot_connect() {
+    let _serial = serial();
+    let _reaper = Reaper;
+    let (src, dst, key) = (
+        name("tsrc"),
+        name("tdst"),
+        format!("frb-test/{}", name("tls")),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    certificates(tmp.path());
+    let file = |f: &str| tmp.path().join(f).to_str().unwrap().to_string();
+    let tls = |who: &str| {
+        vec![
+            "--tls-root-ca".to_string(),
+            file("ca.pem"),
+            "--tls-certificate".into(),
+            file(&format!("{who}.pem")),
+            "--tls-private-key".into(),
+            file(&format!("{who}.key")),
+        ]
+    };
+    let recv_json = tmp.path().join("recv.json");
+    let port = common::free_port();
+    let listen = format!("tls/127.0.0.1:{port}");
+    let mut args = vec![
+        "--ring".to_string(),
+        dst.clone(),
+        "--groups".into(),
+        "check".into(),
+    ];
+    args.extend(["--listen".to_string(), listen.clone()]);
+    args.extend(tls("receiver"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let recv = bridge("recv", &key, &args)
+        .env("RUST_LOG", "info,zenoh=warn")
+        .arg("--stats-json")
+        .arg(&recv_json)
+        .spawn_reaped();
+    // 8 × 20 = 160 frames at 50 fps: about 3 s.
+    let prod = producer(&src, 120, 160, 20, "bridge,ref", &["--fps-limit", "50"]).spawn_reaped();
+    let mut args = vec![src.clone(), "--connect".into(), listen.clone()];
+    args.extend(tls("sender"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let sender = bridge("send", &key, &args).spawn_reaped();
+    let check = std::thread::spawn({
+        let dst = dst.clone();
+        move || reference(&dst, "check")
+    });
+    let reference = std::thread::spawn({
+        let src = src.clone();
+        move || reference(&src, "ref")
+    });
+    wait_published(&dst, 1);
+    // Peers without a certificate of the CA: one that trusts the CA (TLS,
+    // no client certificate), one speaking plain TCP to the TLS port. They
+    // publish end markers while the stream runs.
+    let mut c = zenoh::Config::default();
+    for (k, v) in [
+        ("mode", "\"peer\"".to_string()),
+        ("connect/endpoints", format!("[\"{listen}\"]")),
+        ("scouting/multicast/enabled", "false".into()),
+        (
+            "transport/link/tls/root_ca_certificate",
+            format!("\"{}\"", file("ca.pem")),
+        ),
+    ] {
+        c.insert_json5(k, &v).unwrap();
+    }
+    let no_cert = zenoh::open(c).wait().unwrap();
+    let plain = peer(&format!("tcp/127.0.0.1:{port}"));
+    let end = framering::app::bridge::wire::FrameHeader {
+        kind: framering::app::bridge::wire::Kind::End,
+        stream: 0,
+        seq: 0,
+        capture_ns: 0,
+        pts_ns: None,
+        shape: framering::ring::FrameShape::new(120, 160, 3),
+        src_size: (0, 0),
+        source: vec![],
+        user_meta: vec![],
+    }
+    .encode();
+    for s in [&no_cert, &plain] {
+        s.put(key.as_str(), vec![])
+            .attachment(end.clone())
+            .wait()
+            .unwrap();
+    }
+    let got = check.join().unwrap();
+    let reference = reference.join().unwrap();
+    // The stream ran to its end, all the while the two peers tried.
+    for (what, s) in [
+        ("TLS without a certificate", &no_cert),
+        ("plain TCP", &plain),
+    ] {
+        let peers: Vec<_> = s.info().peers_zid().wait().collect();
+        assert!(peers.is_empty(), "{what}: connected to {peers:?}");
+    }
+    let recv = check_run((recv, sender, prod), &got, &reference, 160);
+    let r = json(&recv_json);
+    assert_eq!(r["skipped"].get("foreign"), None, "{r}: {}", stderr(&recv));
 }
 
 /// Two network namespaces joined by a veth pair limited to 1 Gbit/s each
@@ -380,6 +894,7 @@ fn json(path: &Path) -> serde_json::Value {
 
 #[test]
 fn across_namespaces_live_stays_fresh_and_lossless_loses_nothing() {
+    let _serial = serial();
     let _reaper = Reaper;
     let Some(net) = Netns::new("n") else { return };
     let tmp = tempfile::tempdir().unwrap();

@@ -629,7 +629,7 @@ mod tests {
             .map(|v| v.as_table().map_or(0, |t| t.len()))
             .sum();
         // ring.height, ring.width and consumer.video_fps are unset (commented).
-        assert_eq!(keys, 13 + 16 + 9 + 18, "config.toml should set every key");
+        assert_eq!(keys, 13 + 16 + 9 + 25, "config.toml should set every key");
     }
 
     fn parse(s: &str) -> Result<Config, ConfigError> {

@@ -101,6 +101,31 @@ pub struct BridgeConfig {
     pub tcp_send_buffer: u32,
     /// Receiver: how long to wait for the sender's geometry (0: forever).
     pub geometry_timeout_secs: f64,
+    /// Lossless sender: frames it keeps until every receiver has them in
+    /// its ring (0: the ring's slots minus one).
+    pub window: u32,
+    /// Lossless sender: how long it keeps frames for a receiver that went
+    /// away (killed, its host down) before it gives it up; a receiver that
+    /// comes back later counts what it missed as `remote_gap`.
+    pub receiver_timeout_secs: f64,
+    /// TLS (zenoh's, mutual): the certificate authority (PEM file) that
+    /// signed every side's certificate; with `tls_certificate` and
+    /// `tls_private_key`, `tls/HOST:PORT` endpoints accept and open only
+    /// links whose peer shows a certificate it signed.
+    pub tls_root_ca: String,
+    /// TLS: this side's certificate (PEM file), shown on both the links it
+    /// accepts and those it opens.
+    pub tls_certificate: String,
+    /// TLS: this side's private key (PEM file).
+    pub tls_private_key: String,
+    /// TLS: check that the certificate of the side connected to names the
+    /// host of the endpoint (`connect`).
+    pub tls_verify_name: bool,
+    /// A zenoh configuration file (JSON5) the settings above are applied
+    /// on: its `access_control` rules (which certificate common names,
+    /// interfaces or users may put or subscribe on which keys), and any
+    /// other zenoh setting. Empty: zenoh's defaults.
+    pub zenoh_config: String,
 }
 
 impl Default for BridgeConfig {
@@ -124,6 +149,13 @@ impl Default for BridgeConfig {
             rx_queue: 4,
             tcp_send_buffer: 0,
             geometry_timeout_secs: 0.0,
+            window: 0,
+            receiver_timeout_secs: 30.0,
+            tls_root_ca: String::new(),
+            tls_certificate: String::new(),
+            tls_private_key: String::new(),
+            tls_verify_name: true,
+            zenoh_config: String::new(),
         }
     }
 }
@@ -136,6 +168,11 @@ fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
 }
 
 impl BridgeConfig {
+    /// Whether TLS is configured.
+    pub fn tls(&self) -> bool {
+        !self.tls_root_ca.is_empty()
+    }
+
     /// Checks every value; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let k = &self.key;
@@ -159,15 +196,45 @@ impl BridgeConfig {
         ] {
             for e in list {
                 let proto = e.split_once('/').map(|(p, _)| p);
-                if !matches!(proto, Some("tcp" | "udp" | "unixsock-stream")) {
+                if !matches!(proto, Some("tcp" | "tls" | "udp" | "unixsock-stream")) {
                     return Err(invalid(
                         key,
                         format!(
-                            "{e:?}: expected tcp/HOST:PORT, udp/HOST:PORT or unixsock-stream/PATH"
+                            "{e:?}: expected tcp/HOST:PORT, tls/HOST:PORT, udp/HOST:PORT or unixsock-stream/PATH"
                         ),
                     ));
                 }
+                if proto == Some("tls") && !self.tls() {
+                    return Err(invalid(
+                        key,
+                        format!("{e:?}: a tls endpoint needs bridge.tls_root_ca, bridge.tls_certificate and bridge.tls_private_key"),
+                    ));
+                }
             }
+        }
+        let tls = [
+            ("bridge.tls_root_ca", &self.tls_root_ca),
+            ("bridge.tls_certificate", &self.tls_certificate),
+            ("bridge.tls_private_key", &self.tls_private_key),
+        ];
+        if tls.iter().any(|(_, v)| !v.is_empty()) {
+            if let Some((key, _)) = tls.iter().find(|(_, v)| v.is_empty()) {
+                return Err(invalid(
+                    key,
+                    "TLS needs all three: tls_root_ca, tls_certificate, tls_private_key",
+                ));
+            }
+            for (key, v) in tls {
+                if !std::path::Path::new(v).is_file() {
+                    return Err(invalid(key, format!("{v:?} is not a readable file")));
+                }
+            }
+        }
+        if !self.zenoh_config.is_empty() && !std::path::Path::new(&self.zenoh_config).is_file() {
+            return Err(invalid(
+                "bridge.zenoh_config",
+                format!("{:?} is not a readable file", self.zenoh_config),
+            ));
         }
         if self.mode == ZenohMode::Client && self.connect.is_empty() && !self.multicast_scouting {
             return Err(invalid(
@@ -193,6 +260,7 @@ impl BridgeConfig {
         for (key, v) in [
             ("bridge.block_timeout_secs", self.block_timeout_secs),
             ("bridge.geometry_timeout_secs", self.geometry_timeout_secs),
+            ("bridge.receiver_timeout_secs", self.receiver_timeout_secs),
         ] {
             if !(v.is_finite() && (0.0..=1e6).contains(&v)) {
                 return Err(invalid(key, format!("must be seconds >= 0, got {v}")));
@@ -261,6 +329,27 @@ pub struct BridgeArgs {
     /// bridge.tcp_send_buffer (bytes; 0: automatic)
     #[arg(long)]
     pub tcp_send_buffer: Option<u32>,
+    /// bridge.window (frames; 0: the ring's slots minus one)
+    #[arg(long)]
+    pub window: Option<u32>,
+    /// bridge.receiver_timeout_secs
+    #[arg(long)]
+    pub receiver_timeout: Option<f64>,
+    /// bridge.tls_root_ca (PEM file)
+    #[arg(long)]
+    pub tls_root_ca: Option<String>,
+    /// bridge.tls_certificate (PEM file)
+    #[arg(long)]
+    pub tls_certificate: Option<String>,
+    /// bridge.tls_private_key (PEM file)
+    #[arg(long)]
+    pub tls_private_key: Option<String>,
+    /// bridge.tls_verify_name
+    #[arg(long, value_name = "BOOL")]
+    pub tls_verify_name: Option<bool>,
+    /// bridge.zenoh_config (JSON5 file, e.g. access_control rules)
+    #[arg(long)]
+    pub zenoh_config: Option<String>,
     /// No progress lines (the summary is still printed).
     #[arg(long, short)]
     pub quiet: bool,
@@ -295,6 +384,13 @@ impl BridgeArgs {
         set(&mut c.rx_queue, self.rx_queue);
         set(&mut c.geometry_timeout_secs, self.geometry_timeout);
         set(&mut c.tcp_send_buffer, self.tcp_send_buffer);
+        set(&mut c.window, self.window);
+        set(&mut c.receiver_timeout_secs, self.receiver_timeout);
+        set(&mut c.tls_root_ca, self.tls_root_ca.clone());
+        set(&mut c.tls_certificate, self.tls_certificate.clone());
+        set(&mut c.tls_private_key, self.tls_private_key.clone());
+        set(&mut c.tls_verify_name, self.tls_verify_name);
+        set(&mut c.zenoh_config, self.zenoh_config.clone());
     }
 
     /// The config file with `[bridge]` overridden by these flags (not yet
@@ -363,6 +459,18 @@ mod tests {
         assert_eq!(bad(|c| c.batch_size = 10), "bridge.batch_size");
         assert_eq!(bad(|c| c.lease_ms = 0), "bridge.lease_ms");
         assert_eq!(bad(|c| c.rx_queue = 0), "bridge.rx_queue");
+        assert_eq!(
+            bad(|c| c.connect = vec!["tls/10.0.0.1:7447".into()]),
+            "bridge.connect"
+        );
+        assert_eq!(
+            bad(|c| c.tls_root_ca = "/nonexistent/ca.pem".into()),
+            "bridge.tls_certificate"
+        );
+        assert_eq!(
+            bad(|c| c.zenoh_config = "/nonexistent.json5".into()),
+            "bridge.zenoh_config"
+        );
         assert_eq!(
             bad(|c| c.block_timeout_secs = f64::NAN),
             "bridge.block_timeout_secs"

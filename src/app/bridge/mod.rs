@@ -2,13 +2,17 @@
 //! `bridge`).
 //!
 //! The sender joins a group of a local ring and publishes each frame on a
-//! zenoh key, the payload owning the frame's lease (no copy of our own: the
-//! slot goes back to the ring when zenoh has serialised it), the metadata in
-//! the attachment ([`wire`]). It serves the ring's geometry on
-//! `<key>/@geometry` and holds a liveliness token `<key>/@alive`. The
-//! receiver learns the geometry, creates a local ring of that shape, copies
-//! each payload into a loaned slot (the one copy) and publishes it with the
-//! remote timestamps, counting gaps in the remote seq.
+//! zenoh key, the payload owning the frame's lease (no copy of our own), the
+//! metadata in the attachment ([`wire`]), its session in the source info.
+//! It serves the ring's geometry on `<key>/@geometry` and holds a
+//! liveliness token `<key>/@alive/<zid>`. The receiver learns the geometry,
+//! creates a local ring of that shape, and takes messages only from that
+//! sender's session: it copies each payload into a loaned slot (the one
+//! copy), publishes it with the remote timestamps, counts gaps in the remote
+//! seq and acknowledges it (`<key>/@ack`). A lossless sender keeps each
+//! frame's slot until every receiver (liveliness `<key>/@recv/<id>`) has
+//! acknowledged it, and sends again what a restarted receiver, resuming
+//! from the position it left in /dev/shm (`position`), does not have.
 //!
 //! [`args`] (the `[bridge]` config section and its flags) and [`wire`] (the
 //! attachment) are compiled without the feature, so any build accepts a
@@ -23,7 +27,13 @@ pub mod recv;
 pub mod send;
 
 #[cfg(feature = "bridge")]
-pub use session::{ack_key, alive_key, geometry_key, open_session, start_watchdog};
+mod position;
+
+#[cfg(feature = "bridge")]
+pub use session::{
+    ack_key, alive_key, alive_token, geometry_key, open_session, receiver_key, receiver_token,
+    start_watchdog, token_id,
+};
 
 #[cfg(feature = "bridge")]
 mod session {
@@ -37,9 +47,33 @@ mod session {
     /// kernel.
     const LIVE_TCP_SEND_BUFFER: u32 = 256 * 1024;
 
-    /// The key of the sender's liveliness token.
+    /// The key expression of the senders' liveliness tokens,
+    /// `<key>/@alive/<zid>` (the sender's zenoh session id: the receiver
+    /// accepts frames only from the session whose token it follows).
     pub fn alive_key(key: &str) -> String {
-        format!("{key}/@alive")
+        format!("{key}/@alive/*")
+    }
+
+    /// The liveliness token of the sender whose session is `zid`.
+    pub fn alive_token(key: &str, zid: zenoh::session::ZenohId) -> String {
+        format!("{key}/@alive/{zid}")
+    }
+
+    /// The key expression of the receivers' liveliness tokens,
+    /// `<key>/@recv/<id>` (the receiver's id, 16 hex digits, kept across
+    /// its restarts).
+    pub fn receiver_key(key: &str) -> String {
+        format!("{key}/@recv/*")
+    }
+
+    /// The liveliness token of receiver `id`.
+    pub fn receiver_token(key: &str, id: u64) -> String {
+        format!("{key}/@recv/{id:016x}")
+    }
+
+    /// The last chunk of a token's key (the zid or receiver id).
+    pub fn token_id<'a>(token: &'a zenoh::key_expr::KeyExpr<'_>) -> &'a str {
+        token.as_str().rsplit('/').next().unwrap_or("")
     }
 
     /// The key of the sender's geometry queryable.
@@ -47,10 +81,12 @@ mod session {
         format!("{key}/@geometry")
     }
 
-    /// The key on which receivers acknowledge each frame (its remote seq,
-    /// 8 bytes little-endian) once it is in their ring: a live sender keeps
-    /// one frame in flight, so the next one it picks is the newest when the
-    /// link is free again, not one queued behind it.
+    /// The key on which receivers acknowledge each frame once it is in
+    /// their ring ([`super::wire::Ack`]): a lossless sender keeps each frame
+    /// until every receiver has it (and sends it again to one that
+    /// restarts); a live sender keeps one frame in flight, so the next one
+    /// it picks is the newest when the link is free again, not one queued
+    /// behind it.
     pub fn ack_key(key: &str) -> String {
         format!("{key}/@ack")
     }
@@ -62,7 +98,12 @@ mod session {
     /// The zenoh configuration for `c`: every setting that changes results
     /// is set here, explicitly.
     pub fn zenoh_config(c: &BridgeConfig) -> anyhow::Result<zenoh::Config> {
-        let mut z = zenoh::Config::default();
+        let mut z = if c.zenoh_config.is_empty() {
+            zenoh::Config::default()
+        } else {
+            zenoh::Config::from_file(&c.zenoh_config)
+                .map_err(|e| anyhow::anyhow!("bridge.zenoh_config {:?}: {e}", c.zenoh_config))?
+        };
         let mode = match c.mode {
             ZenohMode::Peer => "\"peer\"",
             ZenohMode::Client => "\"client\"",
@@ -102,6 +143,35 @@ mod session {
         };
         if let Some(n) = sndbuf {
             settings.push(("transport/link/tcp/so_sndbuf", n.to_string()));
+        }
+        if c.tls() {
+            // Mutual: both sides show a certificate the CA signed, on the
+            // links they accept and on those they open.
+            let s = |v: &str| serde_json::Value::from(v).to_string();
+            settings.extend([
+                ("transport/link/tls/root_ca_certificate", s(&c.tls_root_ca)),
+                (
+                    "transport/link/tls/listen_certificate",
+                    s(&c.tls_certificate),
+                ),
+                (
+                    "transport/link/tls/listen_private_key",
+                    s(&c.tls_private_key),
+                ),
+                (
+                    "transport/link/tls/connect_certificate",
+                    s(&c.tls_certificate),
+                ),
+                (
+                    "transport/link/tls/connect_private_key",
+                    s(&c.tls_private_key),
+                ),
+                ("transport/link/tls/enable_mtls", "true".into()),
+                (
+                    "transport/link/tls/verify_name_on_connect",
+                    c.tls_verify_name.to_string(),
+                ),
+            ]);
         }
         if c.batch_size != 0 {
             settings.push(("transport/link/tx/batch_size", c.batch_size.to_string()));

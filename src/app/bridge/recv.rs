@@ -1,13 +1,15 @@
 //! `framering bridge recv`: a zenoh key's frames into a local ring.
 
-use super::wire::{FrameHeader, Geometry, Kind};
+use super::wire::{Ack, FrameHeader, Geometry, Kind};
 use crate::app::config::Config;
 use crate::app::pipeline::{RunOptions, PROGRESS_EVERY};
 use crate::app::stats::{Stats, Summary};
 use framering_ring::{signals, FrameMeta, Producer};
+use std::str::FromStr;
 use std::time::{Duration, Instant};
 use zenoh::handlers::FifoChannel;
 use zenoh::sample::{Sample, SampleKind};
+use zenoh::session::ZenohId;
 use zenoh::Wait;
 
 /// How a receiver ended.
@@ -38,6 +40,14 @@ pub struct RecvReport {
 /// "skipped").
 pub const GAP: &str = "remote_gap";
 
+/// The skip reason of messages on the key from another session than the
+/// sender's.
+pub const FOREIGN: &str = "foreign";
+
+/// The skip reason of the sender's messages that do not decode or do not
+/// fit the ring.
+pub const BAD: &str = "bad_message";
+
 /// A gap larger than this is a new stream (a sender restarted on a new
 /// ring), not lost frames.
 const MAX_GAP: u64 = 1 << 20;
@@ -46,13 +56,42 @@ fn zerr(what: &'static str) -> impl Fn(zenoh::Error) -> anyhow::Error {
     move |e| anyhow::anyhow!("{what}: {e}")
 }
 
-/// Asks the sender for its geometry until it answers (or the timeout, or a
-/// stop signal: `None`).
+/// Senders whose liveliness token is declared, by session id.
+#[derive(Debug, Default)]
+struct Senders {
+    alive: Vec<ZenohId>,
+}
+
+impl Senders {
+    /// Applies one liveliness sample; returns the sender and whether it is
+    /// alive now.
+    fn note(&mut self, s: &Sample) -> Option<(ZenohId, bool)> {
+        let zid = ZenohId::from_str(super::token_id(s.key_expr())).ok()?;
+        let alive = s.kind() == SampleKind::Put;
+        self.alive.retain(|z| *z != zid);
+        if alive {
+            self.alive.push(zid);
+        }
+        Some((zid, alive))
+    }
+
+    fn drain(&mut self, sub: &Sub) {
+        while let Ok(Some(s)) = sub.try_recv() {
+            self.note(&s);
+        }
+    }
+}
+
+/// Asks the senders for their geometry until one whose liveliness token is
+/// declared answers (or the timeout, or a stop signal: `None`); returns it
+/// and the sender's session id.
 fn geometry(
     session: &zenoh::Session,
     key: &str,
+    alive: &Sub,
+    senders: &mut Senders,
     timeout: Option<Duration>,
-) -> anyhow::Result<Option<Geometry>> {
+) -> anyhow::Result<Option<(Geometry, ZenohId)>> {
     let start = Instant::now();
     let gkey = super::geometry_key(key);
     let mut said = false;
@@ -63,9 +102,19 @@ fn geometry(
             .wait()
             .map_err(zerr("cannot ask for the geometry"))?;
         while let Ok(reply) = replies.recv() {
+            let replier = reply.replier_id().map(|r| r.zid());
             match reply.into_result() {
                 Ok(sample) => match Geometry::decode(&sample.payload().to_bytes()) {
-                    Ok(g) => return Ok(Some(g)),
+                    Ok(g) => {
+                        senders.drain(alive);
+                        match replier {
+                            Some(z) if senders.alive.contains(&z) => return Ok(Some((g, z))),
+                            _ => tracing::debug!(
+                                ?replier,
+                                "a geometry reply from a session without a sender's liveliness token"
+                            ),
+                        }
+                    }
                     Err(e) => tracing::warn!(error = %e, "ignoring a geometry reply"),
                 },
                 Err(e) => tracing::debug!(error = ?e, "geometry query error"),
@@ -105,7 +154,8 @@ pub fn run_recv(cfg: &Config, run: &RunOptions) -> anyhow::Result<RecvReport> {
         .with_metrics(run.metrics.clone());
     let timeout =
         (b.geometry_timeout_secs > 0.0).then(|| Duration::from_secs_f64(b.geometry_timeout_secs));
-    let Some(geo) = geometry(&session, &b.key, timeout)? else {
+    let mut senders = Senders::default();
+    let Some((geo, sender)) = geometry(&session, &b.key, &alive, &mut senders, timeout)? else {
         return Ok(RecvReport {
             summary: stats.summary(),
             end: RecvEnd::Stopped,
@@ -140,6 +190,9 @@ pub fn run_recv(cfg: &Config, run: &RunOptions) -> anyhow::Result<RecvReport> {
             }
         );
     }
+    // Where a receiver of this ring that died was: read before the ring is
+    // created again (its publish count is the record).
+    let (position_file, position) = super::position::PositionFile::open(&cfg.ring.name)?;
     let producer = crate::app::pipeline::create_ring_with(cfg, shape, Some(geo.user_meta_bytes))?;
     tracing::info!(ring = %cfg.ring.name, key = %b.key, shape = %shape, slots = cfg.ring.slots, "bridge receiver started");
     let ack = session
@@ -148,16 +201,30 @@ pub fn run_recv(cfg: &Config, run: &RunOptions) -> anyhow::Result<RecvReport> {
         .express(true)
         .wait()
         .map_err(zerr("cannot declare the acknowledgement publisher"))?;
+    let _token = session
+        .liveliness()
+        .declare_token(super::receiver_token(&b.key, position_file.receiver))
+        .wait()
+        .map_err(zerr("cannot declare the receiver's liveliness token"))?;
     let mut state = Receiver {
         producer: &producer,
         ack,
         shape,
-        last_seq: None,
+        position: position_file,
+        stream: position.map(|p| p.stream),
+        last_seq: position.map(|p| p.seq),
+        following: None,
+        lost: None,
+        awaiting: None,
+        hello_at: Instant::now(),
+        senders,
         gaps: 0,
         bad: 0,
-        sender_alive: false,
+        foreign: 0,
+        duplicates: 0,
         started: false,
     };
+    state.follow(sender, &b.key, &mut stats);
     let outcome = state.run(cfg, &alive, &frames, &mut stats);
     // Unsubscribing tells the sender this receiver is done (it closes its
     // session once no receiver is left, so its last messages are not lost).
@@ -169,11 +236,22 @@ pub fn run_recv(cfg: &Config, run: &RunOptions) -> anyhow::Result<RecvReport> {
     let end = outcome.as_ref().ok().copied();
     let drained =
         crate::app::pipeline::end_stream(cfg, &producer, end == Some(RecvEnd::EndOfStream))?;
+    if !cfg.producer.keep {
+        // The ring is gone: nothing to resume.
+        state.position.remove();
+    }
     let end = outcome?;
     stats.finish_progress();
     let mut summary = stats.summary();
     crate::app::pipeline::finish_summary(&mut summary, &producer, drained);
     let gaps = state.gaps;
+    if state.foreign > 0 || state.duplicates > 0 {
+        tracing::info!(
+            foreign = state.foreign,
+            duplicates = state.duplicates,
+            "messages skipped: from other sessions than the sender's, frames sent again"
+        );
+    }
     drop(alive);
     if let Err(e) = session.close().wait() {
         tracing::warn!(error = %e, "closing the zenoh session");
@@ -183,19 +261,66 @@ pub fn run_recv(cfg: &Config, run: &RunOptions) -> anyhow::Result<RecvReport> {
 
 type Sub = zenoh::pubsub::Subscriber<zenoh::handlers::FifoChannelHandler<Sample>>;
 
+/// How often a receiver that follows a sender says hello (its position)
+/// until the sender answers.
+const HELLO_EVERY: Duration = Duration::from_millis(250);
+
 struct Receiver<'p> {
     producer: &'p Producer,
     /// Acknowledges each frame published (see `ack_key`).
     ack: zenoh::pubsub::Publisher<'static>,
     shape: framering_ring::FrameShape,
+    /// This receiver's position, written before each publish.
+    position: super::position::PositionFile,
+    /// The sender's stream and the last seq of it in the ring.
+    stream: Option<u64>,
     last_seq: Option<u64>,
+    /// The session of the sender followed: frames, shape changes and end
+    /// markers are taken only from it.
+    following: Option<ZenohId>,
+    /// The sender followed last, lost.
+    lost: Option<ZenohId>,
+    /// The position of the hello not yet answered (`u64::MAX`: none), and
+    /// when to say it again: meanwhile only the frame after the last one is
+    /// taken (the sender sends again what follows, then a
+    /// [`Kind::Resume`]; a frame further ahead is one it still has).
+    awaiting: Option<u64>,
+    hello_at: Instant,
+    senders: Senders,
     gaps: u64,
     bad: u64,
-    sender_alive: bool,
+    foreign: u64,
+    duplicates: u64,
     started: bool,
 }
 
 impl Receiver<'_> {
+    fn follow(&mut self, zid: ZenohId, key: &str, stats: &mut Stats) {
+        tracing::info!(%key, sender = %zid, "sender is alive");
+        self.following = Some(zid);
+        self.awaiting = Some(
+            self.last_seq
+                .filter(|_| self.stream.is_some())
+                .unwrap_or(u64::MAX),
+        );
+        self.hello_at = Instant::now();
+        stats.set_waiting(None);
+    }
+
+    /// Tells the sender where this receiver is: every frame of `stream` up
+    /// to `last_seq` is in the ring.
+    fn send_ack(&self, hello: bool) {
+        let a = Ack {
+            receiver: self.position.receiver,
+            hello,
+            stream: self.stream.unwrap_or(0),
+            seq: self.last_seq.filter(|_| self.stream.is_some()),
+        };
+        if let Err(e) = self.ack.put(a.encode().to_vec()).wait() {
+            tracing::debug!(error = %e, "cannot acknowledge a frame");
+        }
+    }
+
     fn run(
         &mut self,
         cfg: &Config,
@@ -208,75 +333,157 @@ impl Receiver<'_> {
             if signals::stop_requested() {
                 return Ok(RecvEnd::Stopped);
             }
-            while let Ok(Some(s)) = alive.try_recv() {
-                match s.kind() {
-                    SampleKind::Put => {
-                        if !self.sender_alive {
-                            tracing::info!(key = %b.key, "sender is alive");
-                        }
-                        self.sender_alive = true;
-                        stats.set_waiting(None);
-                    }
-                    SampleKind::Delete => {
-                        self.sender_alive = false;
-                        tracing::warn!(key = %b.key, "sender lost");
-                        if b.exit_on_loss {
-                            return Ok(RecvEnd::SenderLost);
-                        }
-                        stats
-                            .set_waiting(Some(format!("sender lost; waiting for it on {}", b.key)));
-                        stats.tick_now();
-                    }
-                }
+            if let Some(end) = self.watch(b, alive, stats) {
+                return Ok(end);
+            }
+            if self.awaiting.is_some() && Instant::now() >= self.hello_at {
+                self.send_ack(true);
+                self.hello_at = Instant::now() + HELLO_EVERY;
             }
             let sample = match frames.recv_timeout(Duration::from_millis(50)) {
                 Ok(Some(s)) => s,
                 Ok(None) => {
+                    // Idle: say again where we are (an acknowledgement is
+                    // small and may be dropped; the sender waits for it).
+                    if self.following.is_some() && self.last_seq.is_some() {
+                        self.send_ack(false);
+                    }
                     stats.tick_now();
                     continue;
                 }
                 Err(e) => anyhow::bail!("the zenoh subscriber closed: {e}"),
             };
+            let source = sample.source_info().map(|s| s.source_id().zid());
+            if source.is_some() && source != self.following {
+                // The liveliness news may be queued behind it (a token
+                // declared again after a link flapped): read it first.
+                if let Some(end) = self.watch(b, alive, stats) {
+                    return Ok(end);
+                }
+                // Or the link flapped (its token undeclared, not yet
+                // declared again) while the session still sends: it is the
+                // sender followed, which a dead session cannot be.
+                if let (None, Some(zid)) =
+                    (self.following, source.filter(|s| Some(*s) == self.lost))
+                {
+                    self.follow(zid, &b.key, stats);
+                }
+            }
             if let Some(end) = self.frame(&sample, stats)? {
                 return Ok(end);
             }
         }
     }
 
+    /// Reads the senders' liveliness: follows one when none is, reports
+    /// the one followed when it is lost (`Some` with `exit_on_loss`).
+    fn watch(
+        &mut self,
+        b: &super::args::BridgeConfig,
+        alive: &Sub,
+        stats: &mut Stats,
+    ) -> Option<RecvEnd> {
+        while let Ok(Some(s)) = alive.try_recv() {
+            match self.senders.note(&s) {
+                Some((zid, false)) if Some(zid) == self.following => {
+                    self.following = None;
+                    self.lost = Some(zid);
+                    self.awaiting = None;
+                    tracing::warn!(key = %b.key, sender = %zid, "sender lost");
+                    if b.exit_on_loss {
+                        return Some(RecvEnd::SenderLost);
+                    }
+                    stats.set_waiting(Some(format!("sender lost; waiting for it on {}", b.key)));
+                    stats.tick_now();
+                }
+                _ => {}
+            }
+        }
+        if self.following.is_none() {
+            if let Some(&zid) = self.senders.alive.first() {
+                self.follow(zid, &b.key, stats);
+            }
+        }
+        None
+    }
+
     /// Publishes one received message; `Some` at the end of the stream.
     fn frame(&mut self, sample: &Sample, stats: &mut Stats) -> anyhow::Result<Option<RecvEnd>> {
+        // Only the sender followed speaks on the key: anything else (a peer
+        // replaying a frame, a forged end marker) is counted and skipped.
+        let source = sample.source_info().map(|s| s.source_id().zid());
+        if self.following.is_none() || source != self.following {
+            self.foreign += 1;
+            stats.skip(FOREIGN);
+            if self.foreign.is_power_of_two() {
+                tracing::warn!(
+                    source = ?source,
+                    following = ?self.following,
+                    foreign = self.foreign,
+                    "ignoring a message from another session than the sender's"
+                );
+            }
+            return Ok(None);
+        }
         let header = match sample
             .attachment()
             .map(|a| FrameHeader::decode(&a.to_bytes()))
         {
             Some(Ok(h)) => h,
-            Some(Err(e)) => return Ok(self.refuse(&e.to_string())),
-            None => return Ok(self.refuse("no attachment")),
+            Some(Err(e)) => return Ok(self.refuse(&e.to_string(), stats)),
+            None => return Ok(self.refuse("no attachment", stats)),
         };
+        if header.kind == Kind::Resume {
+            if self.awaiting == Some(header.seq) {
+                tracing::info!("the sender answered: frames it still had were sent again");
+                self.awaiting = None;
+            }
+            return Ok(None);
+        }
         if header.kind == Kind::End {
             tracing::info!("the sender ended the stream");
             return Ok(Some(RecvEnd::EndOfStream));
         }
         if header.shape != self.shape {
-            anyhow::bail!(
-                "the sender's frames are now {}, the local ring's are {}: restart the receiver",
-                header.shape,
-                self.shape
-            );
+            return Ok(self.refuse(
+                &format!(
+                    "a frame of {} for a ring of {}: a sender on another ring needs a receiver of its own",
+                    header.shape, self.shape
+                ),
+                stats,
+            ));
         }
         let payload = sample.payload();
         if payload.len() != self.shape.bytes() {
-            return Ok(self.refuse(&format!(
-                "payload of {} bytes for {} frames",
-                payload.len(),
-                self.shape
-            )));
+            return Ok(self.refuse(
+                &format!(
+                    "payload of {} bytes for {} frames",
+                    payload.len(),
+                    self.shape
+                ),
+                stats,
+            ));
+        }
+        if self.stream == Some(header.stream) && self.last_seq.is_some_and(|l| header.seq <= l) {
+            // Sent again (to a receiver that restarted, or by a restarted
+            // sender): already in the ring. Acknowledged again, so that the
+            // sender lets it go.
+            self.duplicates += 1;
+            self.send_ack(false);
+            return Ok(None);
+        }
+        if self.awaiting.is_some()
+            && self.stream == Some(header.stream)
+            && self.last_seq.is_some_and(|l| header.seq > l + 1)
+        {
+            // Sent before our hello: it comes again after what precedes it.
+            return Ok(None);
         }
         if !self.started {
             self.started = true;
             stats.restart_clock();
         }
-        self.count_gap(header.seq, stats);
+        self.count_gap(header.stream, header.seq, stats);
         let mut slot = loop {
             match self.producer.loan(Duration::from_millis(100)) {
                 Ok(s) => break s,
@@ -308,10 +515,19 @@ impl Receiver<'_> {
         if let Some(pts) = header.pts_ns {
             meta = meta.pts_ns(pts);
         }
+        // The position first (the ring's publish count says whether the
+        // frame made it in, should we die in between).
+        let prev = self.last_seq.filter(|_| self.stream == Some(header.stream));
+        self.position.intend(
+            header.stream,
+            prev,
+            header.seq,
+            self.producer.published() + 1,
+        )?;
         slot.publish(&meta)?;
-        if let Err(e) = self.ack.put(header.seq.to_le_bytes().to_vec()).wait() {
-            tracing::debug!(error = %e, "cannot acknowledge a frame");
-        }
+        self.stream = Some(header.stream);
+        self.last_seq = Some(header.seq);
+        self.send_ack(false);
         let age = framering_ring::realtime_ns().saturating_sub(header.capture_ns);
         stats.frame(self.shape.bytes(), Some(age));
         stats.set_slots_in_use(self.producer.slots() as usize - self.producer.free_slots());
@@ -319,27 +535,35 @@ impl Receiver<'_> {
         Ok(None)
     }
 
-    /// Counts the frames missing between the last seq and `seq`.
-    fn count_gap(&mut self, seq: u64, stats: &mut Stats) {
-        if let Some(last) = self.last_seq {
-            if seq <= last || seq - last > MAX_GAP {
-                tracing::info!(last, seq, "the remote seq restarted (a new sender ring)");
-            } else if seq - last > 1 {
-                let missing = seq - last - 1;
-                self.gaps += missing;
-                tracing::debug!(last, seq, missing, "gap in the remote seq");
-                for _ in 0..missing {
-                    stats.skip(GAP);
-                    self.producer.note_skipped();
+    /// Counts the frames missing between the last seq of the stream and
+    /// `seq`.
+    fn count_gap(&mut self, stream: u64, seq: u64, stats: &mut Stats) {
+        match self.last_seq {
+            Some(last) if self.stream == Some(stream) => {
+                if seq - last > MAX_GAP {
+                    tracing::info!(last, seq, "the remote seq jumped (a new sender ring)");
+                } else if seq - last > 1 {
+                    let missing = seq - last - 1;
+                    self.gaps += missing;
+                    tracing::warn!(last, seq, missing, "frames missing in the remote seq");
+                    for _ in 0..missing {
+                        stats.skip(GAP);
+                        self.producer.note_skipped();
+                    }
                 }
             }
+            Some(last) => {
+                tracing::info!(last, seq, "a new sender stream (a sender on a new ring)")
+            }
+            None => {}
         }
-        self.last_seq = Some(seq);
     }
 
-    /// Skips a message that is not a frame of ours (logged, counted).
-    fn refuse(&mut self, why: &str) -> Option<RecvEnd> {
+    /// Skips a message of the sender that is not a frame of this stream
+    /// (logged, counted).
+    fn refuse(&mut self, why: &str, stats: &mut Stats) -> Option<RecvEnd> {
         self.bad += 1;
+        stats.skip(BAD);
         if self.bad.is_power_of_two() {
             tracing::warn!(
                 why,

@@ -1,16 +1,19 @@
 //! `framering bridge send`: a local ring's frames onto a zenoh key.
 
-use super::wire::{FrameHeader, Geometry, Kind};
+use super::wire::{Ack, FrameHeader, Geometry, Kind};
 use crate::app::config::Config;
 use crate::app::pipeline::{RunOptions, PROGRESS_EVERY};
 use crate::app::stats::{Stats, Summary};
 use anyhow::Context;
 use framering_ring::{signals, Backpressure, Consumer, FrameLease, FrameShape, Take};
+use parking_lot::{Condvar, Mutex};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use zenoh::bytes::ZBytes;
 use zenoh::qos::{CongestionControl, Priority};
+use zenoh::sample::{SampleKind, SourceInfo};
 use zenoh::Wait;
 
 /// How long a sender that ended its stream waits for the receivers to
@@ -88,8 +91,9 @@ impl Freshness {
 }
 
 /// A zenoh payload that owns a frame's lease: the slot goes back to the ring
-/// when zenoh drops the payload (after it has written it out), and the
-/// pixels are never copied into a buffer of ours.
+/// when the last clone of its `Bytes` is dropped (zenoh's, once written out,
+/// and the sender's, once every receiver has the frame), and the pixels are
+/// never copied into a buffer of ours.
 struct LeasePayload(FrameLease);
 
 impl AsRef<[u8]> for LeasePayload {
@@ -98,12 +102,29 @@ impl AsRef<[u8]> for LeasePayload {
     }
 }
 
-fn header(kind: Kind, lease: Option<&FrameLease>, shape: FrameShape) -> FrameHeader {
+/// The stream id of the sender's ring: its name and its producer's pid,
+/// hashed (FNV-1a), so that a sender restarted on the same ring (whose
+/// lingering group sends again what the dead one held) continues the
+/// stream, and one on a new ring starts another.
+fn stream_id(ring: &str) -> u64 {
+    let pid = framering_ring::inspect::RingView::open(ring)
+        .map(|v| v.snapshot().producer.pid)
+        .unwrap_or(0);
+    let mut h = 0xcbf2_9ce4_8422_2325_u64;
+    for b in ring.bytes().chain(pid.to_le_bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+fn header(kind: Kind, stream: u64, lease: Option<&FrameLease>, shape: FrameShape) -> FrameHeader {
     match lease {
         Some(l) => {
             let info = l.info();
             FrameHeader {
                 kind,
+                stream,
                 seq: info.seq,
                 capture_ns: info.capture_ns,
                 pts_ns: info.pts_ns,
@@ -115,6 +136,7 @@ fn header(kind: Kind, lease: Option<&FrameLease>, shape: FrameShape) -> FrameHea
         }
         None => FrameHeader {
             kind,
+            stream,
             seq: 0,
             capture_ns: framering_ring::realtime_ns(),
             pts_ns: None,
@@ -123,6 +145,94 @@ fn header(kind: Kind, lease: Option<&FrameLease>, shape: FrameShape) -> FrameHea
             source: vec![],
             user_meta: vec![],
         },
+    }
+}
+
+/// What the sender knows of one receiver (by its id, which it keeps across
+/// restarts).
+#[derive(Debug, Default)]
+struct Peer {
+    /// Its liveliness token is declared.
+    alive: bool,
+    /// When its token went away.
+    gone_since: Option<Instant>,
+    /// The last seq of this sender's stream it has in its ring.
+    acked: Option<u64>,
+    /// It said it follows another stream: it does not hold frames back.
+    other_stream: bool,
+    /// It was given up (gone longer than `receiver_timeout_secs`).
+    forgotten: bool,
+}
+
+/// The receivers' acknowledgements and liveliness, updated by zenoh's
+/// callbacks, read by the sending loop.
+#[derive(Debug, Default)]
+struct Peers {
+    map: HashMap<u64, Peer>,
+    /// Hellos not yet answered: (receiver, its position in our stream).
+    hellos: Vec<(u64, Option<u64>)>,
+    /// The highest seq of our stream any receiver acknowledged (live mode).
+    latest_ack: Option<u64>,
+}
+
+impl Peers {
+    fn ack(&mut self, a: Ack, stream: u64) {
+        let p = self.map.entry(a.receiver).or_default();
+        p.forgotten = false;
+        let seq = if a.stream == stream { a.seq } else { None };
+        p.other_stream = a.seq.is_some() && a.stream != stream;
+        if a.hello {
+            // Its position, even below what it acknowledged before (its
+            // ring lost frames): they are sent again.
+            p.acked = seq;
+            p.alive = true;
+            p.gone_since = None;
+            self.hellos.push((a.receiver, seq));
+        } else if seq.is_some() {
+            p.acked = p.acked.max(seq);
+            self.latest_ack = self.latest_ack.max(seq);
+        }
+    }
+
+    /// Whether a receiver of this stream (or a new one) is there.
+    fn any_receiver(&self) -> bool {
+        self.map
+            .values()
+            .any(|p| p.alive && !p.other_stream && !p.forgotten)
+    }
+
+    fn liveliness(&mut self, id: u64, alive: bool) {
+        let p = self.map.entry(id).or_default();
+        p.alive = alive;
+        p.gone_since = (!alive).then(Instant::now);
+        if alive {
+            p.forgotten = false;
+        }
+    }
+
+    /// Whether every receiver that follows this stream (and is alive, or
+    /// gone for less than `timeout`) has `seq`; gives up (with a warning)
+    /// those gone longer.
+    fn all_have(&mut self, seq: u64, timeout: Duration) -> bool {
+        let mut all = true;
+        for (id, p) in self.map.iter_mut() {
+            if p.other_stream || p.forgotten {
+                continue;
+            }
+            if !p.alive && p.gone_since.is_some_and(|t| t.elapsed() >= timeout) {
+                p.forgotten = true;
+                tracing::warn!(
+                    receiver = format_args!("{id:016x}"),
+                    timeout_secs = timeout.as_secs_f64(),
+                    "a receiver did not come back (bridge.receiver_timeout_secs): the frames it has not acknowledged are released; if it returns it counts them as remote_gap"
+                );
+                continue;
+            }
+            if !p.acked.is_some_and(|a| a >= seq) {
+                all = false;
+            }
+        }
+        all
     }
 }
 
@@ -195,7 +305,7 @@ pub fn run_send(ring: &str, cfg: &Config, run: &RunOptions) -> anyhow::Result<Se
         .map_err(zerr("cannot serve the geometry"))?;
     let _token = session
         .liveliness()
-        .declare_token(super::alive_key(&b.key))
+        .declare_token(super::alive_token(&b.key, session.zid()))
         .wait()
         .map_err(zerr("cannot declare the liveliness token"))?;
     let congestion = match b.congestion {
@@ -216,57 +326,149 @@ pub fn run_send(ring: &str, cfg: &Config, run: &RunOptions) -> anyhow::Result<Se
         .callback(move |s| m.store(s.matching(), Ordering::Release))
         .wait()
         .map_err(zerr("cannot watch for receivers"))?;
-    tracing::info!(ring, key = %b.key, group = %b.group, shape = %shape, live = b.live, "bridge sender started");
+    let stream = stream_id(ring);
+    // The receivers: their acknowledgements and liveliness tokens.
+    let peers = Arc::new((Mutex::new(Peers::default()), Condvar::new()));
+    let p = peers.clone();
+    let _acks = session
+        .declare_subscriber(super::ack_key(&b.key))
+        .callback(move |sample| {
+            match Ack::decode(&sample.payload().to_bytes()) {
+                Ok(a) => p.0.lock().ack(a, stream),
+                Err(e) => tracing::debug!(error = %e, "ignoring an acknowledgement"),
+            }
+            p.1.notify_all();
+        })
+        .wait()
+        .map_err(zerr("cannot subscribe to acknowledgements"))?;
+    let p = peers.clone();
+    let _receivers = session
+        .liveliness()
+        .declare_subscriber(super::receiver_key(&b.key))
+        .history(true)
+        .callback(move |sample| {
+            if let Ok(id) = u64::from_str_radix(super::token_id(sample.key_expr()), 16) {
+                p.0.lock().liveliness(id, sample.kind() == SampleKind::Put);
+                p.1.notify_all();
+            }
+        })
+        .wait()
+        .map_err(zerr("cannot watch the receivers"))?;
+    let receiver_timeout = Duration::from_secs_f64(b.receiver_timeout_secs);
+    // Lossless: the frames sent and not yet in every receiver's ring, oldest
+    // first, at most `window` (they hold slots of our group).
+    let window = match b.window {
+        0 => consumer.slots().saturating_sub(1).max(1),
+        n => n.min(consumer.slots()),
+    } as usize;
+    let mut kept: VecDeque<(u64, bytes::Bytes, ZBytes)> = VecDeque::with_capacity(window);
+    let mut source_sn: u32 = 0;
+    let mut put = |payload: bytes::Bytes, attachment: ZBytes| {
+        source_sn = source_sn.wrapping_add(1);
+        publisher
+            .put(ZBytes::from(payload))
+            .attachment(attachment)
+            .source_info(SourceInfo::new(publisher.id(), source_sn))
+            .wait()
+            .map_err(zerr("cannot publish a frame"))
+    };
+    tracing::info!(ring, key = %b.key, group = %b.group, shape = %shape, live = b.live, stream = format_args!("{stream:016x}"), window, "bridge sender started");
     let mut stats = Stats::new("bridge send", PROGRESS_EVERY, run.progress, None)
         .with_metrics(run.metrics.clone());
-    // Live: the receivers' acknowledgements (see `ack_key`); the frame in
-    // flight (its seq) and since when.
-    let acks = if b.live {
-        Some(
-            session
-                .declare_subscriber(super::ack_key(&b.key))
-                .with(zenoh::handlers::FifoChannel::new(64))
-                .wait()
-                .map_err(zerr("cannot subscribe to acknowledgements"))?,
-        )
-    } else {
-        None
-    };
-    let mut in_flight: Option<(u64, std::time::Instant)> = None;
+    // Live: the frame in flight (its seq) and since when.
+    let mut in_flight: Option<(u64, Instant)> = None;
     let mut started = false;
     let mut fresh = Freshness::default();
     // Live: frames skipped because they had waited (see `Freshness`).
     let mut stale = 0u64;
+    let mut resent = 0u64;
+    let mut ended = false;
     let end = loop {
         if signals::stop_requested() {
             break SendEnd::Stopped;
         }
-        // Frames published with nobody subscribed would be lost: wait (in
-        // the ring: lossless groups keep them, live ones drop the oldest).
-        if !matching.load(Ordering::Acquire) {
+        {
+            let mut g = peers.0.lock();
+            // Receivers that (re)joined: what we keep after their position.
+            for (id, pos) in std::mem::take(&mut g.hellos) {
+                let again: Vec<_> = kept
+                    .iter()
+                    .filter(|(seq, _, _)| pos.map_or(true, |p| *seq > p))
+                    .map(|(_, px, att)| (px.clone(), att.clone()))
+                    .collect();
+                tracing::info!(
+                    receiver = format_args!("{id:016x}"),
+                    position = ?pos,
+                    frames = again.len(),
+                    "a receiver joined: sending it again the frames it does not have"
+                );
+                resent += again.len() as u64;
+                drop(g);
+                for (px, att) in again {
+                    put(px, att)?;
+                }
+                // Behind them on the same publisher (in order): the answer.
+                let mut answer = header(Kind::Resume, stream, None, shape);
+                answer.seq = pos.unwrap_or(u64::MAX);
+                put(bytes::Bytes::new(), answer.encode().into())?;
+                g = peers.0.lock();
+            }
+            while let Some((seq, _, _)) = kept.front() {
+                if !g.all_have(*seq, receiver_timeout) {
+                    break;
+                }
+                kept.pop_front();
+            }
+            if let Some((seq, since)) = in_flight {
+                // Live: the next frame is picked when the one in flight is
+                // in a receiver's ring (the link is free), so it is the
+                // newest.
+                if g.latest_ack.is_some_and(|a| a >= seq) || since.elapsed() > ACK_WAIT {
+                    in_flight = None;
+                    fresh.sent();
+                }
+            }
+            let busy = in_flight.is_some() || kept.len() >= window || (ended && !kept.is_empty());
+            if busy {
+                peers.1.wait_for(&mut g, Duration::from_millis(20));
+                continue;
+            }
+        }
+        if ended {
+            // Every receiver has every frame: tell them the stream ended.
+            put(
+                bytes::Bytes::new(),
+                header(Kind::End, stream, None, shape).encode().into(),
+            )?;
+            tracing::info!("the local ring ended its stream; receivers told");
+            // Closing the session now would drop what zenoh has not
+            // written yet: wait for the receivers to unsubscribe (they do
+            // on the end of the stream), at most END_WAIT.
+            let until = Instant::now() + END_WAIT;
+            while matching.load(Ordering::Acquire)
+                && Instant::now() < until
+                && !signals::stop_requested()
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            break SendEnd::EndOfStream;
+        }
+        // Frames published with no receiver subscribed would be lost: wait
+        // (in the ring: lossless groups keep them, live ones drop the
+        // oldest). A receiver subscribes before it declares its token.
+        if !(matching.load(Ordering::Acquire) && peers.0.lock().any_receiver()) {
             stats.set_waiting(Some(format!("waiting for a receiver on {}", b.key)));
             stats.tick_now();
             std::thread::sleep(Duration::from_millis(10));
             continue;
         }
         stats.set_waiting(None);
-        if let (Some(acks), Some((seq, since))) = (&acks, in_flight) {
-            // Live: the next frame is picked when the one in flight is in
-            // a receiver's ring (the link is free), so it is the newest.
-            let acked = match acks.recv_timeout(Duration::from_millis(20)) {
-                Ok(Some(sample)) => <[u8; 8]>::try_from(&*sample.payload().to_bytes())
-                    .map(u64::from_le_bytes)
-                    .is_ok_and(|a| a >= seq),
-                Ok(None) => false,
-                Err(_) => true,
-            };
-            if acked || since.elapsed() > ACK_WAIT {
-                in_flight = None;
-                fresh.sent();
-            }
-            continue;
-        }
-        match consumer.take(Duration::from_millis(100))? {
+        let take = match consumer.take(Duration::from_millis(20)) {
+            // Nothing yet: look at the receivers again.
+            Err(e) if e.is_timeout() => continue,
+            r => r?,
+        };
+        match take {
             Take::Frame(frame) => {
                 if !started {
                     started = true;
@@ -281,41 +483,26 @@ pub fn run_send(ring: &str, cfg: &Config, run: &RunOptions) -> anyhow::Result<Se
                 }
                 let seq = frame.info().seq;
                 let lease = frame.into_lease();
-                let attachment = header(Kind::Frame, Some(&lease), shape).encode();
+                let attachment: ZBytes = header(Kind::Frame, stream, Some(&lease), shape)
+                    .encode()
+                    .into();
                 let bytes = lease.pixels().len();
-                let payload = ZBytes::from(bytes::Bytes::from_owner(LeasePayload(lease)));
-                publisher
-                    .put(payload)
-                    .attachment(attachment)
-                    .wait()
-                    .map_err(zerr("cannot publish a frame"))?;
-                if acks.is_some() {
-                    in_flight = Some((seq, std::time::Instant::now()));
+                let payload = bytes::Bytes::from_owner(LeasePayload(lease));
+                if b.live {
+                    put(payload, attachment)?;
+                    in_flight = Some((seq, Instant::now()));
                 } else {
-                    fresh.sent();
+                    put(payload.clone(), attachment.clone())?;
+                    kept.push_back((seq, payload, attachment));
                 }
                 stats.frame(bytes, None);
                 stats.set_dropped(consumer.group_dropped() + consumer.skipped() + stale);
                 stats.tick();
             }
             Take::EndOfStream => {
-                publisher
-                    .put(ZBytes::new())
-                    .attachment(header(Kind::End, None, shape).encode())
-                    .wait()
-                    .map_err(zerr("cannot publish the end of the stream"))?;
-                tracing::info!("the local ring ended its stream; receivers told");
-                // Closing the session now would drop what zenoh has not
-                // written yet: wait for the receivers to unsubscribe (they
-                // do on the end of the stream), at most END_WAIT.
-                let until = std::time::Instant::now() + END_WAIT;
-                while matching.load(Ordering::Acquire)
-                    && std::time::Instant::now() < until
-                    && !signals::stop_requested()
-                {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                break SendEnd::EndOfStream;
+                // Lossless: first every frame kept must be in every
+                // receiver's ring (above).
+                ended = true;
             }
             Take::ProducerGone { pid } => break SendEnd::ProducerGone(pid),
             Take::ProducerFailed { reason } => {
@@ -324,9 +511,13 @@ pub fn run_send(ring: &str, cfg: &Config, run: &RunOptions) -> anyhow::Result<Se
             }
         }
     };
+    if resent > 0 {
+        tracing::info!(resent, "frames sent again to receivers that restarted");
+    }
     stats.set_dropped(consumer.group_dropped() + consumer.skipped() + stale);
     stats.finish_progress();
     let summary = stats.summary();
+    drop(kept);
     drop(publisher);
     if let Err(e) = session.close().wait() {
         tracing::warn!(error = %e, "closing the zenoh session");

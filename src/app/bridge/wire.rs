@@ -1,7 +1,8 @@
 //! What travels beside the pixels: the attachment of every frame (and of the
-//! end-of-stream marker) and the geometry the sender serves.
+//! end-of-stream marker), the geometry the sender serves and the receivers'
+//! acknowledgements.
 //!
-//! Both are little-endian, start with a magic and a version, and are checked
+//! All are little-endian, start with a magic and a version, and are checked
 //! field by field on decode: they come from the network, so a bad one is a
 //! [`WireError`], never a panic or an out-of-range shape.
 
@@ -11,8 +12,11 @@ use framering_ring::{Dtype, FrameShape};
 const FRAME_MAGIC: [u8; 4] = *b"FRBF";
 /// Magic of a geometry reply.
 const GEOMETRY_MAGIC: [u8; 4] = *b"FRBG";
-/// Version of both encodings; a receiver refuses any other.
-pub const VERSION: u8 = 1;
+/// Magic of an acknowledgement.
+const ACK_MAGIC: [u8; 4] = *b"FRBA";
+/// Version of the encodings; a receiver refuses any other (2: the stream
+/// id in each attachment, acknowledgements with the receiver's id).
+pub const VERSION: u8 = 2;
 /// Longest source name kept (as the ring keeps it).
 pub const MAX_SOURCE: usize = 96;
 
@@ -66,6 +70,10 @@ pub enum Kind {
     Frame,
     /// The sender's ring ended its stream (empty payload).
     End,
+    /// The sender answered a hello of position `seq` (`u64::MAX`: none):
+    /// the frames it still had after it were sent again just before
+    /// (empty payload).
+    Resume,
 }
 
 /// The attachment of each message: the frame's metadata.
@@ -73,6 +81,9 @@ pub enum Kind {
 pub struct FrameHeader {
     /// Frame or end of stream.
     pub kind: Kind,
+    /// The sender's stream: its ring (name and producer) hashed, the same
+    /// for a sender restarted on that ring, whose seqs continue.
+    pub stream: u64,
     /// The frame's seq in the sender's ring.
     pub seq: u64,
     /// Capture time, CLOCK_REALTIME ns.
@@ -87,6 +98,22 @@ pub struct FrameHeader {
     pub source: Vec<u8>,
     /// The frame's user metadata.
     pub user_meta: Vec<u8>,
+}
+
+/// A receiver's word to the sender on `<key>/@ack`: every frame of
+/// `stream` up to `seq` is in its ring. A `hello` (sent when it starts
+/// following a sender, repeated until a frame arrives) asks the sender to
+/// send again what it keeps after `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ack {
+    /// The receiver's id, kept across its restarts (with its position).
+    pub receiver: u64,
+    /// A hello rather than a plain acknowledgement.
+    pub hello: bool,
+    /// The stream its position belongs to (0 with `seq` `None`).
+    pub stream: u64,
+    /// The last seq of `stream` in its ring; `None`: it has none.
+    pub seq: Option<u64>,
 }
 
 /// The sender's ring geometry, served on `<key>/@geometry`.
@@ -164,6 +191,17 @@ impl<'a> Reader<'a> {
 
     fn u8(&mut self) -> Result<u8, WireError> {
         Ok(self.array::<1>()?[0])
+    }
+
+    fn flag(&mut self, field: &'static str) -> Result<bool, WireError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            v => Err(WireError::Field {
+                field,
+                value: v.into(),
+            }),
+        }
     }
 
     fn u16(&mut self) -> Result<u16, WireError> {
@@ -247,7 +285,9 @@ impl FrameHeader {
         out.push(match self.kind {
             Kind::Frame => 0,
             Kind::End => 1,
+            Kind::Resume => 2,
         });
+        out.extend_from_slice(&self.stream.to_le_bytes());
         out.extend_from_slice(&self.seq.to_le_bytes());
         out.extend_from_slice(&self.capture_ns.to_le_bytes());
         out.push(self.pts_ns.is_some() as u8);
@@ -266,6 +306,7 @@ impl FrameHeader {
         let kind = match r.u8()? {
             0 => Kind::Frame,
             1 => Kind::End,
+            2 => Kind::Resume,
             k => {
                 return Err(WireError::Field {
                     field: "kind",
@@ -273,20 +314,12 @@ impl FrameHeader {
                 })
             }
         };
+        let stream = r.u64()?;
         let seq = r.u64()?;
         let capture_ns = r.u64()?;
-        let has_pts = r.u8()?;
+        let has_pts = r.flag("pts flag")?;
         let pts = r.u64()? as i64;
-        let pts_ns = match has_pts {
-            0 => None,
-            1 => Some(pts),
-            v => {
-                return Err(WireError::Field {
-                    field: "pts flag",
-                    value: v.into(),
-                })
-            }
-        };
+        let pts_ns = has_pts.then_some(pts);
         let shape = r.shape()?;
         let src_size = (r.u32()?, r.u32()?);
         let source = r.bytes("source length", MAX_SOURCE)?.to_vec();
@@ -299,6 +332,7 @@ impl FrameHeader {
         r.end()?;
         Ok(FrameHeader {
             kind,
+            stream,
             seq,
             capture_ns,
             pts_ns,
@@ -306,6 +340,38 @@ impl FrameHeader {
             src_size,
             source,
             user_meta,
+        })
+    }
+}
+
+impl Ack {
+    /// Encodes it (31 bytes).
+    pub fn encode(&self) -> [u8; 31] {
+        let mut out = [0u8; 31];
+        out[..4].copy_from_slice(&ACK_MAGIC);
+        out[4] = VERSION;
+        out[5] = self.hello as u8;
+        out[6..14].copy_from_slice(&self.receiver.to_le_bytes());
+        out[14..22].copy_from_slice(&self.stream.to_le_bytes());
+        out[22] = self.seq.is_some() as u8;
+        out[23..31].copy_from_slice(&self.seq.unwrap_or(0).to_le_bytes());
+        out
+    }
+
+    /// Decodes and checks an acknowledgement.
+    pub fn decode(bytes: &[u8]) -> Result<Ack, WireError> {
+        let mut r = Reader::new("acknowledgement", bytes, ACK_MAGIC)?;
+        let hello = r.flag("hello flag")?;
+        let receiver = r.u64()?;
+        let stream = r.u64()?;
+        let has_seq = r.flag("seq flag")?;
+        let seq = r.u64()?;
+        r.end()?;
+        Ok(Ack {
+            receiver,
+            hello,
+            stream,
+            seq: has_seq.then_some(seq),
         })
     }
 }
@@ -356,6 +422,7 @@ mod tests {
     fn header() -> FrameHeader {
         FrameHeader {
             kind: Kind::Frame,
+            stream: 0x5eed_cafe,
             seq: 41,
             capture_ns: 1_700_000_000_123_456_789,
             pts_ns: Some(-40_000),
@@ -382,6 +449,22 @@ mod tests {
             user_meta_bytes: 256,
         };
         assert_eq!(Geometry::decode(&g.encode()).unwrap(), g);
+        for a in [
+            Ack {
+                receiver: 7,
+                hello: true,
+                stream: 9,
+                seq: None,
+            },
+            Ack {
+                receiver: u64::MAX,
+                hello: false,
+                stream: 1,
+                seq: Some(41),
+            },
+        ] {
+            assert_eq!(Ack::decode(&a.encode()).unwrap(), a);
+        }
     }
 
     #[test]
@@ -397,11 +480,31 @@ mod tests {
             FrameHeader::decode(&extra),
             Err(WireError::Trailing { extra: 1, .. })
         ));
-        let mut v2 = good.clone();
-        v2[4] = 2;
+        let mut next = good.clone();
+        next[4] = VERSION + 1;
         assert!(matches!(
-            FrameHeader::decode(&v2),
-            Err(WireError::Version { got: 2, .. })
+            FrameHeader::decode(&next),
+            Err(WireError::Version { got, .. }) if got == VERSION + 1
+        ));
+        // Every truncated acknowledgement is an error too.
+        let ack = Ack {
+            receiver: 1,
+            hello: false,
+            stream: 2,
+            seq: Some(3),
+        }
+        .encode();
+        for n in 0..ack.len() {
+            assert!(Ack::decode(&ack[..n]).is_err(), "ack prefix {n}");
+        }
+        let mut bad_flag = ack;
+        bad_flag[5] = 2;
+        assert!(matches!(
+            Ack::decode(&bad_flag),
+            Err(WireError::Field {
+                field: "hello flag",
+                ..
+            })
         ));
         let mut magic = good.clone();
         magic[0] = b'X';
@@ -420,7 +523,7 @@ mod tests {
         }
         // A bad dtype code.
         let mut dt = good.clone();
-        let dtype_at = 4 + 1 + 1 + 8 + 8 + 1 + 8 + 12;
+        let dtype_at = 4 + 1 + 1 + 8 + 8 + 8 + 1 + 8 + 12;
         dt[dtype_at] = 9;
         assert!(matches!(
             FrameHeader::decode(&dt),
@@ -437,6 +540,7 @@ mod tests {
                 .collect();
             let _ = FrameHeader::decode(&junk);
             let _ = Geometry::decode(&junk);
+            let _ = Ack::decode(&junk);
         }
         let mut g = Geometry {
             shape: FrameShape::new(2, 2, 1),
