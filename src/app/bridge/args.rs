@@ -279,7 +279,7 @@ impl BridgeConfig {
 /// Flags of `bridge send` and `bridge recv` that override `[bridge]` keys.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct BridgeArgs {
-    /// Config file (its [ring], [producer] and [bridge] sections).
+    /// Config file (its `ring`, `producer` and `bridge` tables).
     #[arg(long, default_value = "config.toml")]
     pub config: std::path::PathBuf,
     /// bridge.key: the zenoh key of the stream, e.g. framering/cam0
