@@ -101,6 +101,21 @@ fn name(tag: &str) -> String {
     format!("frb-{tag}-{}", std::process::id())
 }
 
+/// The source ring, destination ring and key of one test (`tag` keeps the
+/// tests' names apart).
+fn names(tag: &str) -> (String, String, String) {
+    (
+        name(&format!("{tag}src")),
+        name(&format!("{tag}dst")),
+        format!("frb-test/{}", name(&format!("{tag}key"))),
+    )
+}
+
+/// A zenoh endpoint on a loopback port nobody listens on now.
+fn loopback_listen() -> String {
+    format!("tcp/127.0.0.1:{}", common::free_port())
+}
+
 /// The real-image producer of ring `ring`: `loops` passes over the assets,
 /// fitted to `h`×`w`×3, into the groups `groups`, with extra flags.
 fn producer(ring: &str, h: u32, w: u32, loops: u32, groups: &str, extra: &[&str]) -> Command {
@@ -197,9 +212,8 @@ fn exit_code(out: &std::process::Output) -> Option<i32> {
 fn loopback_frames_arrive_byte_identical_and_in_order() {
     let _serial = serial();
     let _reaper = Reaper;
-    let (src, dst, key) = (name("src"), name("dst"), format!("frb-test/{}", name("lo")));
-    let port = common::free_port();
-    let listen = format!("tcp/127.0.0.1:{port}");
+    let (src, dst, key) = names("");
+    let listen = loopback_listen();
     let recv = bridge(
         "recv",
         &key,
@@ -237,13 +251,8 @@ fn loopback_frames_arrive_byte_identical_and_in_order() {
 fn a_killed_sender_is_reported_within_a_second_and_a_restarted_one_resumes() {
     let _serial = serial();
     let _reaper = Reaper;
-    let (src, dst, key) = (
-        name("ksrc"),
-        name("kdst"),
-        format!("frb-test/{}", name("kill")),
-    );
-    let port = common::free_port();
-    let listen = format!("tcp/127.0.0.1:{port}");
+    let (src, dst, key) = names("k");
+    let listen = loopback_listen();
     let mut recv = bridge(
         "recv",
         &key,
@@ -289,13 +298,8 @@ fn a_killed_sender_is_reported_within_a_second_and_a_restarted_one_resumes() {
 fn exit_on_loss_ends_the_stream_with_exit_4() {
     let _serial = serial();
     let _reaper = Reaper;
-    let (src, dst, key) = (
-        name("lsrc"),
-        name("ldst"),
-        format!("frb-test/{}", name("loss")),
-    );
-    let port = common::free_port();
-    let listen = format!("tcp/127.0.0.1:{port}");
+    let (src, dst, key) = names("l");
+    let listen = loopback_listen();
     let recv = bridge(
         "recv",
         &key,
@@ -479,13 +483,8 @@ fn check_run(
 fn a_receiver_sigkilled_three_times_loses_no_frame_and_duplicates_none() {
     let _serial = serial();
     let _reaper = Reaper;
-    let (src, dst, key) = (
-        name("rsrc"),
-        name("rdst"),
-        format!("frb-test/{}", name("rkill")),
-    );
-    let port = common::free_port();
-    let listen = format!("tcp/127.0.0.1:{port}");
+    let (src, dst, key) = names("r");
+    let listen = loopback_listen();
     // Their logs in files (a pipe nobody reads would fill up).
     let tmp = tempfile::tempdir().unwrap();
     let (recv_log, send_log) = (tmp.path().join("recv.log"), tmp.path().join("send.log"));
@@ -591,15 +590,10 @@ fn peer(endpoint: &str) -> zenoh::Session {
 fn forged_frames_end_markers_and_shapes_from_another_peer_are_counted_and_skipped() {
     let _serial = serial();
     let _reaper = Reaper;
-    let (src, dst, key) = (
-        name("fsrc"),
-        name("fdst"),
-        format!("frb-test/{}", name("forge")),
-    );
+    let (src, dst, key) = names("f");
     let tmp = tempfile::tempdir().unwrap();
     let recv_json = tmp.path().join("recv.json");
-    let port = common::free_port();
-    let listen = format!("tcp/127.0.0.1:{port}");
+    let listen = loopback_listen();
     let recv = bridge(
         "recv",
         &key,
@@ -753,11 +747,7 @@ fn certificates(dir: &Path) {
 fn with_tls_frames_arrive_and_a_peer_without_a_certificate_cannot_connect() {
     let _serial = serial();
     let _reaper = Reaper;
-    let (src, dst, key) = (
-        name("tsrc"),
-        name("tdst"),
-        format!("frb-test/{}", name("tls")),
-    );
+    let (src, dst, key) = names("t");
     let tmp = tempfile::tempdir().unwrap();
     certificates(tmp.path());
     let file = |f: &str| tmp.path().join(f).to_str().unwrap().to_string();
@@ -943,11 +933,7 @@ fn across_namespaces_live_stays_fresh_and_lossless_loses_nothing() {
     let listen = "tcp/10.251.0.2:7447";
     // Live: 30 fps of 1080p (1.5 Gbit/s) into a 1 Gbit/s link.
     {
-        let (src, dst, key) = (
-            name("nlsrc"),
-            name("nldst"),
-            format!("frb-test/{}", name("nl")),
-        );
+        let (src, dst, key) = names("nl");
         let recv_json = tmp.path().join("live-recv.json");
         let send_json = tmp.path().join("live-send.json");
         let recv = Netns::exec(
@@ -1015,11 +1001,7 @@ fn across_namespaces_live_stays_fresh_and_lossless_loses_nothing() {
     }
     // Lossless: every frame arrives, whatever the link's rate.
     {
-        let (src, dst, key) = (
-            name("nbsrc"),
-            name("nbdst"),
-            format!("frb-test/{}", name("nb")),
-        );
+        let (src, dst, key) = names("nb");
         let recv = Netns::exec(
             &net.b,
             bridge(
