@@ -399,6 +399,12 @@ fn supervised(ring: &str, group: &str, taken: &AtomicUsize) -> Vec<FrameId> {
     }
 }
 
+/// [`reference`] of `ring`'s group `group`, read on a thread of its own.
+fn read_all(ring: &str, group: &'static str) -> std::thread::JoinHandle<Vec<FrameId>> {
+    let ring = ring.to_string();
+    std::thread::spawn(move || reference(&ring, group))
+}
+
 /// Every frame of the source ring's reference group, in order.
 fn reference(ring: &str, group: &str) -> Vec<FrameId> {
     let c = Consumer::builder(ring)
@@ -605,14 +611,7 @@ fn forged_frames_end_markers_and_shapes_from_another_peer_are_counted_and_skippe
     // 8 × 30 = 240 frames at 50 fps: about 5 s.
     let prod = producer(&src, 120, 160, 30, "bridge,ref", &["--fps-limit", "50"]).spawn_reaped();
     let sender = bridge("send", &key, &[&src, "--connect", &listen]).spawn_reaped();
-    let check = std::thread::spawn({
-        let dst = dst.clone();
-        move || reference(&dst, "check")
-    });
-    let reference = std::thread::spawn({
-        let src = src.clone();
-        move || reference(&src, "ref")
-    });
+    let (check, reference) = (read_all(&dst, "check"), read_all(&src, "ref"));
     wait_published(&dst, 1);
     // The forger: captures one genuine frame message on the key, then
     // publishes from its own session that message again, copies of it with
@@ -784,14 +783,7 @@ fn with_tls_frames_arrive_and_a_peer_without_a_certificate_cannot_connect() {
     args.extend(tls("sender"));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let sender = bridge("send", &key, &args).spawn_reaped();
-    let check = std::thread::spawn({
-        let dst = dst.clone();
-        move || reference(&dst, "check")
-    });
-    let reference = std::thread::spawn({
-        let src = src.clone();
-        move || reference(&src, "ref")
-    });
+    let (check, reference) = (read_all(&dst, "check"), read_all(&src, "ref"));
     wait_published(&dst, 1);
     // Peers without a certificate of the CA: one that trusts the CA (TLS,
     // no client certificate), one speaking plain TCP to the TLS port. They
