@@ -208,7 +208,7 @@ fn a_producer_whose_ffmpeg_stalls_stops_on_a_signal_and_kills_ffmpeg() {
         let name = ring(&tag);
         let fifo = tmp.path().join(format!("{tag}.y4m"));
         let writer = idle_fifo(&fifo);
-        let p = command(
+        let mut p = command(
             PRODUCER,
             &name,
             (24, 32, 3),
@@ -224,6 +224,19 @@ fn a_producer_whose_ffmpeg_stalls_stops_on_a_signal_and_kills_ffmpeg() {
         )
         .spawn()
         .unwrap();
+        // Its log, line by line as it comes.
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let reader = std::thread::spawn({
+            let (err, log) = (p.stderr.take().unwrap(), log.clone());
+            move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                    let mut l = log.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            }
+        });
         let start = Instant::now();
         let ffmpeg = loop {
             if let Some(&c) = children(p.id()).first() {
@@ -232,18 +245,27 @@ fn a_producer_whose_ffmpeg_stalls_stops_on_a_signal_and_kills_ffmpeg() {
             assert!(start.elapsed() < Duration::from_secs(10), "no ffmpeg child");
             std::thread::sleep(Duration::from_millis(10));
         };
-        let idle = if sig == Signal::SIGTERM { 2500 } else { 300 };
-        std::thread::sleep(Duration::from_millis(idle));
+        // SIGTERM once it says it waits for ffmpeg (its progress line, 2 s
+        // in); SIGINT while ffmpeg has yet to write anything.
+        if sig == Signal::SIGTERM {
+            let start = Instant::now();
+            while !log.lock().unwrap().contains("waiting for ffmpeg") {
+                assert!(
+                    start.elapsed() < Duration::from_secs(60),
+                    "{tag}: no \"waiting for ffmpeg\": {}",
+                    log.lock().unwrap()
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         signal(&p, sig);
         let t = Instant::now();
         let out = wait_with_timeout(p, Duration::from_secs(10));
         let took = t.elapsed();
-        let err = stderr(&out);
+        reader.join().unwrap();
+        let err = log.lock().unwrap().clone();
         assert!(took < STOP_LIMIT, "{tag}: took {took:?}\n{err}");
         assert_eq!(out.status.code(), Some(0), "{tag}: {err}");
-        if idle > 2000 {
-            assert!(err.contains("waiting for ffmpeg"), "{tag}: {err}");
-        }
         assert!(!running(ffmpeg), "{tag}: ffmpeg {ffmpeg} still runs");
         assert!(
             !Path::new("/dev/shm").join(&name).exists(),
