@@ -3,7 +3,9 @@
 
 use super::config::{Config, SourceKind};
 use super::stats::{Progress, Stats, Summary};
-use crate::media::decode::{DecodeBudget, DecodeError, Decoded, Decoder, ShapePolicy};
+use crate::media::decode::{
+    faster_build_hint, DecodeBudget, DecodeError, Decoded, Decoder, ShapePolicy, StageTimes,
+};
 use crate::media::sink::Sink;
 use crate::media::source::list_inputs;
 use crate::media::video::ReadFrame;
@@ -91,6 +93,8 @@ struct Done<'p> {
     /// When it was decoded (CLOCK_REALTIME ns): its capture time.
     captured: u64,
     result: Result<Decoded, DecodeError>,
+    /// Where its decode spent the time.
+    stages: StageTimes,
 }
 
 /// Loans a slot, `None` on timeout.
@@ -691,6 +695,9 @@ fn produce(
         jpeg_decoder = ?cfg.producer.jpeg_decoder.resolve(),
         "decoding images"
     );
+    if let Some(hint) = faster_build_hint(cfg.producer.jpeg_decoder, &inputs) {
+        stats.stage_hint(hint);
+    }
     let frame_bytes = shape.bytes() as u64;
     let use_cache = cfg.producer.loops > 1
         && cfg.producer.loop_cache_mb > 0
@@ -728,6 +735,7 @@ fn produce(
                         slot: job.slot,
                         captured: realtime_ns(),
                         result,
+                        stages: decoder.stages(),
                     };
                     if done_tx.send(done).is_err() {
                         break;
@@ -760,6 +768,7 @@ fn produce(
                             if use_cache && done.index < n {
                                 cache[i] = Ok((done.slot.pixels().to_vec(), d));
                             }
+                            let started = Instant::now();
                             publish(
                                 producer,
                                 done.slot,
@@ -768,8 +777,11 @@ fn produce(
                                 &mut stats,
                                 &mut pacer,
                             )?;
+                            let publish_ns = started.elapsed().as_nanos() as u64;
+                            stats.stages(done.stages, publish_ns, threads as u32);
                         }
                         Err(e) => {
+                            stats.stages(done.stages, 0, threads as u32);
                             tracing::warn!(input = %path.display(), reason = e.reason.as_str(), "skipping input: {}", e.detail);
                             stats.skip(e.reason.as_str());
                             producer.note_skipped();
