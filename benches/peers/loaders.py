@@ -318,7 +318,10 @@ def main():
     res = {k: [] for k in peers if not only or k in only}
     rss, errors = [], {}
     for r in range(a.runs):
-        for k in res:
+        # Each run starts at another peer: the machine's load drifts.
+        order = list(res)
+        order = order[r % len(order):] + order[:r % len(order)]
+        for k in order:
             if k in errors:
                 continue
             try:
