@@ -385,3 +385,61 @@ fn a_y4m_stream_of_the_rings_size_on_stdin_is_converted_to_its_pixels() {
         assert!(max <= tolerance, "{pix_fmt}: max diff {max}");
     }
 }
+
+/// The producer's summary says where the time went, per frame: read,
+/// decode, convert/resize, publish (text and JSON); convert is 0 when the
+/// files decode straight into the slot and not when they are resized; a
+/// skipped input counts in the decode stages; the default build says what
+/// libjpeg-turbo would give.
+#[test]
+fn the_producer_summary_times_each_stage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("in");
+    std::fs::create_dir(&dir).unwrap();
+    let jpeg = std::fs::read(data("testorig.jpg")).unwrap();
+    for n in ["a.jpg", "b.jpg"] {
+        std::fs::write(dir.join(n), &jpeg).unwrap();
+    }
+    std::fs::write(dir.join("c.jpg"), &jpeg[..jpeg.len() / 2]).unwrap();
+    // testorig.jpg is 227x149: its own size, then half of it.
+    for (tag, shape, resized) in [("same", (149, 227, 3), false), ("half", (75, 113, 3), true)] {
+        let name = ring(&format!("stages-{tag}"));
+        let stats = tmp.path().join(format!("{tag}.json"));
+        let c = command(CONSUMER, &name, shape, &["--output", "null", "--quiet"])
+            .spawn()
+            .unwrap();
+        let p = command(
+            PRODUCER,
+            &name,
+            shape,
+            &[
+                "--input",
+                dir.to_str().unwrap(),
+                "--stats-json",
+                stats.to_str().unwrap(),
+            ],
+        )
+        .spawn()
+        .unwrap();
+        let pout = wait_with_timeout(p, Duration::from_secs(30));
+        let err = stderr(&pout);
+        assert!(pout.status.success(), "{err}");
+        assert!(wait_with_timeout(c, Duration::from_secs(30))
+            .status
+            .success());
+        let j = json(&stats);
+        assert_eq!(j["frames"], 2, "{j}");
+        let t = &j["stages"];
+        assert_eq!(t["frames"], 3, "2 decoded, 1 skipped: {j}");
+        for k in ["read_ms", "decode_ms", "publish_ms"] {
+            assert!(t[k].as_f64().unwrap() > 0.0, "{k}: {j}");
+        }
+        let convert = t["convert_ms"].as_f64().unwrap();
+        assert_eq!(convert > 0.0, resized, "convert_ms: {j}");
+        assert!(err.contains("per frame: read "), "{err}");
+        assert!(err.contains("convert/resize"), "{err}");
+        let hint = "a build with --features turbojpeg";
+        assert_eq!(err.contains(hint), !cfg!(feature = "turbojpeg"), "{err}");
+        assert_eq!(t["hint"].is_string(), !cfg!(feature = "turbojpeg"), "{j}");
+    }
+}

@@ -6,7 +6,9 @@
 
 use super::config::{Config, ConfigError, SourceKind};
 use super::stats::{Progress, RunOptions, Stats, Summary, PROGRESS_EVERY};
-use crate::media::decode::{DecodeBudget, DecodeError, Decoded, Decoder, ShapePolicy};
+use crate::media::decode::{
+    faster_build_hint, DecodeBudget, DecodeError, Decoded, Decoder, ShapePolicy, StageTimes,
+};
 use crate::media::source::{list_inputs, SourceError};
 use crate::media::video::{self, ReadFrame, StreamStart, VideoError};
 use crate::media::FrameShape;
@@ -79,6 +81,8 @@ struct Done<'p> {
     /// When it was decoded (CLOCK_REALTIME ns): its capture time.
     captured: u64,
     result: Result<Decoded, DecodeError>,
+    /// Where its decode spent the time.
+    stages: StageTimes,
 }
 
 /// Loans a slot, `None` on timeout.
@@ -677,6 +681,9 @@ fn produce(
         jpeg_decoder = ?cfg.producer.jpeg_decoder.resolve(),
         "decoding images"
     );
+    if let Some(hint) = faster_build_hint(cfg.producer.jpeg_decoder, &inputs) {
+        stats.stage_hint(hint);
+    }
     let frame_bytes = shape.bytes() as u64;
     let use_cache = cfg.producer.loops > 1
         && cfg.producer.loop_cache_mb > 0
@@ -714,6 +721,7 @@ fn produce(
                         slot: job.slot,
                         captured: realtime_ns(),
                         result,
+                        stages: decoder.stages(),
                     };
                     if done_tx.send(done).is_err() {
                         break;
@@ -746,6 +754,7 @@ fn produce(
                             if use_cache && done.index < n {
                                 cache[i] = Ok((done.slot.pixels().to_vec(), d));
                             }
+                            let started = Instant::now();
                             publish(
                                 producer,
                                 done.slot,
@@ -754,8 +763,11 @@ fn produce(
                                 &mut stats,
                                 &mut pacer,
                             )?;
+                            let publish_ns = started.elapsed().as_nanos() as u64;
+                            stats.stages(done.stages, publish_ns, threads as u32);
                         }
                         Err(e) => {
+                            stats.stages(done.stages, 0, threads as u32);
                             tracing::warn!(input = %path.display(), reason = e.reason.as_str(), "skipping input: {}", e.detail);
                             stats.skip(e.reason.as_str());
                             producer.note_skipped();

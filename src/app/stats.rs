@@ -1,6 +1,7 @@
 //! Frame counters, throughput and publish→consume latency, with periodic
 //! progress and a final summary (text or JSON).
 
+use crate::media::decode::StageTimes;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -30,6 +31,43 @@ pub struct Stats {
     /// How long the producer waited for a first consumer (not counted in
     /// the rates).
     waited: Duration,
+    /// Producer of decoded images: time summed per stage.
+    stages: Option<StageSums>,
+}
+
+/// Stage times summed over the frames a producer decoded.
+#[derive(Debug, Clone, Copy, Default)]
+struct StageSums {
+    frames: u64,
+    read_ns: u64,
+    decode_ns: u64,
+    convert_ns: u64,
+    publish_ns: u64,
+    decoders: u32,
+    hint: Option<&'static str>,
+}
+
+/// Where a producer of decoded images spent its time: each stage's mean
+/// per frame, in milliseconds (read, decode and convert run on the decoder
+/// threads, in parallel; publish on the publishing thread).
+#[derive(Debug, Clone, Serialize)]
+pub struct Stages {
+    /// Frames these means are over (decoded ones, skipped inputs included).
+    pub frames: u64,
+    /// Decoder threads.
+    pub decoders: u32,
+    /// Opening and reading the file.
+    pub read_ms: f64,
+    /// Decoding (into the slot, or into a buffer).
+    pub decode_ms: f64,
+    /// Converting and resizing a decoded buffer into the slot (0 when
+    /// decoded straight into it).
+    pub convert_ms: f64,
+    /// Publishing the slot (after it was decoded, in input order).
+    pub publish_ms: f64,
+    /// What a faster build would give, when this one is not the fastest
+    /// for these inputs.
+    pub hint: Option<&'static str>,
 }
 
 /// How a long run shows its progress.
@@ -152,6 +190,8 @@ pub struct Summary {
     pub lost: u64,
     /// Consumer: why its output failed.
     pub output_error: Option<String>,
+    /// Producer of decoded images: where the time went, per frame.
+    pub stages: Option<Stages>,
 }
 
 impl Stats {
@@ -183,7 +223,26 @@ impl Stats {
             waiting_first: false,
             waited: Duration::ZERO,
             metrics: None,
+            stages: None,
         }
+    }
+
+    /// Reports the stages of one decoded input (`publish_ns`: 0 for one
+    /// that was skipped); `decoders`: decoder threads.
+    #[inline]
+    pub fn stages(&mut self, t: StageTimes, publish_ns: u64, decoders: u32) {
+        let s = self.stages.get_or_insert_with(StageSums::default);
+        s.frames += 1;
+        s.read_ns += t.read_ns;
+        s.decode_ns += t.decode_ns;
+        s.convert_ns += t.convert_ns;
+        s.publish_ns += publish_ns;
+        s.decoders = decoders;
+    }
+
+    /// Says in the summary what a faster build would give.
+    pub fn stage_hint(&mut self, hint: &'static str) {
+        self.stages.get_or_insert_with(StageSums::default).hint = Some(hint);
     }
 
     /// Also keeps these Prometheus metrics up to date.
@@ -366,6 +425,18 @@ impl Stats {
             given_back: 0,
             lost: 0,
             output_error: None,
+            stages: self.stages.filter(|s| s.frames > 0).map(|s| {
+                let ms = |ns: u64| ns as f64 / s.frames as f64 / 1e6;
+                Stages {
+                    frames: s.frames,
+                    decoders: s.decoders,
+                    read_ms: ms(s.read_ns),
+                    decode_ms: ms(s.decode_ns),
+                    convert_ms: ms(s.convert_ns),
+                    publish_ms: ms(s.publish_ns),
+                    hint: s.hint,
+                }
+            }),
         }
     }
 }
@@ -391,6 +462,15 @@ impl Summary {
                 " (after waiting {:.2} s for a first consumer)",
                 self.waited_secs
             );
+        }
+        if let Some(t) = &self.stages {
+            s += &format!(
+                "\n{}: per frame: read {:.3} ms, decode {:.3} ms, convert/resize {:.3} ms (on {} decoder threads), publish {:.3} ms",
+                self.role, t.read_ms, t.decode_ms, t.convert_ms, t.decoders, t.publish_ms
+            );
+            if let Some(h) = t.hint {
+                s += &format!("\n{}: {h}", self.role);
+            }
         }
         if let Some(l) = &self.latency {
             s += &format!(

@@ -24,6 +24,7 @@ use image::{ColorType, DynamicImage, ImageDecoder, ImageReader, Limits};
 use std::fmt;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
+use std::time::Instant;
 
 /// How an image whose size differs from the slot is fitted into it
 /// (`producer.shape_policy`).
@@ -66,6 +67,28 @@ impl JpegDecoder {
             other => other,
         }
     }
+}
+
+/// The summary's line on a faster build for these inputs, if there is one:
+/// JPEG files decoded by the `image` crate (zune-jpeg) where libjpeg-turbo
+/// decodes them faster (`benches/peers/loaders.py`, docs/benchmarks.md).
+pub fn faster_build_hint(
+    decoder: JpegDecoder,
+    inputs: &[std::path::PathBuf],
+) -> Option<&'static str> {
+    let jpeg = |p: &std::path::PathBuf| {
+        p.extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("jpg") || e.eq_ignore_ascii_case("jpeg"))
+    };
+    if decoder.resolve() != JpegDecoder::Image || !inputs.iter().any(jpeg) {
+        return None;
+    }
+    Some(if JpegDecoder::TURBOJPEG_BUILT {
+        "JPEG decoded by zune-jpeg (producer.jpeg_decoder = \"image\"); \"auto\" uses libjpeg-turbo, which decoded 1080x720 photo JPEGs 1.1-1.5x faster than zune-jpeg on 2 threads (docs/benchmarks.md)"
+    } else {
+        "JPEG decoded by zune-jpeg (the default build); a build with --features turbojpeg (libjpeg-turbo; needs cmake and nasm) decoded 1080x720 photo JPEGs 1.1-1.5x faster than zune-jpeg on 2 threads (docs/benchmarks.md)"
+    })
 }
 
 /// Why an input was skipped (the key under which it is counted).
@@ -217,6 +240,25 @@ impl Drop for Reservation {
 #[cfg(feature = "turbojpeg")]
 const SCRATCH_KEEP: usize = 16 << 20;
 
+/// Where one decode spent its time, in nanoseconds (the producer sums them
+/// into its summary). Clock reads only: nothing is allocated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StageTimes {
+    /// Opening the file and reading it into memory (for a file too large
+    /// to read whole, only the opening: its reads are part of `decode_ns`).
+    pub read_ns: u64,
+    /// Parsing and decoding, into the slot or into a buffer.
+    pub decode_ns: u64,
+    /// Converting a decoded buffer to the slot's channels and element type,
+    /// copying it into the slot, resizing (0 when decoded straight into
+    /// the slot).
+    pub convert_ns: u64,
+}
+
+fn nanos(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// Size of the source image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decoded {
@@ -238,9 +280,11 @@ pub struct Decoder {
     /// libjpeg-turbo, when built in and chosen.
     #[cfg(feature = "turbojpeg")]
     turbo: Option<turbojpeg::Decompressor>,
-    /// The whole file, for libjpeg-turbo (reused: no allocation per frame
-    /// once it has grown to the largest input).
+    /// The whole file, read in one go (reused: no allocation per frame
+    /// once it has grown to the largest input, up to [`BYTES_KEEP`]).
     bytes: Vec<u8>,
+    /// Where the last decode spent its time.
+    stages: StageTimes,
     /// A scaled decode awaiting its resize (reused likewise).
     #[cfg(feature = "turbojpeg")]
     scratch: Vec<u8>,
@@ -335,6 +379,7 @@ impl Decoder {
             #[cfg(feature = "turbojpeg")]
             turbo: None,
             bytes: Vec::new(),
+            stages: StageTimes::default(),
             #[cfg(feature = "turbojpeg")]
             scratch: Vec::new(),
         }
@@ -403,9 +448,21 @@ impl Decoder {
         self.shape
     }
 
+    /// Where the last `decode_file` or `decode_bytes` spent its time
+    /// (whether it succeeded or not).
+    pub fn stages(&self) -> StageTimes {
+        self.stages
+    }
+
     /// Decodes the file at `path` into `out` (exactly one frame's bytes).
+    ///
+    /// A file up to [`MAX_IN_MEMORY`] is read whole first, in one read into
+    /// a buffer kept for the next file, then decoded from memory; a larger
+    /// one streams through the `image` decoder.
     pub fn decode_file(&mut self, path: &Path, out: &mut [u8]) -> Result<Decoded, DecodeError> {
         use std::os::unix::fs::OpenOptionsExt;
+        self.stages = StageTimes::default();
+        let start = Instant::now();
         // O_NONBLOCK: opening a FIFO (or a device) must not hang the
         // producer; it is refused just below as not a regular file.
         let file = std::fs::OpenOptions::new()
@@ -422,29 +479,55 @@ impl Decoder {
         if meta.len() == 0 {
             return Err(err(SkipReason::Empty, "zero-byte file"));
         }
-        let mut reader = BufReader::new(file);
-        // libjpeg-turbo takes the whole file in memory; anything larger
-        // than a JPEG frame plausibly is streams through `image` instead.
-        if self.jpeg_decoder() == JpegDecoder::Turbojpeg
-            && self.shape.dtype == Dtype::U8
-            && meta.len() <= MAX_JPEG_IN_MEMORY
-            && is_jpeg(&mut reader)
-        {
-            let mut bytes = std::mem::take(&mut self.bytes);
-            bytes.clear();
-            let read = reader.read_to_end(&mut bytes);
-            let result = match read {
-                Ok(_) => self.decode_bytes(&bytes, out),
-                Err(e) => Err(err(SkipReason::Unreadable, e)),
-            };
-            self.bytes = bytes;
+        if meta.len() > MAX_IN_MEMORY {
+            self.stages.read_ns = nanos(start);
+            let started = Instant::now();
+            let result = self.decode_reader(BufReader::new(file), out);
+            self.stages.decode_ns = nanos(started).saturating_sub(self.stages.convert_ns);
             return result;
         }
-        self.decode_reader(reader, out)
+        let mut bytes = std::mem::take(&mut self.bytes);
+        bytes.clear();
+        // The size is known: one read fills the buffer (and one more finds
+        // the end), with no growth on the way.
+        let read = bytes
+            .try_reserve_exact(meta.len() as usize + 1)
+            .map_err(std::io::Error::other)
+            .and_then(|()| (&file).take(MAX_IN_MEMORY + 1).read_to_end(&mut bytes));
+        self.stages.read_ns = nanos(start);
+        let result = match read {
+            Ok(_) if bytes.len() as u64 > MAX_IN_MEMORY => Err(err(
+                SkipReason::TooLarge,
+                "the file grew beyond 16 MiB while it was read",
+            )),
+            Ok(_) => self.decode_in_memory(&bytes, out),
+            Err(e) => Err(err(SkipReason::Unreadable, e)),
+        };
+        if bytes.capacity() <= BYTES_KEEP {
+            self.bytes = bytes;
+        }
+        result
     }
 
     /// Decodes an image held in memory into `out`.
     pub fn decode_bytes(&mut self, bytes: &[u8], out: &mut [u8]) -> Result<Decoded, DecodeError> {
+        self.stages = StageTimes::default();
+        self.decode_in_memory(bytes, out)
+    }
+
+    /// `decode_bytes`, adding to the stage times.
+    fn decode_in_memory(&mut self, bytes: &[u8], out: &mut [u8]) -> Result<Decoded, DecodeError> {
+        let started = Instant::now();
+        let result = self.decode_in_memory_untimed(bytes, out);
+        self.stages.decode_ns = nanos(started).saturating_sub(self.stages.convert_ns);
+        result
+    }
+
+    fn decode_in_memory_untimed(
+        &mut self,
+        bytes: &[u8],
+        out: &mut [u8],
+    ) -> Result<Decoded, DecodeError> {
         if bytes.is_empty() {
             return Err(err(SkipReason::Empty, "no bytes"));
         }
@@ -591,10 +674,12 @@ impl Decoder {
             format,
         };
         let result = match turbo.decompress(bytes, image) {
-            Ok(()) => Some(
-                self.resize(&scratch, sw as u32, sh as u32, out)
-                    .map(|()| src),
-            ),
+            Ok(()) => {
+                let started = Instant::now();
+                let resized = self.resize(&scratch, sw as u32, sh as u32, out);
+                self.stages.convert_ns += nanos(started);
+                Some(resized.map(|()| src))
+            }
             Err(_) => None,
         };
         if scratch.capacity() <= SCRATCH_KEEP {
@@ -670,13 +755,16 @@ impl Decoder {
             decoder.total_bytes().saturating_add(converted),
         )?;
         let img = DynamicImage::from_decoder(decoder).map_err(classify)?;
+        let started = Instant::now();
         let pixels = Converted::new(img, self.shape);
-        if same_size {
+        let result = if same_size {
             out.copy_from_slice(pixels.bytes());
-            return Ok(src);
-        }
-        self.resize(pixels.bytes(), w, h, out)?;
-        Ok(src)
+            Ok(src)
+        } else {
+            self.resize(pixels.bytes(), w, h, out).map(|()| src)
+        };
+        self.stages.convert_ns += nanos(started);
+        result
     }
 
     fn resize(&mut self, pixels: &[u8], w: u32, h: u32, out: &mut [u8]) -> Result<(), DecodeError> {
@@ -718,9 +806,15 @@ impl Decoder {
     }
 }
 
-/// Largest JPEG file read whole for libjpeg-turbo (64 MiB: far beyond any
-/// frame; larger files stream through the `image` decoder and its limits).
-const MAX_JPEG_IN_MEMORY: u64 = 64 << 20;
+/// Largest file read whole before decoding (16 MiB: far beyond any JPEG or
+/// PNG frame; larger files stream through the `image` decoder and its
+/// limits, and libjpeg-turbo, which needs the whole file, leaves them to it).
+const MAX_IN_MEMORY: u64 = 16 << 20;
+
+/// The file buffer is kept for the next file up to this capacity; a larger
+/// one is freed after its decode (memory kept outside a decode escapes the
+/// decode budget).
+const BYTES_KEEP: usize = 4 << 20;
 
 /// The frame header (SOF marker) of a JPEG: which coding process, at which
 /// sample precision.
@@ -819,12 +913,6 @@ fn unsupported_jpeg(frame: JpegFrame, decoder: JpegDecoder) -> Option<DecodeErro
         ));
     }
     None
-}
-
-/// Whether the stream starts with a JPEG start-of-image marker (does not
-/// consume anything).
-fn is_jpeg<R: std::io::BufRead>(r: &mut R) -> bool {
-    r.fill_buf().is_ok_and(|b| b.starts_with(&[0xFF, 0xD8]))
 }
 
 /// Whether the stream is a JPEG without an end-of-image marker near its end.
@@ -960,6 +1048,49 @@ mod tests {
         RgbImage::from_fn(w, h, |x, y| image::Rgb([x as u8, y as u8, (x ^ y) as u8]))
     }
 
+    /// A file is read whole and decoded from memory: pixel for pixel what
+    /// `image` decodes from the same bytes into its own buffer (the path
+    /// before), straight into the slot when the shape matches (no convert
+    /// stage), through the resize otherwise; each decode reports its stages.
+    #[test]
+    fn decode_file_reads_once_matches_image_and_times_its_stages() {
+        let tmp = tempfile::tempdir().unwrap();
+        let img = DynamicImage::ImageRgb8(smooth(96, 64));
+        for (name, fmt) in [("a.jpg", ImageFormat::Jpeg), ("a.png", ImageFormat::Png)] {
+            let bytes = encode(&img, fmt);
+            let path = tmp.path().join(name);
+            std::fs::write(&path, &bytes).unwrap();
+            let expected = image::load_from_memory(&bytes)
+                .unwrap()
+                .to_rgb8()
+                .into_raw();
+            let shape = FrameShape::new(64, 96, 3);
+            let mut dec =
+                Decoder::new(shape, ShapePolicy::Fit).with_jpeg_decoder(JpegDecoder::Image);
+            let mut out = vec![0; shape.bytes()];
+            for _ in 0..2 {
+                // (twice: the second reuses the file buffer)
+                out.fill(0);
+                dec.decode_file(&path, &mut out).unwrap();
+                assert!(out == expected, "{name}: differs from image's own decode");
+                let t = dec.stages();
+                assert!(t.read_ns > 0 && t.decode_ns > 0, "{name}: {t:?}");
+                assert_eq!(t.convert_ns, 0, "{name}: decoded straight into the slot");
+            }
+            let half = FrameShape::new(32, 48, 3);
+            let mut small = vec![0; half.bytes()];
+            let mut dec =
+                Decoder::new(half, ShapePolicy::Fit).with_jpeg_decoder(JpegDecoder::Image);
+            dec.decode_file(&path, &mut small).unwrap();
+            let t = dec.stages();
+            assert!(t.convert_ns > 0 && t.decode_ns > 0, "{name}: {t:?}");
+            // A failed decode reports its stages too.
+            std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+            assert!(dec.decode_file(&path, &mut small).is_err());
+            assert!(dec.stages().read_ns > 0, "{name}");
+        }
+    }
+
     #[test]
     fn same_size_png_is_exact() {
         let img = DynamicImage::ImageRgb8(gradient(32, 16));
@@ -1080,7 +1211,6 @@ mod tests {
     }
 
     /// A smooth picture: JPEG decoders differ by a level or two on it.
-    #[cfg(feature = "turbojpeg")]
     fn smooth(w: u32, h: u32) -> RgbImage {
         RgbImage::from_fn(w, h, |x, y| {
             image::Rgb([
