@@ -5,6 +5,7 @@ pub mod bench;
 pub mod bridge;
 pub mod cli;
 pub mod config;
+pub mod mcap;
 pub mod metrics;
 pub mod pipeline;
 pub mod stats;

@@ -60,6 +60,7 @@ impl Pacer {
 fn source_kind(cfg: &Config) -> SourceKind {
     match cfg.producer.source {
         SourceKind::Auto if cfg.producer.input == "-" => SourceKind::Raw,
+        SourceKind::Auto if crate::media::mcap::is_mcap(&cfg.producer.input) => SourceKind::Mcap,
         SourceKind::Auto if crate::media::video::looks_like_video(&cfg.producer.input) => {
             SourceKind::Video
         }
@@ -94,7 +95,7 @@ struct Done<'p> {
 }
 
 /// Loans a slot, `None` on timeout.
-fn loan(producer: &Producer, timeout: Duration) -> anyhow::Result<Option<WriteSlot<'_>>> {
+pub(crate) fn loan(producer: &Producer, timeout: Duration) -> anyhow::Result<Option<WriteSlot<'_>>> {
     match producer.loan(timeout) {
         Ok(slot) => Ok(Some(slot)),
         Err(e) if e.is_timeout() => Ok(None),
@@ -116,6 +117,9 @@ pub struct ProducerReport {
 pub fn run_producer(cfg: &Config, run: &RunOptions) -> anyhow::Result<ProducerReport> {
     cfg.validate()?;
     let kind = source_kind(cfg);
+    if kind == SourceKind::Mcap {
+        return super::mcap::run_mcap_producer(cfg, run);
+    }
     if kind != SourceKind::Images {
         return run_stream_producer(cfg, kind, run);
     }
@@ -203,7 +207,7 @@ fn sized_ring(
 
 /// Creates the ring with frames of `shape` and the source's `frame_rate`
 /// (when known), then waits for `producer.wait_groups`.
-fn create_producer(
+pub(crate) fn create_producer(
     cfg: &Config,
     shape: FrameShape,
     frame_rate: Option<(u64, u64)>,
@@ -302,7 +306,7 @@ pub(crate) fn end_stream(cfg: &Config, producer: &Producer, ok: bool) -> anyhow:
 }
 
 /// What a failed producer tells its consumers ([`Producer::fail`]).
-fn fail_reason(e: &anyhow::Error) -> FailReason {
+pub(crate) fn fail_reason(e: &anyhow::Error) -> FailReason {
     for cause in e.chain() {
         if cause.is::<RingCorrupt>()
             || matches!(cause.downcast_ref(), Some(LoanError::Corrupt(_)))
@@ -312,6 +316,7 @@ fn fail_reason(e: &anyhow::Error) -> FailReason {
         }
         if cause.is::<crate::media::video::VideoError>()
             || cause.is::<crate::media::source::SourceError>()
+            || cause.is::<crate::media::mcap::McapError>()
         {
             return FailReason::Input;
         }
@@ -607,7 +612,7 @@ fn outstanding(producer: &Producer) -> usize {
 
 /// Says why the producer has no free slot; a wait for a first consumer
 /// (nothing published, no group yet) is not counted in its rates.
-fn note_blocked(stats: &mut Stats, producer: &Producer) {
+pub(crate) fn note_blocked(stats: &mut Stats, producer: &Producer) {
     let first = producer.published() == 0 && producer.subscribed_groups() == 0;
     stats.set_blocked(blocked_on(producer), first);
 }
@@ -1129,6 +1134,12 @@ pub fn run_consumer(
     // The output is checked before any frame is taken (a frame taken for an
     // output that cannot be written would be lost to the group).
     Sink::check(&cfg.consumer.output, &cfg.consumer.ffmpeg)?;
+    let mcap = crate::media::mcap::is_mcap(&cfg.consumer.output);
+    if mcap {
+        let opts = super::mcap::recorder_options(cfg, 1);
+        crate::media::mcap::Recorder::check(std::path::Path::new(&cfg.consumer.output), &opts)
+            .map_err(crate::media::sink::SinkError::from)?;
+    }
     let mut builder = Consumer::builder(&cfg.ring.name)
         .group(&cfg.consumer.group)
         .latest(cfg.consumer.latest)
@@ -1170,7 +1181,16 @@ pub fn run_consumer(
     // Before any frame is taken: an output that cannot hold the ring's
     // element type (float32 into images or video) is a usage error.
     Sink::check_dtype(out, cfg.consumer.format, shape)?;
-    let mut sink = if crate::media::video::is_video_output(out) {
+    // Frames the output accepted but may not have written yet (a pipe's
+    // reader, ffmpeg, an MCAP chunk not closed): kept, not handed back,
+    // until it has; at most half the ring, so that the producer and other
+    // groups keep slots.
+    let mut held = Held::new((consumer.slots() as usize / 2).max(1));
+    let mut sink = if mcap {
+        // A chunk is closed before the consumer holds more than a few.
+        let opts = super::mcap::recorder_options(cfg, held.max.min(4));
+        Sink::open_mcap(out, shape, opts)?
+    } else if crate::media::video::is_video_output(out) {
         // The rate asked for, else the source's as the producer recorded it.
         let fps = match (cfg.consumer.video_fps, consumer.frame_rate()) {
             (Some(fps), _) => fps,
@@ -1186,10 +1206,9 @@ pub fn run_consumer(
         .with_metrics(run.metrics.clone());
     let mut started = false;
     let hold = Duration::from_secs_f64(cfg.consumer.hold_ms / 1e3);
-    // Frames the output accepted but may not have written yet (a pipe's
-    // reader, ffmpeg): kept, not handed back, until it has; at most half
-    // the ring, so that the producer and other groups keep slots.
-    let mut held = Held::new((consumer.slots() as usize / 2).max(1));
+    // The ring's publish times (CLOCK_MONOTONIC) as CLOCK_REALTIME, for
+    // a recording.
+    let realtime_offset = realtime_ns() as i128 - monotonic_ns() as i128;
     let outcome: Result<ConsumerEnd, Failure> = loop {
         if signals::stop_requested() {
             break Ok(ConsumerEnd::Stopped);
@@ -1217,7 +1236,17 @@ pub fn run_consumer(
                 stats.set_slots_in_use(held.len() + 1);
                 let info = *frame.info();
                 let latency = monotonic_ns().saturating_sub(info.publish_ns);
-                if let Err(e) = sink.write(info.seq, frame.pixels(), shape) {
+                let stamp = crate::media::sink::FrameStamp {
+                    seq: info.seq,
+                    capture_ns: info.capture_ns,
+                    publish_ns: (info.publish_ns as i128 + realtime_offset).max(0) as u64,
+                    pts_ns: info.pts_ns,
+                    source: info.source(),
+                    src_width: info.src_width,
+                    src_height: info.src_height,
+                    user_meta: frame.user_meta(),
+                };
+                if let Err(e) = sink.write(&stamp, frame.pixels(), shape) {
                     break Err(Failure::Output(
                         anyhow::Error::new(e).context(format!("frame {}", info.seq)),
                         // Boxed: a failure is rare, a frame is large.

@@ -171,7 +171,10 @@ impl McapError {
     pub fn is_usage(&self) -> bool {
         !matches!(
             self,
-            McapError::Io { .. } | McapError::Mcap { .. } | McapError::Image { .. }
+            McapError::Io { .. }
+                | McapError::Mcap { .. }
+                | McapError::Image { .. }
+                | McapError::BadMessage { .. }
         )
     }
 }
