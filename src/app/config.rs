@@ -564,7 +564,10 @@ impl Config {
         }
         seconds("consumer.hold_ms", self.consumer.hold_ms)?;
         seconds("consumer.split_secs", self.consumer.split_secs)?;
-        seconds("producer.start_secs", self.producer.start_secs.unwrap_or(0.0))?;
+        seconds(
+            "producer.start_secs",
+            self.producer.start_secs.unwrap_or(0.0),
+        )?;
         seconds("producer.end_secs", self.producer.end_secs.unwrap_or(0.0))?;
         if let (Some(start), Some(end)) = (self.producer.start_secs, self.producer.end_secs) {
             if start > end {

@@ -107,8 +107,8 @@ pub(crate) fn run_mcap_producer(cfg: &Config, run: &RunOptions) -> anyhow::Resul
         topic = %replay.topic(),
         "replaying an MCAP recording"
     );
-    let mut stats =
-        Stats::new("producer", PROGRESS_EVERY, run.progress, None).with_metrics(run.metrics.clone());
+    let mut stats = Stats::new("producer", PROGRESS_EVERY, run.progress, None)
+        .with_metrics(run.metrics.clone());
     let mut pacer = Pacer::new(cfg.producer.fps_limit);
     let outcome: anyhow::Result<()> = (|| {
         for pass in 0..cfg.producer.loops.max(1) {
@@ -132,7 +132,8 @@ pub(crate) fn run_mcap_producer(cfg: &Config, run: &RunOptions) -> anyhow::Resul
                     break;
                 };
                 if cfg.producer.realtime {
-                    let due = started + Duration::from_nanos(frame.log_ns.saturating_sub(first_log));
+                    let due =
+                        started + Duration::from_nanos(frame.log_ns.saturating_sub(first_log));
                     if !sleep_until(due) {
                         return Ok(());
                     }

@@ -95,7 +95,10 @@ struct Done<'p> {
 }
 
 /// Loans a slot, `None` on timeout.
-pub(crate) fn loan(producer: &Producer, timeout: Duration) -> anyhow::Result<Option<WriteSlot<'_>>> {
+pub(crate) fn loan(
+    producer: &Producer,
+    timeout: Duration,
+) -> anyhow::Result<Option<WriteSlot<'_>>> {
     match producer.loan(timeout) {
         Ok(slot) => Ok(Some(slot)),
         Err(e) if e.is_timeout() => Ok(None),

@@ -10,8 +10,8 @@
 
 use clap::Parser;
 use framering::app::cli::{self, exit, RingArgs};
-use framering::app::pipeline::{ConsumerEnd, ShapeDemand};
 use framering::app::mcap::image_coding;
+use framering::app::pipeline::{ConsumerEnd, ShapeDemand};
 use framering::media::mcap::{is_mcap, Compression, ImageSchema};
 use framering::media::sink::OutputFormat;
 

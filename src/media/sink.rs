@@ -526,11 +526,9 @@ impl Sink {
         shape: FrameShape,
         opts: super::mcap::RecorderOptions,
     ) -> Result<Sink, SinkError> {
-        Ok(Sink::new(Out::Mcap(Box::new(super::mcap::Recorder::create(
-            Path::new(path),
-            shape,
-            opts,
-        )?))))
+        Ok(Sink::new(Out::Mcap(Box::new(
+            super::mcap::Recorder::create(Path::new(path), shape, opts)?,
+        ))))
     }
 
     /// Flushes and closes: waits for a video encoder to finish the file.

@@ -364,7 +364,11 @@ impl Replay {
                             *id,
                             ChannelInfo {
                                 topic: c.topic.clone(),
-                                schema: c.schema.as_ref().map(|s| s.name.clone()).unwrap_or_default(),
+                                schema: c
+                                    .schema
+                                    .as_ref()
+                                    .map(|s| s.name.clone())
+                                    .unwrap_or_default(),
                                 message_encoding: c.message_encoding.clone(),
                                 image_topic: c.metadata.get("image_topic").cloned(),
                             },
@@ -493,11 +497,7 @@ impl Replay {
                 Err(McapError::NoImageChannel {
                     path: path.into(),
                     topic: topic.map(str::to_string),
-                    found: format!(
-                        "{}; all channels: {}",
-                        describe(&images),
-                        describe(&all)
-                    ),
+                    found: format!("{}; all channels: {}", describe(&images), describe(&all)),
                 })
             }
             _ => Err(McapError::SeveralImageChannels {
@@ -541,8 +541,16 @@ impl Replay {
             log_ns: log,
             pts_ns: s.pts_ns.filter(|_| recorded),
             source: if recorded { &s.source } else { &self.frame_id },
-            src_width: if recorded { s.src_width } else { self.shape.width },
-            src_height: if recorded { s.src_height } else { self.shape.height },
+            src_width: if recorded {
+                s.src_width
+            } else {
+                self.shape.width
+            },
+            src_height: if recorded {
+                s.src_height
+            } else {
+                self.shape.height
+            },
             user_meta: if recorded { &s.user_meta } else { &[] },
         }))
     }
@@ -597,9 +605,15 @@ impl Replay {
                     if probe {
                         (*shape, *swap) = (s, sw);
                     } else if s != *shape {
-                        return Err(bad(path, &h, format!("a {s} image in a recording of {shape}")));
+                        return Err(bad(
+                            path,
+                            &h,
+                            format!("a {s} image in a recording of {shape}"),
+                        ));
                     }
-                    let out = dst.buf(shape.bytes()).ok_or_else(|| bad(path, &h, "frame size"))?;
+                    let out = dst
+                        .buf(shape.bytes())
+                        .ok_or_else(|| bad(path, &h, "frame size"))?;
                     copy_pixels(&m, *shape, *swap, out)
                         .ok_or_else(|| bad(path, &h, "its data is shorter than its size says"))?;
                 }
@@ -713,9 +727,15 @@ fn decode_compressed(
     if probe {
         *shape = s;
     } else if s != *shape {
-        return Err(bad(path, h, format!("a {s} image in a recording of {shape}")));
+        return Err(bad(
+            path,
+            h,
+            format!("a {s} image in a recording of {shape}"),
+        ));
     }
-    let out = dst.buf(bytes.len()).ok_or_else(|| bad(path, h, "frame size"))?;
+    let out = dst
+        .buf(bytes.len())
+        .ok_or_else(|| bad(path, h, "frame size"))?;
     out.copy_from_slice(bytes);
     Ok(())
 }
@@ -728,7 +748,9 @@ fn copy_pixels(m: &ImageMsg<'_>, shape: FrameShape, swap: bool, dst: &mut [u8]) 
     if step < row || dst.len() != row * shape.height as usize {
         return None;
     }
-    let need = step.checked_mul(shape.height as usize - 1)?.checked_add(row)?;
+    let need = step
+        .checked_mul(shape.height as usize - 1)?
+        .checked_add(row)?;
     if m.data.len() < need {
         return None;
     }

@@ -22,7 +22,8 @@ pub(crate) const ROS_IMAGE: &str = "sensor_msgs/msg/Image";
 pub(crate) const ROS_COMPRESSED_IMAGE: &str = "sensor_msgs/msg/CompressedImage";
 pub(crate) const FRAME_META: &str = "framering.FrameMeta";
 
-const ROS_HEADER_DEFS: &str = "================================================================================
+const ROS_HEADER_DEFS: &str =
+    "================================================================================
 MSG: std_msgs/Header
 builtin_interfaces/Time stamp
 string frame_id
@@ -443,7 +444,11 @@ impl<'a> CdrReader<'a> {
             [0, 0] | [0, 2] => false,
             _ => return None,
         };
-        Some(CdrReader { buf, pos: 4, little })
+        Some(CdrReader {
+            buf,
+            pos: 4,
+            little,
+        })
     }
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         let end = self.pos.checked_add(n)?;
@@ -577,7 +582,10 @@ mod tests {
             encode_frame_meta(&mut buf, &m);
             let b = decode_frame_meta(&buf).unwrap();
             assert_eq!(b.pts_ns, pts);
-            assert_eq!((b.seq, b.source, b.user_meta), (77, &b"in.mp4"[..], m.user_meta));
+            assert_eq!(
+                (b.seq, b.source, b.user_meta),
+                (77, &b"in.mp4"[..], m.user_meta)
+            );
         }
     }
 

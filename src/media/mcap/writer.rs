@@ -148,7 +148,11 @@ impl Recorder {
     }
 
     /// Creates the recording (its first file) for frames of `shape`.
-    pub fn create(path: &Path, shape: FrameShape, opts: RecorderOptions) -> Result<Self, McapError> {
+    pub fn create(
+        path: &Path,
+        shape: FrameShape,
+        opts: RecorderOptions,
+    ) -> Result<Self, McapError> {
         Self::check_shape(shape, &opts)?;
         let encoding = super::encoding(shape.channels, shape.dtype)?;
         let mut r = Recorder {
@@ -263,16 +267,24 @@ impl Recorder {
         let image_topic = format!("/{ring}/image");
         let result = (|| {
             let image_schema = w.add_schema(name, encoding, &data)?;
-            let image_channel =
-                w.add_channel(image_schema, &image_topic, message_encoding, &BTreeMap::new())?;
+            let image_channel = w.add_channel(
+                image_schema,
+                &image_topic,
+                message_encoding,
+                &BTreeMap::new(),
+            )?;
             let meta_schema = w.add_schema(
                 schema::FRAME_META,
                 "protobuf",
                 &schema::frame_meta_descriptor(),
             )?;
             let meta = BTreeMap::from([("image_topic".to_string(), image_topic.clone())]);
-            let meta_channel =
-                w.add_channel(meta_schema, &format!("/{ring}/frame_meta"), "protobuf", &meta)?;
+            let meta_channel = w.add_channel(
+                meta_schema,
+                &format!("/{ring}/frame_meta"),
+                "protobuf",
+                &meta,
+            )?;
             Ok((image_channel, meta_channel))
         })();
         let (image_channel, meta_channel) = result.map_err(|e| self.mcap(e))?;
@@ -310,7 +322,8 @@ impl Recorder {
         } else {
             stamp.source
         };
-        let row = self.shape.width as usize * self.shape.channels as usize * self.shape.dtype.size();
+        let row =
+            self.shape.width as usize * self.shape.channels as usize * self.shape.dtype.size();
         let ros = self.opts.schema == ImageSchema::Ros2;
         let mut msg = ImageMsg {
             stamp_ns: Some(stamp.capture_ns),
