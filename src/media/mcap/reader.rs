@@ -484,7 +484,7 @@ impl Replay {
         images.sort_by(|a, b| a.1.topic.cmp(&b.1.topic));
         let chosen: Vec<&(u16, &ChannelInfo)> = images
             .iter()
-            .filter(|(_, c)| topic.is_none_or(|t| t == c.topic))
+            .filter(|(_, c)| topic.map_or(true, |t| t == c.topic))
             .collect();
         match chosen.as_slice() {
             [(id, c)] => Ok((
@@ -637,7 +637,7 @@ impl Replay {
     /// A channel of a linear read: the image channel is the first one
     /// that fits (on the topic asked for); its meta channel names it.
     fn on_channel(&mut self, id: u16, c: ChannelInfo) {
-        if self.image.is_none() && self.topic.as_deref().is_none_or(|t| t == c.topic) {
+        if self.image.is_none() && self.topic.as_deref().map_or(true, |t| t == c.topic) {
             if let Some(kind) = Kind::of(&c.schema, &c.message_encoding) {
                 self.image = Some((id, kind));
                 self.image_topic = c.topic.clone();
