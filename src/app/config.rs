@@ -680,8 +680,9 @@ mod tests {
             .values()
             .map(|v| v.as_table().map_or(0, |t| t.len()))
             .sum();
-        // ring.height, ring.width and consumer.video_fps are unset (commented).
-        assert_eq!(keys, 13 + 16 + 9 + 25, "config.toml should set every key");
+        // ring.height, ring.width, consumer.video_fps and producer.mcap_topic,
+        // start_secs, end_secs are unset (commented).
+        assert_eq!(keys, 13 + 16 + 16 + 25, "config.toml should set every key");
     }
 
     fn parse(s: &str) -> Result<Config, ConfigError> {
