@@ -3,11 +3,11 @@
 //! (`--input rec.mcap`). The file format is `media::mcap`'s.
 
 use super::config::{Config, ConfigError};
-use super::pipeline::{
+use super::producer::{
     create_producer, end_stream, fail_reason, finish_summary, loan, note_blocked, Pacer,
-    ProducerReport, RunOptions, PROGRESS_EVERY,
+    ProducerReport,
 };
-use super::stats::Stats;
+use super::stats::{RunOptions, Stats, PROGRESS_EVERY};
 use crate::media::mcap::{ImageCoding, RecorderOptions, Replay, ReplayOptions};
 use crate::media::sink::OutputFormat;
 use framering_ring::{signals, FrameMeta};

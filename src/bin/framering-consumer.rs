@@ -9,9 +9,10 @@
 //! (after consuming all it published).
 
 use clap::Parser;
-use framering::app::cli::{self, exit, RingArgs};
+use framering::app::cli::{self, RingArgs};
+use framering::app::consumer::{ConsumerEnd, ShapeDemand};
+use framering::app::exit;
 use framering::app::mcap::image_coding;
-use framering::app::pipeline::{ConsumerEnd, ShapeDemand};
 use framering::media::mcap::{is_mcap, Compression, ImageSchema};
 use framering::media::sink::OutputFormat;
 
@@ -121,7 +122,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
             dtype: args.ring.dtype,
         }
     };
-    let report = framering::app::pipeline::run_consumer(
+    let report = framering::app::consumer::run_consumer(
         &cfg,
         demand,
         &args.ring.run_options("consumer", &cfg.ring.name)?,
@@ -138,7 +139,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
     Ok(match report.end {
         ConsumerEnd::EndOfStream | ConsumerEnd::Stopped => exit::OK,
         // Named after the summary, which says what was handed back.
-        ConsumerEnd::OutputFailed { error } => cli::report_error(&error),
+        ConsumerEnd::OutputFailed { error } => exit::report_error(&error),
         ConsumerEnd::ProducerGone { pid } => {
             eprintln!(
                 "error: the producer (pid {pid}) died before ending the stream; every frame it published was consumed"
