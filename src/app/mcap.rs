@@ -71,7 +71,8 @@ fn sleep_until(due: Instant) -> bool {
 /// and element type: the recorded pixels, source name, capture time, pts
 /// and user metadata. `producer.realtime` paces by the recorded log times,
 /// `producer.fps_limit` by a rate; `producer.loop` replays it again.
-pub(crate) fn run_mcap_producer(cfg: &Config, run: &RunOptions) -> anyhow::Result<ProducerReport> {
+pub fn run_mcap_producer(cfg: &Config, run: &RunOptions) -> anyhow::Result<ProducerReport> {
+    cfg.validate()?;
     let input = &cfg.producer.input;
     let path = Path::new(input);
     if std::fs::symlink_metadata(path).is_err() {

@@ -59,7 +59,7 @@ impl Pacer {
 }
 
 /// What the producer reads, once `producer.source = "auto"` is resolved.
-fn source_kind(cfg: &Config) -> SourceKind {
+pub fn source_kind(cfg: &Config) -> SourceKind {
     match cfg.producer.source {
         SourceKind::Auto if cfg.producer.input == "-" => SourceKind::Raw,
         SourceKind::Auto if crate::media::mcap::is_mcap(&cfg.producer.input) => SourceKind::Mcap,
@@ -109,7 +109,8 @@ pub fn run_producer(cfg: &Config, run: &RunOptions) -> anyhow::Result<ProducerRe
     cfg.validate()?;
     let kind = source_kind(cfg);
     if kind == SourceKind::Mcap {
-        return super::mcap::run_mcap_producer(cfg, run);
+        // The binary replays MCAP with `app::mcap::run_mcap_producer`.
+        anyhow::bail!("internal error: an MCAP input is replayed by app::mcap::run_mcap_producer");
     }
     if kind != SourceKind::Images {
         return run_stream_producer(cfg, kind, run);

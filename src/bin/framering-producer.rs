@@ -127,10 +127,12 @@ fn run(args: Args) -> anyhow::Result<i32> {
             .map(|g| g.into_iter().filter(|n| !n.is_empty()).collect()),
     );
     framering::ring::signals::install();
-    let report = framering::app::producer::run_producer(
-        &cfg,
-        &args.ring.run_options("producer", &cfg.ring.name)?,
-    )?;
+    let run = args.ring.run_options("producer", &cfg.ring.name)?;
+    let report = if framering::app::producer::source_kind(&cfg) == SourceKind::Mcap {
+        framering::app::mcap::run_mcap_producer(&cfg, &run)?
+    } else {
+        framering::app::producer::run_producer(&cfg, &run)?
+    };
     if !args.ring.quiet {
         eprintln!("{}", report.summary.render());
     }

@@ -6,8 +6,8 @@
 //! summary (its recorder was killed) is read from the start, up to its last
 //! complete chunk, with a warning.
 
+use super::format::{decode_encoding, shape_of, McapError, KNOWN_ENCODINGS};
 use super::schema::{self, ImageMsg};
-use super::{decode_encoding, shape_of, McapError, KNOWN_ENCODINGS};
 use crate::media::{Dtype, FrameShape};
 use mcap::sans_io::indexed_reader::{IndexedReadEvent, IndexedReader, IndexedReaderOptions};
 use mcap::sans_io::linear_reader::{LinearReadEvent, LinearReader, LinearReaderOptions};

@@ -10,8 +10,8 @@
 //! reader streams; the frames of the open one were never handed back, so
 //! the ring redelivers them.
 
+use super::format::{self, Compression, FrameStamp, ImageCoding, ImageSchema, McapError};
 use super::schema::{self, FrameMetaMsg, ImageMsg};
-use super::{Compression, FrameStamp, ImageCoding, ImageSchema, McapError};
 use crate::media::{Dtype, FrameShape};
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -130,7 +130,7 @@ impl Recorder {
 
     /// Checks that frames of `shape` can be recorded as `opts` says.
     pub fn check_shape(shape: FrameShape, opts: &RecorderOptions) -> Result<(), McapError> {
-        super::encoding(shape.channels, shape.dtype)?;
+        format::encoding(shape.channels, shape.dtype)?;
         match (opts.coding, shape.dtype) {
             (ImageCoding::Jpeg, Dtype::U8) | (ImageCoding::Raw, _) => Ok(()),
             (ImageCoding::Png, Dtype::U8 | Dtype::U16) => Ok(()),
@@ -154,7 +154,7 @@ impl Recorder {
         opts: RecorderOptions,
     ) -> Result<Self, McapError> {
         Self::check_shape(shape, &opts)?;
-        let encoding = super::encoding(shape.channels, shape.dtype)?;
+        let encoding = format::encoding(shape.channels, shape.dtype)?;
         let mut r = Recorder {
             base: path.to_path_buf(),
             path: PathBuf::new(),
