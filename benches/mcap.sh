@@ -45,7 +45,7 @@ peak() {
 # record KIND: prints the fps of one recording run.
 record() {
   local kind=$1 ring="framering-mbench-$$" t0 t1
-  rm -f "$OUT"/rec.mcap "$OUT"/raw.bin "$OUT"/rec.mkv
+  case $kind in raw) rm -f "$OUT/raw.bin" ;; mkv) rm -f "$OUT/rec.mkv" ;; *) rm -f "$OUT/rec.mcap" ;; esac
   t0=$(now)
   case $kind in
     none|lz4|zstd)
@@ -95,8 +95,8 @@ replay() {
 declare -A R
 for _ in $(seq "$RUNS"); do
   for k in raw none lz4 zstd mkv; do R[$k]+="$(record $k) "; done
+  # Replays read the raw frames and an uncompressed recording.
   record raw >/dev/null
-  cat "$OUT/raw.bin" >/dev/null
   record none >/dev/null
   for k in rawin mcap; do R[replay-$k]+="$(replay $k) "; done
   R[mem]+="$(recorder_memory) "
