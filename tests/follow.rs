@@ -479,6 +479,9 @@ fn the_documented_venv_has_what_the_python_tests_import() {
         // The pip name of a module whose name differs.
         let package = match m.as_str() {
             "PIL" => "pillow",
+            "mcap_protobuf" => "mcap-protobuf-support",
+            "mcap_ros2" => "mcap-ros2-support",
+            "foxglove_schemas_protobuf" => "foxglove-schemas-protobuf",
             other => other,
         };
         assert!(

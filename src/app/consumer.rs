@@ -11,7 +11,8 @@ use crate::media::sink::Sink;
 use crate::media::video;
 use crate::media::{Dtype, FrameShape};
 use framering_ring::{
-    monotonic_ns, signals, AttachError, Backpressure, Consumer, FailReason, Frame, Take,
+    monotonic_ns, realtime_ns, signals, AttachError, Backpressure, Consumer, FailReason, Frame,
+    Take,
 };
 use std::time::{Duration, Instant};
 
@@ -233,6 +234,12 @@ pub fn run_consumer(
     // The output is checked before any frame is taken (a frame taken for an
     // output that cannot be written would be lost to the group).
     Sink::check(&cfg.consumer.output, &cfg.consumer.ffmpeg)?;
+    let mcap = crate::media::mcap::is_mcap(&cfg.consumer.output);
+    if mcap {
+        let opts = super::mcap::recorder_options(cfg, 1);
+        crate::media::mcap::Recorder::check(std::path::Path::new(&cfg.consumer.output), &opts)
+            .map_err(crate::media::sink::SinkError::from)?;
+    }
     let mut builder = Consumer::builder(&cfg.ring.name)
         .group(&cfg.consumer.group)
         .latest(cfg.consumer.latest)
@@ -274,7 +281,16 @@ pub fn run_consumer(
     // Before any frame is taken: an output that cannot hold the ring's
     // element type (float32 into images or video) is a usage error.
     Sink::check_dtype(out, cfg.consumer.format, shape)?;
-    let mut sink = if video::is_video_output(out) {
+    // Frames the output accepted but may not have written yet (a pipe's
+    // reader, ffmpeg, an MCAP chunk not closed): kept, not handed back,
+    // until it has; at most half the ring, so that the producer and other
+    // groups keep slots.
+    let mut held = Held::new((consumer.slots() as usize / 2).max(1));
+    let mut sink = if mcap {
+        // A chunk is closed before the consumer holds more than a few.
+        let opts = super::mcap::recorder_options(cfg, held.max.min(4));
+        Sink::open_mcap(out, shape, opts)?
+    } else if video::is_video_output(out) {
         // The rate asked for, else the source's as the producer recorded it.
         let fps = match (cfg.consumer.video_fps, consumer.frame_rate()) {
             (Some(fps), _) => fps,
@@ -290,10 +306,9 @@ pub fn run_consumer(
         .with_metrics(run.metrics.clone());
     let mut started = false;
     let hold = Duration::from_secs_f64(cfg.consumer.hold_ms / 1e3);
-    // Frames the output accepted but may not have written yet (a pipe's
-    // reader, ffmpeg): kept, not handed back, until it has; at most half
-    // the ring, so that the producer and other groups keep slots.
-    let mut held = Held::new((consumer.slots() as usize / 2).max(1));
+    // The ring's publish times (CLOCK_MONOTONIC) as CLOCK_REALTIME, for
+    // a recording.
+    let realtime_offset = realtime_ns() as i128 - monotonic_ns() as i128;
     let outcome: Result<ConsumerEnd, Failure> = loop {
         if signals::stop_requested() {
             break Ok(ConsumerEnd::Stopped);
@@ -321,7 +336,17 @@ pub fn run_consumer(
                 stats.set_slots_in_use(held.len() + 1);
                 let info = *frame.info();
                 let latency = monotonic_ns().saturating_sub(info.publish_ns);
-                if let Err(e) = sink.write(info.seq, frame.pixels(), shape) {
+                let stamp = crate::media::sink::FrameStamp {
+                    seq: info.seq,
+                    capture_ns: info.capture_ns,
+                    publish_ns: (info.publish_ns as i128 + realtime_offset).max(0) as u64,
+                    pts_ns: info.pts_ns,
+                    source: info.source(),
+                    src_width: info.src_width,
+                    src_height: info.src_height,
+                    user_meta: frame.user_meta(),
+                };
+                if let Err(e) = sink.write(&stamp, frame.pixels(), shape) {
                     break Err(Failure::Output(
                         anyhow::Error::new(e).context(format!("frame {}", info.seq)),
                         // Boxed: a failure is rare, a frame is large.

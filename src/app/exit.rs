@@ -54,6 +54,18 @@ pub fn code_of(e: &anyhow::Error) -> i32 {
         {
             return CONFIG;
         }
+        // An MCAP output that exists, an input with no image channel or an
+        // encoding a ring cannot hold.
+        if let Some(SinkError::Mcap(e)) = cause.downcast_ref() {
+            if e.is_usage() {
+                return CONFIG;
+            }
+        }
+        if let Some(e) = cause.downcast_ref::<crate::media::mcap::McapError>() {
+            if e.is_usage() {
+                return CONFIG;
+            }
+        }
         if let Some(e) = cause.downcast_ref::<CreateError>() {
             return match e {
                 CreateError::InUse { .. }

@@ -12,6 +12,7 @@ pub mod consumer;
 pub mod demo;
 pub mod exit;
 pub mod list;
+pub mod mcap;
 pub mod metrics;
 pub mod producer;
 pub mod stats;

@@ -61,9 +61,10 @@ impl Pacer {
 }
 
 /// What the producer reads, once `producer.source = "auto"` is resolved.
-fn source_kind(cfg: &Config) -> SourceKind {
+pub fn source_kind(cfg: &Config) -> SourceKind {
     match cfg.producer.source {
         SourceKind::Auto if cfg.producer.input == "-" => SourceKind::Raw,
+        SourceKind::Auto if crate::media::mcap::is_mcap(&cfg.producer.input) => SourceKind::Mcap,
         SourceKind::Auto if video::looks_like_video(&cfg.producer.input) => SourceKind::Video,
         SourceKind::Auto => SourceKind::Images,
         k => k,
@@ -86,7 +87,10 @@ struct Done<'p> {
 }
 
 /// Loans a slot, `None` on timeout.
-fn loan(producer: &Producer, timeout: Duration) -> anyhow::Result<Option<WriteSlot<'_>>> {
+pub(crate) fn loan(
+    producer: &Producer,
+    timeout: Duration,
+) -> anyhow::Result<Option<WriteSlot<'_>>> {
     match producer.loan(timeout) {
         Ok(slot) => Ok(Some(slot)),
         Err(e) if e.is_timeout() => Ok(None),
@@ -108,6 +112,10 @@ pub struct ProducerReport {
 pub fn run_producer(cfg: &Config, run: &RunOptions) -> anyhow::Result<ProducerReport> {
     cfg.validate()?;
     let kind = source_kind(cfg);
+    if kind == SourceKind::Mcap {
+        // The binary replays MCAP with `app::mcap::run_mcap_producer`.
+        anyhow::bail!("internal error: an MCAP input is replayed by app::mcap::run_mcap_producer");
+    }
     if kind != SourceKind::Images {
         return run_stream_producer(cfg, kind, run);
     }
@@ -195,7 +203,7 @@ fn sized_ring(
 
 /// Creates the ring with frames of `shape` and the source's `frame_rate`
 /// (when known), then waits for `producer.wait_groups`.
-fn create_producer(
+pub(crate) fn create_producer(
     cfg: &Config,
     shape: FrameShape,
     frame_rate: Option<(u64, u64)>,
@@ -294,7 +302,7 @@ pub(crate) fn end_stream(cfg: &Config, producer: &Producer, ok: bool) -> anyhow:
 }
 
 /// What a failed producer tells its consumers ([`Producer::fail`]).
-fn fail_reason(e: &anyhow::Error) -> FailReason {
+pub(crate) fn fail_reason(e: &anyhow::Error) -> FailReason {
     for cause in e.chain() {
         if cause.is::<RingCorrupt>()
             || matches!(cause.downcast_ref(), Some(LoanError::Corrupt(_)))
@@ -302,7 +310,10 @@ fn fail_reason(e: &anyhow::Error) -> FailReason {
         {
             return FailReason::RingCorrupt;
         }
-        if cause.is::<VideoError>() || cause.is::<SourceError>() {
+        if cause.is::<VideoError>()
+            || cause.is::<SourceError>()
+            || cause.is::<crate::media::mcap::McapError>()
+        {
             return FailReason::Input;
         }
     }
@@ -597,7 +608,7 @@ fn outstanding(producer: &Producer) -> usize {
 
 /// Says why the producer has no free slot; a wait for a first consumer
 /// (nothing published, no group yet) is not counted in its rates.
-fn note_blocked(stats: &mut Stats, producer: &Producer) {
+pub(crate) fn note_blocked(stats: &mut Stats, producer: &Producer) {
     let first = producer.published() == 0 && producer.subscribed_groups() == 0;
     stats.set_blocked(blocked_on(producer), first);
 }

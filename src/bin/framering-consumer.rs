@@ -12,6 +12,8 @@ use clap::Parser;
 use framering::app::cli::{self, RingArgs};
 use framering::app::consumer::{ConsumerEnd, ShapeDemand};
 use framering::app::exit;
+use framering::app::mcap::image_coding;
+use framering::media::mcap::{is_mcap, Compression, ImageSchema};
 use framering::media::sink::OutputFormat;
 
 #[derive(Parser, Debug)]
@@ -20,7 +22,7 @@ struct Args {
     #[command(flatten)]
     ring: RingArgs,
     /// consumer.output: a directory, a video file (.mp4, .mkv, .y4m, ...),
-    /// "-" (raw to stdout) or "null"
+    /// an MCAP recording (.mcap), "-" (raw to stdout) or "null"
     #[arg(long)]
     output: Option<String>,
     /// consumer.group: the group to join (every group gets every frame)
@@ -38,9 +40,29 @@ struct Args {
     /// consumer.ffmpeg: the ffmpeg program (for a video output)
     #[arg(long)]
     ffmpeg: Option<String>,
-    /// consumer.format
+    /// consumer.format (with an .mcap output: consumer.mcap_image, jpeg or
+    /// png compressed images)
     #[arg(long, value_enum)]
     format: Option<OutputFormat>,
+    /// consumer.mcap_compression: chunk compression of an MCAP output
+    #[arg(long, value_enum)]
+    mcap_compression: Option<Compression>,
+    /// consumer.mcap_schema: foxglove (foxglove.RawImage) or ros2
+    /// (sensor_msgs/msg/Image) messages in an MCAP output
+    #[arg(long, value_enum)]
+    mcap_schema: Option<ImageSchema>,
+    /// consumer.fsync: hand a recorded frame back only once it is on the disk
+    #[arg(long)]
+    fsync: bool,
+    /// consumer.overwrite: replace an existing MCAP output
+    #[arg(long)]
+    overwrite: bool,
+    /// consumer.split_mb: start a new MCAP file (NAME-0001.mcap, ...) every N MiB
+    #[arg(long, value_name = "N")]
+    split_mb: Option<u64>,
+    /// consumer.split_secs: start a new MCAP file every S seconds
+    #[arg(long, value_name = "S")]
+    split_secs: Option<f64>,
     /// consumer.jpeg_quality
     #[arg(long)]
     jpeg_quality: Option<u8>,
@@ -69,7 +91,16 @@ fn run(args: Args) -> anyhow::Result<i32> {
     let mut cfg = args.ring.load(cli::config_flag_given())?;
     let c = &mut cfg.consumer;
     cli::set(&mut c.output, args.output);
+    if let (Some(format), true) = (args.format, is_mcap(&c.output)) {
+        c.mcap_image = image_coding(format)?;
+    }
     cli::set(&mut c.format, args.format);
+    cli::set(&mut c.mcap_compression, args.mcap_compression);
+    cli::set(&mut c.mcap_schema, args.mcap_schema);
+    c.fsync |= args.fsync;
+    c.overwrite |= args.overwrite;
+    cli::set(&mut c.split_mb, args.split_mb);
+    cli::set(&mut c.split_secs, args.split_secs);
     cli::set(&mut c.jpeg_quality, args.jpeg_quality);
     cli::set(&mut c.wait_timeout_secs, args.wait_timeout);
     cli::set(&mut c.group, args.group);

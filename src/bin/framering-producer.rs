@@ -18,7 +18,8 @@ struct Args {
     #[command(flatten)]
     ring: RingArgs,
     /// producer.input: image file, directory or glob; a video file, URL or
-    /// device (ffmpeg); or "-" for raw frames on stdin
+    /// device (ffmpeg); an MCAP recording (.mcap); or "-" for raw frames on
+    /// stdin
     #[arg(long)]
     input: Option<String>,
     /// producer.source: what --input is (auto by default)
@@ -30,9 +31,19 @@ struct Args {
     /// producer.fps_limit: publish at most F frames per second
     #[arg(long, value_name = "F")]
     fps_limit: Option<f64>,
-    /// producer.realtime: publish video at its own frame rate
+    /// producer.realtime: publish video at its own frame rate (an MCAP
+    /// recording at its recorded times)
     #[arg(long)]
     realtime: bool,
+    /// producer.mcap_topic: the image channel of an MCAP input
+    #[arg(long, value_name = "TOPIC")]
+    mcap_topic: Option<String>,
+    /// producer.start_secs: replay an MCAP input from S seconds after its start
+    #[arg(long, value_name = "S")]
+    start: Option<f64>,
+    /// producer.end_secs: replay an MCAP input up to S seconds after its start
+    #[arg(long, value_name = "S")]
+    end: Option<f64>,
     /// ring.backpressure: block (lossless) or drop_oldest (live)
     #[arg(long, value_enum)]
     backpressure: Option<BackpressureKind>,
@@ -104,6 +115,9 @@ fn run(args: Args) -> anyhow::Result<i32> {
     cli::set(&mut p.ffmpeg, args.ffmpeg);
     cli::set(&mut p.fps_limit, args.fps_limit);
     p.realtime |= args.realtime;
+    cli::set(&mut p.mcap_topic, args.mcap_topic.map(Some));
+    cli::set(&mut p.start_secs, args.start.map(Some));
+    cli::set(&mut p.end_secs, args.end.map(Some));
     cli::set(&mut p.wait_groups, args.wait_groups);
     cli::set(&mut cfg.ring.backpressure, args.backpressure);
     cli::set(&mut cfg.ring.group_linger_secs, args.group_linger);
@@ -113,10 +127,12 @@ fn run(args: Args) -> anyhow::Result<i32> {
             .map(|g| g.into_iter().filter(|n| !n.is_empty()).collect()),
     );
     framering::ring::signals::install();
-    let report = framering::app::producer::run_producer(
-        &cfg,
-        &args.ring.run_options("producer", &cfg.ring.name)?,
-    )?;
+    let run = args.ring.run_options("producer", &cfg.ring.name)?;
+    let report = if framering::app::producer::source_kind(&cfg) == SourceKind::Mcap {
+        framering::app::mcap::run_mcap_producer(&cfg, &run)?
+    } else {
+        framering::app::producer::run_producer(&cfg, &run)?
+    };
     if !args.ring.quiet {
         eprintln!("{}", report.summary.render());
     }

@@ -4,6 +4,7 @@
 //! shape and element type are the ring's plain value types.
 
 pub mod decode;
+pub mod mcap;
 pub mod sink;
 pub mod source;
 pub mod video;

@@ -1,5 +1,6 @@
 //! Where a consumer puts the frames it took.
 
+pub use super::mcap::FrameStamp;
 use super::{Dtype, FrameShape};
 use image::{ExtendedColorType, ImageEncoder};
 use std::fs::File;
@@ -70,6 +71,9 @@ pub enum SinkError {
         /// What to do instead.
         hint: &'static str,
     },
+    /// An MCAP recording failed (or cannot be made).
+    #[error(transparent)]
+    Mcap(#[from] super::mcap::McapError),
     /// File or pipe error.
     #[error("writing {path}: {source}")]
     Io {
@@ -122,6 +126,8 @@ enum Out {
     Null { checksum: u64 },
     /// Raw frames into an ffmpeg encoding a video file.
     Video(super::video::FfmpegOutput),
+    /// An MCAP recording.
+    Mcap(Box<super::mcap::Recorder>),
 }
 
 /// Raw frames written to file descriptor 1 directly (no buffer in this
@@ -330,8 +336,10 @@ impl Sink {
             return check_stdout();
         }
         let path = Path::new(spec);
-        if super::video::is_video_output(spec) {
-            super::video::check_program(ffmpeg)?;
+        if super::video::is_video_output(spec) || super::mcap::is_mcap(spec) {
+            if !super::mcap::is_mcap(spec) {
+                super::video::check_program(ffmpeg)?;
+            }
             let dir = path
                 .parent()
                 .filter(|d| !d.as_os_str().is_empty())
@@ -390,7 +398,8 @@ impl Sink {
                 hint,
             })
         };
-        if spec == "-" || spec == "null" || shape.dtype == Dtype::U8 {
+        // An MCAP recording checks its own (it takes any raw frames).
+        if spec == "-" || spec == "null" || shape.dtype == Dtype::U8 || super::mcap::is_mcap(spec) {
             return Ok(());
         }
         let video = super::video::is_video_output(spec);
@@ -437,8 +446,15 @@ impl Sink {
     /// Writes one frame. On success the frame is accepted (counted in
     /// [`accepted`](Self::accepted)); on an error it is not, and nothing of
     /// it is left under its final name nor under a temporary one.
-    pub fn write(&mut self, seq: u64, data: &[u8], shape: FrameShape) -> Result<(), SinkError> {
+    pub fn write(
+        &mut self,
+        stamp: &FrameStamp<'_>,
+        data: &[u8],
+        shape: FrameShape,
+    ) -> Result<(), SinkError> {
+        let seq = stamp.seq;
         match &mut self.out {
+            Out::Mcap(r) => r.write(stamp, data)?,
             Out::Null { checksum } => {
                 *checksum = fold_checksum(*checksum, data);
             }
@@ -472,6 +488,7 @@ impl Sink {
         let n = self.accepted;
         match &mut self.out {
             Out::Null { .. } | Out::Dir { .. } => Ok(n),
+            Out::Mcap(r) => Ok(r.durable()?),
             Out::Stdout(out) => out.durable(n),
             Out::Video(v) => Ok(v.durable(n)?),
         }
@@ -484,6 +501,7 @@ impl Sink {
         let n = self.accepted;
         match &mut self.out {
             Out::Null { .. } | Out::Dir { .. } => n,
+            Out::Mcap(r) => r.abandon(),
             Out::Stdout(out) => out.abandon(n),
             Out::Video(v) => v.abandon(),
         }
@@ -502,11 +520,23 @@ impl Sink {
         )?)))
     }
 
+    /// Opens an MCAP recording into `path` of frames of `shape`.
+    pub fn open_mcap(
+        path: &str,
+        shape: FrameShape,
+        opts: super::mcap::RecorderOptions,
+    ) -> Result<Sink, SinkError> {
+        Ok(Sink::new(Out::Mcap(Box::new(
+            super::mcap::Recorder::create(Path::new(path), shape, opts)?,
+        ))))
+    }
+
     /// Flushes and closes: waits for a video encoder to finish the file.
     /// On success every accepted frame is in the output.
     pub fn finish(&mut self) -> Result<(), SinkError> {
         match &mut self.out {
             Out::Video(v) => Ok(v.finish()?),
+            Out::Mcap(r) => Ok(r.finish()?),
             _ => Ok(()),
         }
     }
@@ -591,6 +621,13 @@ fn write_image(
 mod tests {
     use super::*;
 
+    fn stamp(seq: u64) -> FrameStamp<'static> {
+        FrameStamp {
+            seq,
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn outputs_are_checked_before_any_frame() {
         let d = tempfile::tempdir().unwrap();
@@ -624,13 +661,13 @@ mod tests {
         let data: Vec<u8> = (0..shape.bytes() as u32).map(|i| (i * 7) as u8).collect();
         for format in [OutputFormat::Png, OutputFormat::Ppm] {
             let mut s = Sink::open(d.path().to_str().unwrap(), format, 90).unwrap();
-            s.write(42, &data, shape).unwrap();
+            s.write(&stamp(42), &data, shape).unwrap();
             let p = Sink::frame_path(d.path(), format, 3, 42);
             let back = image::open(&p).unwrap().to_rgb8();
             assert_eq!(back.into_raw(), data, "{format:?}");
         }
         let mut s = Sink::open(d.path().to_str().unwrap(), OutputFormat::Jpeg, 90).unwrap();
-        s.write(1, &data, shape).unwrap();
+        s.write(&stamp(1), &data, shape).unwrap();
         let back = image::open(Sink::frame_path(d.path(), OutputFormat::Jpeg, 3, 1)).unwrap();
         assert_eq!((back.width(), back.height()), (5, 6));
         // No temporary files are left behind.
@@ -652,7 +689,7 @@ mod tests {
         for format in [OutputFormat::Png, OutputFormat::Ppm] {
             Sink::check_dtype(d.path().to_str().unwrap(), format, shape).unwrap();
             let mut s = Sink::open(d.path().to_str().unwrap(), format, 90).unwrap();
-            s.write(7, data, shape).unwrap();
+            s.write(&stamp(7), data, shape).unwrap();
             let back = image::open(Sink::frame_path(d.path(), format, 3, 7)).unwrap();
             assert_eq!(back.color(), image::ColorType::Rgb16, "{format:?}");
             assert_eq!(back.into_rgb16().into_raw(), samples, "{format:?}");

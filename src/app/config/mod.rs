@@ -174,6 +174,15 @@ pub struct ProducerConfig {
     pub source: SourceKind,
     /// The ffmpeg program used for video input and output.
     pub ffmpeg: String,
+    /// MCAP input: the image channel's topic (needed when the file has
+    /// several).
+    pub mcap_topic: Option<String>,
+    /// MCAP input: replay from this many seconds after the recording's
+    /// start.
+    pub start_secs: Option<f64>,
+    /// MCAP input: replay what was logged before this many seconds after
+    /// the recording's start.
+    pub end_secs: Option<f64>,
 }
 
 /// What the producer's input is (`producer.source`).
@@ -189,6 +198,8 @@ pub enum SourceKind {
     Video,
     /// Raw frames of the ring's shape (a file, a FIFO or `-` for stdin).
     Raw,
+    /// An MCAP recording (`.mcap`).
+    Mcap,
 }
 
 impl Default for ProducerConfig {
@@ -210,6 +221,9 @@ impl Default for ProducerConfig {
             realtime: false,
             source: SourceKind::Auto,
             ffmpeg: "ffmpeg".into(),
+            mcap_topic: None,
+            start_secs: None,
+            end_secs: None,
         }
     }
 }
@@ -241,6 +255,23 @@ pub struct ConsumerConfig {
     /// Hold each frame this many milliseconds before handing it back
     /// (simulates per-frame work; for tests and benchmarks).
     pub hold_ms: f64,
+    /// MCAP output: chunk compression, `none`, `lz4` or `zstd`.
+    pub mcap_compression: crate::media::mcap::Compression,
+    /// MCAP output: `foxglove` (foxglove.RawImage, protobuf) or `ros2`
+    /// (sensor_msgs/msg/Image, CDR).
+    pub mcap_schema: crate::media::mcap::ImageSchema,
+    /// MCAP output: `raw` pixels, or `jpeg` / `png` compressed images.
+    pub mcap_image: crate::media::mcap::ImageCoding,
+    /// MCAP output: a frame counts as written (and is handed back) only
+    /// once its chunk is on the disk (fsync), not only in the file.
+    pub fsync: bool,
+    /// MCAP output: replace an existing file.
+    pub overwrite: bool,
+    /// MCAP output: start a new file (`NAME-0001.mcap`, …) every this many
+    /// MiB (0: never).
+    pub split_mb: u64,
+    /// MCAP output: start a new file every this many seconds (0: never).
+    pub split_secs: f64,
 }
 
 impl Default for ConsumerConfig {
@@ -256,6 +287,13 @@ impl Default for ConsumerConfig {
             video_fps: None,
             ffmpeg: "ffmpeg".into(),
             hold_ms: 0.0,
+            mcap_compression: Default::default(),
+            mcap_schema: Default::default(),
+            mcap_image: Default::default(),
+            fsync: false,
+            overwrite: false,
+            split_mb: 0,
+            split_secs: 0.0,
         }
     }
 }
@@ -498,6 +536,20 @@ impl Config {
             }
         }
         seconds("consumer.hold_ms", self.consumer.hold_ms)?;
+        seconds("consumer.split_secs", self.consumer.split_secs)?;
+        seconds(
+            "producer.start_secs",
+            self.producer.start_secs.unwrap_or(0.0),
+        )?;
+        seconds("producer.end_secs", self.producer.end_secs.unwrap_or(0.0))?;
+        if let (Some(start), Some(end)) = (self.producer.start_secs, self.producer.end_secs) {
+            if start > end {
+                return Err(invalid(
+                    "producer.end_secs",
+                    format!("must not be before producer.start_secs ({start}), got {end}"),
+                ));
+            }
+        }
         if self.producer.ffmpeg.is_empty() {
             return Err(invalid("producer.ffmpeg", "must name the ffmpeg program"));
         }
@@ -604,8 +656,9 @@ mod tests {
             .values()
             .map(|v| v.as_table().map_or(0, |t| t.len()))
             .sum();
-        // ring.height, ring.width and consumer.video_fps are unset (commented).
-        assert_eq!(keys, 13 + 16 + 9 + 25, "config.toml should set every key");
+        // ring.height, ring.width, consumer.video_fps and producer.mcap_topic,
+        // start_secs, end_secs are unset (commented).
+        assert_eq!(keys, 13 + 16 + 16 + 25, "config.toml should set every key");
     }
 
     fn parse(s: &str) -> Result<Config, ConfigError> {
