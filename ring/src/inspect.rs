@@ -23,18 +23,18 @@
 
 use crate::clock::monotonic_ns;
 use crate::error::{OpenError, SHM_DIR};
-use crate::layout::{
+use crate::platform::liveness;
+use crate::platform::process::ProcessId;
+use crate::platform::segment::{Occupied, Segment};
+use crate::protocol::layout::{
     BACKPRESSURE_DROP_OLDEST, FLAG_DRAINED, FLAG_END_OF_STREAM, FLAG_RUNNING, GROUP_DECLARED,
     GROUP_LINGERING, GROUP_UNUSED, JOIN_ACTIVE, JOIN_LEAVING, JOIN_LEAVING_FAILED, JOIN_REFUSED,
 };
-use crate::ledger::unpack_return;
-use crate::liveness;
-use crate::process::ProcessId;
-use crate::roster::load_name;
-use crate::segment::{Occupied, Segment};
+use crate::protocol::ledger::unpack_return;
+use crate::protocol::roster::load_name;
+use crate::protocol::slot::SlotState;
+use crate::protocol::sync::Ordering;
 use crate::shape::FrameShape;
-use crate::slot::SlotState;
-use crate::sync::Ordering;
 use std::time::Duration;
 
 /// Slots by ownership state.

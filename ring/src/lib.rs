@@ -86,14 +86,22 @@
 //!
 //! # Layers
 //!
-//! Platform calls (the segment's mapping, futex, process liveness,
-//! signals) → lock-free building blocks over the segment's atomics (claim
-//! words, the ready and return queues, the event, the join handshake, the
-//! producer's ledger), model-checked with loom → this API. All `unsafe` code
-//! is in four small private modules: `segment` (the mapping and the typed
-//! views of it), `slot_maps` (a detachable consumer's own mapping of each
-//! slot and the page swap of [`FrameLease::detach`]), `futex` (the system
-//! call) and [`signals`] (the handlers).
+//! The source folders are the layers, each using only those below it:
+//!
+//! * `platform/`: the calls into the operating system — the segment's file
+//!   lifecycle and mapping (`segment`) and the typed views of it (`views`),
+//!   a detachable consumer's own slot mappings (`slot_maps`), the futex
+//!   system call (`futex`), the kernel-released locks and process identity
+//!   that tell a live peer from a dead one (`file_lock`, `liveness`,
+//!   `process`). All `unsafe` code is here, each block with its `SAFETY`
+//!   argument.
+//! * `protocol/`: the lock-free building blocks over the segment's atomics
+//!   — the segment layout, the per-slot claim words, the groups' ready
+//!   queues and the consumers' return queues, the futex-backed event, the
+//!   join handshake (roster), the producer's ledger — reached through a
+//!   `sync` shim so that loom model-checks them (`models`).
+//! * `producer/` (the handle, its builder and the group engine) and
+//!   `consumer/` (the handle, its builder and the frames): this API.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![deny(missing_docs)]
@@ -102,17 +110,9 @@
 #![cfg_attr(loom, allow(dead_code))]
 
 mod error;
-mod event;
-mod futex;
-mod layout;
-mod ledger;
-mod queue_ctrl;
-mod ready_queue;
-mod return_queue;
-mod roster;
+mod platform;
+mod protocol;
 mod shape;
-mod slot;
-mod sync;
 
 // Everything above the atomics needs the real mapping and OS; under
 // `--cfg loom` only the building blocks (and their models) are compiled.
@@ -121,31 +121,19 @@ mod clock;
 #[cfg(not(loom))]
 mod consumer;
 #[cfg(not(loom))]
-mod file_lock;
-#[cfg(not(loom))]
 pub mod inspect;
-#[cfg(not(loom))]
-mod liveness;
 #[cfg(not(loom))]
 mod options;
 #[cfg(not(loom))]
-mod process;
-#[cfg(not(loom))]
 mod producer;
 #[cfg(not(loom))]
-mod segment;
-#[cfg(not(loom))]
 pub mod signals;
-#[cfg(not(loom))]
-mod slot_maps;
 
 /// The crate's README.md, whose example runs as a doctest.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
-#[cfg(all(test, loom))]
-mod models;
 #[cfg(all(test, not(loom)))]
 mod tests;
 
@@ -153,7 +141,7 @@ pub use error::{
     AttachError, CreateError, DetachError, FailReason, InvalidGroupName, InvalidName, LoanError,
     OpenError, PublishError, RingCorrupt, ShapeError, TakeError,
 };
-pub use event::WaitStrategy;
+pub use protocol::event::WaitStrategy;
 
 #[cfg(not(loom))]
 pub use clock::{monotonic_ns, realtime_ns};
@@ -170,19 +158,19 @@ pub use shape::{Dtype, FrameShape, UnknownDtype};
 /// The ring's limits, for validating a configuration before creating a ring.
 pub mod limits {
     /// Most slots a ring may have.
-    pub const MAX_SLOTS: u32 = crate::layout::MAX_RING_SLOTS;
+    pub const MAX_SLOTS: u32 = crate::protocol::layout::MAX_RING_SLOTS;
     /// Largest frame height or width.
-    pub const MAX_DIM: u32 = crate::layout::MAX_DIM;
+    pub const MAX_DIM: u32 = crate::protocol::layout::MAX_DIM;
     /// Most consumers attached to one ring at once.
-    pub const MAX_CONSUMERS: u32 = crate::layout::MAX_CONSUMERS;
+    pub const MAX_CONSUMERS: u32 = crate::protocol::layout::MAX_CONSUMERS;
     /// Most consumer groups of one ring at once.
-    pub const MAX_GROUPS: u32 = crate::layout::MAX_GROUPS;
+    pub const MAX_GROUPS: u32 = crate::protocol::layout::MAX_GROUPS;
     /// Longest ring name, in bytes.
-    pub const MAX_NAME_LEN: usize = crate::layout::RING_NAME_MAX;
+    pub const MAX_NAME_LEN: usize = crate::protocol::layout::RING_NAME_MAX;
     /// Longest group name, in bytes.
-    pub const MAX_GROUP_NAME_LEN: usize = crate::layout::GROUP_NAME_MAX;
+    pub const MAX_GROUP_NAME_LEN: usize = crate::protocol::layout::GROUP_NAME_MAX;
     /// Most bytes of user metadata per frame.
-    pub const MAX_USER_META: u32 = crate::layout::USER_META_MAX;
+    pub const MAX_USER_META: u32 = crate::protocol::layout::USER_META_MAX;
 }
 
 /// The size of the shared-memory segment of a ring of `slots` frames of
@@ -206,7 +194,7 @@ pub fn segment_size(
     max_groups: u32,
     user_meta_bytes: u32,
 ) -> Result<u64, ShapeError> {
-    layout::Geometry::compute(layout::RingSpec {
+    protocol::layout::Geometry::compute(protocol::layout::RingSpec {
         slots,
         height: shape.height,
         width: shape.width,
@@ -222,5 +210,5 @@ pub fn segment_size(
 /// Bytes free in /dev/shm now, if it can be read.
 #[cfg(not(loom))]
 pub fn shm_free_bytes() -> Option<u64> {
-    segment::shm_free_bytes()
+    platform::segment::shm_free_bytes()
 }

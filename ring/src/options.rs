@@ -2,7 +2,7 @@
 //! travels with each frame.
 
 use crate::error::InvalidGroupName;
-use crate::layout::{GROUP_NAME_MAX, NAME_MAX};
+use crate::protocol::layout::{GROUP_NAME_MAX, NAME_MAX};
 
 /// What the producer does when no slot is free.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -48,7 +48,7 @@ pub fn validate_group_name(name: &str) -> Result<(), InvalidGroupName> {
 /// assert!(framering_ring::validate_ring_name("../etc").is_err());
 /// ```
 pub fn validate_ring_name(name: &str) -> Result<(), crate::error::InvalidName> {
-    crate::segment::validate_name(name)
+    crate::platform::segment::validate_name(name)
 }
 
 /// What the producer says about a frame it publishes

@@ -2,7 +2,7 @@
 //! process (threads stand in for processes; a "dead" consumer is one whose
 //! table entry is made to name a process that has exited).
 
-use crate::process::ProcessId;
+use crate::platform::process::ProcessId;
 use crate::*;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -414,7 +414,7 @@ fn kill_in_place(p: Producer) {
         .header()
         .producer_pid
         .store(pid, Ordering::Release);
-    crate::liveness::unlock(p.segment().file(), crate::liveness::PRODUCER_BYTE);
+    crate::platform::liveness::unlock(p.segment().file(), crate::platform::liveness::PRODUCER_BYTE);
     std::mem::forget(p);
 }
 

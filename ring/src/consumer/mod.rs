@@ -5,209 +5,55 @@
 //! Threads, leases and fork: see [`Consumer`].
 
 use crate::clock::monotonic_ns;
-use crate::error::{
-    AttachError, Corrupt, DetachError, FailReason, OpenError, RingCorrupt, TakeError,
-};
-use crate::event::WaitStrategy;
-use crate::layout::{
+use crate::error::{AttachError, Corrupt, FailReason, OpenError, RingCorrupt, TakeError};
+use crate::options::{Backpressure, FrameInfo, DEFAULT_GROUP};
+use crate::platform::liveness;
+use crate::platform::liveness::PEER_CHECK;
+use crate::platform::process::ProcessId;
+use crate::platform::segment::Segment;
+use crate::platform::slot_maps::SlotMaps;
+use crate::protocol::event::WaitStrategy;
+use crate::protocol::layout::{
     BACKPRESSURE_BLOCK, BACKPRESSURE_DROP_OLDEST, FLAG_DRAINED, FLAG_END_OF_STREAM, FLAG_FAILED,
     GROUP_UNUSED, META_HAS_PTS, NAME_MAX, POLICY_RING,
 };
-use crate::ledger::{pack_give_back, pack_return};
-use crate::liveness;
-use crate::options::{validate_group_name, Backpressure, FrameInfo, DEFAULT_GROUP};
-use crate::process::ProcessId;
-use crate::producer::{group_queue, return_queue, PEER_CHECK};
-use crate::ready_queue::ReadClaim;
-use crate::roster::{self, load_name, Admission};
-use crate::segment::{Segment, SlotPart};
+use crate::protocol::ledger::{pack_give_back, pack_return};
+use crate::protocol::ready_queue::ReadClaim;
+use crate::protocol::roster::{self, load_name, Admission};
 use crate::shape::FrameShape;
-use crate::slot::SlotState;
-use crate::slot_maps::{SlotCopy, SlotMaps};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Attaches a [`Consumer`] to a ring. Start with [`Consumer::builder`].
-///
-/// Defaults: group `"default"`, every frame in order (not only the latest),
-/// [`WaitStrategy::SPIN_THEN_FUTEX`], the ring's own frame shape, and no
-/// waiting for a ring that does not exist yet.
-#[derive(Debug, Clone)]
-#[must_use = "a builder does nothing until `attach` is called"]
-pub struct ConsumerBuilder {
-    name: String,
-    group: String,
-    latest: bool,
-    wait: WaitStrategy,
-    expect: Option<FrameShape>,
-    any_dtype: bool,
-    wait_for_ring: Duration,
-    stop: Option<fn() -> bool>,
-    policy: Option<Backpressure>,
-    detachable: bool,
-}
+mod builder;
+mod frame;
 
-impl ConsumerBuilder {
-    /// The group to join (default `"default"`). Every group receives every
-    /// frame; the consumers of one group share its frames.
-    pub fn group(mut self, group: &str) -> Self {
-        self.group = group.to_string();
-        self
-    }
-
-    /// The backpressure of the group, should this consumer create it (an
-    /// ad-hoc group nobody has joined yet): [`Backpressure::DropOldest`]
-    /// makes a live group (a preview) that never slows the producer and
-    /// loses the frames it cannot keep up with. Default: the ring's policy.
-    /// A group that exists keeps its own ([`Consumer::group_backpressure`]).
-    ///
-    /// ```no_run
-    /// # use framering_ring::{Backpressure, Consumer};
-    /// let preview = Consumer::builder("cam")
-    ///     .group("preview")
-    ///     .group_backpressure(Backpressure::DropOldest)
-    ///     .attach()?;
-    /// # Ok::<(), framering_ring::AttachError>(())
-    /// ```
-    pub fn group_backpressure(mut self, policy: Backpressure) -> Self {
-        self.policy = Some(policy);
-        self
-    }
-
-    /// Skip to the newest queued frame on every take, handing the older ones
-    /// straight back (counted in [`Consumer::skipped`]): for previews.
-    pub fn latest(mut self, latest: bool) -> Self {
-        self.latest = latest;
-        self
-    }
-
-    /// How [`Consumer::take`] waits for a frame.
-    pub fn wait(mut self, wait: WaitStrategy) -> Self {
-        self.wait = wait;
-        self
-    }
-
-    /// Refuse a ring whose frames are not of this shape
-    /// ([`AttachError::ShapeMismatch`]). Without it the consumer adopts the
-    /// ring's shape ([`Consumer::shape`]). A dimension of 0 accepts any
-    /// value: `FrameShape::new(0, 0, 3)` insists on three channels only.
-    pub fn expect_shape(mut self, shape: FrameShape) -> Self {
-        self.expect = Some(shape);
-        self
-    }
-
-    /// With [`expect_shape`](Self::expect_shape): accept the ring's dtype,
-    /// whatever it is (the dimensions asked for are still checked; the
-    /// frames' dtype is then [`Consumer::shape`]'s). Default: the dtype of
-    /// the expected shape is insisted on.
-    ///
-    /// ```no_run
-    /// # use framering_ring::{Consumer, FrameShape};
-    /// // Three channels of any element type.
-    /// let c = Consumer::builder("cam")
-    ///     .expect_shape(FrameShape::new(0, 0, 3))
-    ///     .any_dtype()
-    ///     .attach()?;
-    /// println!("{}", c.shape().dtype);
-    /// # Ok::<(), framering_ring::AttachError>(())
-    /// ```
-    pub fn any_dtype(mut self) -> Self {
-        self.any_dtype = true;
-        self
-    }
-
-    /// Wait up to `timeout` for the ring to appear (a consumer may start
-    /// before its producer). Default: not at all.
-    pub fn wait_for_ring(mut self, timeout: Duration) -> Self {
-        self.wait_for_ring = timeout;
-        self
-    }
-
-    /// Give up waiting for the ring as soon as `stop` returns true (checked
-    /// every few milliseconds): [`AttachError::Interrupted`]. For example
-    /// [`signals::stop_requested`](crate::signals::stop_requested), so that
-    /// Ctrl-C ends a consumer whose producer has not started.
-    pub fn stop_when(mut self, stop: fn() -> bool) -> Self {
-        self.stop = Some(stop);
-        self
-    }
-
-    /// Let this consumer's frames [detach](FrameLease::detach) from their
-    /// slots: it maps every slot on its own (one mapping per slot, made now)
-    /// and reads each frame through its slot's mapping, so that a frame's
-    /// pages can be swapped for a private copy at the same address. For
-    /// bindings whose views of a frame may outlive it (Python's numpy
-    /// arrays). Default: off (the frames are read in the segment's mapping).
-    pub fn detachable(mut self) -> Self {
-        self.detachable = true;
-        self
-    }
-
-    /// Opens the ring, registers in its consumer table and asks to join the
-    /// group.
-    pub fn attach(self) -> Result<Consumer, AttachError> {
-        validate_group_name(&self.group)?;
-        let deadline = Instant::now() + self.wait_for_ring;
-        let mut logged = false;
-        loop {
-            match Consumer::attach_once(&self) {
-                Err(AttachError::Open(ref e))
-                    if Instant::now() < deadline && ring_may_come(&self.name, e) =>
-                {
-                    if self.stop.is_some_and(|stop| stop()) {
-                        return Err(AttachError::Interrupted {
-                            name: self.name.clone(),
-                        });
-                    }
-                    if !logged {
-                        tracing::info!(ring = %self.name, "waiting for the ring to appear");
-                        logged = true;
-                    }
-                    // Short: how soon a waiting consumer sees a new ring is part
-                    // of the time to the first frame; a failed open costs ~2 us.
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                r => return r,
-            }
-        }
-    }
-}
-
-/// Whether a consumer waiting for `name` should keep waiting after `e`: the
-/// ring is absent or being created, or is a blank leftover that its next
-/// producer will reclaim.
-fn ring_may_come(name: &str, e: &OpenError) -> bool {
-    match e {
-        OpenError::NotFound { .. } | OpenError::NotReady { .. } => true,
-        OpenError::NotARing { .. } => Segment::is_blank(name),
-        _ => false,
-    }
-}
+pub use builder::ConsumerBuilder;
+pub use frame::{DetachedFrame, Frame, FrameLease};
 
 /// What a consumer shares with its leases.
 #[derive(Debug)]
-struct Shared {
-    seg: Segment,
-    index: u8,
-    group_name: String,
+pub(crate) struct Shared {
+    pub(super) seg: Segment,
+    pub(super) index: u8,
+    pub(super) group_name: String,
     /// The group index once admitted; `NOT_ADMITTED` before.
-    admitted: AtomicU32,
+    pub(super) admitted: AtomicU32,
     /// Serialises pushes into the single-producer return queue (frames may
     /// be handed back from several threads).
-    returns: Mutex<()>,
+    pub(super) returns: Mutex<()>,
     /// Whether a frame was handed back unconsumed.
-    gave_back: std::sync::atomic::AtomicBool,
+    pub(super) gave_back: std::sync::atomic::AtomicBool,
     /// A return that could not be pushed (the return queue is corrupt):
     /// reported by the next `take`, never forgotten.
-    return_failed: Mutex<Option<Corrupt>>,
+    pub(super) return_failed: Mutex<Option<Corrupt>>,
     /// The process that attached. A child forked while frames were held
     /// inherits copies of them; dropping those copies there must not hand
     /// back the parent's slots, nor leave the parent's table entry.
-    creator_pid: u32,
+    pub(super) creator_pid: u32,
     /// The consumer's own mapping of each slot, if it is detachable.
-    slot_maps: Option<SlotMaps>,
+    pub(super) slot_maps: Option<SlotMaps>,
 }
 
 const NOT_ADMITTED: u32 = u32::MAX;
@@ -215,7 +61,7 @@ const NOT_ADMITTED: u32 = u32::MAX;
 impl Shared {
     /// Hands a claimed slot back to the producer: consumed, or (`consumed`
     /// false) to be delivered again to the group.
-    fn release(&self, group: u8, claim: ReadClaim, consumed: bool) {
+    pub(super) fn release(&self, group: u8, claim: ReadClaim, consumed: bool) {
         if !self.in_creator() {
             return;
         }
@@ -227,7 +73,7 @@ impl Shared {
         };
         let pushed = {
             let _one_at_a_time = self.returns.lock();
-            return_queue(seg, self.index as usize).push(cell)
+            seg.return_queue(self.index as usize).push(cell)
         };
         if let Err(e) = pushed {
             // Only garbage in the segment gets here; the slot stays marked as
@@ -245,7 +91,7 @@ impl Shared {
 
 impl Shared {
     /// Whether this is the process that attached (not a forked child).
-    fn in_creator(&self) -> bool {
+    pub(super) fn in_creator(&self) -> bool {
         crate::signals::pid() == self.creator_pid
     }
 }
@@ -290,7 +136,7 @@ impl Drop for Shared {
 /// own consumer to take frames.
 #[derive(Debug)]
 pub struct Consumer {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
     latest: bool,
     wait: WaitStrategy,
 }
@@ -320,328 +166,6 @@ pub enum Take<'c> {
         /// Why, as the producer said.
         reason: FailReason,
     },
-}
-
-/// A frame taken from the ring, read in place. Dropping it hands the slot
-/// back to the producer.
-#[derive(Debug)]
-pub struct Frame<'c> {
-    consumer: &'c Consumer,
-    group: u8,
-    info: FrameInfo,
-    claim: Option<ReadClaim>,
-}
-
-/// A taken frame that owns a reference to its consumer, so it can be sent to
-/// another thread (it is `Send + Sync + 'static`) and dropped there, which
-/// hands the slot back. Made by [`Frame::into_lease`].
-#[derive(Debug)]
-pub struct FrameLease {
-    shared: Arc<Shared>,
-    group: u8,
-    info: FrameInfo,
-    claim: Option<ReadClaim>,
-}
-
-fn claim_of(claim: &Option<ReadClaim>) -> &ReadClaim {
-    claim.as_ref().expect("a live frame holds its claim")
-}
-
-/// `part` of the frame `claim` holds: in the consumer's own mapping of the
-/// slot if it is detachable, else in the segment's.
-fn part<'a>(shared: &'a Shared, claim: &'a Option<ReadClaim>, part: SlotPart) -> &'a [u8] {
-    let claim = claim_of(claim);
-    match &shared.slot_maps {
-        Some(maps) => maps.frame_part(&shared.seg, claim, part),
-        None => shared.seg.frame_part(claim, part),
-    }
-}
-
-fn user_meta<'a>(shared: &'a Shared, info: &FrameInfo, claim: &'a Option<ReadClaim>) -> &'a [u8] {
-    // `user_len` was clamped to the capacity when the frame was taken.
-    &part(shared, claim, SlotPart::UserMeta)[..info.user_len]
-}
-
-impl<'c> Frame<'c> {
-    /// The pixels: H×W×C elements of the ring's [`Dtype`](crate::Dtype)
-    /// as bytes, row-major, in the shared segment (page-aligned: they can be
-    /// viewed as `u16`/`f32` in place).
-    pub fn pixels(&self) -> &[u8] {
-        part(&self.consumer.shared, &self.claim, SlotPart::Frame)
-    }
-
-    /// The frame's user metadata ([`FrameMeta::user_meta`](crate::FrameMeta::user_meta)),
-    /// in the shared segment beside the pixels.
-    pub fn user_meta(&self) -> &[u8] {
-        user_meta(&self.consumer.shared, &self.info, &self.claim)
-    }
-
-    /// The frame's metadata (sequence number, publish time, source…).
-    pub fn info(&self) -> &FrameInfo {
-        &self.info
-    }
-
-    /// Sequence number: 0, 1, 2, … in publish order.
-    pub fn seq(&self) -> u64 {
-        self.info.seq
-    }
-
-    /// The frame's shape (the ring's).
-    pub fn shape(&self) -> FrameShape {
-        self.consumer.shape()
-    }
-
-    /// Turns the frame into a [`FrameLease`], which can go to another thread
-    /// without a copy. Costs one reference-count increment.
-    pub fn into_lease(mut self) -> FrameLease {
-        FrameLease {
-            shared: self.consumer.shared.clone(),
-            group: self.group,
-            info: self.info,
-            claim: self.claim.take(),
-        }
-    }
-}
-
-impl Frame<'_> {
-    /// Hands the frame back *unconsumed*: instead of being done with, it is
-    /// delivered again to this consumer's group — to whichever of its
-    /// consumers takes next, this one included — with
-    /// [`FrameInfo::redeliveries`] one higher, and counted by the producer
-    /// as redelivered ([`Producer::redelivered`](crate::Producer::redelivered)).
-    /// For a frame whose output failed. (Dropping a frame hands it back as
-    /// consumed.) A consumer that gave frames back and then leaves as the
-    /// last of an ad-hoc group leaves it lingering, as a dead one would
-    /// ([`ProducerBuilder::group_linger`](crate::ProducerBuilder::group_linger)),
-    /// so the frames wait for the next consumer.
-    ///
-    /// ```
-    /// use framering_ring::{Consumer, FrameMeta, FrameShape, Producer, Take};
-    /// use std::time::Duration;
-    ///
-    /// let ring = format!("doc-give-back-{}", std::process::id());
-    /// let producer = Producer::builder(&ring).shape(FrameShape::new(2, 2, 1)).create()?;
-    /// let consumer = Consumer::builder(&ring).attach()?;
-    /// let slot = producer.loan(Duration::from_secs(1))?;
-    /// let seq = slot.publish(&FrameMeta::new())?;
-    ///
-    /// let Take::Frame(frame) = consumer.take(Duration::from_secs(1))? else { panic!() };
-    /// // Writing it out failed: let the group have it again.
-    /// frame.give_back();
-    /// // The producer collects it as it goes (here: while draining).
-    /// producer.finish();
-    /// assert!(!producer.drain(Some(Duration::from_millis(50)))?);
-    /// let Take::Frame(again) = consumer.take(Duration::from_secs(1))? else { panic!() };
-    /// assert_eq!((again.seq(), again.info().redeliveries), (seq, 1));
-    /// drop(again); // consumed this time
-    /// assert!(producer.drain(Some(Duration::from_secs(1)))?);
-    /// assert_eq!(producer.redelivered(), 1);
-    /// # producer.unlink()?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn give_back(mut self) {
-        if let Some(claim) = self.claim.take() {
-            self.consumer.shared.release(self.group, claim, false);
-        }
-    }
-}
-
-impl Drop for Frame<'_> {
-    fn drop(&mut self) {
-        if let Some(claim) = self.claim.take() {
-            self.consumer.shared.release(self.group, claim, true);
-        }
-    }
-}
-
-impl FrameLease {
-    /// The pixels, in the shared segment: see [`Frame::pixels`].
-    pub fn pixels(&self) -> &[u8] {
-        part(&self.shared, &self.claim, SlotPart::Frame)
-    }
-
-    /// The frame's user metadata, in the shared segment.
-    pub fn user_meta(&self) -> &[u8] {
-        user_meta(&self.shared, &self.info, &self.claim)
-    }
-
-    /// The frame's metadata.
-    pub fn info(&self) -> &FrameInfo {
-        &self.info
-    }
-
-    /// Sequence number.
-    pub fn seq(&self) -> u64 {
-        self.info.seq
-    }
-
-    /// The frame's shape (the ring's).
-    pub fn shape(&self) -> FrameShape {
-        self.shared.seg.geometry().frame_shape()
-    }
-}
-
-impl FrameLease {
-    /// Hands the frame back *unconsumed*, to be delivered again to the
-    /// group: see [`Frame::give_back`].
-    ///
-    /// ```
-    /// # use framering_ring::{Consumer, FrameMeta, FrameShape, Producer, Take};
-    /// # use std::time::Duration;
-    /// # let ring = format!("doc-lease-give-back-{}", std::process::id());
-    /// # let producer = Producer::builder(&ring).shape(FrameShape::new(2, 2, 1)).create()?;
-    /// # let consumer = Consumer::builder(&ring).attach()?;
-    /// # producer.loan(Duration::from_secs(1))?.publish(&FrameMeta::new())?;
-    /// let Take::Frame(frame) = consumer.take(Duration::from_secs(1))? else { panic!() };
-    /// let lease = frame.into_lease();
-    /// std::thread::spawn(move || lease.give_back()).join().unwrap();
-    /// # producer.finish();
-    /// # assert!(!producer.drain(Some(Duration::from_millis(50)))?);
-    /// let Take::Frame(again) = consumer.take(Duration::from_secs(1))? else { panic!() };
-    /// assert_eq!(again.info().redeliveries, 1);
-    /// # drop(again);
-    /// # assert!(producer.drain(Some(Duration::from_secs(1)))?);
-    /// # producer.unlink()?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn give_back(mut self) {
-        if let Some(claim) = self.claim.take() {
-            self.shared.release(self.group, claim, false);
-        }
-    }
-}
-
-impl FrameLease {
-    /// Whether holding this frame leaves the producer without a slot to
-    /// write: no slot is free or being written, no return is waiting to be
-    /// collected (it would free its slot), and no other group still has this
-    /// frame queued (that group's consumers will take it and hand it back in
-    /// their own time: handing ours back would free nothing). Another group
-    /// *reading* the frame does not make it false: that reader may be
-    /// keeping it the same way while it waits (two consumers of two groups
-    /// on a ring of one slot would otherwise wait for each other forever),
-    /// so each side lets go of its share. A caller that keeps frames
-    /// while it waits for the next one asks this before it waits, and
-    /// [detaches](Self::detach) the frames that would otherwise stall the
-    /// ring. A snapshot of words other processes change meanwhile (a load
-    /// per slot, per group and per consumer table entry at most): a wrong
-    /// `true` costs a needless detach, a wrong `false` a later look.
-    pub fn blocks_producer(&self) -> bool {
-        use crate::sync::Ordering as O;
-        let seg = &self.shared.seg;
-        let g = seg.geometry();
-        let slot = self.info.slot as usize;
-        // A return not yet collected frees its slot as soon as the producer
-        // wakes (a return wakes it).
-        let collected = || (0..g.max_consumers as usize).all(|c| return_queue(seg, c).is_empty());
-        let no_free = || {
-            seg.slot_states().iter().all(|w| {
-                !matches!(
-                    SlotState::decode(w.load(O::Acquire)),
-                    Some(SlotState::Free | SlotState::Writing)
-                )
-            })
-        };
-        let not_queued_elsewhere = || {
-            (0..g.max_groups as usize)
-                .filter(|&grp| grp != self.group as usize)
-                .all(|grp| {
-                    !matches!(
-                        seg.claims(grp)
-                            .get(slot)
-                            .and_then(|w| SlotState::decode(w.load(O::Acquire))),
-                        Some(SlotState::Ready { .. })
-                    )
-                })
-        };
-        // Cheapest and most often false first.
-        no_free() && not_queued_elsewhere() && collected()
-    }
-
-    /// Copies the frame out of its slot, *at the same address*, and hands
-    /// the slot back: every reference to the pixels (a view some binding
-    /// made of [`pixels`](Self::pixels)' address) stays valid and keeps the
-    /// frame's bytes while the producer rewrites the slot. One copy of the
-    /// slot (pixels and user metadata), and a few system calls; the copy
-    /// lives until the [`DetachedFrame`] drops. For consumers attached with
-    /// [`ConsumerBuilder::detachable`]; on an error the frame is returned,
-    /// still held.
-    // The lease comes back by value on the rare error, not boxed: an
-    // allocation for an error path is not worth the indirection.
-    #[allow(clippy::result_large_err)]
-    pub fn detach(mut self) -> Result<DetachedFrame, (FrameLease, DetachError)> {
-        let name = || self.shared.seg.name().to_string();
-        let Some(maps) = &self.shared.slot_maps else {
-            let e = DetachError::NotDetachable { name: name() };
-            return Err((self, e));
-        };
-        let claim = claim_of(&self.claim);
-        match maps.detach(&self.shared.seg, claim) {
-            Ok(copy) => {
-                let g = self.shared.seg.geometry();
-                let detached = DetachedFrame {
-                    copy,
-                    frame: SlotPart::Frame.range(g),
-                    meta: SlotPart::UserMeta.range(g),
-                    info: self.info,
-                };
-                if let Some(claim) = self.claim.take() {
-                    self.shared.release(self.group, claim, true);
-                }
-                Ok(detached)
-            }
-            Err((op, e)) => {
-                let e = DetachError::Io {
-                    name: name(),
-                    slot: self.info.slot,
-                    op,
-                    source: e.into(),
-                };
-                Err((self, e))
-            }
-        }
-    }
-}
-
-/// A frame copied out of its slot by [`FrameLease::detach`]: its pixels and
-/// user metadata at the addresses the lease had them, in private memory
-/// (read-only) that is freed when this drops. Holds no slot.
-#[derive(Debug)]
-pub struct DetachedFrame {
-    copy: SlotCopy,
-    frame: (u64, u64),
-    meta: (u64, u64),
-    info: FrameInfo,
-}
-
-impl DetachedFrame {
-    /// The pixels (the copy), at the address the lease had them.
-    pub fn pixels(&self) -> &[u8] {
-        self.copy.part(self.frame)
-    }
-
-    /// The frame's user metadata (the copy).
-    pub fn user_meta(&self) -> &[u8] {
-        &self.copy.part(self.meta)[..self.info.user_len]
-    }
-
-    /// The frame's metadata.
-    pub fn info(&self) -> &FrameInfo {
-        &self.info
-    }
-
-    /// Sequence number.
-    pub fn seq(&self) -> u64 {
-        self.info.seq
-    }
-}
-
-impl Drop for FrameLease {
-    fn drop(&mut self) {
-        if let Some(claim) = self.claim.take() {
-            self.shared.release(self.group, claim, true);
-        }
-    }
 }
 
 impl Consumer {
@@ -737,7 +261,7 @@ impl Consumer {
             }
         };
         let e = &seg.consumers()[index];
-        use crate::sync::Ordering as O;
+        use crate::protocol::sync::Ordering as O;
         e.start_ticks.store(me.start_ticks, O::Relaxed);
         e.pid.store(me.pid, O::Relaxed);
         e.frames.store(0, O::Relaxed);
@@ -816,12 +340,16 @@ impl Consumer {
 
     /// Frames taken so far.
     pub fn frames_taken(&self) -> u64 {
-        self.entry().frames.load(crate::sync::Ordering::Relaxed)
+        self.entry()
+            .frames
+            .load(crate::protocol::sync::Ordering::Relaxed)
     }
 
     /// Frames skipped to stay on the newest one (`latest`).
     pub fn skipped(&self) -> u64 {
-        self.entry().skipped.load(crate::sync::Ordering::Relaxed)
+        self.entry()
+            .skipped
+            .load(crate::protocol::sync::Ordering::Relaxed)
     }
 
     /// Frames this consumer's group lost so far (dropped unconsumed), as the
@@ -831,7 +359,7 @@ impl Consumer {
             NOT_ADMITTED => 0,
             g => self.seg().groups()[g as usize]
                 .dropped
-                .load(crate::sync::Ordering::Relaxed),
+                .load(crate::protocol::sync::Ordering::Relaxed),
         }
     }
 
@@ -843,7 +371,7 @@ impl Consumer {
             NOT_ADMITTED => None,
             g => match self.seg().groups()[g as usize]
                 .policy
-                .load(crate::sync::Ordering::Relaxed)
+                .load(crate::protocol::sync::Ordering::Relaxed)
             {
                 BACKPRESSURE_DROP_OLDEST => Some(Backpressure::DropOldest),
                 _ => Some(Backpressure::Block),
@@ -860,7 +388,7 @@ impl Consumer {
         );
     }
 
-    fn entry(&self) -> &crate::layout::ConsumerEntry {
+    fn entry(&self) -> &crate::protocol::layout::ConsumerEntry {
         &self.seg().consumers()[self.shared.index as usize]
     }
 
@@ -882,7 +410,7 @@ impl Consumer {
 
     /// The producer's failure, if it marked the ring failed.
     fn producer_failed(&self, flags: u32) -> Option<FailReason> {
-        use crate::sync::Ordering as O;
+        use crate::protocol::sync::Ordering as O;
         (flags & FLAG_FAILED != 0)
             .then(|| FailReason::from_code(self.seg().header().fail_reason.load(O::Relaxed)))
     }
@@ -922,7 +450,7 @@ impl Consumer {
         }
         let found = self.seg().groups().iter().position(|g| {
             let (name, len) = load_name(&g.name);
-            g.state.load(crate::sync::Ordering::Acquire) != GROUP_UNUSED
+            g.state.load(crate::protocol::sync::Ordering::Acquire) != GROUP_UNUSED
                 && &name[..len] == self.group().as_bytes()
         });
         if let Some(g) = found {
@@ -931,12 +459,12 @@ impl Consumer {
     }
 
     fn try_take(&self) -> Result<Option<Frame<'_>>, TakeError> {
-        use crate::sync::Ordering as O;
+        use crate::protocol::sync::Ordering as O;
         let Some(g) = self.admitted()? else {
             return Ok(None);
         };
         let seg = self.seg();
-        let q = group_queue(seg, g as usize);
+        let q = seg.group_queue(g as usize);
         let me = self.shared.index;
         let Some(mut claim) = q.take(me).map_err(|c| self.corrupt(c))? else {
             return Ok(None);
@@ -1044,7 +572,7 @@ impl Consumer {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn stream_ended(&self) -> Result<bool, TakeError> {
-        use crate::sync::Ordering as O;
+        use crate::protocol::sync::Ordering as O;
         let h = self.seg().header();
         // Acquire: every publish happens before the flags we see, so an
         // empty queue after them is empty for good.
@@ -1060,7 +588,7 @@ impl Consumer {
             self.admit_self();
         }
         Ok(match self.admitted()? {
-            Some(g) => group_queue(self.seg(), g as usize).is_empty(),
+            Some(g) => self.seg().group_queue(g as usize).is_empty(),
             None => true,
         })
     }
@@ -1076,7 +604,7 @@ impl Consumer {
     /// [`Take::ProducerFailed`], once the frames queued for the group were
     /// taken.
     pub fn take(&self, timeout: Duration) -> Result<Take<'_>, TakeError> {
-        use crate::sync::Ordering as O;
+        use crate::protocol::sync::Ordering as O;
         self.check_returns()?;
         if let Some(f) = self.try_take()? {
             return Ok(Take::Frame(f));

@@ -1,0 +1,334 @@
+//! The frames a consumer takes, read in place, and their copies.
+
+use crate::error::DetachError;
+use crate::options::FrameInfo;
+use crate::platform::slot_maps::SlotCopy;
+use crate::platform::views::SlotPart;
+use crate::protocol::ready_queue::ReadClaim;
+use crate::protocol::slot::SlotState;
+use crate::shape::FrameShape;
+use std::sync::Arc;
+
+use super::{Consumer, Shared};
+
+/// A frame taken from the ring, read in place. Dropping it hands the slot
+/// back to the producer.
+#[derive(Debug)]
+pub struct Frame<'c> {
+    pub(super) consumer: &'c Consumer,
+    pub(super) group: u8,
+    pub(super) info: FrameInfo,
+    pub(super) claim: Option<ReadClaim>,
+}
+
+/// A taken frame that owns a reference to its consumer, so it can be sent to
+/// another thread (it is `Send + Sync + 'static`) and dropped there, which
+/// hands the slot back. Made by [`Frame::into_lease`].
+#[derive(Debug)]
+pub struct FrameLease {
+    pub(super) shared: Arc<Shared>,
+    pub(super) group: u8,
+    pub(super) info: FrameInfo,
+    pub(super) claim: Option<ReadClaim>,
+}
+
+fn claim_of(claim: &Option<ReadClaim>) -> &ReadClaim {
+    claim.as_ref().expect("a live frame holds its claim")
+}
+
+/// `part` of the frame `claim` holds: in the consumer's own mapping of the
+/// slot if it is detachable, else in the segment's.
+fn part<'a>(shared: &'a Shared, claim: &'a Option<ReadClaim>, part: SlotPart) -> &'a [u8] {
+    let claim = claim_of(claim);
+    match &shared.slot_maps {
+        Some(maps) => maps.frame_part(&shared.seg, claim, part),
+        None => shared.seg.frame_part(claim, part),
+    }
+}
+
+fn user_meta<'a>(shared: &'a Shared, info: &FrameInfo, claim: &'a Option<ReadClaim>) -> &'a [u8] {
+    // `user_len` was clamped to the capacity when the frame was taken.
+    &part(shared, claim, SlotPart::UserMeta)[..info.user_len]
+}
+
+impl<'c> Frame<'c> {
+    /// The pixels: H×W×C elements of the ring's [`Dtype`](crate::Dtype)
+    /// as bytes, row-major, in the shared segment (page-aligned: they can be
+    /// viewed as `u16`/`f32` in place).
+    pub fn pixels(&self) -> &[u8] {
+        part(&self.consumer.shared, &self.claim, SlotPart::Frame)
+    }
+
+    /// The frame's user metadata ([`FrameMeta::user_meta`](crate::FrameMeta::user_meta)),
+    /// in the shared segment beside the pixels.
+    pub fn user_meta(&self) -> &[u8] {
+        user_meta(&self.consumer.shared, &self.info, &self.claim)
+    }
+
+    /// The frame's metadata (sequence number, publish time, source…).
+    pub fn info(&self) -> &FrameInfo {
+        &self.info
+    }
+
+    /// Sequence number: 0, 1, 2, … in publish order.
+    pub fn seq(&self) -> u64 {
+        self.info.seq
+    }
+
+    /// The frame's shape (the ring's).
+    pub fn shape(&self) -> FrameShape {
+        self.consumer.shape()
+    }
+
+    /// Turns the frame into a [`FrameLease`], which can go to another thread
+    /// without a copy. Costs one reference-count increment.
+    pub fn into_lease(mut self) -> FrameLease {
+        FrameLease {
+            shared: self.consumer.shared.clone(),
+            group: self.group,
+            info: self.info,
+            claim: self.claim.take(),
+        }
+    }
+}
+
+impl Frame<'_> {
+    /// Hands the frame back *unconsumed*: instead of being done with, it is
+    /// delivered again to this consumer's group — to whichever of its
+    /// consumers takes next, this one included — with
+    /// [`FrameInfo::redeliveries`] one higher, and counted by the producer
+    /// as redelivered ([`Producer::redelivered`](crate::Producer::redelivered)).
+    /// For a frame whose output failed. (Dropping a frame hands it back as
+    /// consumed.) A consumer that gave frames back and then leaves as the
+    /// last of an ad-hoc group leaves it lingering, as a dead one would
+    /// ([`ProducerBuilder::group_linger`](crate::ProducerBuilder::group_linger)),
+    /// so the frames wait for the next consumer.
+    ///
+    /// ```
+    /// use framering_ring::{Consumer, FrameMeta, FrameShape, Producer, Take};
+    /// use std::time::Duration;
+    ///
+    /// let ring = format!("doc-give-back-{}", std::process::id());
+    /// let producer = Producer::builder(&ring).shape(FrameShape::new(2, 2, 1)).create()?;
+    /// let consumer = Consumer::builder(&ring).attach()?;
+    /// let slot = producer.loan(Duration::from_secs(1))?;
+    /// let seq = slot.publish(&FrameMeta::new())?;
+    ///
+    /// let Take::Frame(frame) = consumer.take(Duration::from_secs(1))? else { panic!() };
+    /// // Writing it out failed: let the group have it again.
+    /// frame.give_back();
+    /// // The producer collects it as it goes (here: while draining).
+    /// producer.finish();
+    /// assert!(!producer.drain(Some(Duration::from_millis(50)))?);
+    /// let Take::Frame(again) = consumer.take(Duration::from_secs(1))? else { panic!() };
+    /// assert_eq!((again.seq(), again.info().redeliveries), (seq, 1));
+    /// drop(again); // consumed this time
+    /// assert!(producer.drain(Some(Duration::from_secs(1)))?);
+    /// assert_eq!(producer.redelivered(), 1);
+    /// # producer.unlink()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn give_back(mut self) {
+        if let Some(claim) = self.claim.take() {
+            self.consumer.shared.release(self.group, claim, false);
+        }
+    }
+}
+
+impl Drop for Frame<'_> {
+    fn drop(&mut self) {
+        if let Some(claim) = self.claim.take() {
+            self.consumer.shared.release(self.group, claim, true);
+        }
+    }
+}
+
+impl FrameLease {
+    /// The pixels, in the shared segment: see [`Frame::pixels`].
+    pub fn pixels(&self) -> &[u8] {
+        part(&self.shared, &self.claim, SlotPart::Frame)
+    }
+
+    /// The frame's user metadata, in the shared segment.
+    pub fn user_meta(&self) -> &[u8] {
+        user_meta(&self.shared, &self.info, &self.claim)
+    }
+
+    /// The frame's metadata.
+    pub fn info(&self) -> &FrameInfo {
+        &self.info
+    }
+
+    /// Sequence number.
+    pub fn seq(&self) -> u64 {
+        self.info.seq
+    }
+
+    /// The frame's shape (the ring's).
+    pub fn shape(&self) -> FrameShape {
+        self.shared.seg.geometry().frame_shape()
+    }
+}
+
+impl FrameLease {
+    /// Hands the frame back *unconsumed*, to be delivered again to the
+    /// group: see [`Frame::give_back`].
+    ///
+    /// ```
+    /// # use framering_ring::{Consumer, FrameMeta, FrameShape, Producer, Take};
+    /// # use std::time::Duration;
+    /// # let ring = format!("doc-lease-give-back-{}", std::process::id());
+    /// # let producer = Producer::builder(&ring).shape(FrameShape::new(2, 2, 1)).create()?;
+    /// # let consumer = Consumer::builder(&ring).attach()?;
+    /// # producer.loan(Duration::from_secs(1))?.publish(&FrameMeta::new())?;
+    /// let Take::Frame(frame) = consumer.take(Duration::from_secs(1))? else { panic!() };
+    /// let lease = frame.into_lease();
+    /// std::thread::spawn(move || lease.give_back()).join().unwrap();
+    /// # producer.finish();
+    /// # assert!(!producer.drain(Some(Duration::from_millis(50)))?);
+    /// let Take::Frame(again) = consumer.take(Duration::from_secs(1))? else { panic!() };
+    /// assert_eq!(again.info().redeliveries, 1);
+    /// # drop(again);
+    /// # assert!(producer.drain(Some(Duration::from_secs(1)))?);
+    /// # producer.unlink()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn give_back(mut self) {
+        if let Some(claim) = self.claim.take() {
+            self.shared.release(self.group, claim, false);
+        }
+    }
+}
+
+impl FrameLease {
+    /// Whether holding this frame leaves the producer without a slot to
+    /// write: no slot is free or being written, no return is waiting to be
+    /// collected (it would free its slot), and no other group still has this
+    /// frame queued (that group's consumers will take it and hand it back in
+    /// their own time: handing ours back would free nothing). Another group
+    /// *reading* the frame does not make it false: that reader may be
+    /// keeping it the same way while it waits (two consumers of two groups
+    /// on a ring of one slot would otherwise wait for each other forever),
+    /// so each side lets go of its share. A caller that keeps frames
+    /// while it waits for the next one asks this before it waits, and
+    /// [detaches](Self::detach) the frames that would otherwise stall the
+    /// ring. A snapshot of words other processes change meanwhile (a load
+    /// per slot, per group and per consumer table entry at most): a wrong
+    /// `true` costs a needless detach, a wrong `false` a later look.
+    pub fn blocks_producer(&self) -> bool {
+        use crate::protocol::sync::Ordering as O;
+        let seg = &self.shared.seg;
+        let g = seg.geometry();
+        let slot = self.info.slot as usize;
+        // A return not yet collected frees its slot as soon as the producer
+        // wakes (a return wakes it).
+        let collected = || (0..g.max_consumers as usize).all(|c| seg.return_queue(c).is_empty());
+        let no_free = || {
+            seg.slot_states().iter().all(|w| {
+                !matches!(
+                    SlotState::decode(w.load(O::Acquire)),
+                    Some(SlotState::Free | SlotState::Writing)
+                )
+            })
+        };
+        let not_queued_elsewhere = || {
+            (0..g.max_groups as usize)
+                .filter(|&grp| grp != self.group as usize)
+                .all(|grp| {
+                    !matches!(
+                        seg.claims(grp)
+                            .get(slot)
+                            .and_then(|w| SlotState::decode(w.load(O::Acquire))),
+                        Some(SlotState::Ready { .. })
+                    )
+                })
+        };
+        // Cheapest and most often false first.
+        no_free() && not_queued_elsewhere() && collected()
+    }
+
+    /// Copies the frame out of its slot, *at the same address*, and hands
+    /// the slot back: every reference to the pixels (a view some binding
+    /// made of [`pixels`](Self::pixels)' address) stays valid and keeps the
+    /// frame's bytes while the producer rewrites the slot. One copy of the
+    /// slot (pixels and user metadata), and a few system calls; the copy
+    /// lives until the [`DetachedFrame`] drops. For consumers attached with
+    /// [`ConsumerBuilder::detachable`](crate::ConsumerBuilder::detachable); on an error the frame is returned,
+    /// still held.
+    // The lease comes back by value on the rare error, not boxed: an
+    // allocation for an error path is not worth the indirection.
+    #[allow(clippy::result_large_err)]
+    pub fn detach(mut self) -> Result<DetachedFrame, (FrameLease, DetachError)> {
+        let name = || self.shared.seg.name().to_string();
+        let Some(maps) = &self.shared.slot_maps else {
+            let e = DetachError::NotDetachable { name: name() };
+            return Err((self, e));
+        };
+        let claim = claim_of(&self.claim);
+        match maps.detach(&self.shared.seg, claim) {
+            Ok(copy) => {
+                let g = self.shared.seg.geometry();
+                let detached = DetachedFrame {
+                    copy,
+                    frame: SlotPart::Frame.range(g),
+                    meta: SlotPart::UserMeta.range(g),
+                    info: self.info,
+                };
+                if let Some(claim) = self.claim.take() {
+                    self.shared.release(self.group, claim, true);
+                }
+                Ok(detached)
+            }
+            Err((op, e)) => {
+                let e = DetachError::Io {
+                    name: name(),
+                    slot: self.info.slot,
+                    op,
+                    source: e.into(),
+                };
+                Err((self, e))
+            }
+        }
+    }
+}
+
+/// A frame copied out of its slot by [`FrameLease::detach`]: its pixels and
+/// user metadata at the addresses the lease had them, in private memory
+/// (read-only) that is freed when this drops. Holds no slot.
+#[derive(Debug)]
+pub struct DetachedFrame {
+    copy: SlotCopy,
+    frame: (u64, u64),
+    meta: (u64, u64),
+    info: FrameInfo,
+}
+
+impl DetachedFrame {
+    /// The pixels (the copy), at the address the lease had them.
+    pub fn pixels(&self) -> &[u8] {
+        self.copy.part(self.frame)
+    }
+
+    /// The frame's user metadata (the copy).
+    pub fn user_meta(&self) -> &[u8] {
+        &self.copy.part(self.meta)[..self.info.user_len]
+    }
+
+    /// The frame's metadata.
+    pub fn info(&self) -> &FrameInfo {
+        &self.info
+    }
+
+    /// Sequence number.
+    pub fn seq(&self) -> u64 {
+        self.info.seq
+    }
+}
+
+impl Drop for FrameLease {
+    fn drop(&mut self) {
+        if let Some(claim) = self.claim.take() {
+            self.shared.release(self.group, claim, true);
+        }
+    }
+}
