@@ -61,28 +61,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! A consumer feeding a thread pool hands each frame over as a
-//! [`FrameLease`] (no copy; the slot goes back when the worker drops it):
-//!
-//! ```
-//! # use framering_ring::{Consumer, FrameMeta, FrameShape, Producer, Take};
-//! # use std::time::Duration;
-//! # let ring = format!("doc-lease-{}", std::process::id());
-//! # let producer = Producer::builder(&ring).shape(FrameShape::new(2, 2, 1)).create()?;
-//! # let consumer = Consumer::builder(&ring).attach()?;
-//! # let mut slot = producer.loan(Duration::from_secs(1))?;
-//! # slot.pixels_mut().fill(1);
-//! # slot.publish(&FrameMeta::new())?;
-//! if let Take::Frame(frame) = consumer.take(Duration::from_secs(1))? {
-//!     let lease = frame.into_lease();
-//!     let sum = std::thread::spawn(move || lease.pixels().iter().map(|&b| b as u32).sum::<u32>())
-//!         .join()
-//!         .unwrap();
-//!     assert_eq!(sum, 4);
-//! }
-//! # producer.unlink()?;
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
+//! A [`Frame`] owns its slot, not a borrow of its consumer: a consumer
+//! feeding a thread pool hands each frame to a worker as it is (no copy; the
+//! slot goes back when the worker drops it, see [`Frame`]).
 //!
 //! # Layers
 //!
@@ -146,7 +127,7 @@ pub use protocol::event::WaitStrategy;
 #[cfg(not(loom))]
 pub use clock::{monotonic_ns, realtime_ns};
 #[cfg(not(loom))]
-pub use consumer::{Consumer, ConsumerBuilder, DetachedFrame, Frame, FrameLease, Take};
+pub use consumer::{Consumer, ConsumerBuilder, DetachedFrame, Frame, Take};
 #[cfg(not(loom))]
 pub use options::{
     validate_group_name, validate_ring_name, Backpressure, FrameInfo, FrameMeta, DEFAULT_GROUP,

@@ -46,7 +46,7 @@ fn put(p: &Producer, fill: u8) -> Option<u64> {
     )
 }
 
-fn take(c: &Consumer, timeout: Duration) -> Option<Frame<'_>> {
+fn take(c: &Consumer, timeout: Duration) -> Option<Frame> {
     match c.take(timeout) {
         Ok(Take::Frame(f)) => Some(f),
         Err(e) if e.is_timeout() => None,
@@ -237,15 +237,15 @@ fn a_dropped_slot_goes_back_and_decoder_threads_can_fill_slots() {
 }
 
 #[test]
-fn a_lease_goes_to_another_thread_and_returns_the_slot_there() {
+fn a_frame_goes_to_another_thread_and_returns_the_slot_there() {
     let n = name("lease");
     let p = producer(&n, 2, &["default"], Backpressure::Block);
     let c = consumer(&n, "default", false);
     for i in 0..2 {
         put(&p, i).unwrap();
     }
-    let leases: Vec<FrameLease> = (0..2)
-        .map(|_| take(&c, Duration::from_secs(1)).unwrap().into_lease())
+    let leases: Vec<Frame> = (0..2)
+        .map(|_| take(&c, Duration::from_secs(1)).unwrap())
         .collect();
     // Both slots are out; the consumer itself may even go away first.
     drop(c);
@@ -265,12 +265,30 @@ fn a_lease_goes_to_another_thread_and_returns_the_slot_there() {
 }
 
 #[test]
+fn release_hands_the_slot_back_as_consumed() {
+    let n = name("release");
+    let p = producer(&n, 1, &["default"], Backpressure::Block);
+    let c = consumer(&n, "default", false);
+    put(&p, 5).unwrap();
+    let f = take(&c, Duration::from_secs(1)).unwrap();
+    // The only slot is held.
+    assert!(p.loan(Duration::from_millis(20)).unwrap_err().is_timeout());
+    f.release();
+    // Back, consumed: the producer loans it again and nothing is redelivered.
+    drop(p.loan(Duration::from_secs(1)).unwrap());
+    assert_eq!(p.redelivered(), 0);
+    assert!(take(&c, Duration::from_millis(20)).is_none());
+    drop(c);
+    p.unlink().unwrap();
+}
+
+#[test]
 fn a_detached_frame_keeps_its_address_and_pixels_while_its_slot_is_rewritten() {
     let n = name("detach");
     let p = producer(&n, 1, &["default"], Backpressure::Block);
     let c = Consumer::builder(&n).detachable().attach().unwrap();
     put(&p, 7).unwrap();
-    let lease = take(&c, Duration::from_secs(1)).unwrap().into_lease();
+    let lease = take(&c, Duration::from_secs(1)).unwrap();
     let addr = lease.pixels().as_ptr();
     // The only slot is held: the producer has none to write.
     assert!(lease.blocks_producer());
@@ -298,7 +316,7 @@ fn a_detached_frame_keeps_its_address_and_pixels_while_its_slot_is_rewritten() {
     // A consumer attached without `detachable` refuses, and keeps the frame.
     let plain = consumer(&n, "default", false);
     put(&p, 3).unwrap();
-    let lease = take(&plain, Duration::from_secs(1)).unwrap().into_lease();
+    let lease = take(&plain, Duration::from_secs(1)).unwrap();
     let (lease, e) = lease.detach().unwrap_err();
     assert!(matches!(e, DetachError::NotDetachable { .. }), "{e}");
     assert!(lease.pixels().iter().all(|&b| b == 3));
@@ -312,13 +330,13 @@ fn a_frame_blocks_the_producer_only_if_its_slot_would_be_free_without_it() {
     let p = producer(&n, 2, &["default", "other"], Backpressure::Block);
     let (c, other) = (consumer(&n, "default", false), consumer(&n, "other", false));
     put(&p, 1).unwrap();
-    let lease = take(&c, Duration::from_secs(1)).unwrap().into_lease();
+    let lease = take(&c, Duration::from_secs(1)).unwrap();
     assert!(!lease.blocks_producer()); // the other slot is free
     put(&p, 2).unwrap(); // now none is
                          // The other group has the frame queued: handing ours back frees nothing.
     assert!(!lease.blocks_producer());
-    let mut held: Vec<FrameLease> = (0..2)
-        .map(|_| take(&other, Duration::from_secs(1)).unwrap().into_lease())
+    let mut held: Vec<Frame> = (0..2)
+        .map(|_| take(&other, Duration::from_secs(1)).unwrap())
         .collect();
     // The other group reads it too: it may be keeping it while it waits,
     // as we do, so our share is worth letting go (else two groups on one
@@ -1041,7 +1059,7 @@ fn a_frame_given_back_unconsumed_is_delivered_again_to_its_group_only() {
     // the drain waits for it to be consumed, then completes.
     put(&p, 2).unwrap();
     assert_eq!(seq_of(&cb), Some(2));
-    let lease = take(&ca, Duration::from_secs(1)).unwrap().into_lease();
+    let lease = take(&ca, Duration::from_secs(1)).unwrap();
     std::thread::spawn(move || lease.give_back())
         .join()
         .unwrap();
@@ -1208,7 +1226,7 @@ fn dtype_user_meta_and_timestamps_travel_with_the_frame() {
     let Ok(Take::Frame(f)) = c.take(Duration::from_secs(1)) else {
         panic!()
     };
-    let lease = f.into_lease();
+    let lease = f;
     assert_eq!(lease.user_meta(), b"");
     assert_eq!((lease.info().capture_ns, lease.info().pts_ns), (1234, None));
     drop(lease);

@@ -942,9 +942,9 @@ pub enum ConsumerEnd {
 }
 
 /// Why a consumer's loop stopped early.
-enum Failure<'c> {
+enum Failure {
     /// The output failed, with the frame being written if any.
-    Output(anyhow::Error, Option<Box<framering_ring::Frame<'c>>>),
+    Output(anyhow::Error, Option<Box<framering_ring::Frame>>),
     /// The ring failed.
     Ring(anyhow::Error),
 }
@@ -956,8 +956,8 @@ enum Failure<'c> {
 const DURABLE_WAIT: Duration = Duration::from_secs(2);
 
 /// A frame the output accepted, kept until it is written.
-struct HeldFrame<'c> {
-    frame: framering_ring::Frame<'c>,
+struct HeldFrame {
+    frame: framering_ring::Frame,
     /// Its index among the frames the output accepted.
     index: u64,
     latency: u64,
@@ -966,8 +966,8 @@ struct HeldFrame<'c> {
 
 /// The frames a consumer keeps until its output has written them (see
 /// [`Sink::durable`]), oldest first.
-struct Held<'c> {
-    frames: std::collections::VecDeque<HeldFrame<'c>>,
+struct Held {
+    frames: std::collections::VecDeque<HeldFrame>,
     max: usize,
     /// Still waiting for the output to catch up when `max` are held.
     patient: bool,
@@ -975,7 +975,7 @@ struct Held<'c> {
     unconfirmed: u64,
 }
 
-impl<'c> Held<'c> {
+impl Held {
     fn new(max: usize) -> Self {
         Held {
             frames: Default::default(),
@@ -989,7 +989,7 @@ impl<'c> Held<'c> {
         self.frames.len()
     }
 
-    fn push(&mut self, frame: framering_ring::Frame<'c>, index: u64, latency: u64, bytes: usize) {
+    fn push(&mut self, frame: framering_ring::Frame, index: u64, latency: u64, bytes: usize) {
         self.frames.push_back(HeldFrame {
             frame,
             index,

@@ -114,7 +114,7 @@ impl ConsumerBuilder {
         self
     }
 
-    /// Let this consumer's frames [detach](crate::FrameLease::detach) from their
+    /// Let this consumer's frames [detach](crate::Frame::detach) from their
     /// slots: it maps every slot on its own (one mapping per slot, made now)
     /// and reads each frame through its slot's mapping, so that a frame's
     /// pages can be swapped for a private copy at the same address. For

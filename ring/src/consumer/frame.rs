@@ -9,60 +9,75 @@ use crate::protocol::slot::SlotState;
 use crate::shape::FrameShape;
 use std::sync::Arc;
 
-use super::{Consumer, Shared};
+use super::Shared;
 
-/// A frame taken from the ring, read in place. Dropping it hands the slot
-/// back to the producer.
+/// A frame taken from the ring ([`Consumer::take`](crate::Consumer::take)),
+/// read in place: it owns its slot until it is dropped or
+/// [released](Self::release), which hands the slot back to the producer.
+///
+/// A frame holds a reference to its consumer's shared state, not a borrow of
+/// the [`Consumer`](crate::Consumer): it is `Send + Sync + 'static`, so it
+/// can go to a worker thread without a copy and be dropped there. The
+/// consumer's table entry is released only when the consumer and every
+/// frame are gone.
+///
+/// ```
+/// # use framering_ring::{Consumer, FrameMeta, FrameShape, Producer, Take};
+/// # use std::time::Duration;
+/// # let ring = format!("doc-frame-thread-{}", std::process::id());
+/// # let producer = Producer::builder(&ring).shape(FrameShape::new(2, 2, 1)).create()?;
+/// # let consumer = Consumer::builder(&ring).attach()?;
+/// # let mut slot = producer.loan(Duration::from_secs(1))?;
+/// # slot.pixels_mut().fill(1);
+/// # slot.publish(&FrameMeta::new())?;
+/// if let Take::Frame(frame) = consumer.take(Duration::from_secs(1))? {
+///     // The worker reads the frame in place and hands the slot back when
+///     // it drops it.
+///     let sum = std::thread::spawn(move || frame.pixels().iter().map(|&b| b as u32).sum::<u32>())
+///         .join()
+///         .unwrap();
+///     assert_eq!(sum, 4);
+/// }
+/// # producer.unlink()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
-pub struct Frame<'c> {
-    pub(super) consumer: &'c Consumer,
-    pub(super) group: u8,
-    pub(super) info: FrameInfo,
-    pub(super) claim: Option<ReadClaim>,
-}
-
-/// A taken frame that owns a reference to its consumer, so it can be sent to
-/// another thread (it is `Send + Sync + 'static`) and dropped there, which
-/// hands the slot back. Made by [`Frame::into_lease`].
-#[derive(Debug)]
-pub struct FrameLease {
+pub struct Frame {
     pub(super) shared: Arc<Shared>,
     pub(super) group: u8,
     pub(super) info: FrameInfo,
+    /// `None` only once handed back (by `release`, `give_back`, `detach`).
     pub(super) claim: Option<ReadClaim>,
 }
 
-fn claim_of(claim: &Option<ReadClaim>) -> &ReadClaim {
-    claim.as_ref().expect("a live frame holds its claim")
-}
-
-/// `part` of the frame `claim` holds: in the consumer's own mapping of the
-/// slot if it is detachable, else in the segment's.
-fn part<'a>(shared: &'a Shared, claim: &'a Option<ReadClaim>, part: SlotPart) -> &'a [u8] {
-    let claim = claim_of(claim);
-    match &shared.slot_maps {
-        Some(maps) => maps.frame_part(&shared.seg, claim, part),
-        None => shared.seg.frame_part(claim, part),
+impl Frame {
+    fn claim(&self) -> &ReadClaim {
+        self.claim.as_ref().expect("a live frame holds its claim")
     }
-}
 
-fn user_meta<'a>(shared: &'a Shared, info: &FrameInfo, claim: &'a Option<ReadClaim>) -> &'a [u8] {
-    // `user_len` was clamped to the capacity when the frame was taken.
-    &part(shared, claim, SlotPart::UserMeta)[..info.user_len]
-}
+    /// `part` of the frame: in the consumer's own mapping of the slot if it
+    /// is detachable, else in the segment's.
+    fn part(&self, part: SlotPart) -> &[u8] {
+        let claim = self.claim();
+        match &self.shared.slot_maps {
+            Some(maps) => maps.frame_part(&self.shared.seg, claim, part),
+            None => self.shared.seg.frame_part(claim, part),
+        }
+    }
 
-impl<'c> Frame<'c> {
     /// The pixels: H×W×C elements of the ring's [`Dtype`](crate::Dtype)
     /// as bytes, row-major, in the shared segment (page-aligned: they can be
-    /// viewed as `u16`/`f32` in place).
+    /// viewed as `u16`/`f32` in place). What the crate guarantees about
+    /// these bytes, and what it cannot: see the [crate documentation](crate#what-a-frame-guarantees).
     pub fn pixels(&self) -> &[u8] {
-        part(&self.consumer.shared, &self.claim, SlotPart::Frame)
+        self.part(SlotPart::Frame)
     }
 
     /// The frame's user metadata ([`FrameMeta::user_meta`](crate::FrameMeta::user_meta)),
     /// in the shared segment beside the pixels.
     pub fn user_meta(&self) -> &[u8] {
-        user_meta(&self.consumer.shared, &self.info, &self.claim)
+        // `user_len` was clamped to the capacity when the frame was taken.
+        &self.part(SlotPart::UserMeta)[..self.info.user_len]
     }
 
     /// The frame's metadata (sequence number, publish time, source…).
@@ -77,22 +92,15 @@ impl<'c> Frame<'c> {
 
     /// The frame's shape (the ring's).
     pub fn shape(&self) -> FrameShape {
-        self.consumer.shape()
+        self.shared.seg.geometry().frame_shape()
     }
 
-    /// Turns the frame into a [`FrameLease`], which can go to another thread
-    /// without a copy. Costs one reference-count increment.
-    pub fn into_lease(mut self) -> FrameLease {
-        FrameLease {
-            shared: self.consumer.shared.clone(),
-            group: self.group,
-            info: self.info,
-            claim: self.claim.take(),
-        }
+    /// Hands the slot back to the producer, the frame consumed: what
+    /// dropping the frame does, spelled out.
+    pub fn release(self) {
+        drop(self)
     }
-}
 
-impl Frame<'_> {
     /// Hands the frame back *unconsumed*: instead of being done with, it is
     /// delivered again to this consumer's group — to whichever of its
     /// consumers takes next, this one included — with
@@ -115,8 +123,9 @@ impl Frame<'_> {
     /// let seq = slot.publish(&FrameMeta::new())?;
     ///
     /// let Take::Frame(frame) = consumer.take(Duration::from_secs(1))? else { panic!() };
-    /// // Writing it out failed: let the group have it again.
-    /// frame.give_back();
+    /// // Writing it out failed: let the group have it again (here from
+    /// // another thread, which a frame can go to).
+    /// std::thread::spawn(move || frame.give_back()).join().unwrap();
     /// // The producer collects it as it goes (here: while draining).
     /// producer.finish();
     /// assert!(!producer.drain(Some(Duration::from_millis(50)))?);
@@ -130,77 +139,10 @@ impl Frame<'_> {
     /// ```
     pub fn give_back(mut self) {
         if let Some(claim) = self.claim.take() {
-            self.consumer.shared.release(self.group, claim, false);
-        }
-    }
-}
-
-impl Drop for Frame<'_> {
-    fn drop(&mut self) {
-        if let Some(claim) = self.claim.take() {
-            self.consumer.shared.release(self.group, claim, true);
-        }
-    }
-}
-
-impl FrameLease {
-    /// The pixels, in the shared segment: see [`Frame::pixels`].
-    pub fn pixels(&self) -> &[u8] {
-        part(&self.shared, &self.claim, SlotPart::Frame)
-    }
-
-    /// The frame's user metadata, in the shared segment.
-    pub fn user_meta(&self) -> &[u8] {
-        user_meta(&self.shared, &self.info, &self.claim)
-    }
-
-    /// The frame's metadata.
-    pub fn info(&self) -> &FrameInfo {
-        &self.info
-    }
-
-    /// Sequence number.
-    pub fn seq(&self) -> u64 {
-        self.info.seq
-    }
-
-    /// The frame's shape (the ring's).
-    pub fn shape(&self) -> FrameShape {
-        self.shared.seg.geometry().frame_shape()
-    }
-}
-
-impl FrameLease {
-    /// Hands the frame back *unconsumed*, to be delivered again to the
-    /// group: see [`Frame::give_back`].
-    ///
-    /// ```
-    /// # use framering_ring::{Consumer, FrameMeta, FrameShape, Producer, Take};
-    /// # use std::time::Duration;
-    /// # let ring = format!("doc-lease-give-back-{}", std::process::id());
-    /// # let producer = Producer::builder(&ring).shape(FrameShape::new(2, 2, 1)).create()?;
-    /// # let consumer = Consumer::builder(&ring).attach()?;
-    /// # producer.loan(Duration::from_secs(1))?.publish(&FrameMeta::new())?;
-    /// let Take::Frame(frame) = consumer.take(Duration::from_secs(1))? else { panic!() };
-    /// let lease = frame.into_lease();
-    /// std::thread::spawn(move || lease.give_back()).join().unwrap();
-    /// # producer.finish();
-    /// # assert!(!producer.drain(Some(Duration::from_millis(50)))?);
-    /// let Take::Frame(again) = consumer.take(Duration::from_secs(1))? else { panic!() };
-    /// assert_eq!(again.info().redeliveries, 1);
-    /// # drop(again);
-    /// # assert!(producer.drain(Some(Duration::from_secs(1)))?);
-    /// # producer.unlink()?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn give_back(mut self) {
-        if let Some(claim) = self.claim.take() {
             self.shared.release(self.group, claim, false);
         }
     }
-}
 
-impl FrameLease {
     /// Whether holding this frame leaves the producer without a slot to
     /// write: no slot is free or being written, no return is waiting to be
     /// collected (it would free its slot), and no other group still has this
@@ -255,16 +197,16 @@ impl FrameLease {
     /// lives until the [`DetachedFrame`] drops. For consumers attached with
     /// [`ConsumerBuilder::detachable`](crate::ConsumerBuilder::detachable); on an error the frame is returned,
     /// still held.
-    // The lease comes back by value on the rare error, not boxed: an
+    // The frame comes back by value on the rare error, not boxed: an
     // allocation for an error path is not worth the indirection.
     #[allow(clippy::result_large_err)]
-    pub fn detach(mut self) -> Result<DetachedFrame, (FrameLease, DetachError)> {
+    pub fn detach(mut self) -> Result<DetachedFrame, (Frame, DetachError)> {
         let name = || self.shared.seg.name().to_string();
         let Some(maps) = &self.shared.slot_maps else {
             let e = DetachError::NotDetachable { name: name() };
             return Err((self, e));
         };
-        let claim = claim_of(&self.claim);
+        let claim = self.claim();
         match maps.detach(&self.shared.seg, claim) {
             Ok(copy) => {
                 let g = self.shared.seg.geometry();
@@ -292,8 +234,16 @@ impl FrameLease {
     }
 }
 
-/// A frame copied out of its slot by [`FrameLease::detach`]: its pixels and
-/// user metadata at the addresses the lease had them, in private memory
+impl Drop for Frame {
+    fn drop(&mut self) {
+        if let Some(claim) = self.claim.take() {
+            self.shared.release(self.group, claim, true);
+        }
+    }
+}
+
+/// A frame copied out of its slot by [`Frame::detach`]: its pixels and
+/// user metadata at the addresses the frame had them, in private memory
 /// (read-only) that is freed when this drops. Holds no slot.
 #[derive(Debug)]
 pub struct DetachedFrame {
@@ -304,7 +254,7 @@ pub struct DetachedFrame {
 }
 
 impl DetachedFrame {
-    /// The pixels (the copy), at the address the lease had them.
+    /// The pixels (the copy), at the address the frame had them.
     pub fn pixels(&self) -> &[u8] {
         self.copy.part(self.frame)
     }
@@ -322,13 +272,5 @@ impl DetachedFrame {
     /// Sequence number.
     pub fn seq(&self) -> u64 {
         self.info.seq
-    }
-}
-
-impl Drop for FrameLease {
-    fn drop(&mut self) {
-        if let Some(claim) = self.claim.take() {
-            self.shared.release(self.group, claim, true);
-        }
     }
 }

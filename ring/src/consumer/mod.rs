@@ -1,8 +1,7 @@
 //! A reader of a ring: joins a consumer group, takes frames in place from the
-//! group's ready queue, and hands each slot back when its [`Frame`] (or
-//! [`FrameLease`]) drops.
+//! group's ready queue, and hands each slot back when its [`Frame`] drops.
 //!
-//! Threads, leases and fork: see [`Consumer`].
+//! Threads, frames and fork: see [`Consumer`].
 
 use crate::clock::monotonic_ns;
 use crate::error::{AttachError, Corrupt, FailReason, OpenError, RingCorrupt, TakeError};
@@ -30,9 +29,9 @@ mod builder;
 mod frame;
 
 pub use builder::ConsumerBuilder;
-pub use frame::{DetachedFrame, Frame, FrameLease};
+pub use frame::{DetachedFrame, Frame};
 
-/// What a consumer shares with its leases.
+/// What a consumer shares with its frames.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(super) seg: Segment,
@@ -103,7 +102,7 @@ impl Drop for Shared {
             // parent's.
             return;
         }
-        // The consumer and every lease are gone, so every slot was handed
+        // The consumer and every frame are gone, so every slot was handed
         // back. The producer frees the entry once it has collected them.
         let h = self.seg.header();
         roster::leave(
@@ -117,17 +116,17 @@ impl Drop for Shared {
 
 /// One consumer of a ring: joins a consumer group, takes frames in place
 /// from the group's ready queue, and hands each slot back when its
-/// [`Frame`] (or [`FrameLease`]) drops. The [crate documentation](crate) has
+/// [`Frame`] drops. The [crate documentation](crate) has
 /// an example.
 ///
 /// Until the producer admits it into its group, a consumer's `take` finds nothing and waits like an idle one.
 ///
 /// A [`Consumer`] is `Send + Sync`: several threads may take from one
 /// consumer (they share its group's frames like separate consumers would). A
-/// [`Frame`] borrows its consumer; [`Frame::into_lease`] turns it into a
-/// [`FrameLease`] that owns a reference to the consumer instead, to hand the
-/// frame to a worker thread without a copy. The consumer's table entry is
-/// released only when the consumer and every lease are gone.
+/// [`Frame`] owns a reference to the consumer's shared state (not a borrow of
+/// the consumer), so it can go to a worker thread without a copy. The
+/// consumer's table entry is released only when the consumer and every frame
+/// are gone.
 ///
 /// **Fork**: a child forked while the parent holds a consumer or frames
 /// inherits copies of them. Dropping those copies in the child does nothing
@@ -146,9 +145,9 @@ pub struct Consumer {
 // The frame variant carries its metadata inline (~220 bytes, on the stack):
 // boxing it would allocate once per frame.
 #[allow(clippy::large_enum_variant)]
-pub enum Take<'c> {
+pub enum Take {
     /// A frame, read in place; dropping it hands the slot back.
-    Frame(Frame<'c>),
+    Frame(Frame),
     /// The producer ended the stream and every frame has been consumed.
     EndOfStream,
     /// The producer died before ending the stream; every frame it published
@@ -458,7 +457,7 @@ impl Consumer {
         }
     }
 
-    fn try_take(&self) -> Result<Option<Frame<'_>>, TakeError> {
+    fn try_take(&self) -> Result<Option<Frame>, TakeError> {
         use crate::protocol::sync::Ordering as O;
         let Some(g) = self.admitted()? else {
             return Ok(None);
@@ -514,7 +513,7 @@ impl Consumer {
             e.heartbeat_ns.store(now, O::Relaxed);
         }
         Ok(Some(Frame {
-            consumer: self,
+            shared: self.shared.clone(),
             group: g,
             info,
             claim: Some(claim),
@@ -540,7 +539,7 @@ impl Consumer {
     /// # producer.unlink()?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn take_now(&self) -> Result<Option<Frame<'_>>, TakeError> {
+    pub fn take_now(&self) -> Result<Option<Frame>, TakeError> {
         self.check_returns()?;
         self.try_take()
     }
@@ -551,7 +550,7 @@ impl Consumer {
     /// nothing is queued for this consumer's group. [`take`](Self::take)
     /// reports [`Take::EndOfStream`] only once the producer drained, that
     /// is once every frame came back, so a consumer that keeps frames (or
-    /// leases) while it asks for the next one would wait forever: it asks
+    /// frames) while it asks for the next one would wait forever: it asks
     /// this instead. A frame held by another consumer of the group that dies
     /// may still be delivered again afterwards.
     ///
@@ -603,7 +602,7 @@ impl Consumer {
     /// reported here as [`TakeError::Corrupt`]; a producer that failed as
     /// [`Take::ProducerFailed`], once the frames queued for the group were
     /// taken.
-    pub fn take(&self, timeout: Duration) -> Result<Take<'_>, TakeError> {
+    pub fn take(&self, timeout: Duration) -> Result<Take, TakeError> {
         use crate::protocol::sync::Ordering as O;
         self.check_returns()?;
         if let Some(f) = self.try_take()? {

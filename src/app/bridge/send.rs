@@ -5,7 +5,7 @@ use crate::app::config::Config;
 use crate::app::pipeline::{RunOptions, PROGRESS_EVERY};
 use crate::app::stats::{Stats, Summary};
 use anyhow::Context;
-use framering_ring::{signals, Backpressure, Consumer, FrameLease, FrameShape, Take};
+use framering_ring::{signals, Backpressure, Consumer, Frame, FrameShape, Take};
 use parking_lot::{Condvar, Mutex};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -90,13 +90,13 @@ impl Freshness {
     }
 }
 
-/// A zenoh payload that owns a frame's lease: the slot goes back to the ring
+/// A zenoh payload that owns a frame: the slot goes back to the ring
 /// when the last clone of its `Bytes` is dropped (zenoh's, once written out,
 /// and the sender's, once every receiver has the frame), and the pixels are
 /// never copied into a buffer of ours.
-struct LeasePayload(FrameLease);
+struct FramePayload(Frame);
 
-impl AsRef<[u8]> for LeasePayload {
+impl AsRef<[u8]> for FramePayload {
     fn as_ref(&self) -> &[u8] {
         self.0.pixels()
     }
@@ -118,10 +118,10 @@ fn stream_id(ring: &str) -> u64 {
     h
 }
 
-fn header(kind: Kind, stream: u64, lease: Option<&FrameLease>, shape: FrameShape) -> FrameHeader {
-    match lease {
-        Some(l) => {
-            let info = l.info();
+fn header(kind: Kind, stream: u64, frame: Option<&Frame>, shape: FrameShape) -> FrameHeader {
+    match frame {
+        Some(f) => {
+            let info = f.info();
             FrameHeader {
                 kind,
                 stream,
@@ -131,7 +131,7 @@ fn header(kind: Kind, stream: u64, lease: Option<&FrameLease>, shape: FrameShape
                 shape,
                 src_size: (info.src_width, info.src_height),
                 source: info.source().to_vec(),
-                user_meta: l.user_meta().to_vec(),
+                user_meta: f.user_meta().to_vec(),
             }
         }
         None => FrameHeader {
@@ -482,12 +482,11 @@ pub fn run_send(ring: &str, cfg: &Config, run: &RunOptions) -> anyhow::Result<Se
                     continue;
                 }
                 let seq = frame.info().seq;
-                let lease = frame.into_lease();
-                let attachment: ZBytes = header(Kind::Frame, stream, Some(&lease), shape)
+                let attachment: ZBytes = header(Kind::Frame, stream, Some(&frame), shape)
                     .encode()
                     .into();
-                let bytes = lease.pixels().len();
-                let payload = bytes::Bytes::from_owner(LeasePayload(lease));
+                let bytes = frame.pixels().len();
+                let payload = bytes::Bytes::from_owner(FramePayload(frame));
                 if b.live {
                     put(payload, attachment)?;
                     in_flight = Some((seq, Instant::now()));
