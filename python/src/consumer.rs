@@ -263,7 +263,7 @@ impl Consumer {
             outstanding: Arc::new(AtomicUsize::new(0)),
             current: Mutex::new(None),
             detached: AtomicU64::new(0),
-            pid: framering_ring::signals::pid(),
+            pid: framering_ring::process_id(),
         })
     }
 

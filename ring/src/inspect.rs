@@ -21,8 +21,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use crate::clock::monotonic_ns;
 use crate::error::{OpenError, SHM_DIR};
+use crate::platform::clock::monotonic_ns;
 use crate::platform::liveness;
 use crate::platform::process::ProcessId;
 use crate::platform::segment::{Occupied, Segment};
@@ -319,7 +319,7 @@ fn snapshot(seg: &Segment) -> RingStatus {
                     std::time::Duration::from_nanos(
                         e.linger_until_ns
                             .load(Ordering::Relaxed)
-                            .saturating_sub(crate::clock::monotonic_ns()),
+                            .saturating_sub(crate::platform::clock::monotonic_ns()),
                     )
                 }),
                 members: e.members.load(Ordering::Relaxed),

@@ -56,7 +56,7 @@
 //!
 //! drop(consumer);
 //! producer.finish();
-//! assert!(producer.drain(Some(Duration::from_secs(1)))?);
+//! producer.drain(Duration::from_secs(1))?;
 //! producer.unlink()?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -64,6 +64,36 @@
 //! A [`Frame`] owns its slot, not a borrow of its consumer: a consumer
 //! feeding a thread pool hands each frame to a worker as it is (no copy; the
 //! slot goes back when the worker drops it, see [`Frame`]).
+//!
+//! # What a frame guarantees
+//!
+//! A [`Frame`]'s [`pixels`](Frame::pixels) are a `&[u8]` over shared memory,
+//! as [memmap2](https://docs.rs/memmap2)'s maps of a file are: **another
+//! process — or this one, through the segment's file in /dev/shm or a
+//! second mapping — can change those bytes while the frame is being read**,
+//! and Rust's aliasing guarantee for a `&[u8]` cannot be enforced across
+//! processes. What the crate guarantees is that *conforming* processes (this
+//! crate, its Python binding, the `framering` binaries) never write a slot
+//! while any group holds it: from [`take`](Consumer::take) until the frame
+//! is dropped, released or given back, the producer does not reuse its slot
+//! (with [`Backpressure::DropOldest`] it withdraws only frames nobody has
+//! claimed, never one being read). What it cannot guarantee is anything
+//! about a process that ignores the protocol, or that writes the file
+//! directly: the bytes may then change under the reader (never undefined
+//! behaviour in the sense of a wild read: every index read from the segment
+//! is checked, `u8` has no invalid values, and a garbled control word is
+//! reported as [`RingCorrupt`]). A segment truncated under a mapping makes
+//! the next access fault with SIGBUS ([`exit_on_sigbus`] turns that into a
+//! message). Give the ring a mode that keeps untrusted users out
+//! ([`ProducerBuilder::mode`], default 0600), and copy what must not change.
+//!
+//! # Cancelling
+//!
+//! The library installs no signal handler. A consumer waiting in
+//! [`take`](Consumer::take) (or in [`attach`](ConsumerBuilder::attach) for
+//! its ring) is interrupted by its [`Canceller`], which another thread — a
+//! program's own Ctrl-C handler — cancels; or it waits with a short timeout
+//! and checks its own stop condition between takes.
 //!
 //! # Layers
 //!
@@ -74,8 +104,9 @@
 //!   a detachable consumer's own slot mappings (`slot_maps`), the futex
 //!   system call (`futex`), the kernel-released locks and process identity
 //!   that tell a live peer from a dead one (`file_lock`, `liveness`,
-//!   `process`). All `unsafe` code is here, each block with its `SAFETY`
-//!   argument.
+//!   `process`), the pid kept across fork and the opt-in SIGBUS handler
+//!   (`signals`), the clocks (`clock`). All `unsafe` code is here, each
+//!   block with its `SAFETY` argument.
 //! * `protocol/`: the lock-free building blocks over the segment's atomics
 //!   — the segment layout, the per-slot claim words, the groups' ready
 //!   queues and the consumers' return queues, the futex-backed event, the
@@ -98,8 +129,6 @@ mod shape;
 // Everything above the atomics needs the real mapping and OS; under
 // `--cfg loom` only the building blocks (and their models) are compiled.
 #[cfg(not(loom))]
-mod clock;
-#[cfg(not(loom))]
 mod consumer;
 #[cfg(not(loom))]
 pub mod inspect;
@@ -107,8 +136,6 @@ pub mod inspect;
 mod options;
 #[cfg(not(loom))]
 mod producer;
-#[cfg(not(loom))]
-pub mod signals;
 
 /// The crate's README.md, whose example runs as a doctest.
 #[cfg(doctest)]
@@ -120,18 +147,18 @@ mod tests;
 
 pub use error::{
     AttachError, CreateError, DetachError, FailReason, InvalidGroupName, InvalidName, LoanError,
-    OpenError, PublishError, RingCorrupt, ShapeError, TakeError,
+    OpenError, PublishError, RingCorrupt, ShapeError, TakeError, WaitError,
 };
 pub use protocol::event::WaitStrategy;
 
 #[cfg(not(loom))]
-pub use clock::{monotonic_ns, realtime_ns};
-#[cfg(not(loom))]
-pub use consumer::{Consumer, ConsumerBuilder, DetachedFrame, Frame, Take};
+pub use consumer::{Canceller, Consumer, ConsumerBuilder, DetachedFrame, Frame, Take};
 #[cfg(not(loom))]
 pub use options::{
     validate_group_name, validate_ring_name, Backpressure, FrameInfo, FrameMeta, DEFAULT_GROUP,
 };
+#[cfg(not(loom))]
+pub use platform::signals::{exit_on_sigbus, process_id};
 #[cfg(not(loom))]
 pub use producer::{GroupReport, Producer, ProducerBuilder, WriteSlot};
 pub use shape::{Dtype, FrameShape, UnknownDtype};

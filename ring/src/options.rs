@@ -72,8 +72,8 @@ pub struct FrameMeta<'a> {
     pub src_width: u32,
     /// Height of the source image before it was fitted to the ring's shape.
     pub src_height: u32,
-    /// When the frame was captured, CLOCK_REALTIME nanoseconds
-    /// ([`crate::realtime_ns`]); 0: the time of publishing.
+    /// When the frame was captured, CLOCK_REALTIME nanoseconds since the
+    /// Unix epoch; 0: the time of publishing.
     pub capture_ns: u64,
     /// Presentation timestamp in nanoseconds (video), if any.
     pub pts_ns: Option<i64>,
@@ -137,10 +137,10 @@ pub struct FrameInfo {
     /// Sequence number: 0, 1, 2, … in publish order.
     pub seq: u64,
     /// When it was published: CLOCK_MONOTONIC nanoseconds (compare with
-    /// [`crate::monotonic_ns`]).
+    /// `clock_gettime(CLOCK_MONOTONIC)` in the reading process).
     pub publish_ns: u64,
     /// When it was captured: CLOCK_REALTIME nanoseconds (compare with
-    /// [`crate::realtime_ns`], also on another host); the publish time
+    /// `clock_gettime(CLOCK_REALTIME)`, also on another host); the publish time
     /// unless the producer said otherwise.
     pub capture_ns: u64,
     /// Presentation timestamp in nanoseconds, if the producer gave one.

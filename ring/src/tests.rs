@@ -2,6 +2,7 @@
 //! process (threads stand in for processes; a "dead" consumer is one whose
 //! table entry is made to name a process that has exited).
 
+use crate::platform::clock::realtime_ns;
 use crate::platform::process::ProcessId;
 use crate::*;
 use std::sync::atomic::Ordering;
@@ -109,7 +110,7 @@ fn threads_move_frames_in_order_and_in_place() {
         assert_eq!(seq, i);
     }
     p.finish();
-    assert!(p.drain(Some(Duration::from_secs(10))).unwrap());
+    p.drain(Duration::from_secs(10)).unwrap();
     assert_eq!(reader.join().unwrap(), 5000);
     assert_eq!(p.free_slots(), 4);
     p.unlink().unwrap();
@@ -186,9 +187,16 @@ fn errors_read_as_sentences() {
 }
 
 #[test]
-fn timeouts_are_reported_the_same_way_by_loan_and_take() {
+fn timeouts_are_reported_the_same_way_by_loan_take_drain_and_wait_for_groups() {
     let n = name("timeouts");
     let p = producer(&n, 1, &["default"], Backpressure::Block);
+    // Two groups never subscribe: the wait ends with Err(Timeout).
+    let e = p.wait_for_groups(2, Duration::from_millis(10)).unwrap_err();
+    assert!(
+        e.is_timeout()
+            && matches!(e, WaitError::Timeout { waited } if waited == Duration::from_millis(10))
+    );
+    p.wait_for_groups(1, Duration::from_millis(10)).unwrap();
     let c = consumer(&n, "default", false);
     let e = c.take(Duration::from_millis(10)).unwrap_err();
     assert!(
@@ -202,8 +210,15 @@ fn timeouts_are_reported_the_same_way_by_loan_and_take() {
         e.is_timeout()
             && matches!(e, LoanError::Timeout { waited } if waited == Duration::from_millis(10))
     );
+    // A frame held: the ring does not drain in time.
+    p.finish();
+    let e = p.drain(Duration::from_millis(10)).unwrap_err();
+    assert!(
+        e.is_timeout()
+            && matches!(e, WaitError::Timeout { waited } if waited == Duration::from_millis(10))
+    );
     drop(held);
-    p.loan(Duration::from_secs(1)).unwrap();
+    p.drain(Duration::MAX).unwrap();
     p.unlink().unwrap();
 }
 
@@ -379,7 +394,7 @@ fn two_threads_share_one_consumer() {
             s.publish(&FrameMeta::new()).unwrap();
         }
         p.finish();
-        assert!(p.drain(Some(Duration::from_secs(10))).unwrap());
+        p.drain(Duration::from_secs(10)).unwrap();
         readers
             .into_iter()
             .flat_map(|r| r.join().unwrap())
@@ -645,7 +660,7 @@ fn a_corrupt_return_queue_is_an_error_that_marks_the_ring_failed() {
     ));
     assert!(c.check_returns().is_err());
     // The producer finds it within its liveness check, and fails the ring.
-    let e = p.drain(Some(Duration::from_secs(2))).unwrap_err();
+    let e = p.drain(Duration::from_secs(2)).unwrap_err();
     assert!(e.to_string().contains("return queue"), "{e}");
     let other = consumer(&n, "other", false);
     assert!(matches!(
@@ -714,7 +729,7 @@ fn every_group_gets_every_frame_and_its_consumers_share_them() {
         s.publish(&FrameMeta::new()).unwrap();
     }
     p.finish();
-    assert!(p.drain(Some(Duration::from_secs(10))).unwrap());
+    p.drain(Duration::from_secs(10)).unwrap();
     let mut a = vec![];
     let mut b = vec![];
     for r in readers {
@@ -761,7 +776,7 @@ fn an_ad_hoc_group_starts_at_the_next_frame_and_stops_holding_slots_when_it_leav
     assert_eq!(p.subscribed_groups(), 1);
     assert_eq!((seq_of(&main), seq_of(&main)), (Some(3), Some(4)));
     p.finish();
-    assert!(p.drain(Some(Duration::from_secs(2))).unwrap());
+    p.drain(Duration::from_secs(2)).unwrap();
     // What the preview never took counts as its drops.
     let preview = p.group_reports().into_iter().find(|g| g.name == "preview");
     assert_eq!(
@@ -840,7 +855,7 @@ fn latest_skips_to_the_newest_frame_and_returns_the_rest() {
     assert_eq!(c.skipped(), 2);
     // Every slot is back with the producer.
     p.finish();
-    assert!(p.drain(Some(Duration::from_secs(2))).unwrap());
+    p.drain(Duration::from_secs(2)).unwrap();
     p.unlink().unwrap();
 }
 
@@ -1064,11 +1079,11 @@ fn a_frame_given_back_unconsumed_is_delivered_again_to_its_group_only() {
         .join()
         .unwrap();
     p.finish();
-    assert!(!p.drain(Some(Duration::from_millis(50))).unwrap());
+    assert!(p.drain(Duration::from_millis(50)).unwrap_err().is_timeout());
     let last = take(&ca, Duration::from_secs(1)).unwrap();
     assert_eq!((last.seq(), last.info().redeliveries), (2, 1));
     drop(last);
-    assert!(p.drain(Some(Duration::from_secs(2))).unwrap());
+    p.drain(Duration::from_secs(2)).unwrap();
     assert_eq!(p.redelivered(), 2);
     assert!(matches!(
         ca.take(Duration::from_secs(1)),
@@ -1100,7 +1115,7 @@ fn a_given_back_frame_goes_to_the_next_consumer_of_the_group() {
     drop(failing);
     let healthy = consumer(&n, "default", false);
     p.finish();
-    assert!(!p.drain(Some(Duration::from_millis(50))).unwrap());
+    assert!(p.drain(Duration::from_millis(50)).unwrap_err().is_timeout());
     let mut seen = vec![];
     while let Some(f) = take(&healthy, Duration::from_millis(200)) {
         assert!(f.pixels().iter().all(|&b| b == f.seq() as u8));
@@ -1108,7 +1123,7 @@ fn a_given_back_frame_goes_to_the_next_consumer_of_the_group() {
     }
     seen.sort();
     assert_eq!(seen, vec![(0, 1), (1, 1), (2, 0)]);
-    assert!(p.drain(Some(Duration::from_secs(2))).unwrap());
+    p.drain(Duration::from_secs(2)).unwrap();
     assert_eq!(p.redelivered(), 2);
     p.unlink().unwrap();
 }
@@ -1232,7 +1247,7 @@ fn dtype_user_meta_and_timestamps_travel_with_the_frame() {
     drop(lease);
     drop(c);
     p.finish();
-    assert!(p.drain(Some(Duration::from_secs(1))).unwrap());
+    p.drain(Duration::from_secs(1)).unwrap();
     p.unlink().unwrap();
 }
 
@@ -1310,10 +1325,58 @@ fn a_consumer_that_keeps_its_frames_sees_the_stream_end_without_handing_them_bac
     // `take` cannot report the end: the ring drains only once they are back.
     assert!(take(&c, Duration::from_millis(20)).is_none());
     drop(kept);
-    assert!(p.drain(Some(Duration::from_secs(5))).unwrap());
+    p.drain(Duration::from_secs(5)).unwrap();
     assert!(matches!(
         c.take(Duration::from_secs(1)).unwrap(),
         Take::EndOfStream
     ));
     p.unlink().unwrap();
+}
+
+#[test]
+fn a_cancelled_consumer_stops_waiting_but_still_gets_queued_frames() {
+    let n = name("cancel");
+    let p = producer(&n, 2, &["default"], Backpressure::Block);
+    let stop = Canceller::new();
+    let c = Consumer::builder(&n)
+        .cancel_with(stop.clone())
+        .attach()
+        .unwrap();
+    assert!(!c.canceller().is_cancelled());
+    // A take blocked for a minute returns when another thread cancels.
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| c.take(Duration::from_secs(60)).map(|_| ()));
+        // Cancelled whether the waiter already sleeps or not yet.
+        stop.cancel();
+        let r = waiter.join().unwrap();
+        assert!(matches!(&r, Err(e) if e.is_cancelled()), "{r:?}");
+    });
+    assert!(c.canceller().is_cancelled());
+    // A frame already queued is still taken; then the take is cancelled
+    // again rather than waiting.
+    put(&p, 0).unwrap();
+    assert_eq!(seq_of(&c), Some(0));
+    let r = c.take(Duration::from_secs(60)).map(|_| ());
+    assert!(
+        matches!(&r, Err(TakeError::Cancelled { name }) if *name == n),
+        "{r:?}"
+    );
+    drop(c);
+    p.unlink().unwrap();
+}
+
+#[test]
+fn a_consumer_waiting_for_its_ring_is_cancelled() {
+    let n = name("cancel-attach");
+    let stop = Canceller::new();
+    let builder = Consumer::builder(&n)
+        .wait_for_ring(Duration::from_secs(60))
+        .cancel_with(stop.clone());
+    let waiter = std::thread::spawn(move || builder.attach().map(|_| ()));
+    stop.cancel();
+    let r = waiter.join().unwrap();
+    assert!(
+        matches!(&r, Err(AttachError::Cancelled { name }) if *name == n),
+        "{r:?}"
+    );
 }

@@ -7,12 +7,12 @@
 use super::config::Config;
 use super::exit::error_message;
 use super::stats::{Progress, RunOptions, Stats, Summary, PROGRESS_EVERY};
+use crate::app::clock::monotonic_ns;
+use crate::app::signals;
 use crate::media::sink::Sink;
 use crate::media::video;
 use crate::media::{Dtype, FrameShape};
-use framering_ring::{
-    monotonic_ns, signals, AttachError, Backpressure, Consumer, FailReason, Frame, Take,
-};
+use framering_ring::{AttachError, Backpressure, Consumer, FailReason, Frame, Take};
 use std::time::{Duration, Instant};
 
 /// The frame rate of a video output when neither `consumer.video_fps` nor
@@ -238,7 +238,7 @@ pub fn run_consumer(
         .latest(cfg.consumer.latest)
         .wait(cfg.wait())
         .wait_for_ring(Duration::from_secs_f64(cfg.consumer.wait_timeout_secs))
-        .stop_when(signals::stop_requested);
+        .cancel_with(signals::canceller());
     if cfg.consumer.live {
         builder = builder.group_backpressure(Backpressure::DropOldest);
     }
@@ -249,7 +249,7 @@ pub fn run_consumer(
         }
     }
     let consumer = match builder.attach() {
-        Err(AttachError::Interrupted { .. }) => {
+        Err(AttachError::Cancelled { .. }) => {
             // Ctrl-C/SIGTERM before the ring appeared: a clean stop.
             let stats = Stats::new("consumer", PROGRESS_EVERY, Progress::Quiet, None);
             return Ok(ConsumerReport {
@@ -345,6 +345,8 @@ pub fn run_consumer(
                 }
                 stats.tick_now()
             }
+            // A stop signal cancelled the wait.
+            Err(e) if e.is_cancelled() => break Ok(ConsumerEnd::Stopped),
             Err(e) => break Err(Failure::Ring(e.into())),
             Ok(Take::EndOfStream) => break Ok(ConsumerEnd::EndOfStream),
             Ok(Take::ProducerGone { pid }) => break Ok(ConsumerEnd::ProducerGone { pid }),

@@ -6,6 +6,8 @@
 
 use super::config::{Config, ConfigError, SourceKind};
 use super::stats::{Progress, RunOptions, Stats, Summary, PROGRESS_EVERY};
+use crate::app::clock::realtime_ns;
+use crate::app::signals;
 use crate::media::decode::{DecodeBudget, DecodeError, Decoded, Decoder, ShapePolicy};
 use crate::media::source::{list_inputs, SourceError};
 use crate::media::video::{self, ReadFrame, StreamStart, VideoError};
@@ -13,8 +15,7 @@ use crate::media::FrameShape;
 use anyhow::Context;
 use crossbeam::channel::{bounded, RecvTimeoutError};
 use framering_ring::{
-    realtime_ns, signals, Backpressure, FailReason, FrameMeta, LoanError, Producer, PublishError,
-    RingCorrupt, WriteSlot,
+    Backpressure, FailReason, FrameMeta, LoanError, Producer, PublishError, RingCorrupt, WriteSlot,
 };
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -259,8 +260,10 @@ fn wait_for_groups(cfg: &Config, producer: &Producer) -> anyhow::Result<()> {
         "waiting for {n} consumer groups to join before publishing (producer.wait_groups)"
     );
     while !signals::stop_requested() {
-        if producer.wait_for_groups(n, Duration::from_millis(50))? {
-            break;
+        match producer.wait_for_groups(n, Duration::from_millis(50)) {
+            Ok(()) => break,
+            Err(e) if e.is_timeout() => {}
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(())
@@ -556,8 +559,10 @@ fn drain(
     let mut stop_seen = false;
     let mut said = None;
     loop {
-        if producer.drain(Some(slice))? {
-            return Ok(true);
+        match producer.drain(slice) {
+            Ok(()) => return Ok(true),
+            Err(e) if e.is_timeout() => {}
+            Err(e) => return Err(e.into()),
         }
         if signals::stop_requested() && !stop_seen {
             stop_seen = true;

@@ -284,7 +284,7 @@ pub fn run(
     );
     let view = RingView::open(name)?;
     let interval = std::time::Duration::from_secs_f64(interval);
-    framering_ring::signals::install();
+    crate::app::signals::install();
     loop {
         let s = view.sample(interval);
         if json {
@@ -296,7 +296,7 @@ pub fn run(
             write!(out, "{}", render(&s))?;
         }
         out.flush()?;
-        if !watch || framering_ring::signals::stop_requested() {
+        if !watch || crate::app::signals::stop_requested() {
             return Ok(super::exit::OK);
         }
     }

@@ -7,7 +7,7 @@ use crate::protocol::event::WaitStrategy;
 use crate::shape::FrameShape;
 use std::time::{Duration, Instant};
 
-use super::Consumer;
+use super::{Canceller, Consumer};
 
 /// Attaches a [`Consumer`] to a ring. Start with [`Consumer::builder`].
 ///
@@ -24,7 +24,7 @@ pub struct ConsumerBuilder {
     pub(super) expect: Option<FrameShape>,
     pub(super) any_dtype: bool,
     pub(super) wait_for_ring: Duration,
-    pub(super) stop: Option<fn() -> bool>,
+    pub(super) cancel: Option<Canceller>,
     pub(super) policy: Option<Backpressure>,
     pub(super) detachable: bool,
 }
@@ -105,12 +105,13 @@ impl ConsumerBuilder {
         self
     }
 
-    /// Give up waiting for the ring as soon as `stop` returns true (checked
-    /// every few milliseconds): [`AttachError::Interrupted`]. For example
-    /// [`signals::stop_requested`](crate::signals::stop_requested), so that
-    /// Ctrl-C ends a consumer whose producer has not started.
-    pub fn stop_when(mut self, stop: fn() -> bool) -> Self {
-        self.stop = Some(stop);
+    /// Interrupt this consumer through `cancel` (shared with whoever
+    /// cancels): waiting for the ring ends with [`AttachError::Cancelled`],
+    /// a take that finds no frame with
+    /// [`TakeError::Cancelled`](crate::TakeError::Cancelled). Default: a
+    /// handle of its own ([`Consumer::canceller`]).
+    pub fn cancel_with(mut self, cancel: Canceller) -> Self {
+        self.cancel = Some(cancel);
         self
     }
 
@@ -136,8 +137,8 @@ impl ConsumerBuilder {
                 Err(AttachError::Open(ref e))
                     if Instant::now() < deadline && ring_may_come(&self.name, e) =>
                 {
-                    if self.stop.is_some_and(|stop| stop()) {
-                        return Err(AttachError::Interrupted {
+                    if self.cancel.as_ref().is_some_and(Canceller::is_cancelled) {
+                        return Err(AttachError::Cancelled {
                             name: self.name.clone(),
                         });
                     }

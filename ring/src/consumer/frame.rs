@@ -128,11 +128,11 @@ impl Frame {
     /// std::thread::spawn(move || frame.give_back()).join().unwrap();
     /// // The producer collects it as it goes (here: while draining).
     /// producer.finish();
-    /// assert!(!producer.drain(Some(Duration::from_millis(50)))?);
+    /// assert!(producer.drain(Duration::from_millis(50)).unwrap_err().is_timeout());
     /// let Take::Frame(again) = consumer.take(Duration::from_secs(1))? else { panic!() };
     /// assert_eq!((again.seq(), again.info().redeliveries), (seq, 1));
     /// drop(again); // consumed this time
-    /// assert!(producer.drain(Some(Duration::from_secs(1)))?);
+    /// producer.drain(Duration::from_secs(1))?;
     /// assert_eq!(producer.redelivered(), 1);
     /// # producer.unlink()?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())

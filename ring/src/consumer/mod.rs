@@ -3,9 +3,9 @@
 //!
 //! Threads, frames and fork: see [`Consumer`].
 
-use crate::clock::monotonic_ns;
 use crate::error::{AttachError, Corrupt, FailReason, OpenError, RingCorrupt, TakeError};
 use crate::options::{Backpressure, FrameInfo, DEFAULT_GROUP};
+use crate::platform::clock::monotonic_ns;
 use crate::platform::liveness;
 use crate::platform::liveness::PEER_CHECK;
 use crate::platform::process::ProcessId;
@@ -26,9 +26,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod builder;
+mod cancel;
 mod frame;
 
 pub use builder::ConsumerBuilder;
+pub use cancel::Canceller;
 pub use frame::{DetachedFrame, Frame};
 
 /// What a consumer shares with its frames.
@@ -91,7 +93,7 @@ impl Shared {
 impl Shared {
     /// Whether this is the process that attached (not a forked child).
     pub(super) fn in_creator(&self) -> bool {
-        crate::signals::pid() == self.creator_pid
+        crate::platform::signals::process_id() == self.creator_pid
     }
 }
 
@@ -136,6 +138,7 @@ impl Drop for Shared {
 #[derive(Debug)]
 pub struct Consumer {
     pub(super) shared: Arc<Shared>,
+    cancel: Canceller,
     latest: bool,
     wait: WaitStrategy,
 }
@@ -179,7 +182,7 @@ impl Consumer {
             expect: None,
             any_dtype: false,
             wait_for_ring: Duration::ZERO,
-            stop: None,
+            cancel: None,
             policy: None,
             detachable: false,
         }
@@ -277,18 +280,22 @@ impl Consumer {
         );
         let h = seg.header();
         roster::request_join(e, b.group.as_bytes(), &h.roster, &h.free_event);
+        let shared = Arc::new(Shared {
+            seg,
+            index: index as u8,
+            group_name: b.group.clone(),
+            admitted: AtomicU32::new(NOT_ADMITTED),
+            returns: Mutex::new(()),
+            gave_back: std::sync::atomic::AtomicBool::new(false),
+            return_failed: Mutex::new(None),
+            creator_pid: crate::platform::signals::process_id(),
+            slot_maps,
+        });
+        let cancel = b.cancel.clone().unwrap_or_default();
+        cancel.register(&shared);
         Ok(Consumer {
-            shared: Arc::new(Shared {
-                seg,
-                index: index as u8,
-                group_name: b.group.clone(),
-                admitted: AtomicU32::new(NOT_ADMITTED),
-                returns: Mutex::new(()),
-                gave_back: std::sync::atomic::AtomicBool::new(false),
-                return_failed: Mutex::new(None),
-                creator_pid: crate::signals::pid(),
-                slot_maps,
-            }),
+            shared,
+            cancel,
             latest: b.latest,
             wait: b.wait,
         })
@@ -296,6 +303,12 @@ impl Consumer {
 
     fn seg(&self) -> &Segment {
         &self.shared.seg
+    }
+
+    /// The handle that interrupts this consumer's waits (the one given to
+    /// [`ConsumerBuilder::cancel_with`], else its own): see [`Canceller`].
+    pub fn canceller(&self) -> Canceller {
+        self.cancel.clone()
     }
 
     /// The ring's name.
@@ -611,7 +624,13 @@ impl Consumer {
         let seg = self.seg();
         let h = seg.header();
         let deadline = Instant::now() + timeout;
+        let cancelled = || TakeError::Cancelled {
+            name: self.name().to_string(),
+        };
         loop {
+            if self.cancel.is_cancelled() {
+                return Err(cancelled());
+            }
             let slice = PEER_CHECK.min(deadline.saturating_duration_since(Instant::now()));
             let mut err = None;
             let got = h.ready_event.wait_until(self.wait, slice, || {
@@ -622,6 +641,10 @@ impl Consumer {
                         err = Some(e);
                         return Some(None);
                     }
+                }
+                if self.cancel.is_cancelled() {
+                    err = Some(cancelled());
+                    return Some(None);
                 }
                 // Acquire: every publish happens before the flags we see.
                 let flags = h.flags.load(O::Acquire);

@@ -9,10 +9,15 @@
 //! * [`futex`]: the wait/wake system calls.
 //! * [`file_lock`] and [`liveness`]: kernel-released locks that tell whether
 //!   a peer process is alive; [`process`]: a process's identity (pid and
-//!   start time).
+//!   start time); [`signals`]: the pid kept across fork, and the opt-in
+//!   SIGBUS handler.
+//! * [`clock`]: CLOCK_MONOTONIC and CLOCK_REALTIME, the clocks the ring's
+//!   timestamps are in.
 
 pub(crate) mod futex;
 
+#[cfg(not(loom))]
+pub(crate) mod clock;
 #[cfg(not(loom))]
 pub(crate) mod file_lock;
 #[cfg(not(loom))]
@@ -21,6 +26,8 @@ pub(crate) mod liveness;
 pub(crate) mod process;
 #[cfg(not(loom))]
 pub(crate) mod segment;
+#[cfg(not(loom))]
+pub(crate) mod signals;
 #[cfg(not(loom))]
 pub(crate) mod slot_maps;
 #[cfg(not(loom))]

@@ -23,7 +23,7 @@
 //! Every mapping here is one of its own (never a range inside the segment's
 //! mapping), so unmapping one never leaves a hole in another.
 //!
-//! With [`crate::platform::segment`], [`crate::platform::futex`] and [`crate::signals`], this
+//! With [`crate::platform::segment`], [`crate::platform::views`], [`crate::platform::futex`] and [`crate::platform::signals`], this
 //! module holds the ring's `unsafe` code.
 
 use crate::platform::{segment::Segment, views::SlotPart};

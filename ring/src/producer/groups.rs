@@ -3,9 +3,9 @@
 //! collecting returns, admitting and retiring consumers (the roster
 //! handshake), reaping dead ones, lingering groups, and drop-oldest.
 
-use crate::clock::monotonic_ns;
 use crate::error::{Corrupt, RingCorrupt};
 use crate::options::{validate_group_name, Backpressure};
+use crate::platform::clock::monotonic_ns;
 use crate::platform::liveness;
 use crate::platform::segment::{Reservation, Segment};
 use crate::protocol::layout::{

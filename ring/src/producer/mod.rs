@@ -3,9 +3,11 @@
 //!
 //! What groups, backpressure and threads mean for it: see [`Producer`].
 
-use crate::clock::{monotonic_ns, realtime_ns};
-use crate::error::{CreateError, FailReason, LoanError, OpenError, PublishError, RingCorrupt};
+use crate::error::{
+    CreateError, FailReason, LoanError, OpenError, PublishError, RingCorrupt, WaitError,
+};
 use crate::options::{validate_group_name, Backpressure, FrameMeta};
+use crate::platform::clock::{monotonic_ns, realtime_ns};
 use crate::platform::liveness;
 use crate::platform::liveness::PEER_CHECK;
 use crate::platform::process::ProcessId;
@@ -262,7 +264,7 @@ impl Producer {
         let g = *seg.geometry();
         let ledger = Ledger::new(g.slots as usize, seg.base_addr());
         Ok(Producer {
-            creator_pid: crate::signals::pid(),
+            creator_pid: crate::platform::signals::process_id(),
             wait: b.wait,
             state: Mutex::new(State {
                 reservation,
@@ -689,15 +691,17 @@ impl Producer {
     }
 
     /// Waits up to `timeout` until at least `n` groups are subscribed (for
-    /// a run that must not start before its consumers). Returns whether they
-    /// are.
-    pub fn wait_for_groups(&self, n: u32, timeout: Duration) -> Result<bool, RingCorrupt> {
+    /// a run that must not start before its consumers):
+    /// [`WaitError::Timeout`] if they are not by then. `Duration::MAX`
+    /// waits for good.
+    pub fn wait_for_groups(&self, n: u32, timeout: Duration) -> Result<(), WaitError> {
         let r = self.wait_for_groups_inner(n, timeout);
-        self.failing(r)
+        finished_within(self.failing(r), timeout)
     }
 
     fn wait_for_groups_inner(&self, n: u32, timeout: Duration) -> Result<bool, RingCorrupt> {
-        let deadline = Instant::now() + timeout;
+        // None: no deadline (`Duration::MAX`).
+        let deadline = Instant::now().checked_add(timeout);
         loop {
             let roster = {
                 let mut st = self.state.lock();
@@ -705,7 +709,7 @@ impl Producer {
                 if st.active.count_ones() >= n {
                     return Ok(true);
                 }
-                if Instant::now() >= deadline {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
                     return Ok(false);
                 }
                 st.reap_dead_consumers(&self.seg)?;
@@ -730,18 +734,19 @@ impl Producer {
     }
 
     /// After [`finish`](Self::finish): waits until every published frame was
-    /// consumed and returned (re-publishing those of consumers that die), or
-    /// `timeout` passes. Returns whether the ring drained.
+    /// consumed and returned (re-publishing those of consumers that die):
+    /// [`WaitError::Timeout`] if `timeout` passes first (the ring has not
+    /// drained; waiting again may finish it). `Duration::MAX` waits for good.
     ///
     /// Corruption found meanwhile (a claim word naming no consumer of its
     /// group, a queue position that cannot be, …: checked every 200 ms)
-    /// ends the wait with an error and marks the ring failed.
-    pub fn drain(&self, timeout: Option<Duration>) -> Result<bool, RingCorrupt> {
+    /// ends the wait with [`WaitError::Corrupt`] and marks the ring failed.
+    pub fn drain(&self, timeout: Duration) -> Result<(), WaitError> {
         let r = self.drain_inner(timeout);
-        self.failing(r)
+        finished_within(self.failing(r), timeout)
     }
 
-    fn drain_inner(&self, timeout: Option<Duration>) -> Result<bool, RingCorrupt> {
+    fn drain_inner(&self, timeout: Duration) -> Result<bool, RingCorrupt> {
         let seg = &self.seg;
         let slots = seg.geometry().slots as usize;
         let start = Instant::now();
@@ -757,7 +762,7 @@ impl Producer {
                     h.ready_event.notify();
                     return Ok(true);
                 }
-                if timeout.is_some_and(|t| start.elapsed() >= t) {
+                if start.elapsed() >= timeout {
                     return Ok(false);
                 }
                 if last_log.elapsed() >= Duration::from_secs(5) {
@@ -801,9 +806,18 @@ impl Producer {
     }
 }
 
+/// A wait's outcome (whether it finished) as the one timeout idiom: not
+/// finished within `timeout` is [`WaitError::Timeout`].
+fn finished_within(r: Result<bool, RingCorrupt>, timeout: Duration) -> Result<(), WaitError> {
+    match r? {
+        true => Ok(()),
+        false => Err(WaitError::Timeout { waited: timeout }),
+    }
+}
+
 impl Drop for Producer {
     fn drop(&mut self) {
-        if crate::signals::pid() != self.creator_pid {
+        if crate::platform::signals::process_id() != self.creator_pid {
             // A forked child's copy: the ring is still the parent's.
             return;
         }

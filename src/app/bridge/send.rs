@@ -2,9 +2,10 @@
 
 use super::wire::{Ack, FrameHeader, Geometry, Kind};
 use crate::app::config::Config;
+use crate::app::signals;
 use crate::app::stats::{RunOptions, Stats, Summary, PROGRESS_EVERY};
 use anyhow::Context;
-use framering_ring::{signals, Backpressure, Consumer, Frame, FrameShape, Take};
+use framering_ring::{Backpressure, Consumer, Frame, FrameShape, Take};
 use parking_lot::{Condvar, Mutex};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -76,7 +77,7 @@ impl Freshness {
             }
         }
         self.last = Some((info.seq, info.publish_ns));
-        let now = framering_ring::monotonic_ns();
+        let now = crate::app::clock::monotonic_ns();
         let waited = now.saturating_sub(info.publish_ns) as f64;
         let link_bound = self.interval_ns > 0.0 && self.send_ns as f64 > self.interval_ns;
         self.send_start = now;
@@ -85,7 +86,7 @@ impl Freshness {
 
     /// The frame taken last was sent.
     fn sent(&mut self) {
-        self.send_ns = framering_ring::monotonic_ns().saturating_sub(self.send_start);
+        self.send_ns = crate::app::clock::monotonic_ns().saturating_sub(self.send_start);
     }
 }
 
@@ -137,7 +138,7 @@ fn header(kind: Kind, stream: u64, frame: Option<&Frame>, shape: FrameShape) -> 
             kind,
             stream,
             seq: 0,
-            capture_ns: framering_ring::realtime_ns(),
+            capture_ns: crate::app::clock::realtime_ns(),
             pts_ns: None,
             shape,
             src_size: (0, 0),
@@ -263,7 +264,7 @@ pub fn run_send(ring: &str, cfg: &Config, run: &RunOptions) -> anyhow::Result<Se
         .group(&b.group)
         .wait(cfg.wait())
         .wait_for_ring(Duration::from_secs_f64(cfg.consumer.wait_timeout_secs))
-        .stop_when(signals::stop_requested);
+        .cancel_with(signals::canceller());
     if b.live {
         // Never slow the local ring: the group drops its oldest frames, and
         // the sender always takes the newest.
@@ -272,7 +273,7 @@ pub fn run_send(ring: &str, cfg: &Config, run: &RunOptions) -> anyhow::Result<Se
             .latest(true);
     }
     let consumer = match builder.attach() {
-        Err(framering_ring::AttachError::Interrupted { .. }) => {
+        Err(framering_ring::AttachError::Cancelled { .. }) => {
             let stats = Stats::new("bridge send", PROGRESS_EVERY, run.progress, None);
             return Ok(SendReport {
                 summary: stats.summary(),
@@ -463,8 +464,9 @@ pub fn run_send(ring: &str, cfg: &Config, run: &RunOptions) -> anyhow::Result<Se
         }
         stats.set_waiting(None);
         let take = match consumer.take(Duration::from_millis(20)) {
-            // Nothing yet: look at the receivers again.
-            Err(e) if e.is_timeout() => continue,
+            // Nothing yet, or a stop signal cancelled the wait: look at
+            // the receivers (or the stop) again.
+            Err(e) if e.is_timeout() || e.is_cancelled() => continue,
             r => r?,
         };
         match take {
