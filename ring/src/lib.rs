@@ -155,7 +155,8 @@ pub use protocol::event::WaitStrategy;
 pub use consumer::{Canceller, Consumer, ConsumerBuilder, DetachedFrame, Frame, Take};
 #[cfg(not(loom))]
 pub use options::{
-    validate_group_name, validate_ring_name, Backpressure, FrameInfo, FrameMeta, DEFAULT_GROUP,
+    validate_group_name, validate_ring_name, Backpressure, FrameInfo, FrameMeta, InputState,
+    DEFAULT_GROUP,
 };
 #[cfg(not(loom))]
 pub use platform::signals::{exit_on_sigbus, process_id};

@@ -16,6 +16,28 @@ pub enum Backpressure {
     DropOldest,
 }
 
+impl std::fmt::Display for Backpressure {
+    /// `block` or `drop_oldest`, as configuration files spell them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backpressure::Block => "block",
+            Backpressure::DropOldest => "drop_oldest",
+        })
+    }
+}
+
+/// What a producer's input is doing, as it tells status displays
+/// ([`Producer::set_input_state`](crate::Producer::set_input_state)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InputState {
+    /// Reading, or nothing said: if nothing is published, look at the
+    /// consumers and slots.
+    #[default]
+    Reading,
+    /// Waiting for its input (a camera, a pipe): nothing to publish yet.
+    Waiting,
+}
+
 /// The group consumers join unless told otherwise, and the group a producer
 /// declares unless told otherwise.
 pub const DEFAULT_GROUP: &str = "default";

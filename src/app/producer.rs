@@ -15,7 +15,8 @@ use crate::media::FrameShape;
 use anyhow::Context;
 use crossbeam::channel::{bounded, RecvTimeoutError};
 use framering_ring::{
-    Backpressure, FailReason, FrameMeta, LoanError, Producer, PublishError, RingCorrupt, WriteSlot,
+    Backpressure, FailReason, FrameMeta, InputState, LoanError, Producer, PublishError,
+    RingCorrupt, WriteSlot,
 };
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -457,7 +458,7 @@ fn run_stream_producer(
     let idle = |stats: &mut Stats, waited: Duration| {
         if waited >= Duration::from_millis(500) {
             stats.set_waiting(Some(waiting_input.clone()));
-            producer.set_waiting_for_input(true);
+            producer.set_input_state(InputState::Waiting);
             stats.tick_now();
         }
         signals::stop_requested()
@@ -487,7 +488,7 @@ fn run_stream_producer(
                 _ => unreachable!("one source is open"),
             };
             stats.set_waiting(None);
-            producer.set_waiting_for_input(false);
+            producer.set_input_state(InputState::Reading);
             // A slot not filled goes back to the pool when dropped.
             match got? {
                 ReadFrame::Frame => {}
@@ -763,7 +764,7 @@ fn produce(
                         Err(e) => {
                             tracing::warn!(input = %path.display(), reason = e.reason.as_str(), "skipping input: {}", e.detail);
                             stats.skip(e.reason.as_str());
-                            producer.note_skipped();
+                            producer.count_skipped_input();
                             if use_cache && done.index < n {
                                 cache[i] = Err(e.reason.as_str());
                             }
@@ -847,7 +848,7 @@ fn replay(
             Ok(frame) => frame,
             Err(reason) => {
                 stats.skip(reason);
-                producer.note_skipped();
+                producer.count_skipped_input();
                 continue;
             }
         };

@@ -6,7 +6,7 @@
 use crate::error::{
     CreateError, FailReason, LoanError, OpenError, PublishError, RingCorrupt, WaitError,
 };
-use crate::options::{validate_group_name, Backpressure, FrameMeta};
+use crate::options::{validate_group_name, Backpressure, FrameMeta, InputState};
 use crate::platform::clock::{monotonic_ns, realtime_ns};
 use crate::platform::liveness;
 use crate::platform::liveness::PEER_CHECK;
@@ -486,17 +486,37 @@ impl Producer {
         self.seg.header().published.load(Ordering::Relaxed)
     }
 
-    /// Tells inspection tools that the producer waits for its input (a
-    /// camera, a pipe), not for consumers: `framering status` shows it.
-    pub fn set_waiting_for_input(&self, waiting: bool) {
+    /// Says what the producer's input is doing, for status displays
+    /// ([`inspect::ProducerStatus::input`](crate::inspect::ProducerStatus::input)):
+    /// a producer that publishes nothing because it waits for its input (a
+    /// camera, a pipe) says [`InputState::Waiting`], so that nobody looks for
+    /// the cause among the consumers. One relaxed store; the ring's protocol
+    /// does not read it.
+    ///
+    /// ```
+    /// use framering_ring::{inspect::RingView, FrameShape, InputState, Producer};
+    ///
+    /// let ring = format!("doc-input-{}", std::process::id());
+    /// let producer = Producer::builder(&ring).shape(FrameShape::new(2, 2, 1)).create()?;
+    /// producer.set_input_state(InputState::Waiting);
+    /// producer.count_skipped_input();
+    /// let status = RingView::open(&ring)?.snapshot().producer;
+    /// assert_eq!((status.input, status.skipped), (InputState::Waiting, 1));
+    /// # producer.unlink()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_input_state(&self, state: InputState) {
+        let waiting = state == InputState::Waiting;
         self.seg
             .header()
             .waiting_input
             .store(waiting as u32, Ordering::Relaxed);
     }
 
-    /// Counts an input the producer skipped (shown by inspection tools).
-    pub fn note_skipped(&self) {
+    /// Counts an input the producer skipped (unreadable, undecodable), for
+    /// status displays
+    /// ([`inspect::ProducerStatus::skipped`](crate::inspect::ProducerStatus::skipped)).
+    pub fn count_skipped_input(&self) {
         self.seg.header().skipped.fetch_add(1, Ordering::Relaxed);
     }
 

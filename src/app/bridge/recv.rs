@@ -548,7 +548,7 @@ impl Receiver<'_> {
                     tracing::warn!(last, seq, missing, "frames missing in the remote seq");
                     for _ in 0..missing {
                         stats.skip(GAP);
-                        self.producer.note_skipped();
+                        self.producer.count_skipped_input();
                     }
                 }
             }
