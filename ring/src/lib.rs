@@ -152,7 +152,12 @@ pub use error::{
 pub use protocol::event::WaitStrategy;
 
 #[cfg(not(loom))]
-pub use consumer::{Canceller, Consumer, ConsumerBuilder, DetachedFrame, Frame, Take};
+pub use consumer::{
+    builder::ConsumerBuilder,
+    cancel::Canceller,
+    frame::{DetachedFrame, Frame},
+    Consumer, Take,
+};
 #[cfg(not(loom))]
 pub use options::{
     validate_group_name, validate_ring_name, Backpressure, FrameInfo, FrameMeta, InputState,
@@ -161,7 +166,7 @@ pub use options::{
 #[cfg(not(loom))]
 pub use platform::signals::{exit_on_sigbus, process_id};
 #[cfg(not(loom))]
-pub use producer::{GroupReport, Producer, ProducerBuilder, WriteSlot};
+pub use producer::{builder::ProducerBuilder, GroupReport, Producer, WriteSlot};
 pub use shape::{Dtype, FrameShape, UnknownDtype};
 
 /// The ring's limits, for validating a configuration before creating a ring.

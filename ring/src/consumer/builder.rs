@@ -1,13 +1,23 @@
 //! [`ConsumerBuilder`]: how a consumer attaches.
 
+use super::cancel::Canceller;
+use super::shared::{Shared, NOT_ADMITTED};
+use super::Consumer;
 use crate::error::{AttachError, OpenError};
-use crate::options::{validate_group_name, Backpressure};
+use crate::options::{validate_group_name, Backpressure, DEFAULT_GROUP};
+use crate::platform::clock::monotonic_ns;
+use crate::platform::liveness;
+use crate::platform::process::ProcessId;
 use crate::platform::segment::Segment;
+use crate::platform::slot_maps::SlotMaps;
 use crate::protocol::event::WaitStrategy;
+use crate::protocol::layout::{BACKPRESSURE_BLOCK, BACKPRESSURE_DROP_OLDEST, POLICY_RING};
+use crate::protocol::roster::{self};
 use crate::shape::FrameShape;
+use parking_lot::Mutex;
+use std::sync::atomic::AtomicU32;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use super::{Canceller, Consumer};
 
 /// Attaches a [`Consumer`] to a ring. Start with [`Consumer::builder`].
 ///
@@ -164,5 +174,137 @@ fn ring_may_come(name: &str, e: &OpenError) -> bool {
         OpenError::NotFound { .. } | OpenError::NotReady { .. } => true,
         OpenError::NotARing { .. } => Segment::is_blank(name),
         _ => false,
+    }
+}
+
+impl Consumer {
+    /// Starts attaching to the ring `name`; the defaults join group
+    /// `"default"` and adopt the ring's shape.
+    pub fn builder(name: &str) -> ConsumerBuilder {
+        ConsumerBuilder {
+            name: name.to_string(),
+            group: DEFAULT_GROUP.to_string(),
+            latest: false,
+            wait: WaitStrategy::default(),
+            expect: None,
+            any_dtype: false,
+            wait_for_ring: Duration::ZERO,
+            cancel: None,
+            policy: None,
+            detachable: false,
+        }
+    }
+
+    fn attach_once(b: &ConsumerBuilder) -> Result<Consumer, AttachError> {
+        let name = b.name.as_str();
+        let seg = Segment::open(name)?;
+        let g = *seg.geometry();
+        if let Some(asked) = b.expect {
+            let ring = g.frame_shape();
+            // 0 = any: the ring's own value.
+            let pick = |asked: u32, ring: u32| if asked == 0 { ring } else { asked };
+            let expected = FrameShape::new(
+                pick(asked.height, ring.height),
+                pick(asked.width, ring.width),
+                pick(asked.channels, ring.channels),
+            )
+            .with_dtype(if b.any_dtype { ring.dtype } else { asked.dtype });
+            if ring != expected {
+                return Err(AttachError::ShapeMismatch {
+                    name: name.into(),
+                    ring,
+                    expected,
+                });
+            }
+        }
+        // Mapped before the table entry is claimed: nothing to undo.
+        let slot_maps = if b.detachable {
+            Some(SlotMaps::new(&seg).map_err(|e| OpenError::Io {
+                name: name.into(),
+                op: "mmap of a slot",
+                source: e.into(),
+            })?)
+        } else {
+            None
+        };
+        let me = ProcessId::current();
+        // Entries of consumers that left are freed by the producer; give it
+        // a moment if the table is full of them.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let index = loop {
+            // Holding entry i's lock byte, we are the only process that can
+            // claim it by lock: we say so in the entry before the owner CAS
+            // publishes it (Release), so that no prober ever sees our owner
+            // word without knowing that a lock stands for it.
+            let lock = |i: usize| match liveness::try_lock(seg.file(), liveness::consumer_byte(i)) {
+                liveness::Lock::Held => {
+                    seg.consumers()[i].liveness_lock.store(1, O::Relaxed);
+                    true
+                }
+                liveness::Lock::Unsupported => true,
+                liveness::Lock::Other => false,
+            };
+            let unlock = |i: usize| {
+                // The CAS failed: a claimant without a lock owns it.
+                seg.consumers()[i].liveness_lock.store(0, O::Relaxed);
+                liveness::unlock(seg.file(), liveness::consumer_byte(i));
+            };
+            match roster::claim_entry_locked(seg.consumers(), me.owner_word(), lock, unlock) {
+                Some(i) => break i,
+                None if Instant::now() < deadline
+                    && seg.consumers().iter().any(|e| {
+                        // Left, or freed but its lock byte still held by
+                        // the exiting owner: free in a moment.
+                        matches!(roster::request(e), roster::Request::Leave { .. })
+                            || e.owner.load(O::Relaxed) == 0
+                    }) =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                None => {
+                    return Err(AttachError::TooManyConsumers {
+                        name: name.into(),
+                        max: g.max_consumers,
+                    })
+                }
+            }
+        };
+        let e = &seg.consumers()[index];
+        use crate::protocol::sync::Ordering as O;
+        e.start_ticks.store(me.start_ticks, O::Relaxed);
+        e.pid.store(me.pid, O::Relaxed);
+        e.frames.store(0, O::Relaxed);
+        e.skipped.store(0, O::Relaxed);
+        e.heartbeat_ns.store(monotonic_ns(), O::Relaxed);
+        // Published to the producer by request_join's Release store.
+        e.policy.store(
+            match b.policy {
+                None => POLICY_RING,
+                Some(Backpressure::Block) => BACKPRESSURE_BLOCK + 1,
+                Some(Backpressure::DropOldest) => BACKPRESSURE_DROP_OLDEST + 1,
+            },
+            O::Relaxed,
+        );
+        let h = seg.header();
+        roster::request_join(e, b.group.as_bytes(), &h.roster, &h.free_event);
+        let shared = Arc::new(Shared {
+            seg,
+            index: index as u8,
+            group_name: b.group.clone(),
+            admitted: AtomicU32::new(NOT_ADMITTED),
+            returns: Mutex::new(()),
+            gave_back: std::sync::atomic::AtomicBool::new(false),
+            return_failed: Mutex::new(None),
+            creator_pid: crate::platform::signals::process_id(),
+            slot_maps,
+        });
+        let cancel = b.cancel.clone().unwrap_or_default();
+        cancel.register(&shared);
+        Ok(Consumer {
+            shared,
+            cancel,
+            latest: b.latest,
+            wait: b.wait,
+        })
     }
 }

@@ -1,6 +1,6 @@
 //! [`Canceller`]: how another thread interrupts a consumer that waits.
 
-use super::Shared;
+use super::shared::Shared;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};

@@ -9,7 +9,7 @@ use crate::protocol::slot::SlotState;
 use crate::shape::FrameShape;
 use std::sync::Arc;
 
-use super::Shared;
+use super::shared::Shared;
 
 /// A frame taken from the ring ([`Consumer::take`](crate::Consumer::take)),
 /// read in place: it owns its slot until it is dropped or

@@ -3,118 +3,31 @@
 //!
 //! Threads, frames and fork: see [`Consumer`].
 
-use crate::error::{AttachError, Corrupt, FailReason, OpenError, RingCorrupt, TakeError};
-use crate::options::{Backpressure, FrameInfo, DEFAULT_GROUP};
+use crate::error::{FailReason, RingCorrupt, TakeError};
+use crate::options::{Backpressure, FrameInfo};
 use crate::platform::clock::monotonic_ns;
 use crate::platform::liveness;
 use crate::platform::liveness::PEER_CHECK;
-use crate::platform::process::ProcessId;
 use crate::platform::segment::Segment;
-use crate::platform::slot_maps::SlotMaps;
 use crate::protocol::event::WaitStrategy;
 use crate::protocol::layout::{
-    BACKPRESSURE_BLOCK, BACKPRESSURE_DROP_OLDEST, FLAG_DRAINED, FLAG_END_OF_STREAM, FLAG_FAILED,
-    GROUP_UNUSED, META_HAS_PTS, NAME_MAX, POLICY_RING,
+    BACKPRESSURE_DROP_OLDEST, FLAG_DRAINED, FLAG_END_OF_STREAM, FLAG_FAILED, GROUP_UNUSED,
+    META_HAS_PTS, NAME_MAX,
 };
-use crate::protocol::ledger::{pack_give_back, pack_return};
-use crate::protocol::ready_queue::ReadClaim;
 use crate::protocol::roster::{self, load_name, Admission};
 use crate::shape::FrameShape;
-use parking_lot::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-mod builder;
-mod cancel;
-mod frame;
+pub(crate) mod builder;
+pub(crate) mod cancel;
+pub(crate) mod frame;
+mod shared;
 
-pub use builder::ConsumerBuilder;
-pub use cancel::Canceller;
-pub use frame::{DetachedFrame, Frame};
-
-/// What a consumer shares with its frames.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(super) seg: Segment,
-    pub(super) index: u8,
-    pub(super) group_name: String,
-    /// The group index once admitted; `NOT_ADMITTED` before.
-    pub(super) admitted: AtomicU32,
-    /// Serialises pushes into the single-producer return queue (frames may
-    /// be handed back from several threads).
-    pub(super) returns: Mutex<()>,
-    /// Whether a frame was handed back unconsumed.
-    pub(super) gave_back: std::sync::atomic::AtomicBool,
-    /// A return that could not be pushed (the return queue is corrupt):
-    /// reported by the next `take`, never forgotten.
-    pub(super) return_failed: Mutex<Option<Corrupt>>,
-    /// The process that attached. A child forked while frames were held
-    /// inherits copies of them; dropping those copies there must not hand
-    /// back the parent's slots, nor leave the parent's table entry.
-    pub(super) creator_pid: u32,
-    /// The consumer's own mapping of each slot, if it is detachable.
-    pub(super) slot_maps: Option<SlotMaps>,
-}
-
-const NOT_ADMITTED: u32 = u32::MAX;
-
-impl Shared {
-    /// Hands a claimed slot back to the producer: consumed, or (`consumed`
-    /// false) to be delivered again to the group.
-    pub(super) fn release(&self, group: u8, claim: ReadClaim, consumed: bool) {
-        if !self.in_creator() {
-            return;
-        }
-        let seg = &self.seg;
-        let cell = if consumed {
-            pack_return(group, claim.slot())
-        } else {
-            pack_give_back(group, claim.slot())
-        };
-        let pushed = {
-            let _one_at_a_time = self.returns.lock();
-            seg.return_queue(self.index as usize).push(cell)
-        };
-        if let Err(e) = pushed {
-            // Only garbage in the segment gets here; the slot stays marked as
-            // ours. The next `take` reports it (the consumer cannot go on).
-            tracing::error!(ring = seg.name(), error = e.0, "could not return a slot");
-            self.return_failed.lock().get_or_insert(e);
-            return;
-        }
-        if !consumed {
-            self.gave_back.store(true, Ordering::Relaxed);
-        }
-        seg.header().free_event.notify();
-    }
-}
-
-impl Shared {
-    /// Whether this is the process that attached (not a forked child).
-    pub(super) fn in_creator(&self) -> bool {
-        crate::platform::signals::process_id() == self.creator_pid
-    }
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        if !self.in_creator() {
-            // A forked child's copy: the entry and its frames are the
-            // parent's.
-            return;
-        }
-        // The consumer and every frame are gone, so every slot was handed
-        // back. The producer frees the entry once it has collected them.
-        let h = self.seg.header();
-        roster::leave(
-            &self.seg.consumers()[self.index as usize],
-            &h.roster,
-            &h.free_event,
-            self.gave_back.load(Ordering::Relaxed),
-        );
-    }
-}
+use cancel::Canceller;
+use frame::Frame;
+use shared::{Shared, NOT_ADMITTED};
 
 /// One consumer of a ring: joins a consumer group, takes frames in place
 /// from the group's ready queue, and hands each slot back when its
@@ -138,9 +51,9 @@ impl Drop for Shared {
 #[derive(Debug)]
 pub struct Consumer {
     pub(super) shared: Arc<Shared>,
-    cancel: Canceller,
-    latest: bool,
-    wait: WaitStrategy,
+    pub(super) cancel: Canceller,
+    pub(super) latest: bool,
+    pub(super) wait: WaitStrategy,
 }
 
 /// What [`Consumer::take`] found.
@@ -171,142 +84,12 @@ pub enum Take {
 }
 
 impl Consumer {
-    /// Starts attaching to the ring `name`; the defaults join group
-    /// `"default"` and adopt the ring's shape.
-    pub fn builder(name: &str) -> ConsumerBuilder {
-        ConsumerBuilder {
-            name: name.to_string(),
-            group: DEFAULT_GROUP.to_string(),
-            latest: false,
-            wait: WaitStrategy::default(),
-            expect: None,
-            any_dtype: false,
-            wait_for_ring: Duration::ZERO,
-            cancel: None,
-            policy: None,
-            detachable: false,
-        }
-    }
-
-    fn attach_once(b: &ConsumerBuilder) -> Result<Consumer, AttachError> {
-        let name = b.name.as_str();
-        let seg = Segment::open(name)?;
-        let g = *seg.geometry();
-        if let Some(asked) = b.expect {
-            let ring = g.frame_shape();
-            // 0 = any: the ring's own value.
-            let pick = |asked: u32, ring: u32| if asked == 0 { ring } else { asked };
-            let expected = FrameShape::new(
-                pick(asked.height, ring.height),
-                pick(asked.width, ring.width),
-                pick(asked.channels, ring.channels),
-            )
-            .with_dtype(if b.any_dtype { ring.dtype } else { asked.dtype });
-            if ring != expected {
-                return Err(AttachError::ShapeMismatch {
-                    name: name.into(),
-                    ring,
-                    expected,
-                });
-            }
-        }
-        // Mapped before the table entry is claimed: nothing to undo.
-        let slot_maps = if b.detachable {
-            Some(SlotMaps::new(&seg).map_err(|e| OpenError::Io {
-                name: name.into(),
-                op: "mmap of a slot",
-                source: e.into(),
-            })?)
-        } else {
-            None
-        };
-        let me = ProcessId::current();
-        // Entries of consumers that left are freed by the producer; give it
-        // a moment if the table is full of them.
-        let deadline = Instant::now() + Duration::from_secs(2);
-        let index = loop {
-            // Holding entry i's lock byte, we are the only process that can
-            // claim it by lock: we say so in the entry before the owner CAS
-            // publishes it (Release), so that no prober ever sees our owner
-            // word without knowing that a lock stands for it.
-            let lock = |i: usize| match liveness::try_lock(seg.file(), liveness::consumer_byte(i)) {
-                liveness::Lock::Held => {
-                    seg.consumers()[i].liveness_lock.store(1, O::Relaxed);
-                    true
-                }
-                liveness::Lock::Unsupported => true,
-                liveness::Lock::Other => false,
-            };
-            let unlock = |i: usize| {
-                // The CAS failed: a claimant without a lock owns it.
-                seg.consumers()[i].liveness_lock.store(0, O::Relaxed);
-                liveness::unlock(seg.file(), liveness::consumer_byte(i));
-            };
-            match roster::claim_entry_locked(seg.consumers(), me.owner_word(), lock, unlock) {
-                Some(i) => break i,
-                None if Instant::now() < deadline
-                    && seg.consumers().iter().any(|e| {
-                        // Left, or freed but its lock byte still held by
-                        // the exiting owner: free in a moment.
-                        matches!(roster::request(e), roster::Request::Leave { .. })
-                            || e.owner.load(O::Relaxed) == 0
-                    }) =>
-                {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                None => {
-                    return Err(AttachError::TooManyConsumers {
-                        name: name.into(),
-                        max: g.max_consumers,
-                    })
-                }
-            }
-        };
-        let e = &seg.consumers()[index];
-        use crate::protocol::sync::Ordering as O;
-        e.start_ticks.store(me.start_ticks, O::Relaxed);
-        e.pid.store(me.pid, O::Relaxed);
-        e.frames.store(0, O::Relaxed);
-        e.skipped.store(0, O::Relaxed);
-        e.heartbeat_ns.store(monotonic_ns(), O::Relaxed);
-        // Published to the producer by request_join's Release store.
-        e.policy.store(
-            match b.policy {
-                None => POLICY_RING,
-                Some(Backpressure::Block) => BACKPRESSURE_BLOCK + 1,
-                Some(Backpressure::DropOldest) => BACKPRESSURE_DROP_OLDEST + 1,
-            },
-            O::Relaxed,
-        );
-        let h = seg.header();
-        roster::request_join(e, b.group.as_bytes(), &h.roster, &h.free_event);
-        let shared = Arc::new(Shared {
-            seg,
-            index: index as u8,
-            group_name: b.group.clone(),
-            admitted: AtomicU32::new(NOT_ADMITTED),
-            returns: Mutex::new(()),
-            gave_back: std::sync::atomic::AtomicBool::new(false),
-            return_failed: Mutex::new(None),
-            creator_pid: crate::platform::signals::process_id(),
-            slot_maps,
-        });
-        let cancel = b.cancel.clone().unwrap_or_default();
-        cancel.register(&shared);
-        Ok(Consumer {
-            shared,
-            cancel,
-            latest: b.latest,
-            wait: b.wait,
-        })
-    }
-
     fn seg(&self) -> &Segment {
         &self.shared.seg
     }
 
     /// The handle that interrupts this consumer's waits (the one given to
-    /// [`ConsumerBuilder::cancel_with`], else its own): see [`Canceller`].
+    /// [`ConsumerBuilder::cancel_with`](crate::ConsumerBuilder::cancel_with), else its own): see [`Canceller`].
     pub fn canceller(&self) -> Canceller {
         self.cancel.clone()
     }

@@ -1,13 +1,23 @@
 //! [`ProducerBuilder`]: the settings of a new ring.
 
-use crate::error::CreateError;
-use crate::options::Backpressure;
+use super::groups::{auto_max_queued, policy_word, Group, State, WaitsFor};
+use super::Producer;
+use crate::error::{CreateError, OpenError};
+use crate::options::{validate_group_name, Backpressure};
+use crate::platform::liveness;
+use crate::platform::process::ProcessId;
+use crate::platform::segment::{CreateFailure, Occupied, Segment, INIT_GRACE};
 use crate::protocol::event::WaitStrategy;
 use crate::protocol::layout::USER_META_DEFAULT;
+use crate::protocol::layout::{
+    RingSpec, FLAG_LIVENESS_LOCK, FLAG_RUNNING, GROUP_DECLARED, GROUP_NAME_MAX,
+};
+use crate::protocol::ledger::Ledger;
+use crate::protocol::roster::store_name;
+use crate::protocol::sync::Ordering;
 use crate::shape::FrameShape;
-use std::time::Duration;
-
-use super::Producer;
+use parking_lot::Mutex;
+use std::time::{Duration, Instant};
 
 /// Creates a ring and its [`Producer`]. Start with [`Producer::builder`].
 ///
@@ -176,5 +186,261 @@ impl ProducerBuilder {
     /// refused with [`CreateError::InUse`].
     pub fn create(self) -> Result<Producer, CreateError> {
         Producer::create(self)
+    }
+}
+
+impl Producer {
+    /// Starts building the ring `name`: give it a
+    /// [`shape`](ProducerBuilder::shape), then
+    /// [`create`](ProducerBuilder::create) it.
+    pub fn builder(name: &str) -> ProducerBuilder {
+        ProducerBuilder::new(name)
+    }
+
+    fn create(b: ProducerBuilder) -> Result<Producer, CreateError> {
+        let name = b.name.as_str();
+        let shape = b
+            .shape
+            .ok_or_else(|| CreateError::NoShape { name: name.into() })?;
+        let spec = RingSpec {
+            slots: b.slots,
+            height: shape.height,
+            width: shape.width,
+            channels: shape.channels,
+            dtype: shape.dtype.code(),
+            user_meta_bytes: b.user_meta_bytes,
+            max_consumers: b.max_consumers,
+            max_groups: b.max_groups,
+        };
+        if b.groups.len() > b.max_groups as usize {
+            return Err(CreateError::TooManyGroups {
+                name: name.into(),
+                given: b.groups.len(),
+                max: b.max_groups,
+            });
+        }
+        for (g, _) in &b.groups {
+            validate_group_name(g)?;
+        }
+        if b.mode > 0o777 || b.mode & 0o600 != 0o600 {
+            return Err(CreateError::InvalidMode {
+                name: name.into(),
+                mode: b.mode,
+            });
+        }
+        let mut groups = vec![Group::UNUSED; b.max_groups as usize];
+        let mut active = 0;
+        let mut live = 0;
+        for (g, (gname, policy)) in b.groups.iter().enumerate() {
+            if groups[..g].iter().any(|x| x.name() == gname.as_bytes()) {
+                continue;
+            }
+            let len = gname.len().min(GROUP_NAME_MAX);
+            groups[g].name[..len].copy_from_slice(&gname.as_bytes()[..len]);
+            groups[g].name_len = len;
+            groups[g].state = GROUP_DECLARED;
+            groups[g].policy = policy.unwrap_or(b.backpressure);
+            active |= 1 << g;
+            if groups[g].policy == Backpressure::DropOldest {
+                live |= 1 << g;
+            }
+        }
+        // Everything a consumer reads about its producer is written before
+        // the segment's version makes it openable.
+        let init = |seg: &Segment| {
+            for (g, grp) in groups.iter().enumerate() {
+                if grp.state == GROUP_DECLARED {
+                    let entry = &seg.groups()[g];
+                    store_name(&entry.name, grp.name());
+                    entry
+                        .policy
+                        .store(policy_word(grp.policy), Ordering::Relaxed);
+                    entry.state.store(GROUP_DECLARED, Ordering::Relaxed);
+                }
+            }
+            // Our liveness, for every process sharing the segment whatever
+            // its PID namespace: held until we exit (a fresh file: nobody
+            // else can hold it).
+            let locked = liveness::try_lock(seg.file(), liveness::PRODUCER_BYTE);
+            let me = ProcessId::current();
+            let h = seg.header();
+            h.backpressure
+                .store(policy_word(b.backpressure), Ordering::Relaxed);
+            h.frame_rate.store(b.frame_rate, Ordering::Relaxed);
+            h.producer_start_ticks
+                .store(me.start_ticks, Ordering::Relaxed);
+            h.producer_pid.store(me.pid, Ordering::Relaxed);
+            h.flags.store(
+                if locked == liveness::Lock::Held {
+                    FLAG_RUNNING | FLAG_LIVENESS_LOCK
+                } else {
+                    FLAG_RUNNING
+                },
+                Ordering::Relaxed,
+            );
+        };
+        // The frames' memory is reserved in the background while the first
+        // slots fill; `publish` waits for it before the first frame.
+        // Of several producers racing for a dead producer's name, one
+        // removes it and creates the new ring; another may find the name
+        // gone and then taken again: it judges the newcomer like any
+        // occupant (so it reports the live winner, with its pid, once its
+        // header is written), a bounded number of times.
+        let mut attempts = 0;
+        let (seg, reservation) = loop {
+            match Segment::create_reserving_frames_later(name, spec, b.mode, init) {
+                Ok(created) => break created,
+                Err(CreateFailure::Exists) if attempts < 3 => {
+                    attempts += 1;
+                    Self::reclaim_stale(name)?;
+                }
+                Err(CreateFailure::Exists) => return Err(Self::in_use(name)),
+                Err(CreateFailure::Error(e)) => return Err(e),
+            }
+        };
+        let g = *seg.geometry();
+        let ledger = Ledger::new(g.slots as usize, seg.base_addr());
+        Ok(Producer {
+            creator_pid: crate::platform::signals::process_id(),
+            wait: b.wait,
+            state: Mutex::new(State {
+                reservation,
+                ledger,
+                policy: b.backpressure,
+                max_queued: match b.max_queued {
+                    0 => auto_max_queued(g.frame_bytes, g.slots),
+                    n => n.min(g.slots),
+                } as u64,
+                last_reap: Instant::now(),
+                next_reap_ns: 0,
+                redelivered: 0,
+                dropped: 0,
+                active,
+                live,
+                waits_for: WaitsFor::Slot,
+                linger: b.linger,
+                groups,
+                member_of: vec![None; g.max_consumers as usize],
+                roster_seen: 0,
+                returns_seen: 0,
+            }),
+            seg,
+        })
+    }
+
+    fn in_use(name: &str) -> CreateError {
+        let pid = Segment::open(name)
+            .map(|s| s.header().producer_pid.load(Ordering::Acquire))
+            .unwrap_or(0);
+        CreateError::InUse {
+            name: name.into(),
+            pid,
+        }
+    }
+
+    /// Makes room for a new ring named `name`: removes what is there if it
+    /// is a dead producer's ring, or an empty or blank file older than
+    /// [`INIT_GRACE`] (a creator that died before writing its header);
+    /// refuses a live producer's ring and anything it cannot judge.
+    ///
+    /// Atomic with respect to every other creator and reclaimer: the object
+    /// is judged and removed while holding its producer's lock
+    /// ([`Segment::occupy`]), which its producer took before the file had a
+    /// size and which every remover must hold; and the name is removed only
+    /// if it still names the object judged. Of two producers that find the
+    /// same dead ring, one removes it and creates the new ring, the other
+    /// finds that new ring busy and alive.
+    fn reclaim_stale(name: &str) -> Result<(), CreateError> {
+        // Long enough for a producer creating its ring right now to publish
+        // its header (microseconds in practice; a cold, loaded machine).
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let unreclaimable = |source| CreateError::Unreclaimable {
+            name: name.into(),
+            source,
+        };
+        loop {
+            let old = match Segment::occupy(name) {
+                Ok(Occupied::Gone) => return Ok(()),
+                Ok(Occupied::Locked(old)) => old,
+                // A producer holds it: alive (say so at once) or still
+                // creating its ring (wait for its header).
+                Ok(Occupied::Owned) if Segment::open_read_only(name).is_ok() => {
+                    return Err(Self::in_use(name))
+                }
+                // Being created, or judged by another reclaimer: wait for
+                // either to finish.
+                Ok(Occupied::Owned | Occupied::Reclaiming) => {
+                    if Instant::now() >= deadline {
+                        return Err(Self::in_use(name));
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+                Err(OpenError::PermissionDenied { mode, .. }) => {
+                    return Err(CreateError::PermissionDenied {
+                        name: name.into(),
+                        mode,
+                    })
+                }
+                Err(source) => return Err(unreclaimable(source)),
+            };
+            match old.ring() {
+                Ok(seg) => {
+                    let pid = seg.header().producer_pid.load(Ordering::Acquire);
+                    // Holding the lock proves a producer that took it dead;
+                    // where locks do not work, its pid decides.
+                    if !old.locked() && liveness::producer_alive(&seg) {
+                        return Err(CreateError::InUse {
+                            name: name.into(),
+                            pid,
+                        });
+                    }
+                    tracing::warn!(
+                        ring = name,
+                        pid,
+                        "reclaiming a ring left behind by a dead producer"
+                    );
+                }
+                // Empty or blank, and nobody holds its lock: a creator that
+                // died before writing its header, or another program's blank
+                // file. Removed only once old, so that a file someone made
+                // moments ago is never deleted under them.
+                Err(e @ (OpenError::NotReady { .. } | OpenError::NotARing { .. }))
+                    if old.is_blank() =>
+                {
+                    let age = old.age().unwrap_or_default();
+                    if age < INIT_GRACE {
+                        drop(old);
+                        if Instant::now() >= deadline {
+                            return Err(CreateError::Blank {
+                                name: name.into(),
+                                age_secs: age.as_secs_f64(),
+                                grace_secs: INIT_GRACE.as_secs(),
+                            });
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                        continue;
+                    }
+                    tracing::warn!(
+                        ring = name,
+                        age_secs = age.as_secs(),
+                        reason = %e,
+                        "reclaiming an empty or blank file of the ring's name, unchanged for {} s: \
+                         a producer that died before writing its header",
+                        age.as_secs()
+                    );
+                }
+                // Another program's file, another layout version, corrupt:
+                // its producer cannot be judged, so it is left alone.
+                Err(source) => return Err(unreclaimable(source)),
+            }
+            match old.remove() {
+                Ok(true) => return Ok(()),
+                // The name changed hands meanwhile (only a process outside
+                // this protocol can do that): judge the new object.
+                Ok(false) => continue,
+                Err(source) => return Err(unreclaimable(source)),
+            }
+        }
     }
 }

@@ -3,34 +3,29 @@
 //!
 //! What groups, backpressure and threads mean for it: see [`Producer`].
 
-use crate::error::{
-    CreateError, FailReason, LoanError, OpenError, PublishError, RingCorrupt, WaitError,
-};
-use crate::options::{validate_group_name, Backpressure, FrameMeta, InputState};
+use crate::error::{FailReason, LoanError, OpenError, PublishError, RingCorrupt, WaitError};
+use crate::options::{FrameMeta, InputState};
 use crate::platform::clock::{monotonic_ns, realtime_ns};
-use crate::platform::liveness;
 use crate::platform::liveness::PEER_CHECK;
-use crate::platform::process::ProcessId;
-use crate::platform::segment::{CreateFailure, Occupied, Segment, INIT_GRACE};
+use crate::platform::segment::Segment;
 use crate::platform::views::SlotPart;
 use crate::protocol::event::WaitStrategy;
 use crate::protocol::layout::{
-    RingSpec, FLAG_DRAINED, FLAG_END_OF_STREAM, FLAG_FAILED, FLAG_LIVENESS_LOCK, FLAG_RUNNING,
-    GROUP_DECLARED, GROUP_LINGERING, GROUP_NAME_MAX, GROUP_UNUSED, META_HAS_PTS,
+    FLAG_DRAINED, FLAG_END_OF_STREAM, FLAG_FAILED, FLAG_RUNNING, GROUP_DECLARED, GROUP_LINGERING,
+    GROUP_UNUSED, META_HAS_PTS,
 };
-use crate::protocol::ledger::{Ledger, WriteClaim};
+use crate::protocol::ledger::WriteClaim;
 use crate::protocol::roster::store_name;
 use crate::protocol::sync::Ordering;
 use crate::shape::FrameShape;
 use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
-mod builder;
+pub(crate) mod builder;
 mod groups;
 
-pub use builder::ProducerBuilder;
 pub use groups::GroupReport;
-use groups::{auto_max_queued, bits, policy_word, Group, State, WaitsFor, REAP_EVERY};
+use groups::{bits, State, WaitsFor, REAP_EVERY};
 
 /// The single writer of a ring: loans free slots and publishes them to
 /// every subscribed consumer group. The [crate documentation](crate) has an
@@ -52,7 +47,7 @@ use groups::{auto_max_queued, bits, policy_word, Group, State, WaitsFor, REAP_EV
 /// *leaves* releases every slot it held at once (a preview window must not
 /// hold the recorder back); one whose last consumer *dies* lingers: it keeps
 /// its frames, and goes on receiving new ones, for the linger period
-/// ([`ProducerBuilder::group_linger`]), so that a consumer restarted by its
+/// ([`ProducerBuilder::group_linger`](crate::ProducerBuilder::group_linger)), so that a consumer restarted by its
 /// supervisor loses nothing; then it is released. Membership changes go
 /// through the producer (the roster handshake).
 ///
@@ -60,10 +55,10 @@ use groups::{auto_max_queued, bits, policy_word, Group, State, WaitsFor, REAP_EV
 ///
 /// Each group has its own policy (the ring's default unless the group's
 /// declaration or its first consumer asks for another). A
-/// [`Backpressure::Block`] group is lossless: the producer waits for it to
+/// [`Backpressure::Block`](crate::Backpressure::Block) group is lossless: the producer waits for it to
 /// hand back slots, and to take queued frames (`max_queued`); a ring whose
 /// default is `Block` also waits, before publishing, until some group is
-/// subscribed. A [`Backpressure::DropOldest`] (live) group never slows the
+/// subscribed. A [`Backpressure::DropOldest`](crate::Backpressure::DropOldest) (live) group never slows the
 /// producer: short of slots, the producer withdraws from live groups the
 /// oldest published frame that no live consumer has claimed yet and that no
 /// lossless group still holds (a CAS on each group's claim word, racing the
@@ -135,7 +130,7 @@ impl WriteSlot<'_> {
 
     /// Publishes the frame to every subscribed group and returns its
     /// sequence number. With no group subscribed (possible only with
-    /// [`Backpressure::DropOldest`]: the block policy waits for one in
+    /// [`Backpressure::DropOldest`](crate::Backpressure::DropOldest): the block policy waits for one in
     /// `loan`) the frame is counted as dropped.
     pub fn publish(mut self, meta: &FrameMeta<'_>) -> Result<u64, PublishError> {
         let claim = self.claim.take().expect("a live WriteSlot holds its claim");
@@ -153,260 +148,6 @@ impl Drop for WriteSlot<'_> {
 }
 
 impl Producer {
-    /// Starts building the ring `name`: give it a
-    /// [`shape`](ProducerBuilder::shape), then
-    /// [`create`](ProducerBuilder::create) it.
-    pub fn builder(name: &str) -> ProducerBuilder {
-        ProducerBuilder::new(name)
-    }
-
-    fn create(b: ProducerBuilder) -> Result<Producer, CreateError> {
-        let name = b.name.as_str();
-        let shape = b
-            .shape
-            .ok_or_else(|| CreateError::NoShape { name: name.into() })?;
-        let spec = RingSpec {
-            slots: b.slots,
-            height: shape.height,
-            width: shape.width,
-            channels: shape.channels,
-            dtype: shape.dtype.code(),
-            user_meta_bytes: b.user_meta_bytes,
-            max_consumers: b.max_consumers,
-            max_groups: b.max_groups,
-        };
-        if b.groups.len() > b.max_groups as usize {
-            return Err(CreateError::TooManyGroups {
-                name: name.into(),
-                given: b.groups.len(),
-                max: b.max_groups,
-            });
-        }
-        for (g, _) in &b.groups {
-            validate_group_name(g)?;
-        }
-        if b.mode > 0o777 || b.mode & 0o600 != 0o600 {
-            return Err(CreateError::InvalidMode {
-                name: name.into(),
-                mode: b.mode,
-            });
-        }
-        let mut groups = vec![Group::UNUSED; b.max_groups as usize];
-        let mut active = 0;
-        let mut live = 0;
-        for (g, (gname, policy)) in b.groups.iter().enumerate() {
-            if groups[..g].iter().any(|x| x.name() == gname.as_bytes()) {
-                continue;
-            }
-            let len = gname.len().min(GROUP_NAME_MAX);
-            groups[g].name[..len].copy_from_slice(&gname.as_bytes()[..len]);
-            groups[g].name_len = len;
-            groups[g].state = GROUP_DECLARED;
-            groups[g].policy = policy.unwrap_or(b.backpressure);
-            active |= 1 << g;
-            if groups[g].policy == Backpressure::DropOldest {
-                live |= 1 << g;
-            }
-        }
-        // Everything a consumer reads about its producer is written before
-        // the segment's version makes it openable.
-        let init = |seg: &Segment| {
-            for (g, grp) in groups.iter().enumerate() {
-                if grp.state == GROUP_DECLARED {
-                    let entry = &seg.groups()[g];
-                    store_name(&entry.name, grp.name());
-                    entry
-                        .policy
-                        .store(policy_word(grp.policy), Ordering::Relaxed);
-                    entry.state.store(GROUP_DECLARED, Ordering::Relaxed);
-                }
-            }
-            // Our liveness, for every process sharing the segment whatever
-            // its PID namespace: held until we exit (a fresh file: nobody
-            // else can hold it).
-            let locked = liveness::try_lock(seg.file(), liveness::PRODUCER_BYTE);
-            let me = ProcessId::current();
-            let h = seg.header();
-            h.backpressure
-                .store(policy_word(b.backpressure), Ordering::Relaxed);
-            h.frame_rate.store(b.frame_rate, Ordering::Relaxed);
-            h.producer_start_ticks
-                .store(me.start_ticks, Ordering::Relaxed);
-            h.producer_pid.store(me.pid, Ordering::Relaxed);
-            h.flags.store(
-                if locked == liveness::Lock::Held {
-                    FLAG_RUNNING | FLAG_LIVENESS_LOCK
-                } else {
-                    FLAG_RUNNING
-                },
-                Ordering::Relaxed,
-            );
-        };
-        // The frames' memory is reserved in the background while the first
-        // slots fill; `publish` waits for it before the first frame.
-        // Of several producers racing for a dead producer's name, one
-        // removes it and creates the new ring; another may find the name
-        // gone and then taken again: it judges the newcomer like any
-        // occupant (so it reports the live winner, with its pid, once its
-        // header is written), a bounded number of times.
-        let mut attempts = 0;
-        let (seg, reservation) = loop {
-            match Segment::create_reserving_frames_later(name, spec, b.mode, init) {
-                Ok(created) => break created,
-                Err(CreateFailure::Exists) if attempts < 3 => {
-                    attempts += 1;
-                    Self::reclaim_stale(name)?;
-                }
-                Err(CreateFailure::Exists) => return Err(Self::in_use(name)),
-                Err(CreateFailure::Error(e)) => return Err(e),
-            }
-        };
-        let g = *seg.geometry();
-        let ledger = Ledger::new(g.slots as usize, seg.base_addr());
-        Ok(Producer {
-            creator_pid: crate::platform::signals::process_id(),
-            wait: b.wait,
-            state: Mutex::new(State {
-                reservation,
-                ledger,
-                policy: b.backpressure,
-                max_queued: match b.max_queued {
-                    0 => auto_max_queued(g.frame_bytes, g.slots),
-                    n => n.min(g.slots),
-                } as u64,
-                last_reap: Instant::now(),
-                next_reap_ns: 0,
-                redelivered: 0,
-                dropped: 0,
-                active,
-                live,
-                waits_for: WaitsFor::Slot,
-                linger: b.linger,
-                groups,
-                member_of: vec![None; g.max_consumers as usize],
-                roster_seen: 0,
-                returns_seen: 0,
-            }),
-            seg,
-        })
-    }
-
-    fn in_use(name: &str) -> CreateError {
-        let pid = Segment::open(name)
-            .map(|s| s.header().producer_pid.load(Ordering::Acquire))
-            .unwrap_or(0);
-        CreateError::InUse {
-            name: name.into(),
-            pid,
-        }
-    }
-
-    /// Makes room for a new ring named `name`: removes what is there if it
-    /// is a dead producer's ring, or an empty or blank file older than
-    /// [`INIT_GRACE`] (a creator that died before writing its header);
-    /// refuses a live producer's ring and anything it cannot judge.
-    ///
-    /// Atomic with respect to every other creator and reclaimer: the object
-    /// is judged and removed while holding its producer's lock
-    /// ([`Segment::occupy`]), which its producer took before the file had a
-    /// size and which every remover must hold; and the name is removed only
-    /// if it still names the object judged. Of two producers that find the
-    /// same dead ring, one removes it and creates the new ring, the other
-    /// finds that new ring busy and alive.
-    fn reclaim_stale(name: &str) -> Result<(), CreateError> {
-        // Long enough for a producer creating its ring right now to publish
-        // its header (microseconds in practice; a cold, loaded machine).
-        let deadline = Instant::now() + Duration::from_secs(2);
-        let unreclaimable = |source| CreateError::Unreclaimable {
-            name: name.into(),
-            source,
-        };
-        loop {
-            let old = match Segment::occupy(name) {
-                Ok(Occupied::Gone) => return Ok(()),
-                Ok(Occupied::Locked(old)) => old,
-                // A producer holds it: alive (say so at once) or still
-                // creating its ring (wait for its header).
-                Ok(Occupied::Owned) if Segment::open_read_only(name).is_ok() => {
-                    return Err(Self::in_use(name))
-                }
-                // Being created, or judged by another reclaimer: wait for
-                // either to finish.
-                Ok(Occupied::Owned | Occupied::Reclaiming) => {
-                    if Instant::now() >= deadline {
-                        return Err(Self::in_use(name));
-                    }
-                    std::thread::sleep(Duration::from_millis(5));
-                    continue;
-                }
-                Err(OpenError::PermissionDenied { mode, .. }) => {
-                    return Err(CreateError::PermissionDenied {
-                        name: name.into(),
-                        mode,
-                    })
-                }
-                Err(source) => return Err(unreclaimable(source)),
-            };
-            match old.ring() {
-                Ok(seg) => {
-                    let pid = seg.header().producer_pid.load(Ordering::Acquire);
-                    // Holding the lock proves a producer that took it dead;
-                    // where locks do not work, its pid decides.
-                    if !old.locked() && liveness::producer_alive(&seg) {
-                        return Err(CreateError::InUse {
-                            name: name.into(),
-                            pid,
-                        });
-                    }
-                    tracing::warn!(
-                        ring = name,
-                        pid,
-                        "reclaiming a ring left behind by a dead producer"
-                    );
-                }
-                // Empty or blank, and nobody holds its lock: a creator that
-                // died before writing its header, or another program's blank
-                // file. Removed only once old, so that a file someone made
-                // moments ago is never deleted under them.
-                Err(e @ (OpenError::NotReady { .. } | OpenError::NotARing { .. }))
-                    if old.is_blank() =>
-                {
-                    let age = old.age().unwrap_or_default();
-                    if age < INIT_GRACE {
-                        drop(old);
-                        if Instant::now() >= deadline {
-                            return Err(CreateError::Blank {
-                                name: name.into(),
-                                age_secs: age.as_secs_f64(),
-                                grace_secs: INIT_GRACE.as_secs(),
-                            });
-                        }
-                        std::thread::sleep(Duration::from_millis(20));
-                        continue;
-                    }
-                    tracing::warn!(
-                        ring = name,
-                        age_secs = age.as_secs(),
-                        reason = %e,
-                        "reclaiming an empty or blank file of the ring's name, unchanged for {} s: \
-                         a producer that died before writing its header",
-                        age.as_secs()
-                    );
-                }
-                // Another program's file, another layout version, corrupt:
-                // its producer cannot be judged, so it is left alone.
-                Err(source) => return Err(unreclaimable(source)),
-            }
-            match old.remove() {
-                Ok(true) => return Ok(()),
-                // The name changed hands meanwhile (only a process outside
-                // this protocol can do that): judge the new object.
-                Ok(false) => continue,
-                Err(source) => return Err(unreclaimable(source)),
-            }
-        }
-    }
-
     /// The ring's name.
     pub fn name(&self) -> &str {
         self.seg.name()
