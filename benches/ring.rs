@@ -86,7 +86,7 @@ fn handoff(c: &mut Criterion) {
                     s.publish(&META).unwrap();
                 }
                 p.finish();
-                p.drain(Some(Duration::from_secs(30))).unwrap();
+                p.drain(Duration::from_secs(30)).unwrap();
                 let elapsed = start.elapsed();
                 reader.join().unwrap();
                 p.unlink().unwrap();

@@ -64,7 +64,7 @@ class Frame:
         dl_device: tuple[int, int] | None = None,
         copy: bool | None = None,
     ) -> object:
-        """DLPack 1.0 (read-only flag) if max_version >= (1, 0), else the legacy capsule."""
+        """DLPack 1.0 with the read-only flag; needs max_version >= (1, 0) (the legacy capsule cannot say read-only: BufferError)."""
     def __dlpack_device__(self) -> tuple[int, int]: ...
     @property
     def seq(self) -> int:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Shows that each loom model of the ring's protocols can fail: runs every
 # model with each deliberately broken variant of the code it checks
-# (FRAMERING_LOOM_MUTANT, see ring/src/sync.rs) and requires the model to
+# (FRAMERING_LOOM_MUTANT, see ring/src/protocol/sync.rs) and requires the model to
 # fail. Prints one line per pair; exits 1 if a broken variant passed.
 #
 # Usage (from the repository root): ring/loom-mutants.sh
@@ -30,7 +30,7 @@ while read -r model mutant; do
   [ -z "$model" ] && continue
   start=$(date +%s)
   out=$(FRAMERING_LOOM_MUTANT="$mutant" timeout 900 \
-    cargo test --release -p framering-ring --lib "models::$model" -q -- --exact 2>&1)
+    cargo test --release -p framering-ring --lib "protocol::models::$model" -q -- --exact 2>&1)
   code=$?
   secs=$(( $(date +%s) - start ))
   why=$(printf '%s\n' "$out" | grep -m1 -E "deadlock;|Corrupt|left:|assertion" | sed 's/^ *//' | cut -c1-120)

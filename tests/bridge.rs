@@ -346,7 +346,7 @@ fn exit_on_loss_ends_the_stream_with_exit_4() {
 /// same on both sides, unique per frame) and a hash of its pixels.
 type FrameId = (u64, u64);
 
-fn frame_id(f: &framering::ring::Frame<'_>) -> FrameId {
+fn frame_id(f: &framering::ring::Frame) -> FrameId {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     f.pixels().hash(&mut h);
     (f.info().capture_ns, h.finish())

@@ -234,7 +234,7 @@ fn uint16_video_from_ffmpeg_carries_its_samples_and_presentation_times() {
                     "frame {k}"
                 );
                 assert_eq!(info.pts_ns, Some(k as i64 * 40_000_000), "frame {k}");
-                let now = framering::ring::realtime_ns();
+                let now = framering::app::clock::realtime_ns();
                 assert!(info.capture_ns <= now && now - info.capture_ns < 60_000_000_000);
                 k += 1;
             }

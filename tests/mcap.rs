@@ -97,7 +97,7 @@ fn publish(
             published.store(i + 1, Ordering::SeqCst);
         }
         p.finish();
-        assert!(p.drain(Some(LIMIT)).unwrap(), "the frames were consumed");
+        p.drain(LIMIT).expect("the frames were consumed");
         let redelivered = p.redelivered();
         let _ = p.unlink();
         redelivered
@@ -303,9 +303,9 @@ fn another_reader_finds_every_frame_with_its_times() {
     let d = tempfile::tempdir().unwrap();
     let shape = FrameShape::new(8, 8, 4);
     let file = d.path().join("rec.mcap");
-    let before = framering::ring::realtime_ns();
+    let before = framering::app::clock::realtime_ns();
     record("times", shape, 20, &file, &[]);
-    let after = framering::ring::realtime_ns();
+    let after = framering::app::clock::realtime_ns();
     let (msgs, complete) = read_mcap(&file);
     assert!(complete);
     let topic = format!("/{}/image", ring("times"));

@@ -3,7 +3,7 @@
 //! slot may be handed back.
 //!
 //! A frame (or loaned slot) lives in a [`Held`]: the slot's owner (a
-//! `FrameLease`, a loaned `WriteSlot`) plus the number of views of it that
+//! a ring `Frame`, a loaned `WriteSlot`) plus the number of views of it that
 //! are alive. Every view holds an [`Export`], which counts one; numpy keeps
 //! the array's `base` (a [`ViewBase`] holding the export) alive as long as
 //! the array or any slice of it, so the count never misses a derived view.

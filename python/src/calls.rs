@@ -11,7 +11,7 @@ pub(crate) const SLICE: std::time::Duration = std::time::Duration::from_millis(5
 /// Raises if called in a process other than the one that made the handle
 /// (a forked child): the handle's frames and slots are the parent's.
 pub(crate) fn check_pid(creator: u32, what: &str) -> PyResult<()> {
-    if framering_ring::signals::pid() == creator {
+    if framering_ring::process_id() == creator {
         Ok(())
     } else {
         Err(pyo3::exceptions::PyRuntimeError::new_err(format!(

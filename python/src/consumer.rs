@@ -4,8 +4,8 @@ use crate::array::{self, Held, Layout, Slot};
 use crate::calls::{check_pid, seconds, SLICE};
 use crate::{dlpack, errors};
 use framering_ring::{
-    AttachError, Consumer as RingConsumer, DetachError, DetachedFrame, FrameInfo, FrameLease,
-    OpenError, Take,
+    AttachError, Consumer as RingConsumer, DetachError, DetachedFrame, Frame as RingFrame,
+    FrameInfo, OpenError, Take,
 };
 use parking_lot::Mutex;
 use pyo3::prelude::*;
@@ -28,7 +28,7 @@ pub(crate) struct Taken {
 }
 
 enum Pixels {
-    Leased(FrameLease),
+    InSlot(RingFrame),
     Detached(DetachedFrame),
     /// Only inside `Taken::detach`, under the frame's lock.
     Moving,
@@ -39,7 +39,7 @@ impl Slot for Taken {
         // Never written through: a consumer's views are read-only. Detached,
         // the address is the same.
         match &self.pixels {
-            Pixels::Leased(l) => l.pixels().as_ptr().cast_mut(),
+            Pixels::InSlot(l) => l.pixels().as_ptr().cast_mut(),
             Pixels::Detached(d) => d.pixels().as_ptr().cast_mut(),
             Pixels::Moving => std::ptr::null_mut(),
         }
@@ -49,7 +49,7 @@ impl Slot for Taken {
 impl Taken {
     fn user_meta(&self) -> &[u8] {
         match &self.pixels {
-            Pixels::Leased(l) => l.user_meta(),
+            Pixels::InSlot(l) => l.user_meta(),
             Pixels::Detached(d) => d.user_meta(),
             Pixels::Moving => &[],
         }
@@ -58,27 +58,27 @@ impl Taken {
     /// Whether the frame holds a slot that the producer, out of free slots,
     /// would get back if we handed it over.
     fn blocks_producer(&mut self) -> bool {
-        matches!(&self.pixels, Pixels::Leased(l) if l.blocks_producer())
+        matches!(&self.pixels, Pixels::InSlot(l) if l.blocks_producer())
     }
 
     /// Copies the frame out of its slot if it holds one (that the producer
     /// waits for, unless `all`), and hands the slot back; the views keep
     /// their address and pixels. Whether it did.
     fn detach(&mut self, all: bool) -> Result<bool, DetachError> {
-        if !(matches!(self.pixels, Pixels::Leased(_)) && (all || self.blocks_producer())) {
+        if !(matches!(self.pixels, Pixels::InSlot(_)) && (all || self.blocks_producer())) {
             return Ok(false);
         }
-        let Pixels::Leased(lease) = std::mem::replace(&mut self.pixels, Pixels::Moving) else {
+        let Pixels::InSlot(frame) = std::mem::replace(&mut self.pixels, Pixels::Moving) else {
             return Ok(false); // checked just above
         };
-        match lease.detach() {
+        match frame.detach() {
             Ok(d) => {
                 self.pixels = Pixels::Detached(d);
                 self.outstanding.fetch_sub(1, Ordering::Relaxed);
                 Ok(true)
             }
-            Err((lease, e)) => {
-                self.pixels = Pixels::Leased(lease);
+            Err((frame, e)) => {
+                self.pixels = Pixels::InSlot(frame);
                 Err(e)
             }
         }
@@ -87,8 +87,8 @@ impl Taken {
 
 impl Drop for Taken {
     fn drop(&mut self) {
-        // The lease (a field) drops right after: the slot goes back.
-        if matches!(self.pixels, Pixels::Leased(_)) {
+        // The frame (a field) drops right after: the slot goes back.
+        if matches!(self.pixels, Pixels::InSlot(_)) {
             self.outstanding.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -96,7 +96,7 @@ impl Drop for Taken {
 
 /// What a wait for a frame ended with.
 enum Got {
-    Frame(FrameLease),
+    Frame(RingFrame),
     End,
     Failed(String),
 }
@@ -120,11 +120,11 @@ pub struct Consumer {
 }
 
 impl Consumer {
-    fn wrap(&self, lease: FrameLease) -> Frame {
+    fn wrap(&self, frame: RingFrame) -> Frame {
         self.outstanding.fetch_add(1, Ordering::Relaxed);
-        let info = *lease.info();
+        let info = *frame.info();
         let held = Held::new(Taken {
-            pixels: Pixels::Leased(lease),
+            pixels: Pixels::InSlot(frame),
             outstanding: self.outstanding.clone(),
         });
         if let Some(w) = self.by_slot.lock().get_mut(info.slot as usize) {
@@ -172,7 +172,7 @@ impl Consumer {
     fn next_frame(&self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<Option<Frame>> {
         check_pid(self.pid, "Consumer")?;
         if let Some(f) = self.ring.take_now().map_err(errors::take)? {
-            return Ok(Some(self.wrap(f.into_lease())));
+            return Ok(Some(self.wrap(f)));
         }
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
@@ -192,7 +192,7 @@ impl Consumer {
             if holding && self.any_held(Taken::blocks_producer) {
                 // One more look first: a frame queued meanwhile needs no copy.
                 if let Some(f) = self.ring.take_now().map_err(errors::take)? {
-                    return Ok(Some(self.wrap(f.into_lease())));
+                    return Ok(Some(self.wrap(f)));
                 }
                 py.detach(|| self.detach_held(false))
                     .map_err(errors::detach)?;
@@ -205,13 +205,13 @@ impl Consumer {
                 most.min(d.saturating_duration_since(Instant::now()))
             });
             let got = py.detach(|| match self.ring.take(slice) {
-                Ok(Take::Frame(f)) => Ok(Got::Frame(f.into_lease())),
+                Ok(Take::Frame(f)) => Ok(Got::Frame(f)),
                 Ok(Take::EndOfStream | Take::ProducerGone { .. }) => Ok(Got::End),
                 Ok(Take::ProducerFailed { reason }) => Ok(Got::Failed(reason.to_string())),
                 Err(e) => Err(e),
             });
             match got {
-                Ok(Got::Frame(lease)) => return Ok(Some(self.wrap(lease))),
+                Ok(Got::Frame(f)) => return Ok(Some(self.wrap(f))),
                 Ok(Got::End) => return Ok(None),
                 Ok(Got::Failed(reason)) => {
                     return Err(errors::ProducerFailed::new_err(format!(
@@ -263,7 +263,7 @@ impl Consumer {
             outstanding: Arc::new(AtomicUsize::new(0)),
             current: Mutex::new(None),
             detached: AtomicU64::new(0),
-            pid: framering_ring::signals::pid(),
+            pid: framering_ring::process_id(),
         })
     }
 

@@ -2,8 +2,12 @@
 //! `np.from_dlpack(frame)` / `torch.from_dlpack(frame)` view the slot
 //! without a copy. DLPack 1.0 (a versioned managed tensor, flagged read-only
 //! for a consumer's frame) when the caller's `max_version` allows it, the
-//! legacy capsule otherwise. The tensor holds one counted view ([`Export`]);
-//! its deleter hands that view back.
+//! legacy capsule otherwise — but only for a writable slot: the legacy
+//! capsule has no flags, so an importer would get a writable tensor over a
+//! consumer's frame (memory other consumers read). A read-only export without
+//! `max_version >= (1, 0)` is refused with a `BufferError` that names
+//! DLPack 1.0. The tensor holds one counted view ([`Export`]); its deleter
+//! hands that view back.
 
 use crate::array::{Export, Held, Layout, Slot};
 use framering_ring::Dtype;
@@ -108,6 +112,13 @@ fn dims(v: [isize; 3]) -> [i64; 3] {
     v.map(|x| x as i64)
 }
 
+/// The deleter of a legacy tensor made by [`capsule`]: frees it, handing its
+/// view back.
+///
+/// # Safety
+/// `t` is null, or a tensor made by [`capsule`] as a legacy
+/// `DLManagedTensor` (the first field of a boxed `Managed`) that was not
+/// freed yet; after the call it is dangling. DLPack calls the deleter once.
 unsafe extern "C" fn delete_legacy(t: *mut DLManagedTensor) {
     if !t.is_null() {
         // SAFETY: `t` came from Box::into_raw of a Managed<DLManagedTensor>
@@ -117,6 +128,10 @@ unsafe extern "C" fn delete_legacy(t: *mut DLManagedTensor) {
     }
 }
 
+/// The deleter of a DLPack 1.0 tensor made by [`capsule`].
+///
+/// # Safety
+/// As for [`delete_legacy`], for a `DLManagedTensorVersioned`.
 unsafe extern "C" fn delete_versioned(t: *mut DLManagedTensorVersioned) {
     if !t.is_null() {
         // SAFETY: as in `delete_legacy`, for the versioned tensor.
@@ -167,9 +182,15 @@ pub(crate) fn capsule<'py, T: Slot>(
             "__dlpack__(copy=True): framering exports the slot itself; copy it with numpy",
         ));
     }
+    let versioned = max_version.is_some_and(|(major, _)| major >= 1);
+    if read_only && !versioned {
+        return Err(PyBufferError::new_err(
+            "a consumer's frame is read-only, which only DLPack 1.0 can say: call __dlpack__(max_version=(1, 0)), as numpy's from_dlpack does (the legacy capsule would be writable)",
+        ));
+    }
     let export = Export::new(held)?;
     let t = tensor(&export, layout);
-    let (ptr, name) = if max_version.is_some_and(|(major, _)| major >= 1) {
+    let (ptr, name) = if versioned {
         let m = Box::into_raw(Box::new(Managed {
             tensor: DLManagedTensorVersioned {
                 version: DLPackVersion { major: 1, minor: 0 },

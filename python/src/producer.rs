@@ -178,7 +178,7 @@ impl Producer {
             layout: Layout::new(p.shape()),
             slots: p.slots(),
             ring: Mutex::new(Some(Arc::new(p))),
-            pid: framering_ring::signals::pid(),
+            pid: framering_ring::process_id(),
         })
     }
 
@@ -264,9 +264,9 @@ impl Producer {
         let deadline = Instant::now() + seconds(Some(timeout))?.unwrap_or_default();
         let drained = loop {
             let slice = SLICE.min(deadline.saturating_duration_since(Instant::now()));
-            match py.detach(|| ring.drain(Some(slice))) {
-                Ok(true) => break true,
-                Ok(false) if Instant::now() < deadline => {
+            match py.detach(|| ring.drain(slice)) {
+                Ok(()) => break true,
+                Err(e) if e.is_timeout() && Instant::now() < deadline => {
                     if let Err(e) = py.check_signals() {
                         if !keep {
                             let _ = ring.unlink();
@@ -274,12 +274,18 @@ impl Producer {
                         return Err(e);
                     }
                 }
-                Ok(false) => break false,
-                Err(e) => {
+                Err(e) if e.is_timeout() => break false,
+                Err(framering_ring::WaitError::Corrupt(e)) => {
                     if !keep {
                         let _ = ring.unlink();
                     }
                     return Err(errors::corrupt(e));
+                }
+                Err(e) => {
+                    if !keep {
+                        let _ = ring.unlink();
+                    }
+                    return Err(errors::Error::new_err(e.to_string()));
                 }
             }
         };

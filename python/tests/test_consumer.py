@@ -270,6 +270,24 @@ def test_ctrl_c_interrupts_a_waiting_take(ring):
     p.close(timeout=1)
 
 
+def test_the_legacy_dlpack_capsule_is_refused_for_a_read_only_frame(ring):
+    # The legacy capsule (no max_version) has no read-only flag: an importer
+    # would get a writable tensor over a frame other consumers read.
+    p = framering.Producer(ring, shape=(2, 2, 1), slots=2)
+    c = framering.Consumer(ring)
+    p.publish(np.full((2, 2, 1), 5, dtype=np.uint8))
+    f = c.take(timeout=5)
+    for kwargs in ({}, {"max_version": None}, {"max_version": (0, 8)}):
+        with pytest.raises(BufferError, match=r"DLPack 1\.0.*max_version=\(1, 0\)"):
+            f.__dlpack__(**kwargs)
+    assert f.views == 0  # nothing exported, nothing to hand back
+    t = np.from_dlpack(f)  # numpy asks for DLPack 1.0
+    assert not t.flags.writeable and (t == 5).all()
+    del t
+    f.release()
+    assert p.close(timeout=5)
+
+
 def test_dlpack_is_read_only_zero_copy_and_hands_the_view_back(ring):
     p = framering.Producer(ring, shape=(3, 4, 2), dtype="float32", slots=2)
     c = framering.Consumer(ring)
@@ -287,11 +305,11 @@ def test_dlpack_is_read_only_zero_copy_and_hands_the_view_back(ring):
         f.release()
     del t
     assert f.views == 0
-    # Without max_version: the legacy capsule; unused, it hands back its view.
-    legacy = f.__dlpack__()
-    assert "dltensor" in repr(legacy) and "versioned" not in repr(legacy)
+    # DLPack 1.0, unused: it hands back its view.
+    capsule = f.__dlpack__(max_version=(1, 0))
+    assert "dltensor_versioned" in repr(capsule)
     assert f.views == 1
-    del legacy
+    del capsule
     assert f.views == 0
     f.release()
     assert p.close(timeout=5)

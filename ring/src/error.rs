@@ -288,12 +288,10 @@ pub enum AttachError {
         /// The shape asked for.
         expected: FrameShape,
     },
-    /// The caller's stop condition ([`ConsumerBuilder::stop_when`]) became
-    /// true while waiting for the ring.
-    ///
-    /// [`ConsumerBuilder::stop_when`]: crate::ConsumerBuilder::stop_when
-    #[error("stopped while waiting for ring {name:?}")]
-    Interrupted {
+    /// The consumer's [`Canceller`](crate::Canceller) was cancelled while
+    /// it waited for the ring.
+    #[error("cancelled while waiting for ring {name:?}")]
+    Cancelled {
         /// Ring name.
         name: String,
     },
@@ -385,9 +383,41 @@ pub enum TakeError {
         /// Size of the group table.
         max: u32,
     },
+    /// The consumer's [`Canceller`](crate::Canceller) was cancelled, and no
+    /// frame was queued.
+    #[error("cancelled while waiting for a frame of ring {name:?}")]
+    Cancelled {
+        /// Ring name.
+        name: String,
+    },
     /// The ring's shared memory holds garbage.
     #[error(transparent)]
     Corrupt(#[from] RingCorrupt),
+}
+
+/// Why [`Producer::drain`](crate::Producer::drain) or
+/// [`Producer::wait_for_groups`](crate::Producer::wait_for_groups) returned
+/// before what it waits for happened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WaitError {
+    /// It did not happen within the timeout (the ring did not drain, or
+    /// fewer groups subscribed). Waiting again may still succeed.
+    #[error("not done within {waited:?}")]
+    Timeout {
+        /// How long it waited.
+        waited: Duration,
+    },
+    /// The ring's shared memory holds garbage (the ring is now marked failed).
+    #[error(transparent)]
+    Corrupt(#[from] RingCorrupt),
+}
+
+impl WaitError {
+    /// Whether this is [`WaitError::Timeout`].
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, WaitError::Timeout { .. })
+    }
 }
 
 impl LoanError {
@@ -402,9 +432,14 @@ impl TakeError {
     pub fn is_timeout(&self) -> bool {
         matches!(self, TakeError::Timeout { .. })
     }
+
+    /// Whether this is [`TakeError::Cancelled`].
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, TakeError::Cancelled { .. })
+    }
 }
 
-/// Why [`crate::FrameLease::detach`] could not copy a frame out of its slot
+/// Why [`crate::Frame::detach`] could not copy a frame out of its slot
 /// (the frame stays held, returned with the error).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

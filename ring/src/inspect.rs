@@ -21,20 +21,21 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use crate::clock::monotonic_ns;
 use crate::error::{OpenError, SHM_DIR};
-use crate::layout::{
+use crate::options::{Backpressure, InputState};
+use crate::platform::clock::monotonic_ns;
+use crate::platform::liveness;
+use crate::platform::process::ProcessId;
+use crate::platform::segment::{Occupied, Segment};
+use crate::protocol::layout::{
     BACKPRESSURE_DROP_OLDEST, FLAG_DRAINED, FLAG_END_OF_STREAM, FLAG_RUNNING, GROUP_DECLARED,
     GROUP_LINGERING, GROUP_UNUSED, JOIN_ACTIVE, JOIN_LEAVING, JOIN_LEAVING_FAILED, JOIN_REFUSED,
 };
-use crate::ledger::unpack_return;
-use crate::liveness;
-use crate::process::ProcessId;
-use crate::roster::load_name;
-use crate::segment::{Occupied, Segment};
+use crate::protocol::ledger::unpack_return;
+use crate::protocol::roster::load_name;
+use crate::protocol::slot::SlotState;
+use crate::protocol::sync::Ordering;
 use crate::shape::FrameShape;
-use crate::slot::SlotState;
-use crate::sync::Ordering;
 use std::time::Duration;
 
 /// Slots by ownership state.
@@ -62,21 +63,81 @@ pub struct ProducerStatus {
     pub pid: u32,
     /// Whether that process (same start time) still runs.
     pub alive: bool,
-    /// running, end-of-stream, drained or stopped; for a dead producer "died
-    /// while running" or "died after the end of stream".
-    pub state: &'static str,
+    /// What it last did (a dead producer's: what it was doing when it died).
+    pub state: ProducerState,
     /// Frames published.
     pub published: u64,
     /// Frames re-published after their consumer died.
     pub redelivered: u64,
-    /// Inputs skipped.
+    /// Inputs skipped ([`Producer::count_skipped_input`](crate::Producer::count_skipped_input)).
     pub skipped: u64,
     /// Frames dropped unconsumed.
     pub dropped: u64,
     /// Frames per second between the two samples.
     pub fps: f64,
-    /// It says it waits for its input (a camera, a pipe), not for consumers.
-    pub waiting_for_input: bool,
+    /// What it says its input is doing
+    /// ([`Producer::set_input_state`](crate::Producer::set_input_state)):
+    /// [`InputState::Waiting`] means it waits for a camera or a pipe, not for
+    /// consumers.
+    pub input: InputState,
+}
+
+/// What a ring's producer last did, as [`RingView::snapshot`] reads it.
+/// Its `Display` is the words `framering status` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProducerState {
+    /// Publishing (or waiting to).
+    Running,
+    /// It ended the stream; consumers take what is left.
+    EndOfStream,
+    /// Every frame came back after the end of the stream.
+    Drained,
+    /// Neither running nor ended (it exited without ending the stream).
+    Stopped,
+    /// It died while running.
+    DiedWhileRunning,
+    /// It died after ending the stream, before it drained.
+    DiedAfterEndOfStream,
+}
+
+impl std::fmt::Display for ProducerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ProducerState::Running => "running",
+            ProducerState::EndOfStream => "end-of-stream",
+            ProducerState::Drained => "drained",
+            ProducerState::Stopped => "stopped",
+            ProducerState::DiedWhileRunning => "died while running",
+            ProducerState::DiedAfterEndOfStream => "died after the end of stream",
+        })
+    }
+}
+
+/// Where a consumer is in joining its group (the roster handshake). Its
+/// `Display` is the word `framering status` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum JoinState {
+    /// Asked to join; the producer has not admitted it yet.
+    Joining,
+    /// A member of its group.
+    Active,
+    /// Leaving its group.
+    Leaving,
+    /// The producer refused it (its group table is full).
+    Refused,
+}
+
+impl std::fmt::Display for JoinState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            JoinState::Joining => "joining",
+            JoinState::Active => "active",
+            JoinState::Leaving => "leaving",
+            JoinState::Refused => "refused",
+        })
+    }
 }
 
 /// One attached consumer.
@@ -92,8 +153,8 @@ pub struct ConsumerStatus {
     pub group: u32,
     /// Its group's name (empty until the producer admitted it).
     pub group_name: String,
-    /// joining, active, leaving or refused.
-    pub state: &'static str,
+    /// Where it is in joining its group.
+    pub state: JoinState,
     /// Frames skipped to stay on the newest (`--latest`).
     pub skipped: u64,
     /// Frames taken.
@@ -162,8 +223,9 @@ pub struct RingStatus {
     pub user_meta_bytes: u32,
     /// Slots by state.
     pub slot_states: SlotCounts,
-    /// `block` or `drop_oldest`.
-    pub backpressure: &'static str,
+    /// The ring's default backpressure (each group has its own: see
+    /// [`GroupStatus::live`]).
+    pub backpressure: Backpressure,
     /// Most entries of any group's ready queue (frames waiting).
     pub queue_depth: u64,
     /// Consumer groups in use.
@@ -319,7 +381,7 @@ fn snapshot(seg: &Segment) -> RingStatus {
                     std::time::Duration::from_nanos(
                         e.linger_until_ns
                             .load(Ordering::Relaxed)
-                            .saturating_sub(crate::clock::monotonic_ns()),
+                            .saturating_sub(crate::platform::clock::monotonic_ns()),
                     )
                 }),
                 members: e.members.load(Ordering::Relaxed),
@@ -383,12 +445,12 @@ fn snapshot(seg: &Segment) -> RingStatus {
     let flags = h.flags.load(Ordering::Acquire);
     // The flags say what the producer last did; a dead one's are history.
     let state = match (producer_alive, flags) {
-        (_, f) if f & FLAG_DRAINED != 0 => "drained",
-        (true, f) if f & FLAG_END_OF_STREAM != 0 => "end-of-stream",
-        (false, f) if f & FLAG_END_OF_STREAM != 0 => "died after the end of stream",
-        (true, f) if f & FLAG_RUNNING != 0 => "running",
-        (false, f) if f & FLAG_RUNNING != 0 => "died while running",
-        _ => "stopped",
+        (_, f) if f & FLAG_DRAINED != 0 => ProducerState::Drained,
+        (true, f) if f & FLAG_END_OF_STREAM != 0 => ProducerState::EndOfStream,
+        (false, f) if f & FLAG_END_OF_STREAM != 0 => ProducerState::DiedAfterEndOfStream,
+        (true, f) if f & FLAG_RUNNING != 0 => ProducerState::Running,
+        (false, f) if f & FLAG_RUNNING != 0 => ProducerState::DiedWhileRunning,
+        _ => ProducerState::Stopped,
     };
     let now = monotonic_ns();
     let queue_depth = groups.iter().map(|g| g.queue_depth).max().unwrap_or(0);
@@ -413,10 +475,10 @@ fn snapshot(seg: &Segment) -> RingStatus {
                 group,
                 group_name: grp.map(|g| g.name.clone()).unwrap_or_default(),
                 state: match join {
-                    JOIN_ACTIVE => "active",
-                    JOIN_LEAVING | JOIN_LEAVING_FAILED => "leaving",
-                    JOIN_REFUSED => "refused",
-                    _ => "joining",
+                    JOIN_ACTIVE => JoinState::Active,
+                    JOIN_LEAVING | JOIN_LEAVING_FAILED => JoinState::Leaving,
+                    JOIN_REFUSED => JoinState::Refused,
+                    _ => JoinState::Joining,
                 },
                 skipped: e.skipped.load(Ordering::Relaxed),
                 frames: e.frames.load(Ordering::Relaxed),
@@ -440,9 +502,9 @@ fn snapshot(seg: &Segment) -> RingStatus {
         user_meta_bytes: g.user_meta_bytes,
         slot_states: counts,
         backpressure: if h.backpressure.load(Ordering::Relaxed) == BACKPRESSURE_DROP_OLDEST {
-            "drop_oldest"
+            Backpressure::DropOldest
         } else {
-            "block"
+            Backpressure::Block
         },
         queue_depth,
         groups,
@@ -455,7 +517,11 @@ fn snapshot(seg: &Segment) -> RingStatus {
             skipped: h.skipped.load(Ordering::Relaxed),
             dropped: h.dropped.load(Ordering::Relaxed),
             fps: 0.0,
-            waiting_for_input: h.waiting_input.load(Ordering::Relaxed) == 1,
+            input: if h.waiting_input.load(Ordering::Relaxed) == 1 {
+                InputState::Waiting
+            } else {
+                InputState::Reading
+            },
         },
         consumers,
     }

@@ -56,44 +56,64 @@
 //!
 //! drop(consumer);
 //! producer.finish();
-//! assert!(producer.drain(Some(Duration::from_secs(1)))?);
+//! producer.drain(Duration::from_secs(1))?;
 //! producer.unlink()?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! A consumer feeding a thread pool hands each frame over as a
-//! [`FrameLease`] (no copy; the slot goes back when the worker drops it):
+//! A [`Frame`] owns its slot, not a borrow of its consumer: a consumer
+//! feeding a thread pool hands each frame to a worker as it is (no copy; the
+//! slot goes back when the worker drops it, see [`Frame`]).
 //!
-//! ```
-//! # use framering_ring::{Consumer, FrameMeta, FrameShape, Producer, Take};
-//! # use std::time::Duration;
-//! # let ring = format!("doc-lease-{}", std::process::id());
-//! # let producer = Producer::builder(&ring).shape(FrameShape::new(2, 2, 1)).create()?;
-//! # let consumer = Consumer::builder(&ring).attach()?;
-//! # let mut slot = producer.loan(Duration::from_secs(1))?;
-//! # slot.pixels_mut().fill(1);
-//! # slot.publish(&FrameMeta::new())?;
-//! if let Take::Frame(frame) = consumer.take(Duration::from_secs(1))? {
-//!     let lease = frame.into_lease();
-//!     let sum = std::thread::spawn(move || lease.pixels().iter().map(|&b| b as u32).sum::<u32>())
-//!         .join()
-//!         .unwrap();
-//!     assert_eq!(sum, 4);
-//! }
-//! # producer.unlink()?;
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
+//! # What a frame guarantees
+//!
+//! A [`Frame`]'s [`pixels`](Frame::pixels) are a `&[u8]` over shared memory,
+//! as [memmap2](https://docs.rs/memmap2)'s maps of a file are: **another
+//! process — or this one, through the segment's file in /dev/shm or a
+//! second mapping — can change those bytes while the frame is being read**,
+//! and Rust's aliasing guarantee for a `&[u8]` cannot be enforced across
+//! processes. What the crate guarantees is that *conforming* processes (this
+//! crate, its Python binding, the `framering` binaries) never write a slot
+//! while any group holds it: from [`take`](Consumer::take) until the frame
+//! is dropped, released or given back, the producer does not reuse its slot
+//! (with [`Backpressure::DropOldest`] it withdraws only frames nobody has
+//! claimed, never one being read). What it cannot guarantee is anything
+//! about a process that ignores the protocol, or that writes the file
+//! directly: the bytes may then change under the reader (never undefined
+//! behaviour in the sense of a wild read: every index read from the segment
+//! is checked, `u8` has no invalid values, and a garbled control word is
+//! reported as [`RingCorrupt`]). A segment truncated under a mapping makes
+//! the next access fault with SIGBUS ([`exit_on_sigbus`] turns that into a
+//! message). Give the ring a mode that keeps untrusted users out
+//! ([`ProducerBuilder::mode`], default 0600), and copy what must not change.
+//!
+//! # Cancelling
+//!
+//! The library installs no signal handler. A consumer waiting in
+//! [`take`](Consumer::take) (or in [`attach`](ConsumerBuilder::attach) for
+//! its ring) is interrupted by its [`Canceller`], which another thread — a
+//! program's own Ctrl-C handler — cancels; or it waits with a short timeout
+//! and checks its own stop condition between takes.
 //!
 //! # Layers
 //!
-//! Platform calls (the segment's mapping, futex, process liveness,
-//! signals) → lock-free building blocks over the segment's atomics (claim
-//! words, the ready and return queues, the event, the join handshake, the
-//! producer's ledger), model-checked with loom → this API. All `unsafe` code
-//! is in four small private modules: `segment` (the mapping and the typed
-//! views of it), `slot_maps` (a detachable consumer's own mapping of each
-//! slot and the page swap of [`FrameLease::detach`]), `futex` (the system
-//! call) and [`signals`] (the handlers).
+//! The source folders are the layers, each using only those below it:
+//!
+//! * `platform/`: the calls into the operating system — the segment's file
+//!   lifecycle and mapping (`segment`) and the typed views of it (`views`),
+//!   a detachable consumer's own slot mappings (`slot_maps`), the futex
+//!   system call (`futex`), the kernel-released locks and process identity
+//!   that tell a live peer from a dead one (`file_lock`, `liveness`,
+//!   `process`), the pid kept across fork and the opt-in SIGBUS handler
+//!   (`signals`), the clocks (`clock`). All `unsafe` code is here, each
+//!   block with its `SAFETY` argument.
+//! * `protocol/`: the lock-free building blocks over the segment's atomics
+//!   — the segment layout, the per-slot claim words, the groups' ready
+//!   queues and the consumers' return queues, the futex-backed event, the
+//!   join handshake (roster), the producer's ledger — reached through a
+//!   `sync` shim so that loom model-checks them (`models`).
+//! * `producer/` (the handle, its builder and the group engine) and
+//!   `consumer/` (the handle, its builder and the frames): this API.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![deny(missing_docs)]
@@ -102,87 +122,69 @@
 #![cfg_attr(loom, allow(dead_code))]
 
 mod error;
-mod event;
-mod futex;
-mod layout;
-mod ledger;
-mod queue_ctrl;
-mod ready_queue;
-mod return_queue;
-mod roster;
+mod platform;
+mod protocol;
 mod shape;
-mod slot;
-mod sync;
 
 // Everything above the atomics needs the real mapping and OS; under
 // `--cfg loom` only the building blocks (and their models) are compiled.
 #[cfg(not(loom))]
-mod clock;
-#[cfg(not(loom))]
 mod consumer;
-#[cfg(not(loom))]
-mod file_lock;
 #[cfg(not(loom))]
 pub mod inspect;
 #[cfg(not(loom))]
-mod liveness;
-#[cfg(not(loom))]
 mod options;
 #[cfg(not(loom))]
-mod process;
-#[cfg(not(loom))]
 mod producer;
-#[cfg(not(loom))]
-mod segment;
-#[cfg(not(loom))]
-pub mod signals;
-#[cfg(not(loom))]
-mod slot_maps;
 
 /// The crate's README.md, whose example runs as a doctest.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
-#[cfg(all(test, loom))]
-mod models;
 #[cfg(all(test, not(loom)))]
 mod tests;
 
 pub use error::{
     AttachError, CreateError, DetachError, FailReason, InvalidGroupName, InvalidName, LoanError,
-    OpenError, PublishError, RingCorrupt, ShapeError, TakeError,
+    OpenError, PublishError, RingCorrupt, ShapeError, TakeError, WaitError,
 };
-pub use event::WaitStrategy;
+pub use protocol::event::WaitStrategy;
 
 #[cfg(not(loom))]
-pub use clock::{monotonic_ns, realtime_ns};
-#[cfg(not(loom))]
-pub use consumer::{Consumer, ConsumerBuilder, DetachedFrame, Frame, FrameLease, Take};
-#[cfg(not(loom))]
-pub use options::{
-    validate_group_name, validate_ring_name, Backpressure, FrameInfo, FrameMeta, DEFAULT_GROUP,
+pub use consumer::{
+    builder::ConsumerBuilder,
+    cancel::Canceller,
+    frame::{DetachedFrame, Frame},
+    Consumer, Take,
 };
 #[cfg(not(loom))]
-pub use producer::{GroupReport, Producer, ProducerBuilder, WriteSlot};
+pub use options::{
+    validate_group_name, validate_ring_name, Backpressure, FrameInfo, FrameMeta, InputState,
+    DEFAULT_GROUP,
+};
+#[cfg(not(loom))]
+pub use platform::signals::{exit_on_sigbus, process_id};
+#[cfg(not(loom))]
+pub use producer::{builder::ProducerBuilder, GroupReport, Producer, WriteSlot};
 pub use shape::{Dtype, FrameShape, UnknownDtype};
 
 /// The ring's limits, for validating a configuration before creating a ring.
 pub mod limits {
     /// Most slots a ring may have.
-    pub const MAX_SLOTS: u32 = crate::layout::MAX_RING_SLOTS;
+    pub const MAX_SLOTS: u32 = crate::protocol::layout::MAX_RING_SLOTS;
     /// Largest frame height or width.
-    pub const MAX_DIM: u32 = crate::layout::MAX_DIM;
+    pub const MAX_DIM: u32 = crate::protocol::layout::MAX_DIM;
     /// Most consumers attached to one ring at once.
-    pub const MAX_CONSUMERS: u32 = crate::layout::MAX_CONSUMERS;
+    pub const MAX_CONSUMERS: u32 = crate::protocol::layout::MAX_CONSUMERS;
     /// Most consumer groups of one ring at once.
-    pub const MAX_GROUPS: u32 = crate::layout::MAX_GROUPS;
+    pub const MAX_GROUPS: u32 = crate::protocol::layout::MAX_GROUPS;
     /// Longest ring name, in bytes.
-    pub const MAX_NAME_LEN: usize = crate::layout::RING_NAME_MAX;
+    pub const MAX_NAME_LEN: usize = crate::protocol::layout::RING_NAME_MAX;
     /// Longest group name, in bytes.
-    pub const MAX_GROUP_NAME_LEN: usize = crate::layout::GROUP_NAME_MAX;
+    pub const MAX_GROUP_NAME_LEN: usize = crate::protocol::layout::GROUP_NAME_MAX;
     /// Most bytes of user metadata per frame.
-    pub const MAX_USER_META: u32 = crate::layout::USER_META_MAX;
+    pub const MAX_USER_META: u32 = crate::protocol::layout::USER_META_MAX;
 }
 
 /// The size of the shared-memory segment of a ring of `slots` frames of
@@ -206,7 +208,7 @@ pub fn segment_size(
     max_groups: u32,
     user_meta_bytes: u32,
 ) -> Result<u64, ShapeError> {
-    layout::Geometry::compute(layout::RingSpec {
+    protocol::layout::Geometry::compute(protocol::layout::RingSpec {
         slots,
         height: shape.height,
         width: shape.width,
@@ -222,5 +224,5 @@ pub fn segment_size(
 /// Bytes free in /dev/shm now, if it can be read.
 #[cfg(not(loom))]
 pub fn shm_free_bytes() -> Option<u64> {
-    segment::shm_free_bytes()
+    platform::segment::shm_free_bytes()
 }

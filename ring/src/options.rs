@@ -2,7 +2,7 @@
 //! travels with each frame.
 
 use crate::error::InvalidGroupName;
-use crate::layout::{GROUP_NAME_MAX, NAME_MAX};
+use crate::protocol::layout::{GROUP_NAME_MAX, NAME_MAX};
 
 /// What the producer does when no slot is free.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -14,6 +14,28 @@ pub enum Backpressure {
     /// slot: for live sources that must never be slowed down. A frame being
     /// read is never withdrawn.
     DropOldest,
+}
+
+impl std::fmt::Display for Backpressure {
+    /// `block` or `drop_oldest`, as configuration files spell them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backpressure::Block => "block",
+            Backpressure::DropOldest => "drop_oldest",
+        })
+    }
+}
+
+/// What a producer's input is doing, as it tells status displays
+/// ([`Producer::set_input_state`](crate::Producer::set_input_state)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InputState {
+    /// Reading, or nothing said: if nothing is published, look at the
+    /// consumers and slots.
+    #[default]
+    Reading,
+    /// Waiting for its input (a camera, a pipe): nothing to publish yet.
+    Waiting,
 }
 
 /// The group consumers join unless told otherwise, and the group a producer
@@ -48,7 +70,7 @@ pub fn validate_group_name(name: &str) -> Result<(), InvalidGroupName> {
 /// assert!(framering_ring::validate_ring_name("../etc").is_err());
 /// ```
 pub fn validate_ring_name(name: &str) -> Result<(), crate::error::InvalidName> {
-    crate::segment::validate_name(name)
+    crate::platform::segment::validate_name(name)
 }
 
 /// What the producer says about a frame it publishes
@@ -72,8 +94,8 @@ pub struct FrameMeta<'a> {
     pub src_width: u32,
     /// Height of the source image before it was fitted to the ring's shape.
     pub src_height: u32,
-    /// When the frame was captured, CLOCK_REALTIME nanoseconds
-    /// ([`crate::realtime_ns`]); 0: the time of publishing.
+    /// When the frame was captured, CLOCK_REALTIME nanoseconds since the
+    /// Unix epoch; 0: the time of publishing.
     pub capture_ns: u64,
     /// Presentation timestamp in nanoseconds (video), if any.
     pub pts_ns: Option<i64>,
@@ -137,10 +159,10 @@ pub struct FrameInfo {
     /// Sequence number: 0, 1, 2, … in publish order.
     pub seq: u64,
     /// When it was published: CLOCK_MONOTONIC nanoseconds (compare with
-    /// [`crate::monotonic_ns`]).
+    /// `clock_gettime(CLOCK_MONOTONIC)` in the reading process).
     pub publish_ns: u64,
     /// When it was captured: CLOCK_REALTIME nanoseconds (compare with
-    /// [`crate::realtime_ns`], also on another host); the publish time
+    /// `clock_gettime(CLOCK_REALTIME)`, also on another host); the publish time
     /// unless the producer said otherwise.
     pub capture_ns: u64,
     /// Presentation timestamp in nanoseconds, if the producer gave one.

@@ -2,7 +2,8 @@
 //! process (threads stand in for processes; a "dead" consumer is one whose
 //! table entry is made to name a process that has exited).
 
-use crate::process::ProcessId;
+use crate::platform::clock::realtime_ns;
+use crate::platform::process::ProcessId;
 use crate::*;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -46,7 +47,7 @@ fn put(p: &Producer, fill: u8) -> Option<u64> {
     )
 }
 
-fn take(c: &Consumer, timeout: Duration) -> Option<Frame<'_>> {
+fn take(c: &Consumer, timeout: Duration) -> Option<Frame> {
     match c.take(timeout) {
         Ok(Take::Frame(f)) => Some(f),
         Err(e) if e.is_timeout() => None,
@@ -109,7 +110,7 @@ fn threads_move_frames_in_order_and_in_place() {
         assert_eq!(seq, i);
     }
     p.finish();
-    assert!(p.drain(Some(Duration::from_secs(10))).unwrap());
+    p.drain(Duration::from_secs(10)).unwrap();
     assert_eq!(reader.join().unwrap(), 5000);
     assert_eq!(p.free_slots(), 4);
     p.unlink().unwrap();
@@ -186,9 +187,16 @@ fn errors_read_as_sentences() {
 }
 
 #[test]
-fn timeouts_are_reported_the_same_way_by_loan_and_take() {
+fn timeouts_are_reported_the_same_way_by_loan_take_drain_and_wait_for_groups() {
     let n = name("timeouts");
     let p = producer(&n, 1, &["default"], Backpressure::Block);
+    // Two groups never subscribe: the wait ends with Err(Timeout).
+    let e = p.wait_for_groups(2, Duration::from_millis(10)).unwrap_err();
+    assert!(
+        e.is_timeout()
+            && matches!(e, WaitError::Timeout { waited } if waited == Duration::from_millis(10))
+    );
+    p.wait_for_groups(1, Duration::from_millis(10)).unwrap();
     let c = consumer(&n, "default", false);
     let e = c.take(Duration::from_millis(10)).unwrap_err();
     assert!(
@@ -202,8 +210,15 @@ fn timeouts_are_reported_the_same_way_by_loan_and_take() {
         e.is_timeout()
             && matches!(e, LoanError::Timeout { waited } if waited == Duration::from_millis(10))
     );
+    // A frame held: the ring does not drain in time.
+    p.finish();
+    let e = p.drain(Duration::from_millis(10)).unwrap_err();
+    assert!(
+        e.is_timeout()
+            && matches!(e, WaitError::Timeout { waited } if waited == Duration::from_millis(10))
+    );
     drop(held);
-    p.loan(Duration::from_secs(1)).unwrap();
+    p.drain(Duration::MAX).unwrap();
     p.unlink().unwrap();
 }
 
@@ -237,15 +252,15 @@ fn a_dropped_slot_goes_back_and_decoder_threads_can_fill_slots() {
 }
 
 #[test]
-fn a_lease_goes_to_another_thread_and_returns_the_slot_there() {
+fn a_frame_goes_to_another_thread_and_returns_the_slot_there() {
     let n = name("lease");
     let p = producer(&n, 2, &["default"], Backpressure::Block);
     let c = consumer(&n, "default", false);
     for i in 0..2 {
         put(&p, i).unwrap();
     }
-    let leases: Vec<FrameLease> = (0..2)
-        .map(|_| take(&c, Duration::from_secs(1)).unwrap().into_lease())
+    let leases: Vec<Frame> = (0..2)
+        .map(|_| take(&c, Duration::from_secs(1)).unwrap())
         .collect();
     // Both slots are out; the consumer itself may even go away first.
     drop(c);
@@ -265,12 +280,30 @@ fn a_lease_goes_to_another_thread_and_returns_the_slot_there() {
 }
 
 #[test]
+fn release_hands_the_slot_back_as_consumed() {
+    let n = name("release");
+    let p = producer(&n, 1, &["default"], Backpressure::Block);
+    let c = consumer(&n, "default", false);
+    put(&p, 5).unwrap();
+    let f = take(&c, Duration::from_secs(1)).unwrap();
+    // The only slot is held.
+    assert!(p.loan(Duration::from_millis(20)).unwrap_err().is_timeout());
+    f.release();
+    // Back, consumed: the producer loans it again and nothing is redelivered.
+    drop(p.loan(Duration::from_secs(1)).unwrap());
+    assert_eq!(p.redelivered(), 0);
+    assert!(take(&c, Duration::from_millis(20)).is_none());
+    drop(c);
+    p.unlink().unwrap();
+}
+
+#[test]
 fn a_detached_frame_keeps_its_address_and_pixels_while_its_slot_is_rewritten() {
     let n = name("detach");
     let p = producer(&n, 1, &["default"], Backpressure::Block);
     let c = Consumer::builder(&n).detachable().attach().unwrap();
     put(&p, 7).unwrap();
-    let lease = take(&c, Duration::from_secs(1)).unwrap().into_lease();
+    let lease = take(&c, Duration::from_secs(1)).unwrap();
     let addr = lease.pixels().as_ptr();
     // The only slot is held: the producer has none to write.
     assert!(lease.blocks_producer());
@@ -298,7 +331,7 @@ fn a_detached_frame_keeps_its_address_and_pixels_while_its_slot_is_rewritten() {
     // A consumer attached without `detachable` refuses, and keeps the frame.
     let plain = consumer(&n, "default", false);
     put(&p, 3).unwrap();
-    let lease = take(&plain, Duration::from_secs(1)).unwrap().into_lease();
+    let lease = take(&plain, Duration::from_secs(1)).unwrap();
     let (lease, e) = lease.detach().unwrap_err();
     assert!(matches!(e, DetachError::NotDetachable { .. }), "{e}");
     assert!(lease.pixels().iter().all(|&b| b == 3));
@@ -312,13 +345,13 @@ fn a_frame_blocks_the_producer_only_if_its_slot_would_be_free_without_it() {
     let p = producer(&n, 2, &["default", "other"], Backpressure::Block);
     let (c, other) = (consumer(&n, "default", false), consumer(&n, "other", false));
     put(&p, 1).unwrap();
-    let lease = take(&c, Duration::from_secs(1)).unwrap().into_lease();
+    let lease = take(&c, Duration::from_secs(1)).unwrap();
     assert!(!lease.blocks_producer()); // the other slot is free
     put(&p, 2).unwrap(); // now none is
                          // The other group has the frame queued: handing ours back frees nothing.
     assert!(!lease.blocks_producer());
-    let mut held: Vec<FrameLease> = (0..2)
-        .map(|_| take(&other, Duration::from_secs(1)).unwrap().into_lease())
+    let mut held: Vec<Frame> = (0..2)
+        .map(|_| take(&other, Duration::from_secs(1)).unwrap())
         .collect();
     // The other group reads it too: it may be keeping it while it waits,
     // as we do, so our share is worth letting go (else two groups on one
@@ -361,7 +394,7 @@ fn two_threads_share_one_consumer() {
             s.publish(&FrameMeta::new()).unwrap();
         }
         p.finish();
-        assert!(p.drain(Some(Duration::from_secs(10))).unwrap());
+        p.drain(Duration::from_secs(10)).unwrap();
         readers
             .into_iter()
             .flat_map(|r| r.join().unwrap())
@@ -414,7 +447,7 @@ fn kill_in_place(p: Producer) {
         .header()
         .producer_pid
         .store(pid, Ordering::Release);
-    crate::liveness::unlock(p.segment().file(), crate::liveness::PRODUCER_BYTE);
+    crate::platform::liveness::unlock(p.segment().file(), crate::platform::liveness::PRODUCER_BYTE);
     std::mem::forget(p);
 }
 
@@ -627,7 +660,7 @@ fn a_corrupt_return_queue_is_an_error_that_marks_the_ring_failed() {
     ));
     assert!(c.check_returns().is_err());
     // The producer finds it within its liveness check, and fails the ring.
-    let e = p.drain(Some(Duration::from_secs(2))).unwrap_err();
+    let e = p.drain(Duration::from_secs(2)).unwrap_err();
     assert!(e.to_string().contains("return queue"), "{e}");
     let other = consumer(&n, "other", false);
     assert!(matches!(
@@ -696,7 +729,7 @@ fn every_group_gets_every_frame_and_its_consumers_share_them() {
         s.publish(&FrameMeta::new()).unwrap();
     }
     p.finish();
-    assert!(p.drain(Some(Duration::from_secs(10))).unwrap());
+    p.drain(Duration::from_secs(10)).unwrap();
     let mut a = vec![];
     let mut b = vec![];
     for r in readers {
@@ -743,7 +776,7 @@ fn an_ad_hoc_group_starts_at_the_next_frame_and_stops_holding_slots_when_it_leav
     assert_eq!(p.subscribed_groups(), 1);
     assert_eq!((seq_of(&main), seq_of(&main)), (Some(3), Some(4)));
     p.finish();
-    assert!(p.drain(Some(Duration::from_secs(2))).unwrap());
+    p.drain(Duration::from_secs(2)).unwrap();
     // What the preview never took counts as its drops.
     let preview = p.group_reports().into_iter().find(|g| g.name == "preview");
     assert_eq!(
@@ -822,7 +855,7 @@ fn latest_skips_to_the_newest_frame_and_returns_the_rest() {
     assert_eq!(c.skipped(), 2);
     // Every slot is back with the producer.
     p.finish();
-    assert!(p.drain(Some(Duration::from_secs(2))).unwrap());
+    p.drain(Duration::from_secs(2)).unwrap();
     p.unlink().unwrap();
 }
 
@@ -1041,16 +1074,16 @@ fn a_frame_given_back_unconsumed_is_delivered_again_to_its_group_only() {
     // the drain waits for it to be consumed, then completes.
     put(&p, 2).unwrap();
     assert_eq!(seq_of(&cb), Some(2));
-    let lease = take(&ca, Duration::from_secs(1)).unwrap().into_lease();
+    let lease = take(&ca, Duration::from_secs(1)).unwrap();
     std::thread::spawn(move || lease.give_back())
         .join()
         .unwrap();
     p.finish();
-    assert!(!p.drain(Some(Duration::from_millis(50))).unwrap());
+    assert!(p.drain(Duration::from_millis(50)).unwrap_err().is_timeout());
     let last = take(&ca, Duration::from_secs(1)).unwrap();
     assert_eq!((last.seq(), last.info().redeliveries), (2, 1));
     drop(last);
-    assert!(p.drain(Some(Duration::from_secs(2))).unwrap());
+    p.drain(Duration::from_secs(2)).unwrap();
     assert_eq!(p.redelivered(), 2);
     assert!(matches!(
         ca.take(Duration::from_secs(1)),
@@ -1082,7 +1115,7 @@ fn a_given_back_frame_goes_to_the_next_consumer_of_the_group() {
     drop(failing);
     let healthy = consumer(&n, "default", false);
     p.finish();
-    assert!(!p.drain(Some(Duration::from_millis(50))).unwrap());
+    assert!(p.drain(Duration::from_millis(50)).unwrap_err().is_timeout());
     let mut seen = vec![];
     while let Some(f) = take(&healthy, Duration::from_millis(200)) {
         assert!(f.pixels().iter().all(|&b| b == f.seq() as u8));
@@ -1090,7 +1123,7 @@ fn a_given_back_frame_goes_to_the_next_consumer_of_the_group() {
     }
     seen.sort();
     assert_eq!(seen, vec![(0, 1), (1, 1), (2, 0)]);
-    assert!(p.drain(Some(Duration::from_secs(2))).unwrap());
+    p.drain(Duration::from_secs(2)).unwrap();
     assert_eq!(p.redelivered(), 2);
     p.unlink().unwrap();
 }
@@ -1208,13 +1241,13 @@ fn dtype_user_meta_and_timestamps_travel_with_the_frame() {
     let Ok(Take::Frame(f)) = c.take(Duration::from_secs(1)) else {
         panic!()
     };
-    let lease = f.into_lease();
+    let lease = f;
     assert_eq!(lease.user_meta(), b"");
     assert_eq!((lease.info().capture_ns, lease.info().pts_ns), (1234, None));
     drop(lease);
     drop(c);
     p.finish();
-    assert!(p.drain(Some(Duration::from_secs(1))).unwrap());
+    p.drain(Duration::from_secs(1)).unwrap();
     p.unlink().unwrap();
 }
 
@@ -1292,10 +1325,58 @@ fn a_consumer_that_keeps_its_frames_sees_the_stream_end_without_handing_them_bac
     // `take` cannot report the end: the ring drains only once they are back.
     assert!(take(&c, Duration::from_millis(20)).is_none());
     drop(kept);
-    assert!(p.drain(Some(Duration::from_secs(5))).unwrap());
+    p.drain(Duration::from_secs(5)).unwrap();
     assert!(matches!(
         c.take(Duration::from_secs(1)).unwrap(),
         Take::EndOfStream
     ));
     p.unlink().unwrap();
+}
+
+#[test]
+fn a_cancelled_consumer_stops_waiting_but_still_gets_queued_frames() {
+    let n = name("cancel");
+    let p = producer(&n, 2, &["default"], Backpressure::Block);
+    let stop = Canceller::new();
+    let c = Consumer::builder(&n)
+        .cancel_with(stop.clone())
+        .attach()
+        .unwrap();
+    assert!(!c.canceller().is_cancelled());
+    // A take blocked for a minute returns when another thread cancels.
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| c.take(Duration::from_secs(60)).map(|_| ()));
+        // Cancelled whether the waiter already sleeps or not yet.
+        stop.cancel();
+        let r = waiter.join().unwrap();
+        assert!(matches!(&r, Err(e) if e.is_cancelled()), "{r:?}");
+    });
+    assert!(c.canceller().is_cancelled());
+    // A frame already queued is still taken; then the take is cancelled
+    // again rather than waiting.
+    put(&p, 0).unwrap();
+    assert_eq!(seq_of(&c), Some(0));
+    let r = c.take(Duration::from_secs(60)).map(|_| ());
+    assert!(
+        matches!(&r, Err(TakeError::Cancelled { name }) if *name == n),
+        "{r:?}"
+    );
+    drop(c);
+    p.unlink().unwrap();
+}
+
+#[test]
+fn a_consumer_waiting_for_its_ring_is_cancelled() {
+    let n = name("cancel-attach");
+    let stop = Canceller::new();
+    let builder = Consumer::builder(&n)
+        .wait_for_ring(Duration::from_secs(60))
+        .cancel_with(stop.clone());
+    let waiter = std::thread::spawn(move || builder.attach().map(|_| ()));
+    stop.cancel();
+    let r = waiter.join().unwrap();
+    assert!(
+        matches!(&r, Err(AttachError::Cancelled { name }) if *name == n),
+        "{r:?}"
+    );
 }

@@ -8,12 +8,19 @@
 //! until all of them joined before it starts its clock.
 
 use framering_ring::limits::{MAX_CONSUMERS, MAX_GROUPS};
-use framering_ring::{
-    monotonic_ns, Backpressure, Consumer, FrameMeta, FrameShape, Producer, Take, WaitStrategy,
-};
+use framering_ring::{Backpressure, Consumer, FrameMeta, FrameShape, Producer, Take, WaitStrategy};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
+
+/// A wait that may run out of time (the run goes on): only its other errors
+/// count.
+fn unless_timeout(r: Result<(), framering_ring::WaitError>) -> anyhow::Result<()> {
+    match r {
+        Err(e) if !e.is_timeout() => Err(e.into()),
+        _ => Ok(()),
+    }
+}
 
 /// What the producer does to each frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -225,7 +232,7 @@ pub fn run_producer(spec: &BenchSpec) -> anyhow::Result<RoleReport> {
             p.consumers(),
             spec.consumers
         );
-        p.wait_for_groups(spec.groups, Duration::from_millis(20))?;
+        unless_timeout(p.wait_for_groups(spec.groups, Duration::from_millis(20)))?;
     }
     let cpu0 = cpu_seconds();
     let start = Instant::now();
@@ -274,7 +281,7 @@ pub fn run_producer(spec: &BenchSpec) -> anyhow::Result<RoleReport> {
     let seconds = last.max(Instant::now()).duration_since(start).as_secs_f64();
     let cpu = cpu_seconds() - cpu0;
     p.finish();
-    p.drain(Some(Duration::from_secs(30)))?;
+    unless_timeout(p.drain(Duration::from_secs(30)))?;
     let _ = p.unlink();
     Ok(RoleReport {
         role: "producer".into(),
@@ -301,7 +308,7 @@ pub fn run_consumer(spec: &BenchSpec, index: u32, group: u32) -> anyhow::Result<
     loop {
         match c.take(Duration::from_secs(5)) {
             Ok(Take::Frame(f)) => {
-                let now_ns = monotonic_ns();
+                let now_ns = crate::app::clock::monotonic_ns();
                 if start.is_none() {
                     start = Some(Instant::now());
                     cpu0 = cpu_seconds();

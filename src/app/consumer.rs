@@ -7,13 +7,12 @@
 use super::config::Config;
 use super::exit::error_message;
 use super::stats::{Progress, RunOptions, Stats, Summary, PROGRESS_EVERY};
+use crate::app::clock::{monotonic_ns, realtime_ns};
+use crate::app::signals;
 use crate::media::sink::Sink;
 use crate::media::video;
 use crate::media::{Dtype, FrameShape};
-use framering_ring::{
-    monotonic_ns, realtime_ns, signals, AttachError, Backpressure, Consumer, FailReason, Frame,
-    Take,
-};
+use framering_ring::{AttachError, Backpressure, Consumer, FailReason, Frame, Take};
 use std::time::{Duration, Instant};
 
 /// The frame rate of a video output when neither `consumer.video_fps` nor
@@ -47,9 +46,9 @@ pub enum ConsumerEnd {
 }
 
 /// Why a consumer's loop stopped early.
-enum Failure<'c> {
+enum Failure {
     /// The output failed, with the frame being written if any.
-    Output(anyhow::Error, Option<Box<Frame<'c>>>),
+    Output(anyhow::Error, Option<Box<Frame>>),
     /// The ring failed.
     Ring(anyhow::Error),
 }
@@ -61,8 +60,8 @@ enum Failure<'c> {
 const DURABLE_WAIT: Duration = Duration::from_secs(2);
 
 /// A frame the output accepted, kept until it is written.
-struct HeldFrame<'c> {
-    frame: Frame<'c>,
+struct HeldFrame {
+    frame: Frame,
     /// Its index among the frames the output accepted.
     index: u64,
     latency: u64,
@@ -71,8 +70,8 @@ struct HeldFrame<'c> {
 
 /// The frames a consumer keeps until its output has written them (see
 /// [`Sink::durable`]), oldest first.
-struct Held<'c> {
-    frames: std::collections::VecDeque<HeldFrame<'c>>,
+struct Held {
+    frames: std::collections::VecDeque<HeldFrame>,
     max: usize,
     /// Still waiting for the output to catch up when `max` are held.
     patient: bool,
@@ -80,7 +79,7 @@ struct Held<'c> {
     unconfirmed: u64,
 }
 
-impl<'c> Held<'c> {
+impl Held {
     fn new(max: usize) -> Self {
         Held {
             frames: Default::default(),
@@ -94,7 +93,7 @@ impl<'c> Held<'c> {
         self.frames.len()
     }
 
-    fn push(&mut self, frame: Frame<'c>, index: u64, latency: u64, bytes: usize) {
+    fn push(&mut self, frame: Frame, index: u64, latency: u64, bytes: usize) {
         self.frames.push_back(HeldFrame {
             frame,
             index,
@@ -245,7 +244,7 @@ pub fn run_consumer(
         .latest(cfg.consumer.latest)
         .wait(cfg.wait())
         .wait_for_ring(Duration::from_secs_f64(cfg.consumer.wait_timeout_secs))
-        .stop_when(signals::stop_requested);
+        .cancel_with(signals::canceller());
     if cfg.consumer.live {
         builder = builder.group_backpressure(Backpressure::DropOldest);
     }
@@ -256,7 +255,7 @@ pub fn run_consumer(
         }
     }
     let consumer = match builder.attach() {
-        Err(AttachError::Interrupted { .. }) => {
+        Err(AttachError::Cancelled { .. }) => {
             // Ctrl-C/SIGTERM before the ring appeared: a clean stop.
             let stats = Stats::new("consumer", PROGRESS_EVERY, Progress::Quiet, None);
             return Ok(ConsumerReport {
@@ -370,6 +369,8 @@ pub fn run_consumer(
                 }
                 stats.tick_now()
             }
+            // A stop signal cancelled the wait.
+            Err(e) if e.is_cancelled() => break Ok(ConsumerEnd::Stopped),
             Err(e) => break Err(Failure::Ring(e.into())),
             Ok(Take::EndOfStream) => break Ok(ConsumerEnd::EndOfStream),
             Ok(Take::ProducerGone { pid }) => break Ok(ConsumerEnd::ProducerGone { pid }),

@@ -25,7 +25,7 @@ pub const PRODUCER_GONE: i32 = 4;
 pub const SENDER_LOST: i32 = 4;
 /// The shared segment became inaccessible (SIGBUS: truncated by another
 /// process, or /dev/shm out of memory).
-pub const SHM_LOST: i32 = framering_ring::signals::SIGBUS_EXIT;
+pub const SHM_LOST: i32 = 5;
 /// Stopped by SIGINT/SIGTERM with published frames left unconsumed (a
 /// second signal, or `producer.stop_timeout_secs` passed).
 pub const INTERRUPTED: i32 = 130;

@@ -20,9 +20,9 @@ pub fn run(out: &mut impl Write) -> anyhow::Result<i32> {
                 let s = view.snapshot();
                 let p = &s.producer;
                 let state = if p.alive {
-                    p.state
+                    p.state.to_string()
                 } else {
-                    "abandoned (framering clean removes it)"
+                    "abandoned (framering clean removes it)".to_string()
                 };
                 writeln!(
                     out,

@@ -8,9 +8,10 @@ use super::producer::{
     ProducerReport,
 };
 use super::stats::{RunOptions, Stats, PROGRESS_EVERY};
+use crate::app::signals;
 use crate::media::mcap::{ImageCoding, RecorderOptions, Replay, ReplayOptions};
 use crate::media::sink::OutputFormat;
-use framering_ring::{signals, FrameMeta};
+use framering_ring::FrameMeta;
 use std::path::Path;
 use std::time::{Duration, Instant};
 

@@ -6,6 +6,8 @@
 
 use super::config::{Config, ConfigError, SourceKind};
 use super::stats::{Progress, RunOptions, Stats, Summary, PROGRESS_EVERY};
+use crate::app::clock::realtime_ns;
+use crate::app::signals;
 use crate::media::decode::{
     faster_build_hint, DecodeBudget, DecodeError, Decoded, Decoder, ShapePolicy, StageTimes,
 };
@@ -15,7 +17,7 @@ use crate::media::FrameShape;
 use anyhow::Context;
 use crossbeam::channel::{bounded, RecvTimeoutError};
 use framering_ring::{
-    realtime_ns, signals, Backpressure, FailReason, FrameMeta, LoanError, Producer, PublishError,
+    Backpressure, FailReason, FrameMeta, InputState, LoanError, Producer, PublishError,
     RingCorrupt, WriteSlot,
 };
 use std::os::unix::ffi::OsStrExt;
@@ -271,8 +273,10 @@ fn wait_for_groups(cfg: &Config, producer: &Producer) -> anyhow::Result<()> {
         "waiting for {n} consumer groups to join before publishing (producer.wait_groups)"
     );
     while !signals::stop_requested() {
-        if producer.wait_for_groups(n, Duration::from_millis(50))? {
-            break;
+        match producer.wait_for_groups(n, Duration::from_millis(50)) {
+            Ok(()) => break,
+            Err(e) if e.is_timeout() => {}
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(())
@@ -469,7 +473,7 @@ fn run_stream_producer(
     let idle = |stats: &mut Stats, waited: Duration| {
         if waited >= Duration::from_millis(500) {
             stats.set_waiting(Some(waiting_input.clone()));
-            producer.set_waiting_for_input(true);
+            producer.set_input_state(InputState::Waiting);
             stats.tick_now();
         }
         signals::stop_requested()
@@ -499,7 +503,7 @@ fn run_stream_producer(
                 _ => unreachable!("one source is open"),
             };
             stats.set_waiting(None);
-            producer.set_waiting_for_input(false);
+            producer.set_input_state(InputState::Reading);
             // A slot not filled goes back to the pool when dropped.
             match got? {
                 ReadFrame::Frame => {}
@@ -571,8 +575,10 @@ fn drain(
     let mut stop_seen = false;
     let mut said = None;
     loop {
-        if producer.drain(Some(slice))? {
-            return Ok(true);
+        match producer.drain(slice) {
+            Ok(()) => return Ok(true),
+            Err(e) if e.is_timeout() => {}
+            Err(e) => return Err(e.into()),
         }
         if signals::stop_requested() && !stop_seen {
             stop_seen = true;
@@ -781,7 +787,7 @@ fn produce(
                             stats.stages(done.stages, 0, threads as u32);
                             tracing::warn!(input = %path.display(), reason = e.reason.as_str(), "skipping input: {}", e.detail);
                             stats.skip(e.reason.as_str());
-                            producer.note_skipped();
+                            producer.count_skipped_input();
                             if use_cache && done.index < n {
                                 cache[i] = Err(e.reason.as_str());
                             }
@@ -865,7 +871,7 @@ fn replay(
             Ok(frame) => frame,
             Err(reason) => {
                 stats.skip(reason);
-                producer.note_skipped();
+                producer.count_skipped_input();
                 continue;
             }
         };

@@ -3,8 +3,10 @@
 //! refreshed.
 
 use framering_ring::inspect::{
-    ConsumerStatus, GroupStatus, ProducerStatus, RingStatus, RingView, SlotCounts,
+    ConsumerStatus, GroupStatus, JoinState, ProducerState, ProducerStatus, RingStatus, RingView,
+    SlotCounts,
 };
+use framering_ring::{Backpressure, InputState};
 use serde::Serialize;
 
 /// Why a running producer publishes nothing, when the ring says: no group
@@ -12,13 +14,13 @@ use serde::Serialize;
 /// it publishes, or waits for something the ring does not show (its input).
 pub fn blocked(r: &RingStatus) -> Option<String> {
     let p = &r.producer;
-    if !p.alive || p.state != "running" || p.fps > 0.0 {
+    if !p.alive || p.state != ProducerState::Running || p.fps > 0.0 {
         return None;
     }
-    if p.waiting_for_input {
+    if p.input == InputState::Waiting {
         return Some("for its input (nothing to read yet)".into());
     }
-    if r.groups.is_empty() && r.backpressure == "block" {
+    if r.groups.is_empty() && r.backpressure == Backpressure::Block {
         return Some("no consumer group yet: waiting for a first consumer to join".into());
     }
     if r.slot_states.free > 0 {
@@ -131,10 +133,10 @@ pub fn render(r: &RingStatus) -> String {
             c.index,
             c.pid,
             if c.alive { "yes" } else { "no" },
-            if c.state == "active" {
-                c.group_name.as_str()
+            if c.state == JoinState::Active {
+                c.group_name.clone()
             } else {
-                c.state
+                c.state.to_string()
             },
             c.frames,
             c.fps,
@@ -177,13 +179,15 @@ struct SlotCountsDef {
 struct ProducerStatusDef {
     pid: u32,
     alive: bool,
-    state: &'static str,
+    #[serde(serialize_with = "display")]
+    state: ProducerState,
     published: u64,
     redelivered: u64,
     skipped: u64,
     dropped: u64,
     fps: f64,
-    waiting_for_input: bool,
+    #[serde(rename = "waiting_for_input", serialize_with = "waiting")]
+    input: InputState,
 }
 
 #[derive(Serialize)]
@@ -194,7 +198,8 @@ struct ConsumerStatusDef {
     alive: bool,
     group: u32,
     group_name: String,
-    state: &'static str,
+    #[serde(serialize_with = "display")]
+    state: JoinState,
     skipped: u64,
     frames: u64,
     fps: f64,
@@ -235,7 +240,8 @@ struct RingStatusDef {
     user_meta_bytes: u32,
     #[serde(with = "SlotCountsDef")]
     slot_states: SlotCounts,
-    backpressure: &'static str,
+    #[serde(serialize_with = "display")]
+    backpressure: Backpressure,
     queue_depth: u64,
     #[serde(serialize_with = "groups")]
     groups: Vec<GroupStatus>,
@@ -243,6 +249,16 @@ struct RingStatusDef {
     producer: ProducerStatus,
     #[serde(serialize_with = "consumers")]
     consumers: Vec<ConsumerStatus>,
+}
+
+/// An enum of the snapshot as the words the text output shows.
+fn display<S: serde::Serializer>(v: &impl std::fmt::Display, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+/// The input state as the JSON output has always said it.
+fn waiting<S: serde::Serializer>(v: &InputState, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_bool(*v == InputState::Waiting)
 }
 
 fn dtype<S: serde::Serializer>(v: &framering_ring::Dtype, s: S) -> Result<S::Ok, S::Error> {
@@ -284,7 +300,7 @@ pub fn run(
     );
     let view = RingView::open(name)?;
     let interval = std::time::Duration::from_secs_f64(interval);
-    framering_ring::signals::install();
+    crate::app::signals::install();
     loop {
         let s = view.sample(interval);
         if json {
@@ -296,7 +312,7 @@ pub fn run(
             write!(out, "{}", render(&s))?;
         }
         out.flush()?;
-        if !watch || framering_ring::signals::stop_requested() {
+        if !watch || crate::app::signals::stop_requested() {
             return Ok(super::exit::OK);
         }
     }

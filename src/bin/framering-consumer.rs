@@ -109,7 +109,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
     cli::set(&mut c.hold_ms, args.hold_ms);
     cli::set(&mut c.video_fps, args.video_fps.map(Some));
     cli::set(&mut cfg.consumer.ffmpeg, args.ffmpeg);
-    framering::ring::signals::install();
+    framering::app::signals::install();
     // Adopt the ring's shape, except for dimensions given on the command
     // line (config-file dimensions describe the producer's ring).
     let demand = if args.any_shape {

@@ -126,7 +126,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
         args.groups
             .map(|g| g.into_iter().filter(|n| !n.is_empty()).collect()),
     );
-    framering::ring::signals::install();
+    framering::app::signals::install();
     let run = args.ring.run_options("producer", &cfg.ring.name)?;
     let report = if framering::app::producer::source_kind(&cfg) == SourceKind::Mcap {
         framering::app::mcap::run_mcap_producer(&cfg, &run)?
@@ -141,9 +141,9 @@ fn run(args: Args) -> anyhow::Result<i32> {
     }
     // Interrupted with frames left unconsumed (a second signal, or
     // stop_timeout_secs passed): not a clean end.
-    let stopped = framering::ring::signals::stop_requested();
+    let stopped = framering::app::signals::stop_requested();
     Ok(
-        if framering::ring::signals::received() >= 2 || (stopped && !report.drained) {
+        if framering::app::signals::received() >= 2 || (stopped && !report.drained) {
             exit::INTERRUPTED
         } else {
             exit::OK

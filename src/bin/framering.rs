@@ -173,7 +173,7 @@ mod bridge {
     }
 
     pub fn run(cmd: BridgeCmd) -> anyhow::Result<i32> {
-        framering::ring::signals::install();
+        framering::app::signals::install();
         framering::app::bridge::start_watchdog(std::time::Duration::from_secs(3));
         match cmd {
             BridgeCmd::Send {

@@ -207,7 +207,7 @@ mod session {
         std::thread::Builder::new()
             .name("stop-watchdog".into())
             .spawn(move || {
-                while !framering_ring::signals::stop_requested() {
+                while !crate::app::signals::stop_requested() {
                     std::thread::sleep(Duration::from_millis(50));
                 }
                 std::thread::sleep(grace);

@@ -87,7 +87,7 @@ fn path_of(ring: &str) -> PathBuf {
 fn new_id() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(framering_ring::realtime_ns());
+    h.write_u64(crate::app::clock::realtime_ns());
     h.write_u32(std::process::id());
     h.finish()
 }

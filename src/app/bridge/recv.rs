@@ -2,8 +2,9 @@
 
 use super::wire::{Ack, FrameHeader, Geometry, Kind};
 use crate::app::config::Config;
+use crate::app::signals;
 use crate::app::stats::{RunOptions, Stats, Summary, PROGRESS_EVERY};
-use framering_ring::{signals, FrameMeta, Producer};
+use framering_ring::{FrameMeta, Producer};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 use zenoh::handlers::FifoChannel;
@@ -527,7 +528,7 @@ impl Receiver<'_> {
         self.stream = Some(header.stream);
         self.last_seq = Some(header.seq);
         self.send_ack(false);
-        let age = framering_ring::realtime_ns().saturating_sub(header.capture_ns);
+        let age = crate::app::clock::realtime_ns().saturating_sub(header.capture_ns);
         stats.frame(self.shape.bytes(), Some(age));
         stats.set_slots_in_use(self.producer.slots() as usize - self.producer.free_slots());
         stats.tick();
@@ -547,7 +548,7 @@ impl Receiver<'_> {
                     tracing::warn!(last, seq, missing, "frames missing in the remote seq");
                     for _ in 0..missing {
                         stats.skip(GAP);
-                        self.producer.note_skipped();
+                        self.producer.count_skipped_input();
                     }
                 }
             }

@@ -2,9 +2,10 @@
 
 use super::wire::{Ack, FrameHeader, Geometry, Kind};
 use crate::app::config::Config;
+use crate::app::signals;
 use crate::app::stats::{RunOptions, Stats, Summary, PROGRESS_EVERY};
 use anyhow::Context;
-use framering_ring::{signals, Backpressure, Consumer, FrameLease, FrameShape, Take};
+use framering_ring::{Backpressure, Consumer, Frame, FrameShape, Take};
 use parking_lot::{Condvar, Mutex};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -76,7 +77,7 @@ impl Freshness {
             }
         }
         self.last = Some((info.seq, info.publish_ns));
-        let now = framering_ring::monotonic_ns();
+        let now = crate::app::clock::monotonic_ns();
         let waited = now.saturating_sub(info.publish_ns) as f64;
         let link_bound = self.interval_ns > 0.0 && self.send_ns as f64 > self.interval_ns;
         self.send_start = now;
@@ -85,17 +86,17 @@ impl Freshness {
 
     /// The frame taken last was sent.
     fn sent(&mut self) {
-        self.send_ns = framering_ring::monotonic_ns().saturating_sub(self.send_start);
+        self.send_ns = crate::app::clock::monotonic_ns().saturating_sub(self.send_start);
     }
 }
 
-/// A zenoh payload that owns a frame's lease: the slot goes back to the ring
+/// A zenoh payload that owns a frame: the slot goes back to the ring
 /// when the last clone of its `Bytes` is dropped (zenoh's, once written out,
 /// and the sender's, once every receiver has the frame), and the pixels are
 /// never copied into a buffer of ours.
-struct LeasePayload(FrameLease);
+struct FramePayload(Frame);
 
-impl AsRef<[u8]> for LeasePayload {
+impl AsRef<[u8]> for FramePayload {
     fn as_ref(&self) -> &[u8] {
         self.0.pixels()
     }
@@ -117,10 +118,10 @@ fn stream_id(ring: &str) -> u64 {
     h
 }
 
-fn header(kind: Kind, stream: u64, lease: Option<&FrameLease>, shape: FrameShape) -> FrameHeader {
-    match lease {
-        Some(l) => {
-            let info = l.info();
+fn header(kind: Kind, stream: u64, frame: Option<&Frame>, shape: FrameShape) -> FrameHeader {
+    match frame {
+        Some(f) => {
+            let info = f.info();
             FrameHeader {
                 kind,
                 stream,
@@ -130,14 +131,14 @@ fn header(kind: Kind, stream: u64, lease: Option<&FrameLease>, shape: FrameShape
                 shape,
                 src_size: (info.src_width, info.src_height),
                 source: info.source().to_vec(),
-                user_meta: l.user_meta().to_vec(),
+                user_meta: f.user_meta().to_vec(),
             }
         }
         None => FrameHeader {
             kind,
             stream,
             seq: 0,
-            capture_ns: framering_ring::realtime_ns(),
+            capture_ns: crate::app::clock::realtime_ns(),
             pts_ns: None,
             shape,
             src_size: (0, 0),
@@ -263,7 +264,7 @@ pub fn run_send(ring: &str, cfg: &Config, run: &RunOptions) -> anyhow::Result<Se
         .group(&b.group)
         .wait(cfg.wait())
         .wait_for_ring(Duration::from_secs_f64(cfg.consumer.wait_timeout_secs))
-        .stop_when(signals::stop_requested);
+        .cancel_with(signals::canceller());
     if b.live {
         // Never slow the local ring: the group drops its oldest frames, and
         // the sender always takes the newest.
@@ -272,7 +273,7 @@ pub fn run_send(ring: &str, cfg: &Config, run: &RunOptions) -> anyhow::Result<Se
             .latest(true);
     }
     let consumer = match builder.attach() {
-        Err(framering_ring::AttachError::Interrupted { .. }) => {
+        Err(framering_ring::AttachError::Cancelled { .. }) => {
             let stats = Stats::new("bridge send", PROGRESS_EVERY, run.progress, None);
             return Ok(SendReport {
                 summary: stats.summary(),
@@ -463,8 +464,9 @@ pub fn run_send(ring: &str, cfg: &Config, run: &RunOptions) -> anyhow::Result<Se
         }
         stats.set_waiting(None);
         let take = match consumer.take(Duration::from_millis(20)) {
-            // Nothing yet: look at the receivers again.
-            Err(e) if e.is_timeout() => continue,
+            // Nothing yet, or a stop signal cancelled the wait: look at
+            // the receivers (or the stop) again.
+            Err(e) if e.is_timeout() || e.is_cancelled() => continue,
             r => r?,
         };
         match take {
@@ -481,12 +483,11 @@ pub fn run_send(ring: &str, cfg: &Config, run: &RunOptions) -> anyhow::Result<Se
                     continue;
                 }
                 let seq = frame.info().seq;
-                let lease = frame.into_lease();
-                let attachment: ZBytes = header(Kind::Frame, stream, Some(&lease), shape)
+                let attachment: ZBytes = header(Kind::Frame, stream, Some(&frame), shape)
                     .encode()
                     .into();
-                let bytes = lease.pixels().len();
-                let payload = bytes::Bytes::from_owner(LeasePayload(lease));
+                let bytes = frame.pixels().len();
+                let payload = bytes::Bytes::from_owner(FramePayload(frame));
                 if b.live {
                     put(payload, attachment)?;
                     in_flight = Some((seq, Instant::now()));

@@ -12,20 +12,20 @@
 //!   handed it back yet; when the last bit clears, it is free again.
 //!
 //! Returns are collected from the consumers' return queues
-//! ([`crate::return_queue`]) and each is checked against the group's claim
+//! ([`crate::protocol::return_queue`]) and each is checked against the group's claim
 //! word, which must name the returning consumer: a bogus return (garbage, a
 //! duplicate) is counted and ignored, never freeing a slot someone reads.
 
 use crate::error::Corrupt;
-use crate::return_queue::ReturnQueue;
-use crate::slot::SlotState;
-use crate::sync::{AtomicU64, Ordering};
+use crate::protocol::return_queue::ReturnQueue;
+use crate::protocol::slot::SlotState;
+use crate::protocol::sync::{AtomicU64, Ordering};
 
 /// Proof that the producer loaned slot `slot` for writing: minted only by
 /// [`Ledger::loan`], neither `Clone` nor `Copy`, consumed by
 /// [`Ledger::publish`] or [`Ledger::discard`]. While it lives no group holds
 /// the slot, so this process may write the frame:
-/// [`crate::segment::Segment::frame_mut`] relies on that.
+/// [`crate::platform::segment::Segment::frame_mut`] relies on that.
 #[derive(Debug)]
 pub(crate) struct WriteClaim {
     slot: u32,
@@ -219,7 +219,7 @@ impl Ledger {
                 {
                     // Loom mutant `give-back-consumed`: treat a give-back as
                     // a consumed return (the frame is lost to its group).
-                    if unconsumed && !crate::sync::mutant("give-back-consumed") {
+                    if unconsumed && !crate::protocol::sync::mutant("give-back-consumed") {
                         // Not ours yet: the group still holds it, and the
                         // caller publishes it to the group again (a Release
                         // store of READY over READING(c)). The consumer's
@@ -253,10 +253,10 @@ impl Ledger {
     pub(crate) fn read_by(&self, c: usize, g: usize, s: usize, claims: &[AtomicU64]) -> bool {
         // Loom mutant `recover-any-reader`: ignore who reads it (would
         // re-publish a frame a live consumer is reading).
-        let any = crate::sync::mutant("recover-any-reader");
+        let any = crate::protocol::sync::mutant("recover-any-reader");
         // Loom mutant `recover-wrong-reader`: look for another consumer's
         // frames (the dead one's are then never re-published: lost).
-        let c = if crate::sync::mutant("recover-wrong-reader") {
+        let c = if crate::protocol::sync::mutant("recover-wrong-reader") {
             c + 1
         } else {
             c
@@ -272,8 +272,8 @@ impl Ledger {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::queue_ctrl::QueueCtrl;
-    use crate::sync::AtomicU32;
+    use crate::protocol::queue_ctrl::QueueCtrl;
+    use crate::protocol::sync::AtomicU32;
 
     fn words(n: usize) -> Vec<AtomicU64> {
         (0..n).map(|_| AtomicU64::new(0)).collect()

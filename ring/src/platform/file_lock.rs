@@ -1,5 +1,5 @@
 //! Open-file-description locks (`fcntl(F_OFD_SETLK)`) on single bytes of a
-//! file: the platform call under [`crate::liveness`] (who is alive) and under
+//! file: the platform call under [`crate::platform::liveness`] (who is alive) and under
 //! the segment's create/reclaim protocol (who may remove a name).
 //!
 //! Such a lock belongs to an open file description, not to a process or a

@@ -1,11 +1,11 @@
 //! The head and tail of an index queue in shared memory.
 //!
-//! Both queues of the ring ([`crate::ready_queue`], [`crate::return_queue`])
+//! Both queues of the ring ([`crate::protocol::ready_queue`], [`crate::protocol::return_queue`])
 //! keep 64-bit positions that never wrap in practice (2⁶⁴ frames), each on
 //! its own pair of cache lines so that the writer of one never invalidates
 //! the line of the other.
 
-use crate::sync::{AtomicU64, Ordering, Padded};
+use crate::protocol::sync::{AtomicU64, Ordering, Padded};
 
 /// Head and tail of a queue, each on its own pair of cache lines.
 #[repr(C)]

@@ -10,7 +10,7 @@
 //! steps leaves a cell that is never stamped, the producer waits on it
 //! forever, and the slot it named is lost. Here the *claim* of a frame and
 //! the record of who owns it are one CAS on the slot's claim word
-//! ([`crate::slot`]), and the shared head is only a hint that anyone may
+//! ([`crate::protocol::slot`]), and the shared head is only a hint that anyone may
 //! advance. A process may die at any instruction:
 //!
 //! * before its claim CAS — nothing changed;
@@ -58,9 +58,9 @@
 //! segment is shared with processes we do not trust.
 
 use crate::error::Corrupt;
-use crate::queue_ctrl::QueueCtrl;
-use crate::slot::{SlotState, POS_MASK};
-use crate::sync::{mutant, AtomicU64, Ordering};
+use crate::protocol::queue_ctrl::QueueCtrl;
+use crate::protocol::slot::{SlotState, POS_MASK};
+use crate::protocol::sync::{mutant, AtomicU64, Ordering};
 
 const SLOT_BITS: u32 = 16;
 const SLOT_MASK: u64 = (1 << SLOT_BITS) - 1;
@@ -81,7 +81,7 @@ const MAX_ATTEMPTS: u32 = 1 << 20;
 /// CAS in [`ReadyQueue::take`], neither `Clone` nor `Copy`, and consumed when
 /// the slot is handed back. While it lives, the claim word it names reads
 /// `READING(us)`, so no conforming process writes the frame:
-/// [`crate::segment::Segment::frame`] relies on that.
+/// [`crate::platform::segment::Segment::frame`] relies on that.
 #[derive(Debug)]
 pub(crate) struct ReadClaim {
     slot: u32,
@@ -433,8 +433,8 @@ mod tests {
 #[cfg(all(test, not(loom)))]
 mod proptests {
     use super::*;
-    use crate::return_queue::ReturnQueue;
-    use crate::sync::AtomicU32;
+    use crate::protocol::return_queue::ReturnQueue;
+    use crate::protocol::sync::AtomicU32;
     use proptest::prelude::*;
 
     proptest! {

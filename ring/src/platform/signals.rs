@@ -1,11 +1,12 @@
-//! Process-level handlers: SIGINT/SIGTERM turned into a flag the pipelines
-//! poll, and this process's pid kept current across `fork` ([`pid`]).
-//!
-//! The first signal asks for a graceful stop (finish the current frames,
-//! return slots, signal end of stream); a second one asks for a quick exit
-//! that still returns slots.
+//! Process-level facts and the one handler of the ring's own failure: this
+//! process's pid kept current across `fork` ([`process_id`], which tells a forked
+//! child's copies of a producer, consumer or frame from the originals), and
+//! an opt-in SIGBUS handler ([`exit_on_sigbus`]) that turns a truncated
+//! segment into a message instead of a bare "Bus error". Stop signals
+//! (SIGINT, SIGTERM) are the application's business: a consumer is
+//! interrupted through its [`Canceller`](crate::Canceller).
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::sync::Once;
 
 /// This process's pid, 0 until [`pid`] first runs.
@@ -24,9 +25,9 @@ extern "C" fn after_fork_in_child() {
 /// library's `fork`, as Python's `os.fork` and `multiprocessing` do).
 ///
 /// ```
-/// assert_eq!(framering_ring::signals::pid(), std::process::id());
+/// assert_eq!(framering_ring::process_id(), std::process::id());
 /// ```
-pub fn pid() -> u32 {
+pub fn process_id() -> u32 {
     let pid = PID.load(Ordering::Relaxed);
     if pid != 0 {
         return pid;
@@ -44,15 +45,8 @@ pub fn pid() -> u32 {
     PID.load(Ordering::Relaxed)
 }
 
-static SIGNALS: AtomicU32 = AtomicU32::new(0);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    // Async-signal-safe: one atomic add.
-    SIGNALS.fetch_add(1, Ordering::SeqCst);
-}
-
-/// Exit code after a SIGBUS (documented with the others in `cli::exit`).
-pub const SIGBUS_EXIT: i32 = 5;
+/// The exit code [`exit_on_sigbus`] ends the process with.
+static SIGBUS_CODE: AtomicI32 = AtomicI32::new(1);
 
 extern "C" fn on_sigbus(_: libc::c_int) {
     const MSG: &[u8] = b"error: SIGBUS: the shared ring became inaccessible (its segment was truncated by another process, or /dev/shm ran out of memory); restart the producer, or enlarge /dev/shm (Docker: --shm-size)\n";
@@ -61,45 +55,32 @@ extern "C" fn on_sigbus(_: libc::c_int) {
     // re-run the faulting access, so the process ends here.
     unsafe {
         libc::write(2, MSG.as_ptr().cast(), MSG.len());
-        libc::_exit(SIGBUS_EXIT);
+        libc::_exit(SIGBUS_CODE.load(Ordering::Relaxed));
     }
 }
 
-/// Installs the handlers for SIGINT and SIGTERM, and turns SIGBUS (a
-/// truncated segment) into a message and exit code 5 instead of a bare
-/// "Bus error".
-pub fn install() {
+/// Turns SIGBUS — what reading or writing a ring's mapping raises once
+/// another process truncated its segment, or /dev/shm ran out of memory
+/// for a page first touched — into a message on stderr and exit `code`,
+/// instead of a bare "Bus error". Process-wide (it replaces the process's
+/// SIGBUS disposition), so it is opt-in, for programs: a library never
+/// installs it. Returning from a SIGBUS handler would fault again, so the
+/// process ends in the handler.
+///
+/// ```no_run
+/// framering_ring::exit_on_sigbus(5);
+/// ```
+pub fn exit_on_sigbus(code: i32) {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let action = SigAction::new(
-        SigHandler::Handler(on_signal),
-        SaFlags::SA_RESTART,
-        SigSet::empty(),
-    );
-    for sig in [Signal::SIGINT, Signal::SIGTERM] {
-        // SAFETY: the handler only performs an atomic add on a static, which
-        // is async-signal-safe, and it replaces no handler that other code
-        // relies on (the binaries install it once, at start).
-        if let Err(e) = unsafe { sigaction(sig, &action) } {
-            tracing::warn!(signal = ?sig, error = %e, "cannot install signal handler");
-        }
-    }
+    SIGBUS_CODE.store(code, Ordering::Relaxed);
     let bus = SigAction::new(
         SigHandler::Handler(on_sigbus),
         SaFlags::empty(),
         SigSet::empty(),
     );
-    // SAFETY: the handler only calls async-signal-safe functions (see above).
+    // SAFETY: the handler only calls async-signal-safe functions (write(2),
+    // _exit(2), an atomic load).
     if let Err(e) = unsafe { sigaction(Signal::SIGBUS, &bus) } {
         tracing::warn!(error = %e, "cannot install the SIGBUS handler");
     }
-}
-
-/// Number of SIGINT/SIGTERM received so far.
-pub fn received() -> u32 {
-    SIGNALS.load(Ordering::Relaxed)
-}
-
-/// Whether a stop was requested.
-pub fn stop_requested() -> bool {
-    received() > 0
 }

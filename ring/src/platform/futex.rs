@@ -7,9 +7,9 @@
 //!
 //! Under `--cfg loom` the kernel is replaced by a model with the same contract
 //! (compare-and-block under a lock, wake under the same lock), so that the
-//! event protocol in [`crate::event`] can be checked for lost wake-ups.
+//! event protocol in [`crate::protocol::event`] can be checked for lost wake-ups.
 
-use crate::sync::AtomicU32;
+use crate::protocol::sync::AtomicU32;
 use std::time::Duration;
 
 /// How a [`wait`] ended.
@@ -26,7 +26,7 @@ pub(crate) enum WaitOutcome {
 /// Sleeps while `*word == expected`, at most `timeout` (`None`: no limit).
 ///
 /// The kernel compares the word and queues the caller atomically with respect
-/// to [`wake_all`], which is what makes the protocol in [`crate::event`] free
+/// to [`wake_all`], which is what makes the protocol in [`crate::protocol::event`] free
 /// of lost wake-ups.
 #[cfg(not(loom))]
 pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> WaitOutcome {
@@ -99,7 +99,7 @@ mod model {
 /// deadlock that loom reports.
 #[cfg(loom)]
 pub(crate) fn wait(word: &AtomicU32, expected: u32, _timeout: Option<Duration>) -> WaitOutcome {
-    use crate::sync::{fence, Ordering};
+    use crate::protocol::sync::{fence, Ordering};
     let (lock, cv) = &*model::KERNEL;
     let guard = lock.lock().unwrap();
     // The kernel issues a full barrier before reading the futex word.
@@ -114,7 +114,7 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, _timeout: Option<Duration>) 
 /// Loom model of `FUTEX_WAKE`.
 #[cfg(loom)]
 pub(crate) fn wake_all(_word: &AtomicU32) -> usize {
-    use crate::sync::{fence, Ordering};
+    use crate::protocol::sync::{fence, Ordering};
     fence(Ordering::SeqCst);
     let (lock, cv) = &*model::KERNEL;
     let _guard = lock.lock().unwrap();

@@ -62,10 +62,10 @@
 //! `a_producer_waiting_for_room_is_woken_by_a_take` catches. The waiter spins first (a futex wake of an
 //! idle core costs 10–20 µs on a VM, a spin hand-off about 50 ns), and every
 //! sleep has a timeout so that the caller can check for a dead peer or the end
-//! of the stream. The protocol is model-checked in `models.rs`.
+//! of the stream. The protocol is model-checked in `models.rs` (beside this file).
 
-use crate::futex;
-use crate::sync::{fence, mutant, spin_hint, yield_now, AtomicU32, Ordering};
+use crate::platform::futex;
+use crate::protocol::sync::{fence, mutant, spin_hint, yield_now, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// See the [module documentation](self). Lives in shared memory; all-zero

@@ -23,11 +23,11 @@
 //! Every mapping here is one of its own (never a range inside the segment's
 //! mapping), so unmapping one never leaves a hole in another.
 //!
-//! With [`crate::segment`], [`crate::futex`] and [`crate::signals`], this
+//! With [`crate::platform::segment`], [`crate::platform::views`], [`crate::platform::futex`] and [`crate::platform::signals`], this
 //! module holds the ring's `unsafe` code.
 
-use crate::ready_queue::ReadClaim;
-use crate::segment::{Segment, SlotPart};
+use crate::platform::{segment::Segment, views::SlotPart};
+use crate::protocol::ready_queue::ReadClaim;
 use nix::errno::Errno;
 use nix::sys::mman::{
     mmap, mmap_anonymous, mprotect, mremap, munmap, MRemapFlags, MapFlags, ProtFlags,

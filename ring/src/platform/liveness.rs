@@ -9,7 +9,7 @@
 //! consumer table entry `c` is held through byte [`consumer_byte`]`(c)`.
 //! The locks are advisory and cover bytes nobody reads through them (the
 //! frames are reached through the mapping), and they belong to the open file
-//! description of the holder's [`crate::segment::Segment`], so they live
+//! description of the holder's [`crate::platform::segment::Segment`], so they live
 //! exactly as long as its mapping's file: released at exit, however the
 //! process ends. Tested with `F_OFD_GETLK`, which needs no write access:
 //! read-only inspection tools can test them too.
@@ -18,16 +18,19 @@
 //! its owner word), so an owner word is never visible without its lock; the
 //! pid recorded beside it is for display only. Where the file system does
 //! not support these locks, every call reports [`Lock::Unsupported`] and
-//! callers fall back to pid + start-time checks ([`crate::process`]).
+//! callers fall back to pid + start-time checks ([`crate::platform::process`]).
 
-pub(crate) use crate::file_lock::{probe, try_lock, unlock, Lock};
-use crate::layout::FLAG_LIVENESS_LOCK;
-use crate::process::ProcessId;
-use crate::segment::Segment;
-use crate::sync::Ordering;
+pub(crate) use crate::platform::file_lock::{probe, try_lock, unlock, Lock};
+use crate::platform::process::ProcessId;
+use crate::platform::segment::Segment;
+use crate::protocol::layout::FLAG_LIVENESS_LOCK;
+use crate::protocol::sync::Ordering;
+
+/// How often an idle waiter wakes to check that its peers are alive.
+pub(crate) const PEER_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The byte the producer holds.
-pub(crate) const PRODUCER_BYTE: u64 = crate::layout::PRODUCER_LOCK_BYTE;
+pub(crate) const PRODUCER_BYTE: u64 = crate::protocol::layout::PRODUCER_LOCK_BYTE;
 
 /// The byte the owner of consumer table entry `c` holds.
 pub(crate) const fn consumer_byte(c: usize) -> u64 {

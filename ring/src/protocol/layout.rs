@@ -11,7 +11,7 @@
 //! 4096         group table: max_groups × 384 B                 (GroupEntry; its ready
 //!              queue's tail @+0, head @+128)
 //! (128-align)  ready queue cells: max_groups × ready_cap × u64
-//! (128-align)  claim words: max_groups × slots × u64          (crate::slot, per group)
+//! (128-align)  claim words: max_groups × slots × u64          (crate::protocol::slot, per group)
 //! (128-align)  producer's slot words: slots × u64             (free / writing / published)
 //! (128-align)  slot metadata: slots × 192 B                    (SlotMeta)
 //! (128-align)  consumer table: max_consumers × 384 B           (ConsumerEntry)
@@ -22,10 +22,10 @@
 //! ```
 
 use crate::error::ShapeError;
-use crate::event::Event;
-use crate::queue_ctrl::QueueCtrl;
-use crate::ready_queue::MAX_SLOTS;
-use crate::sync::{AtomicU32, AtomicU64, Padded};
+use crate::protocol::event::Event;
+use crate::protocol::queue_ctrl::QueueCtrl;
+use crate::protocol::ready_queue::MAX_SLOTS;
+use crate::protocol::sync::{AtomicU32, AtomicU64, Padded};
 use std::mem::size_of;
 
 /// First 8 bytes of every framering segment.
@@ -67,12 +67,12 @@ pub(crate) const FLAG_END_OF_STREAM: u32 = 2;
 /// Header flag: after end of stream, every slot came back to the producer.
 pub(crate) const FLAG_DRAINED: u32 = 4;
 /// [`Header::flags`]: the producer holds its liveness lock
-/// ([`crate::liveness`]); without it, its liveness is judged by pid.
+/// ([`crate::platform::liveness`]); without it, its liveness is judged by pid.
 pub(crate) const FLAG_LIVENESS_LOCK: u32 = 0x100;
 /// The byte of the segment file whose open-file-description lock
-/// ([`crate::file_lock`]) the producer takes right after creating the file
+/// ([`crate::platform::file_lock`]) the producer takes right after creating the file
 /// and holds until it exits: the proof that it is alive
-/// ([`crate::liveness`]), and the token anyone must hold to remove the name
+/// ([`crate::platform::liveness`]), and the token anyone must hold to remove the name
 /// (a reclaimer, `clean`), so that judging a ring dead and removing it is one
 /// step with respect to every other creator and reclaimer.
 pub(crate) const PRODUCER_LOCK_BYTE: u64 = 0;
@@ -143,7 +143,7 @@ pub(crate) struct Geometry {
     pub(crate) off_groups: u64,
     /// Offset of the ready queues' cells (`ready_cap` per group).
     pub(crate) off_ready_cells: u64,
-    /// Offset of the claim words (`slots` per group; see [`crate::slot`]).
+    /// Offset of the claim words (`slots` per group; see [`crate::protocol::slot`]).
     pub(crate) off_claims: u64,
     /// Offset of the producer's per-slot words.
     pub(crate) off_slot_state: u64,
@@ -312,7 +312,7 @@ pub(crate) struct Header {
     /// [`FLAG_RUNNING`] | [`FLAG_END_OF_STREAM`] | [`FLAG_DRAINED`] |
     /// [`FLAG_FAILED`].
     pub(crate) flags: AtomicU32,
-    /// The producer's start time (see [`crate::process`]).
+    /// The producer's start time (see [`crate::platform::process`]).
     pub(crate) producer_start_ticks: AtomicU64,
     /// Frames published so far (the next sequence number).
     pub(crate) published: AtomicU64,
@@ -384,7 +384,7 @@ pub(crate) struct SlotMeta {
 #[repr(C)]
 #[derive(Debug)]
 pub(crate) struct ConsumerEntry {
-    /// 0 when free; else [`crate::process::ProcessId::owner_word`].
+    /// 0 when free; else [`crate::platform::process::ProcessId::owner_word`].
     pub(crate) owner: AtomicU64,
     /// Full start time of the owner.
     pub(crate) start_ticks: AtomicU64,
@@ -408,7 +408,7 @@ pub(crate) struct ConsumerEntry {
     pub(crate) skipped: AtomicU64,
     /// Name of the group asked for (UTF-8, NUL-padded; untrusted).
     pub(crate) group_name: [AtomicU64; GROUP_NAME_MAX / 8],
-    /// 1 while the owner holds its liveness lock ([`crate::liveness`]); 0
+    /// 1 while the owner holds its liveness lock ([`crate::platform::liveness`]); 0
     /// where such locks do not work (liveness by pid then).
     pub(crate) liveness_lock: AtomicU32,
     /// Zero.

@@ -7,23 +7,23 @@
 //!
 //! Each model runs every interleaving (and every permitted weak-memory
 //! outcome) loom can produce of a few threads. The futex is modelled as a
-//! kernel lock plus condition variable without timeouts ([`crate::futex`]),
+//! kernel lock plus condition variable without timeouts ([`crate::platform::futex`]),
 //! so a lost wake-up shows up as a deadlock, which loom reports.
 //!
 //! Every model is shown to fail on a deliberately broken variant of the code
 //! it checks: `FRAMERING_LOOM_MUTANT=<name>` switches one on (see
-//! [`crate::sync::mutant`]); `ring/loom-mutants.sh` runs each model with its
+//! [`crate::protocol::sync::mutant`]); `ring/loom-mutants.sh` runs each model with its
 //! mutants and requires each run to fail.
 
-use crate::event::{Event, WaitStrategy};
-use crate::layout::ConsumerEntry;
-use crate::ledger::{pack_give_back, pack_return, Ledger};
-use crate::queue_ctrl::QueueCtrl;
-use crate::ready_queue::ReadyQueue;
-use crate::return_queue::ReturnQueue;
-use crate::roster::{self, Admission, Request};
-use crate::slot::SlotState;
-use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::protocol::event::{Event, WaitStrategy};
+use crate::protocol::layout::ConsumerEntry;
+use crate::protocol::ledger::{pack_give_back, pack_return, Ledger};
+use crate::protocol::queue_ctrl::QueueCtrl;
+use crate::protocol::ready_queue::ReadyQueue;
+use crate::protocol::return_queue::ReturnQueue;
+use crate::protocol::roster::{self, Admission, Request};
+use crate::protocol::slot::SlotState;
+use crate::protocol::sync::{AtomicU32, AtomicU64, Ordering};
 use loom::sync::Arc;
 use loom::thread;
 use std::time::Duration;

@@ -8,7 +8,7 @@
 //! stores its head (Release).
 //!
 //! Crash safety does not depend on this queue: a slot stays
-//! `READING(consumer)` in its claim word ([`crate::slot`]) until the producer
+//! `READING(consumer)` in its claim word ([`crate::protocol::slot`]) until the producer
 //! collects it, so a consumer that dies before its tail store has not lost
 //! the slot — recovery finds it by its owner.
 //!
@@ -17,8 +17,8 @@
 //! worker threads).
 
 use crate::error::Corrupt;
-use crate::queue_ctrl::QueueCtrl;
-use crate::sync::{AtomicU32, Ordering};
+use crate::protocol::queue_ctrl::QueueCtrl;
+use crate::protocol::sync::{AtomicU32, Ordering};
 
 /// A consumer's return queue. See the [module documentation](self).
 #[derive(Debug, Clone, Copy)]

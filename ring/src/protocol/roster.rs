@@ -26,12 +26,12 @@
 //! owner is dead, which the producer's liveness check frees.
 
 use crate::error::Corrupt;
-use crate::event::Event;
-use crate::layout::{
+use crate::protocol::event::Event;
+use crate::protocol::layout::{
     ConsumerEntry, GROUP_NAME_MAX, JOIN_ACTIVE, JOIN_LEAVING, JOIN_LEAVING_FAILED, JOIN_NONE,
     JOIN_REFUSED, JOIN_REQUESTED,
 };
-use crate::sync::{mutant, AtomicU32, AtomicU64, Ordering};
+use crate::protocol::sync::{mutant, AtomicU32, AtomicU64, Ordering};
 
 /// Reads a NUL-padded name written by [`store_name`] (untrusted bytes).
 pub(crate) fn load_name(words: &[AtomicU64]) -> ([u8; GROUP_NAME_MAX], usize) {
@@ -59,7 +59,7 @@ pub(crate) fn store_name(words: &[AtomicU64], name: &[u8]) -> usize {
 }
 
 /// Consumer side: claims a free entry of the table for `owner` (a
-/// [`crate::process::ProcessId::owner_word`]). Returns its index.
+/// [`crate::platform::process::ProcessId::owner_word`]). Returns its index.
 #[cfg_attr(not(loom), allow(dead_code))]
 pub(crate) fn claim_entry(entries: &[ConsumerEntry], owner: u64) -> Option<usize> {
     claim_entry_locked(entries, owner, |_| true, |_| {})
@@ -67,7 +67,7 @@ pub(crate) fn claim_entry(entries: &[ConsumerEntry], owner: u64) -> Option<usize
 
 /// [`claim_entry`], taking entry `i`'s liveness lock first (`lock(i)`;
 /// false: another process still holds it, try the next entry) so that an
-/// owner word is never visible without its lock ([`crate::liveness`]);
+/// owner word is never visible without its lock ([`crate::platform::liveness`]);
 /// `unlock(i)` gives it up when the claim fails.
 pub(crate) fn claim_entry_locked(
     entries: &[ConsumerEntry],

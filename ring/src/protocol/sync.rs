@@ -1,7 +1,7 @@
 //! The one place the ring core takes its atomics from.
 //!
 //! Under `--cfg loom` the model checker's atomics stand in for `std`'s, so the
-//! queue and event algorithms in [`crate::queue`] and [`crate::event`] are
+//! queue and event algorithms in [`crate::queue`] and [`crate::protocol::event`] are
 //! checked exactly as they are compiled for production (the approach of
 //! iceoryx2 and crossbeam). Every module that touches shared memory takes its
 //! atomics from here.

@@ -1,0 +1,93 @@
+//! What a consumer shares with its frames and its canceller.
+
+use crate::error::Corrupt;
+use crate::platform::segment::Segment;
+use crate::platform::slot_maps::SlotMaps;
+use crate::protocol::ledger::{pack_give_back, pack_return};
+use crate::protocol::ready_queue::ReadClaim;
+use crate::protocol::roster::{self};
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// What a consumer shares with its frames.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(super) seg: Segment,
+    pub(super) index: u8,
+    pub(super) group_name: String,
+    /// The group index once admitted; `NOT_ADMITTED` before.
+    pub(super) admitted: AtomicU32,
+    /// Serialises pushes into the single-producer return queue (frames may
+    /// be handed back from several threads).
+    pub(super) returns: Mutex<()>,
+    /// Whether a frame was handed back unconsumed.
+    pub(super) gave_back: std::sync::atomic::AtomicBool,
+    /// A return that could not be pushed (the return queue is corrupt):
+    /// reported by the next `take`, never forgotten.
+    pub(super) return_failed: Mutex<Option<Corrupt>>,
+    /// The process that attached. A child forked while frames were held
+    /// inherits copies of them; dropping those copies there must not hand
+    /// back the parent's slots, nor leave the parent's table entry.
+    pub(super) creator_pid: u32,
+    /// The consumer's own mapping of each slot, if it is detachable.
+    pub(super) slot_maps: Option<SlotMaps>,
+}
+
+pub(super) const NOT_ADMITTED: u32 = u32::MAX;
+
+impl Shared {
+    /// Hands a claimed slot back to the producer: consumed, or (`consumed`
+    /// false) to be delivered again to the group.
+    pub(super) fn release(&self, group: u8, claim: ReadClaim, consumed: bool) {
+        if !self.in_creator() {
+            return;
+        }
+        let seg = &self.seg;
+        let cell = if consumed {
+            pack_return(group, claim.slot())
+        } else {
+            pack_give_back(group, claim.slot())
+        };
+        let pushed = {
+            let _one_at_a_time = self.returns.lock();
+            seg.return_queue(self.index as usize).push(cell)
+        };
+        if let Err(e) = pushed {
+            // Only garbage in the segment gets here; the slot stays marked as
+            // ours. The next `take` reports it (the consumer cannot go on).
+            tracing::error!(ring = seg.name(), error = e.0, "could not return a slot");
+            self.return_failed.lock().get_or_insert(e);
+            return;
+        }
+        if !consumed {
+            self.gave_back.store(true, Ordering::Relaxed);
+        }
+        seg.header().free_event.notify();
+    }
+}
+
+impl Shared {
+    /// Whether this is the process that attached (not a forked child).
+    pub(super) fn in_creator(&self) -> bool {
+        crate::platform::signals::process_id() == self.creator_pid
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if !self.in_creator() {
+            // A forked child's copy: the entry and its frames are the
+            // parent's.
+            return;
+        }
+        // The consumer and every frame are gone, so every slot was handed
+        // back. The producer frees the entry once it has collected them.
+        let h = self.seg.header();
+        roster::leave(
+            &self.seg.consumers()[self.index as usize],
+            &h.roster,
+            &h.free_event,
+            self.gave_back.load(Ordering::Relaxed),
+        );
+    }
+}
