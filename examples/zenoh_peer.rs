@@ -12,7 +12,7 @@
 //! ```
 
 use clap::{Parser, ValueEnum};
-use framering::app::bridge::args::BridgeConfig;
+use framering::app::config::BridgeConfig;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 use zenoh::qos::CongestionControl;

@@ -1,7 +1,8 @@
 //! `framering.Consumer` and `framering.Frame`.
 
 use crate::array::{self, Held, Layout, Slot};
-use crate::{check_pid, dlpack, errors, seconds, SLICE};
+use crate::calls::{check_pid, seconds, SLICE};
+use crate::{dlpack, errors};
 use framering_ring::{
     AttachError, Consumer as RingConsumer, DetachError, DetachedFrame, FrameInfo, FrameLease,
     OpenError, Take,

@@ -1,7 +1,8 @@
 //! `framering.Producer` and `framering.Loan`.
 
 use crate::array::{self, Held, Layout, Slot};
-use crate::{check_pid, errors, seconds, SLICE};
+use crate::calls::{check_pid, seconds, SLICE};
+use crate::errors;
 use framering_ring::{
     Backpressure, Dtype, FrameMeta, FrameShape, Producer as RingProducer, WriteSlot,
 };

@@ -1,36 +1,13 @@
-//! What the binaries share: logging, exit codes, and mapping errors to them.
+//! What the binaries share: the `[ring]` flags, loading the config,
+//! logging, and the `main` that runs a program and exits with its code
+//! ([`exit`](super::exit)).
 
-use super::config::{Config, ConfigError};
-use crate::media::sink::SinkError;
-use crate::media::video::VideoError;
-use framering_ring::{
-    AttachError, CreateError, LoanError, OpenError, PublishError, RingCorrupt, TakeError,
-};
+use super::config::{Config, ConfigError, WaitKind};
+use super::exit;
+use super::metrics::Metrics;
+use super::stats::{Progress, RunOptions};
+use crate::media::Dtype;
 use std::path::Path;
-
-/// Documented exit codes of the binaries.
-pub mod exit {
-    /// Success.
-    pub const OK: i32 = 0;
-    /// A runtime failure (I/O, a corrupt ring, …).
-    pub const FAILURE: i32 = 1;
-    /// Bad configuration, flags or input path.
-    pub const CONFIG: i32 = 2;
-    /// The ring was refused: in use by a live producer, a different shape or
-    /// layout version, corrupt header, absent after the wait, or full.
-    pub const RING: i32 = 3;
-    /// Consumer: the producer died; every frame it published was consumed.
-    pub const PRODUCER_GONE: i32 = 4;
-    /// `framering bridge recv --exit-on-loss`: the sender was lost (the
-    /// local stream was ended; every frame received was published).
-    pub const SENDER_LOST: i32 = 4;
-    /// The shared segment became inaccessible (SIGBUS: truncated by another
-    /// process, or /dev/shm out of memory).
-    pub const SHM_LOST: i32 = framering_ring::signals::SIGBUS_EXIT;
-    /// Stopped by SIGINT/SIGTERM with published frames left unconsumed (a
-    /// second signal, or `producer.stop_timeout_secs` passed).
-    pub const INTERRUPTED: i32 = 130;
-}
 
 /// Starts `tracing` to stderr; `RUST_LOG` overrides the default `info`
 /// (`warn` when `quiet`: a quiet run that goes well prints nothing).
@@ -62,71 +39,6 @@ pub fn load_config(path: &Path, explicit: bool) -> Result<Config, ConfigError> {
     Config::load(path)
 }
 
-/// The exit code for an error chain (the table in README.md).
-pub fn exit_code(e: &anyhow::Error) -> i32 {
-    for cause in e.chain() {
-        if cause.is::<ConfigError>() || cause.is::<crate::media::source::SourceError>() {
-            return exit::CONFIG;
-        }
-        // No ffmpeg, or a y4m input not of the ring's shape.
-        if let Some(VideoError::NotFound { .. } | VideoError::Stream { .. }) = cause.downcast_ref()
-        {
-            return exit::CONFIG;
-        }
-        // A bad output path, or no ffmpeg for a video output (SinkError
-        // is transparent over VideoError: the chain skips the inner one).
-        if let Some(
-            SinkError::UnknownOutput { .. }
-            | SinkError::NoDirectory { .. }
-            | SinkError::NotWritable { .. }
-            | SinkError::Stdout { .. }
-            | SinkError::Dtype { .. }
-            | SinkError::Video(VideoError::NotFound { .. }),
-        ) = cause.downcast_ref()
-        {
-            return exit::CONFIG;
-        }
-        if let Some(e) = cause.downcast_ref::<CreateError>() {
-            return match e {
-                CreateError::InUse { .. }
-                | CreateError::PermissionDenied { .. }
-                | CreateError::Unreclaimable { .. }
-                | CreateError::Blank { .. } => exit::RING,
-                CreateError::Io { .. } => exit::FAILURE,
-                _ => exit::CONFIG,
-            };
-        }
-        if let Some(e) = cause.downcast_ref::<AttachError>() {
-            return match e {
-                AttachError::Open(o) => open_code(o),
-                AttachError::InvalidGroup(_) => exit::CONFIG,
-                _ => exit::RING,
-            };
-        }
-        if let Some(e) = cause.downcast_ref::<OpenError>() {
-            return open_code(e);
-        }
-        if let Some(TakeError::GroupRefused { .. }) = cause.downcast_ref() {
-            return exit::RING;
-        }
-        if let Some(PublishError::NoSpace { .. }) = cause.downcast_ref() {
-            return exit::CONFIG;
-        }
-        if cause.is::<RingCorrupt>() || cause.is::<LoanError>() || cause.is::<TakeError>() {
-            return exit::FAILURE;
-        }
-    }
-    exit::FAILURE
-}
-
-fn open_code(e: &OpenError) -> i32 {
-    match e {
-        OpenError::InvalidName(_) => exit::CONFIG,
-        OpenError::Io { .. } => exit::FAILURE,
-        _ => exit::RING,
-    }
-}
-
 /// Flags that override `[ring]` keys, shared by every binary.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RingArgs {
@@ -151,7 +63,7 @@ pub struct RingArgs {
     /// ring.dtype: uint8, uint16 or float32 (a consumer given it insists
     /// on it; without it a consumer adopts the ring's)
     #[arg(long)]
-    pub dtype: Option<crate::media::Dtype>,
+    pub dtype: Option<Dtype>,
     /// ring.user_meta_bytes: bytes of user metadata per frame
     #[arg(long, value_name = "BYTES")]
     pub user_meta_bytes: Option<u32>,
@@ -169,7 +81,7 @@ pub struct RingArgs {
     pub max_queued: Option<u32>,
     /// ring.wait
     #[arg(long, value_enum)]
-    pub wait: Option<super::config::WaitKind>,
+    pub wait: Option<WaitKind>,
     /// Write the final summary as JSON to this file.
     #[arg(long)]
     pub stats_json: Option<std::path::PathBuf>,
@@ -185,14 +97,10 @@ pub struct RingArgs {
 
 impl RingArgs {
     /// Progress and metrics for a run of `role`; starts the metrics server.
-    pub fn run_options(
-        &self,
-        role: &str,
-        ring: &str,
-    ) -> anyhow::Result<super::pipeline::RunOptions> {
+    pub fn run_options(&self, role: &str, ring: &str) -> anyhow::Result<RunOptions> {
         let metrics = match &self.metrics_addr {
             Some(addr) => {
-                let m = super::metrics::Metrics::new(role, ring);
+                let m = Metrics::new(role, ring);
                 let bound = m.serve(addr).map_err(|e| {
                     let message = format!("cannot serve metrics on {addr}: {e}");
                     // An address that does not parse is a bad flag (exit 2);
@@ -211,8 +119,8 @@ impl RingArgs {
             }
             None => None,
         };
-        Ok(super::pipeline::RunOptions {
-            progress: super::stats::Progress::auto(self.quiet),
+        Ok(RunOptions {
+            progress: Progress::auto(self.quiet),
             metrics,
         })
     }
@@ -276,32 +184,6 @@ pub fn config_flag_given() -> bool {
     std::env::args().any(|a| a == "--config" || a.starts_with("--config="))
 }
 
-/// Prints an error with its causes and returns its exit code.
-pub fn report_error(e: &anyhow::Error) -> i32 {
-    eprintln!("error: {}", error_message(e));
-    exit_code(e)
-}
-
-/// The error chain as one line, `outer: cause: cause`, each part once: a
-/// cause whose text its outer message already includes (errors that print
-/// their source themselves) is not repeated.
-pub fn error_message(e: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in e.chain() {
-        let part = cause.to_string();
-        // An outer message that already printed this cause (at its end, as
-        // `{source}` does, or as its whole start).
-        if !line.is_empty() && (line.ends_with(&part) || line.starts_with(&part)) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&part);
-    }
-    line
-}
-
 /// Replaces `field` with the flag's value when the flag was given.
 pub fn set<T>(field: &mut T, flag: Option<T>) {
     if let Some(v) = flag {
@@ -331,28 +213,7 @@ pub fn main_with_command<A: clap::Parser + Quiet>(
     init_logging(args.quiet());
     let code = match run(args) {
         Ok(code) => code,
-        Err(e) => report_error(&e),
+        Err(e) => exit::report_error(&e),
     };
     std::process::exit(code)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_error_chain_names_each_cause_once() {
-        let io = std::io::Error::from_raw_os_error(libc::ENOENT);
-        let e = anyhow::Error::new(ConfigError::Read {
-            path: "/proc/nope".into(),
-            source: io,
-        })
-        .context("loading the config");
-        assert_eq!(
-            error_message(&e),
-            "loading the config: cannot read config /proc/nope: No such file or directory (os error 2)"
-        );
-        let plain = anyhow::anyhow!("inner").context("outer");
-        assert_eq!(error_message(&plain), "outer: inner");
-    }
 }

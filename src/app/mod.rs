@@ -1,11 +1,18 @@
 //! The programs as library functions: the binaries parse flags into a
-//! [`config::Config`] and call [`pipeline`], [`status`] or [`bench`](mod@bench).
+//! [`config::Config`] and call [`producer`], [`consumer`], [`status`],
+//! [`list`], [`clean`], [`demo`] or [`bench`](mod@bench); [`exit`] maps
+//! what they return to the exit code.
 
 pub mod bench;
 pub mod bridge;
+pub mod clean;
 pub mod cli;
 pub mod config;
+pub mod consumer;
+pub mod demo;
+pub mod exit;
+pub mod list;
 pub mod metrics;
-pub mod pipeline;
+pub mod producer;
 pub mod stats;
 pub mod status;

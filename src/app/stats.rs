@@ -475,6 +475,18 @@ impl Summary {
     }
 }
 
+/// How a run reports while it goes.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Progress display.
+    pub progress: Progress,
+    /// Prometheus metrics to keep up to date (and serve).
+    pub metrics: Option<std::sync::Arc<super::metrics::Metrics>>,
+}
+
+/// How often progress is logged.
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+
 #[cfg(test)]
 mod tests {
     use super::*;

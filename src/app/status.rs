@@ -1,8 +1,9 @@
-//! `framering status` and `framering list`: a ring's read-only snapshot
-//! ([`framering_ring::inspect`]) rendered as text or JSON.
+//! `framering status`: a ring's read-only snapshot
+//! ([`framering_ring::inspect`]) rendered as text or JSON, once or
+//! refreshed.
 
 use framering_ring::inspect::{
-    ConsumerStatus, GroupStatus, ProducerStatus, RingStatus, SlotCounts,
+    ConsumerStatus, GroupStatus, ProducerStatus, RingStatus, RingView, SlotCounts,
 };
 use serde::Serialize;
 
@@ -265,4 +266,38 @@ fn consumers<S: serde::Serializer>(v: &[ConsumerStatus], s: S) -> Result<S::Ok, 
     #[derive(Serialize)]
     struct C<'a>(#[serde(with = "ConsumerStatusDef")] &'a ConsumerStatus);
     s.collect_seq(v.iter().map(C))
+}
+
+/// `framering status`: samples the ring `name` over `interval` seconds and
+/// writes its status to `out` (as JSON with `json`), again and again with
+/// `watch` until a stop signal.
+pub fn run(
+    name: &str,
+    watch: bool,
+    json: bool,
+    interval: f64,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<i32> {
+    anyhow::ensure!(
+        interval.is_finite() && (0.01..=3600.0).contains(&interval),
+        "--interval must be between 0.01 and 3600 seconds"
+    );
+    let view = RingView::open(name)?;
+    let interval = std::time::Duration::from_secs_f64(interval);
+    framering_ring::signals::install();
+    loop {
+        let s = view.sample(interval);
+        if json {
+            writeln!(out, "{}", to_json(&s)?)?;
+        } else if watch {
+            // Clear the screen and home the cursor, like top.
+            write!(out, "\x1b[2J\x1b[H{}", render(&s))?;
+        } else {
+            write!(out, "{}", render(&s))?;
+        }
+        out.flush()?;
+        if !watch || framering_ring::signals::stop_requested() {
+            return Ok(super::exit::OK);
+        }
+    }
 }

@@ -9,8 +9,9 @@
 //! (after consuming all it published).
 
 use clap::Parser;
-use framering::app::cli::{self, exit, RingArgs};
-use framering::app::pipeline::{ConsumerEnd, ShapeDemand};
+use framering::app::cli::{self, RingArgs};
+use framering::app::consumer::{ConsumerEnd, ShapeDemand};
+use framering::app::exit;
 use framering::media::sink::OutputFormat;
 
 #[derive(Parser, Debug)]
@@ -90,7 +91,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
             dtype: args.ring.dtype,
         }
     };
-    let report = framering::app::pipeline::run_consumer(
+    let report = framering::app::consumer::run_consumer(
         &cfg,
         demand,
         &args.ring.run_options("consumer", &cfg.ring.name)?,
@@ -107,7 +108,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
     Ok(match report.end {
         ConsumerEnd::EndOfStream | ConsumerEnd::Stopped => exit::OK,
         // Named after the summary, which says what was handed back.
-        ConsumerEnd::OutputFailed { error } => cli::report_error(&error),
+        ConsumerEnd::OutputFailed { error } => exit::report_error(&error),
         ConsumerEnd::ProducerGone { pid } => {
             eprintln!(
                 "error: the producer (pid {pid}) died before ending the stream; every frame it published was consumed"

@@ -4,8 +4,9 @@
 //! (in use by a live producer, corrupt); 130 interrupted twice.
 
 use clap::Parser;
-use framering::app::cli::{self, exit, RingArgs};
+use framering::app::cli::{self, RingArgs};
 use framering::app::config::{BackpressureKind, SourceKind};
+use framering::app::exit;
 use framering::media::decode::{JpegDecoder, ShapePolicy};
 
 #[derive(Parser, Debug)]
@@ -112,7 +113,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
             .map(|g| g.into_iter().filter(|n| !n.is_empty()).collect()),
     );
     framering::ring::signals::install();
-    let report = framering::app::pipeline::run_producer(
+    let report = framering::app::producer::run_producer(
         &cfg,
         &args.ring.run_options("producer", &cfg.ring.name)?,
     )?;

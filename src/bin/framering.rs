@@ -7,12 +7,8 @@
 //! producer died).
 
 use clap::{Parser, Subcommand};
-use framering::app::cli::{self, exit};
-use framering::app::status::{render, to_json};
-use framering::ring::inspect::{self, Removal, RingView};
-use framering::ring::OpenError;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use framering::app::{clean, cli, demo, exit, list, status};
+use std::path::PathBuf;
 
 /// `print!` that returns the error instead of panicking: a closed pipe
 /// (`framering list | head`) ends the program quietly (see [`main`]).
@@ -133,7 +129,7 @@ impl cli::Quiet for Args {
 mod bridge {
     use framering::app::bridge::args::BridgeArgs;
     use framering::app::bridge::{recv, send};
-    use framering::app::cli::{self, exit};
+    use framering::app::{cli, exit};
 
     #[derive(clap::Subcommand, Debug)]
     pub enum BridgeCmd {
@@ -244,201 +240,6 @@ mod bridge {
     }
 }
 
-fn sibling(bin: &str) -> anyhow::Result<PathBuf> {
-    let me = std::env::current_exe()?;
-    let p = me.with_file_name(bin);
-    anyhow::ensure!(
-        p.exists(),
-        "{} not found next to {}: build all binaries with `cargo build --release`",
-        bin,
-        me.display()
-    );
-    Ok(p)
-}
-
-fn demo(
-    config: Option<PathBuf>,
-    consumers: u32,
-    loops: u32,
-    output: PathBuf,
-) -> anyhow::Result<i32> {
-    let producer = sibling("framering-producer")?;
-    let consumer = sibling("framering-consumer")?;
-    // Read the config here, once, so that a bad one is one error (not one
-    // per child); the children get the same file, or none (built-in
-    // defaults) when there is none here.
-    let explicit = config.is_some();
-    let path = config.unwrap_or_else(|| PathBuf::from("config.toml"));
-    let cfg = cli::load_config(&path, explicit)?;
-    let config_args: Vec<String> = if explicit || path.exists() {
-        vec!["--config".into(), path.to_string_lossy().into_owned()]
-    } else {
-        vec![]
-    };
-    // The sample images: the configured input, or, when run outside the
-    // repository with the default input, the repository's own assets/.
-    let mut input = PathBuf::from(&cfg.producer.input);
-    let repo_assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
-    if cfg.producer.input == "assets" && !input.exists() && repo_assets.is_dir() {
-        input = repo_assets;
-    }
-    let path_like = !cfg.producer.input.contains("://")
-        && !cfg.producer.input.contains(['*', '?', '[', '%'])
-        && cfg.producer.input != "-";
-    anyhow::ensure!(
-        !path_like || input.exists(),
-        "demo input {} not found: run the demo from the repository, or give a config whose producer.input exists",
-        input.display()
-    );
-    let mut children = vec![];
-    for i in 0..consumers {
-        let out = output.join(format!("consumer-{i}"));
-        children.push((
-            format!("consumer {i}"),
-            Command::new(&consumer)
-                .args(&config_args)
-                .arg("--output")
-                .arg(&out)
-                .spawn()?,
-        ));
-    }
-    children.push((
-        "producer".to_string(),
-        Command::new(&producer)
-            .args(&config_args)
-            .args(["--loop", &loops.to_string(), "--input"])
-            .arg(&input)
-            .spawn()?,
-    ));
-    let mut code = exit::OK;
-    for (who, mut child) in children {
-        let status = child.wait()?;
-        if !status.success() {
-            eprintln!("demo: {who} exited with {status}");
-            code = exit::FAILURE;
-        }
-    }
-    if code == exit::OK {
-        eprintln!("demo: frames written under {}", output.display());
-    }
-    Ok(code)
-}
-
-fn status(name: &str, watch: bool, json: bool, interval: f64) -> anyhow::Result<i32> {
-    anyhow::ensure!(
-        interval.is_finite() && (0.01..=3600.0).contains(&interval),
-        "--interval must be between 0.01 and 3600 seconds"
-    );
-    let view = RingView::open(name)?;
-    let interval = std::time::Duration::from_secs_f64(interval);
-    framering::ring::signals::install();
-    loop {
-        let s = view.sample(interval);
-        if json {
-            outln!("{}", to_json(&s)?)?;
-        } else if watch {
-            // Clear the screen and home the cursor, like top.
-            out!("\x1b[2J\x1b[H{}", render(&s))?;
-        } else {
-            out!("{}", render(&s))?;
-        }
-        if !watch || framering::ring::signals::stop_requested() {
-            return Ok(exit::OK);
-        }
-    }
-}
-
-fn list() -> anyhow::Result<i32> {
-    outln!(
-        "{:<32} {:>5} {:>16} {:>7} {:>8} {:>6} {:>10} {:>9}  state",
-        "NAME",
-        "SLOTS",
-        "FRAME (HxWxC)",
-        "DTYPE",
-        "PRODUCER",
-        "ALIVE",
-        "PUBLISHED",
-        "CONSUMERS"
-    )?;
-    for name in inspect::shm_names()? {
-        match RingView::open(&name) {
-            Ok(view) => {
-                let s = view.snapshot();
-                let p = &s.producer;
-                let state = if p.alive {
-                    p.state
-                } else {
-                    "abandoned (framering clean removes it)"
-                };
-                outln!(
-                    "{:<32} {:>5} {:>16} {:>7} {:>8} {:>6} {:>10} {:>9}  {}",
-                    name,
-                    s.slots,
-                    format!("{}x{}x{}", s.height, s.width, s.channels),
-                    s.dtype.name(),
-                    p.pid,
-                    if p.alive { "yes" } else { "no" },
-                    p.published,
-                    s.consumers.len(),
-                    state
-                )?;
-            }
-            Err(OpenError::NotARing { .. }) | Err(OpenError::InvalidName(_)) => {}
-            Err(e) => outln!("{name:<32} (unreadable: {e})")?,
-        }
-    }
-    Ok(exit::OK)
-}
-
-fn clean(only: Option<String>, force: bool) -> anyhow::Result<i32> {
-    let names = match &only {
-        Some(n) => vec![n.clone()],
-        None => inspect::shm_names()?,
-    };
-    let mut code = exit::OK;
-    for name in names {
-        match inspect::remove_if_abandoned(&name) {
-            Ok(Removal::Kept { pid }) => {
-                outln!("kept {name}: its producer (pid {pid}) is alive")?;
-                if only.is_some() {
-                    code = exit::RING;
-                }
-            }
-            Ok(Removal::Removed { pid }) => outln!("removed {name} (producer pid {pid} is gone)")?,
-            Err(OpenError::NotARing { .. }) | Err(OpenError::InvalidName(_)) if only.is_none() => {}
-            Err(e) => {
-                // Unreadable as a ring: its producer cannot be checked, so
-                // only an explicit --force removes it.
-                let forceable = matches!(
-                    e,
-                    OpenError::NotARing { .. }
-                        | OpenError::NotReady { .. }
-                        | OpenError::Corrupt { .. }
-                        | OpenError::Version { .. }
-                );
-                if forceable && force {
-                    match std::fs::remove_file(format!("/dev/shm/{name}")) {
-                        Ok(()) => outln!("removed {name} (--force: {e})")?,
-                        Err(io) => {
-                            outln!("kept {name}: {io}")?;
-                            code = exit::RING;
-                        }
-                    }
-                } else {
-                    let hint = if forceable && only.is_some() {
-                        " (if it is a dead leftover: framering clean --force NAME)"
-                    } else {
-                        ""
-                    };
-                    outln!("kept {name}: {e}{hint}")?;
-                    code = exit::RING;
-                }
-            }
-        }
-    }
-    Ok(code)
-}
-
 fn run(args: Args) -> anyhow::Result<i32> {
     match args.cmd {
         Cmd::Demo {
@@ -446,13 +247,13 @@ fn run(args: Args) -> anyhow::Result<i32> {
             consumers,
             loops,
             output,
-        } => demo(config, consumers, loops, output),
+        } => demo::run(config, consumers, loops, output),
         Cmd::Status {
             name,
             watch,
             json,
             interval,
-        } => status(&name, watch, json, interval),
+        } => status::run(&name, watch, json, interval, &mut std::io::stdout().lock()),
         Cmd::Bench { spec, json } => {
             let report = framering::app::bench::run(&spec, &std::env::current_exe()?)?;
             if json {
@@ -480,8 +281,8 @@ fn run(args: Args) -> anyhow::Result<i32> {
             outln!("{}", serde_json::to_string(&report)?)?;
             Ok(exit::OK)
         }
-        Cmd::List => list(),
-        Cmd::Clean { name, force } => clean(name, force),
+        Cmd::List => list::run(&mut std::io::stdout().lock()),
+        Cmd::Clean { name, force } => clean::run(name, force, &mut std::io::stdout().lock()),
         #[cfg(feature = "bridge")]
         Cmd::Bridge(cmd) => bridge::run(*cmd),
         #[cfg(not(feature = "bridge"))]
@@ -497,18 +298,9 @@ fn run(args: Args) -> anyhow::Result<i32> {
     }
 }
 
-/// Whether the error is standard output's reader having gone (a pipe into
-/// `head`): not a failure of ours, so the program exits quietly with 0.
-fn broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
-}
-
 fn main() {
     cli::main_with::<Args>(|args| match run(args) {
-        Err(e) if broken_pipe(&e) => Ok(exit::OK),
+        Err(e) if exit::broken_pipe(&e) => Ok(exit::OK),
         r => r,
     })
 }

@@ -14,9 +14,10 @@
 //! acknowledged it, and sends again what a restarted receiver, resuming
 //! from the position it left in /dev/shm (`position`), does not have.
 //!
-//! [`args`] (the `[bridge]` config section and its flags) and [`wire`] (the
-//! attachment) are compiled without the feature, so any build accepts a
-//! config file with a `[bridge]` section.
+//! [`args`] (the flags over the `[bridge]` config section,
+//! [`crate::app::config::bridge`]) and [`wire`] (the attachment) are
+//! compiled without the feature, so any build accepts a config file with a
+//! `[bridge]` section.
 
 pub mod args;
 pub mod wire;
@@ -37,7 +38,7 @@ pub use session::{
 
 #[cfg(feature = "bridge")]
 mod session {
-    use super::args::{BridgeConfig, ZenohMode};
+    use crate::app::config::bridge::{BridgeConfig, ZenohMode};
     use anyhow::Context;
     use std::time::Duration;
     use zenoh::Wait;
@@ -214,7 +215,7 @@ mod session {
                     "bridge: did not stop within {} s of the signal; exiting",
                     grace.as_secs_f64()
                 );
-                std::process::exit(crate::app::cli::exit::INTERRUPTED);
+                std::process::exit(crate::app::exit::INTERRUPTED);
             })
             .ok();
     }

@@ -2,8 +2,7 @@
 
 use super::wire::{Ack, FrameHeader, Geometry, Kind};
 use crate::app::config::Config;
-use crate::app::pipeline::{RunOptions, PROGRESS_EVERY};
-use crate::app::stats::{Stats, Summary};
+use crate::app::stats::{RunOptions, Stats, Summary, PROGRESS_EVERY};
 use framering_ring::{signals, FrameMeta, Producer};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -193,7 +192,7 @@ pub fn run_recv(cfg: &Config, run: &RunOptions) -> anyhow::Result<RecvReport> {
     // Where a receiver of this ring that died was: read before the ring is
     // created again (its publish count is the record).
     let (position_file, position) = super::position::PositionFile::open(&cfg.ring.name)?;
-    let producer = crate::app::pipeline::create_ring_with(cfg, shape, Some(geo.user_meta_bytes))?;
+    let producer = crate::app::producer::create_ring_with(cfg, shape, Some(geo.user_meta_bytes))?;
     tracing::info!(ring = %cfg.ring.name, key = %b.key, shape = %shape, slots = cfg.ring.slots, "bridge receiver started");
     let ack = session
         .declare_publisher(super::ack_key(&b.key))
@@ -236,7 +235,7 @@ pub fn run_recv(cfg: &Config, run: &RunOptions) -> anyhow::Result<RecvReport> {
     }
     let end = outcome.as_ref().ok().copied();
     let drained =
-        crate::app::pipeline::end_stream(cfg, &producer, end == Some(RecvEnd::EndOfStream))?;
+        crate::app::producer::end_stream(cfg, &producer, end == Some(RecvEnd::EndOfStream))?;
     if !cfg.producer.keep {
         // The ring is gone: nothing to resume.
         state.position.remove();
@@ -244,7 +243,7 @@ pub fn run_recv(cfg: &Config, run: &RunOptions) -> anyhow::Result<RecvReport> {
     let end = outcome?;
     stats.finish_progress();
     let mut summary = stats.summary();
-    crate::app::pipeline::finish_summary(&mut summary, &producer, drained);
+    crate::app::producer::finish_summary(&mut summary, &producer, drained);
     let gaps = state.gaps;
     if state.foreign > 0 || state.duplicates > 0 {
         tracing::info!(
@@ -383,7 +382,7 @@ impl Receiver<'_> {
     /// the one followed when it is lost (`Some` with `exit_on_loss`).
     fn watch(
         &mut self,
-        b: &super::args::BridgeConfig,
+        b: &crate::app::config::BridgeConfig,
         alive: &Sub,
         stats: &mut Stats,
     ) -> Option<RecvEnd> {

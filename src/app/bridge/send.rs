@@ -2,8 +2,7 @@
 
 use super::wire::{Ack, FrameHeader, Geometry, Kind};
 use crate::app::config::Config;
-use crate::app::pipeline::{RunOptions, PROGRESS_EVERY};
-use crate::app::stats::{Stats, Summary};
+use crate::app::stats::{RunOptions, Stats, Summary, PROGRESS_EVERY};
 use anyhow::Context;
 use framering_ring::{signals, Backpressure, Consumer, FrameLease, FrameShape, Take};
 use parking_lot::{Condvar, Mutex};
@@ -238,8 +237,8 @@ impl Peers {
     }
 }
 
-fn priority(p: super::args::ZPriority) -> Priority {
-    use super::args::ZPriority as P;
+fn priority(p: crate::app::config::bridge::ZPriority) -> Priority {
+    use crate::app::config::bridge::ZPriority as P;
     match p {
         P::RealTime => Priority::RealTime,
         P::InteractiveHigh => Priority::InteractiveHigh,
@@ -311,8 +310,8 @@ pub fn run_send(ring: &str, cfg: &Config, run: &RunOptions) -> anyhow::Result<Se
         .wait()
         .map_err(zerr("cannot declare the liveliness token"))?;
     let congestion = match b.congestion {
-        super::args::Congestion::Block => CongestionControl::Block,
-        super::args::Congestion::Drop => CongestionControl::Drop,
+        crate::app::config::bridge::Congestion::Block => CongestionControl::Block,
+        crate::app::config::bridge::Congestion::Drop => CongestionControl::Drop,
     };
     let publisher = session
         .declare_publisher(b.key.clone())

@@ -1,42 +1,22 @@
 //! The TOML configuration (`config.toml`), with defaults for every key and
-//! validation that names the offending key.
+//! validation that names the offending key: the `[ring]`, `[producer]` and
+//! `[consumer]` sections here, `[bridge]` in [`bridge`], the error in
+//! [`ConfigError`].
+
+pub mod bridge;
+mod error;
+
+pub use bridge::BridgeConfig;
+pub use error::ConfigError;
 
 use crate::media::decode::{JpegDecoder, ShapePolicy};
 use crate::media::sink::OutputFormat;
 use crate::media::{Dtype, FrameShape};
+use error::invalid;
 use framering_ring::limits::{MAX_CONSUMERS, MAX_DIM, MAX_GROUPS, MAX_SLOTS, MAX_USER_META};
 use framering_ring::{validate_group_name, Backpressure, WaitStrategy};
 use serde::Deserialize;
-use std::path::{Path, PathBuf};
-
-/// A configuration problem; the binaries exit with code 2.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML for this schema (the message names the key).
-    #[error("invalid config {path}: {message}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// The parser's message, with the key and line.
-        message: String,
-    },
-    /// A value is out of range.
-    #[error("invalid config: {key}: {message}")]
-    Invalid {
-        /// The key, e.g. `ring.slots`.
-        key: &'static str,
-        /// What is wrong.
-        message: String,
-    },
-}
+use std::path::Path;
 
 /// How processes wait for frames and free slots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -291,7 +271,7 @@ pub struct Config {
     /// `[consumer]`
     pub consumer: ConsumerConfig,
     /// `[bridge]` (`framering bridge send|recv`, feature `bridge`)
-    pub bridge: super::bridge::args::BridgeConfig,
+    pub bridge: BridgeConfig,
 }
 
 /// Bytes as MiB, with the exact count beside (two sizes in a "too small"
@@ -305,13 +285,6 @@ fn mib(bytes: u64) -> String {
 
 /// The largest `producer.decode_memory_mb` (1 TiB).
 const MAX_DECODE_MEMORY_MB: u64 = 1 << 20;
-
-fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        message: message.into(),
-    }
-}
 
 fn range(key: &'static str, v: u32, lo: u32, hi: u32) -> Result<(), ConfigError> {
     if v < lo || v > hi {
@@ -618,12 +591,15 @@ mod tests {
     /// no config file is found) must be exactly those.
     #[test]
     fn built_in_defaults_are_the_documented_config_toml() {
-        let documented =
-            Config::parse(include_str!("../../config.toml"), Path::new("config.toml")).unwrap();
+        let documented = Config::parse(
+            include_str!("../../../config.toml"),
+            Path::new("config.toml"),
+        )
+        .unwrap();
         assert_eq!(documented, Config::default());
         // And every key of it is given (a key left out would be read from
         // the built-in defaults, hiding a difference).
-        let table: toml::Table = include_str!("../../config.toml").parse().unwrap();
+        let table: toml::Table = include_str!("../../../config.toml").parse().unwrap();
         let keys: usize = table
             .values()
             .map(|v| v.as_table().map_or(0, |t| t.len()))
@@ -776,5 +752,19 @@ mod tests {
         // Sizes within a MiB of each other still read as different.
         assert_eq!(mib(4 << 20), "4.0 MiB (4194304 bytes)");
         assert_ne!(mib((4 << 20) + 4096), mib(4 << 20));
+    }
+
+    #[test]
+    fn bridge_section_parses_and_unknown_keys_are_refused() {
+        let c = Config::parse(
+            "[bridge]\nkey = \"framering/cam0\"\nlive = true\nconnect = [\"tcp/127.0.0.1:7447\"]\ncongestion = \"block\"\npriority = \"data-high\"\n",
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.bridge.key, "framering/cam0");
+        assert!(c.bridge.live);
+        assert_eq!(c.bridge.priority, bridge::ZPriority::DataHigh);
+        let e = Config::parse("[bridge]\nlease = 3\n", std::path::Path::new("t.toml")).unwrap_err();
+        assert!(e.to_string().contains("lease"), "{e}");
     }
 }
