@@ -741,7 +741,7 @@ fn certificates(dir: &Path) {
     .concat());
     std::fs::write(
         dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n",
+        "subjectAltName=IP:127.0.0.1,IP:10.251.0.2,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n",
     )
     .unwrap();
     for who in ["sender", "receiver", "intruder"] {
@@ -1149,21 +1149,71 @@ fn across_namespaces_live_stays_fresh_and_lossless_loses_nothing() {
             "frame age p50 {age_p50_ms:.1} ms"
         );
     }
-    // Lossless: every frame arrives, whatever the link's rate.
+    // Lossless over TLS: every frame arrives, whatever the link's rate; a
+    // peer on the other host without a certificate gets nothing.
     {
         let (src, dst, key) = names("nb");
+        certificates(tmp.path());
+        let file = |f: &str| tmp.path().join(f).to_str().unwrap().to_string();
+        let tls = |who: &str| {
+            [
+                "--tls-root-ca".to_string(),
+                file("ca.pem"),
+                "--tls-certificate".into(),
+                file(&format!("{who}.pem")),
+                "--tls-private-key".into(),
+                file(&format!("{who}.key")),
+            ]
+        };
+        let listen = "tls/10.251.0.2:7447";
+        let args = |first: &[&str], who: &str| {
+            let mut a: Vec<String> = first.iter().map(|a| a.to_string()).collect();
+            a.extend(tls(who));
+            a
+        };
+        let recv_args = args(
+            &["--ring", &dst, "--groups", "check", "--listen", listen],
+            "receiver",
+        );
         let recv = Netns::exec(
             &net.b,
             bridge(
                 "recv",
                 &key,
-                &["--ring", &dst, "--groups", "check", "--listen", listen],
+                &recv_args.iter().map(String::as_str).collect::<Vec<_>>(),
+            ),
+        )
+        .spawn_reaped();
+        // Plain TCP to the TLS port from the sending host, on a ring of its
+        // own: it never connects, so it never receives a frame.
+        let (intruder_ring, intruder_json) = (name("nbx"), tmp.path().join("intruder.json"));
+        let intruder = Netns::exec(
+            &net.a,
+            bridge(
+                "recv",
+                &key,
+                &[
+                    "--ring",
+                    &intruder_ring,
+                    "--connect",
+                    "tcp/10.251.0.2:7447",
+                    "--stats-json",
+                    intruder_json.to_str().unwrap(),
+                ],
             ),
         )
         .spawn_reaped();
         let prod = producer(&src, 1080, 1920, 5, "bridge,ref", &[]).spawn_reaped();
-        let sender =
-            Netns::exec(&net.a, bridge("send", &key, &[&src, "--connect", listen])).spawn_reaped();
+        let send_args = args(&[&src, "--connect", listen], "sender");
+        let sender = Netns::exec(
+            &net.a,
+            bridge(
+                "send",
+                &key,
+                &send_args.iter().map(String::as_str).collect::<Vec<_>>(),
+            ),
+        )
+        .spawn_reaped();
         let reference = std::thread::spawn({
             let src = src.clone();
             move || hashes(&src, "ref", Duration::from_secs(60))
@@ -1182,5 +1232,9 @@ fn across_namespaces_live_stays_fresh_and_lossless_loses_nothing() {
             got.len(),
             reference.len()
         );
+        signal(&intruder, Signal::SIGTERM);
+        let intruder = wait_with_timeout(intruder, Duration::from_secs(30));
+        let x = json(&intruder_json);
+        assert_eq!(x["frames"].as_u64(), Some(0), "{x}: {}", stderr(&intruder));
     }
 }
