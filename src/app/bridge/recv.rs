@@ -217,6 +217,7 @@ pub fn run_recv(cfg: &Config, run: &RunOptions) -> anyhow::Result<RecvReport> {
         lost: None,
         awaiting: None,
         hello_at: Instant::now(),
+        resumed: None,
         senders,
         gaps: 0,
         bad: 0,
@@ -286,6 +287,9 @@ struct Receiver<'p> {
     /// [`Kind::Resume`]; a frame further ahead is one it still has).
     awaiting: Option<u64>,
     hello_at: Instant,
+    /// The last seq when the sender last answered a hello: frames missing
+    /// right after it are ones the sender no longer has (truly lost).
+    resumed: Option<u64>,
     senders: Senders,
     gaps: u64,
     bad: u64,
@@ -437,6 +441,7 @@ impl Receiver<'_> {
             if self.awaiting == Some(header.seq) {
                 tracing::info!("the sender answered: frames it still had were sent again");
                 self.awaiting = None;
+                self.resumed = self.last_seq;
             }
             return Ok(None);
         }
@@ -477,6 +482,21 @@ impl Receiver<'_> {
             && self.last_seq.is_some_and(|l| header.seq > l + 1)
         {
             // Sent before our hello: it comes again after what precedes it.
+            return Ok(None);
+        }
+        if let Some(last) = self.missing_kept(&header) {
+            // Lost in transit (a connection reset under the frames in
+            // flight): the sender keeps them until acknowledged. Ask for
+            // them again (the hello at once, from the loop) instead of
+            // counting them lost; meanwhile the frames ahead are skipped
+            // (above): they come again behind the missing ones.
+            tracing::warn!(
+                last,
+                seq = header.seq,
+                "frames missing in the remote seq: asking the sender for them again"
+            );
+            self.awaiting = Some(last);
+            self.hello_at = Instant::now();
             return Ok(None);
         }
         if !self.started {
@@ -533,6 +553,22 @@ impl Receiver<'_> {
         stats.set_slots_in_use(self.producer.slots() as usize - self.producer.free_slots());
         stats.tick();
         Ok(None)
+    }
+
+    /// The last seq in the ring when frames of a lossless stream are missing
+    /// before `header`'s (and the sender has not already answered, at this
+    /// position, that it no longer has them).
+    fn missing_kept(&self, header: &FrameHeader) -> Option<u64> {
+        let last = self
+            .last_seq
+            .filter(|_| self.stream == Some(header.stream))?;
+        let ahead = header.seq.checked_sub(last)?;
+        (header.kept
+            && self.awaiting.is_none()
+            && ahead > 1
+            && ahead <= MAX_GAP
+            && self.resumed != Some(last))
+        .then_some(last)
     }
 
     /// Counts the frames missing between the last seq of the stream and

@@ -126,6 +126,7 @@ fn header(kind: Kind, stream: u64, frame: Option<&Frame>, shape: FrameShape) -> 
                 kind,
                 stream,
                 seq: info.seq,
+                kept: false,
                 capture_ns: info.capture_ns,
                 pts_ns: info.pts_ns,
                 shape,
@@ -138,6 +139,7 @@ fn header(kind: Kind, stream: u64, frame: Option<&Frame>, shape: FrameShape) -> 
             kind,
             stream,
             seq: 0,
+            kept: false,
             capture_ns: crate::app::clock::realtime_ns(),
             pts_ns: None,
             shape,
@@ -483,9 +485,11 @@ pub fn run_send(ring: &str, cfg: &Config, run: &RunOptions) -> anyhow::Result<Se
                     continue;
                 }
                 let seq = frame.info().seq;
-                let attachment: ZBytes = header(Kind::Frame, stream, Some(&frame), shape)
-                    .encode()
-                    .into();
+                let mut h = header(Kind::Frame, stream, Some(&frame), shape);
+                // Lossless: kept until every receiver has it, so a receiver
+                // missing it asks for it again.
+                h.kept = !b.live;
+                let attachment: ZBytes = h.encode().into();
                 let bytes = frame.pixels().len();
                 let payload = bytes::Bytes::from_owner(FramePayload(frame));
                 if b.live {

@@ -15,8 +15,9 @@ const GEOMETRY_MAGIC: [u8; 4] = *b"FRBG";
 /// Magic of an acknowledgement.
 const ACK_MAGIC: [u8; 4] = *b"FRBA";
 /// Version of the encodings; a receiver refuses any other (2: the stream
-/// id in each attachment, acknowledgements with the receiver's id).
-pub const VERSION: u8 = 2;
+/// id in each attachment, acknowledgements with the receiver's id; 3: the
+/// `kept` flag of a frame).
+pub const VERSION: u8 = 3;
 /// Longest source name kept (as the ring keeps it).
 pub const MAX_SOURCE: usize = 96;
 
@@ -86,6 +87,10 @@ pub struct FrameHeader {
     pub stream: u64,
     /// The frame's seq in the sender's ring.
     pub seq: u64,
+    /// The sender keeps the frame until the receivers acknowledge it
+    /// (lossless): a receiver that finds frames missing before it asks for
+    /// them again instead of counting them lost.
+    pub kept: bool,
     /// Capture time, CLOCK_REALTIME ns.
     pub capture_ns: u64,
     /// Presentation timestamp, if any.
@@ -289,6 +294,7 @@ impl FrameHeader {
         });
         out.extend_from_slice(&self.stream.to_le_bytes());
         out.extend_from_slice(&self.seq.to_le_bytes());
+        out.push(self.kept as u8);
         out.extend_from_slice(&self.capture_ns.to_le_bytes());
         out.push(self.pts_ns.is_some() as u8);
         out.extend_from_slice(&self.pts_ns.unwrap_or(0).to_le_bytes());
@@ -316,6 +322,7 @@ impl FrameHeader {
         };
         let stream = r.u64()?;
         let seq = r.u64()?;
+        let kept = r.flag("kept flag")?;
         let capture_ns = r.u64()?;
         let has_pts = r.flag("pts flag")?;
         let pts = r.u64()? as i64;
@@ -334,6 +341,7 @@ impl FrameHeader {
             kind,
             stream,
             seq,
+            kept,
             capture_ns,
             pts_ns,
             shape,
@@ -424,6 +432,7 @@ mod tests {
             kind: Kind::Frame,
             stream: 0x5eed_cafe,
             seq: 41,
+            kept: true,
             capture_ns: 1_700_000_000_123_456_789,
             pts_ns: Some(-40_000),
             shape: FrameShape::new(720, 1080, 3).with_dtype(Dtype::U16),
