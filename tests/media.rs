@@ -3,7 +3,7 @@
 //! signal, y4m streams on stdin checked against the ring's shape.
 
 mod common;
-use common::{signal, stderr, wait_published, wait_with_timeout};
+use common::{signal, stderr, wait_for_state, wait_published, wait_with_timeout, StderrLog};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -124,7 +124,7 @@ fn a_producer_blocked_reading_stdin_stops_on_sigterm_and_sigint() {
             let fifo = tmp.path().join(&tag);
             let mut writer = idle_fifo(&fifo);
             let reader = std::fs::File::open(&fifo).unwrap();
-            let p = command(
+            let mut p = command(
                 PRODUCER,
                 &name,
                 shape,
@@ -147,18 +147,21 @@ fn a_producer_blocked_reading_stdin_stops_on_sigterm_and_sigint() {
                 writer.write_all(&frame).unwrap();
             }
             wait_published(&name, frames);
-            // Long enough for a progress line (every 2 s) in one case.
-            let idle = if sig == Signal::SIGTERM && frames == 2 {
-                2500
-            } else {
-                300
-            };
-            std::thread::sleep(Duration::from_millis(idle));
+            let mut log = StderrLog::capture(&mut p);
+            // Blocked reading stdin (the ring says so after 0.5 s of it);
+            // in one case until its progress line (every 2 s) says so too.
+            let progress = sig == Signal::SIGTERM && frames == 2;
+            wait_for_state(&name, "waiting for its input", |s| {
+                s.producer.waiting_for_input
+            });
+            if progress {
+                log.wait_for("waiting for input on stdin", Duration::from_secs(30));
+            }
             signal(&p, sig);
             let t = Instant::now();
             let out = wait_with_timeout(p, Duration::from_secs(10));
             let took = t.elapsed();
-            let err = stderr(&out);
+            let err = log.text();
             assert!(took < STOP_LIMIT, "{tag}: took {took:?}\n{err}");
             let code = if frames == 0 { 0 } else { 130 };
             assert_eq!(out.status.code(), Some(code), "{tag}: {err}");
@@ -168,7 +171,7 @@ fn a_producer_blocked_reading_stdin_stops_on_sigterm_and_sigint() {
                     "{tag}: {err}"
                 );
             }
-            if idle > 2000 {
+            if progress {
                 assert!(err.contains("waiting for input on stdin"), "{tag}: {err}");
             }
             assert!(
@@ -208,7 +211,7 @@ fn a_producer_whose_ffmpeg_stalls_stops_on_a_signal_and_kills_ffmpeg() {
         let name = ring(&tag);
         let fifo = tmp.path().join(format!("{tag}.y4m"));
         let writer = idle_fifo(&fifo);
-        let p = command(
+        let mut p = command(
             PRODUCER,
             &name,
             (24, 32, 3),
@@ -232,16 +235,24 @@ fn a_producer_whose_ffmpeg_stalls_stops_on_a_signal_and_kills_ffmpeg() {
             assert!(start.elapsed() < Duration::from_secs(10), "no ffmpeg child");
             std::thread::sleep(Duration::from_millis(10));
         };
-        let idle = if sig == Signal::SIGTERM { 2500 } else { 300 };
-        std::thread::sleep(Duration::from_millis(idle));
+        let mut log = StderrLog::capture(&mut p);
+        // Blocked reading ffmpeg's output (the ring says so after 0.5 s of
+        // it); with SIGTERM until its progress line (every 2 s) says so too.
+        let progress = sig == Signal::SIGTERM;
+        wait_for_state(&name, "waiting for its input", |s| {
+            s.producer.waiting_for_input
+        });
+        if progress {
+            log.wait_for("waiting for ffmpeg", Duration::from_secs(30));
+        }
         signal(&p, sig);
         let t = Instant::now();
         let out = wait_with_timeout(p, Duration::from_secs(10));
         let took = t.elapsed();
-        let err = stderr(&out);
+        let err = log.text();
         assert!(took < STOP_LIMIT, "{tag}: took {took:?}\n{err}");
         assert_eq!(out.status.code(), Some(0), "{tag}: {err}");
-        if idle > 2000 {
+        if progress {
             assert!(err.contains("waiting for ffmpeg"), "{tag}: {err}");
         }
         assert!(!running(ffmpeg), "{tag}: ffmpeg {ffmpeg} still runs");
