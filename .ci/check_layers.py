@@ -195,13 +195,19 @@ class Source:
         self.children = {p[n] for p in crate.modules if len(p) == n + 1 and p[:n] == modpath}
         self.refs = []  # (segments, offset)
         self.exports = {}  # name -> (segments, offset): `pub use`
+        self.globs = []  # (segments, offset): `pub use path::*`
         uses = []
         for m in re.finditer(r"\b(pub\s*(?:\([^)]*\))?\s*)?use\s+([^;]+);", code):
             uses.append((m.start(), m.end()))
+            top = m.group(1) and not self.context(m.start())[len(modpath):]
             for segs, alias in expand_use(m.group(2)):
-                if segs and segs[-1] != "*":
+                if segs and segs[-1] == "*":
+                    self.refs.append((segs[:-1], m.start()))
+                    if top:
+                        self.globs.append((segs[:-1], m.start()))
+                elif segs:
                     self.refs.append((segs, m.start()))
-                    if m.group(1) and not self.context(m.start())[len(modpath):]:
+                    if top:
                         self.exports[alias] = (segs, m.start())
         for m in re.finditer(r"(?<![A-Za-z0-9_:$])(" + IDENT + r")((?:\s*::\s*" + IDENT + r")+)", code):
             if any(a <= m.start() < b for a, b in uses):
@@ -235,6 +241,12 @@ def scan(repo):
             if len(segs) == 1 and segs[0] in crates:
                 aliases[(c.name, name)] = segs[0]
 
+    def defines(path, name):
+        """Whether the file defines an item `name` (or re-exports it)."""
+        src = sources[path]
+        item = r"\b(?:fn|struct|enum|union|trait|type|const|static|mod)\s+" + re.escape(name) + r"\b"
+        return bool(re.search(item, src.code)) or name in src.exports
+
     def in_crate(crate, segs, seen):
         """The file that defines what `crate::segs` names: the file of its
         longest module prefix, followed through that file's `pub use`."""
@@ -244,10 +256,16 @@ def scan(repo):
             f = crate.modules.get(tuple(segs[:k]))
             if f:
                 src = sources[f]
-                if k < len(segs) and segs[k] in src.exports and (f, segs[k]) not in seen:
-                    inner, pos = src.exports[segs[k]]
-                    to = target(src, inner + segs[k + 1:], pos, seen | {(f, segs[k])})
-                    return to or f
+                if k < len(segs) and (f, segs[k]) not in seen:
+                    seen = seen | {(f, segs[k])}
+                    if segs[k] in src.exports:
+                        inner, pos = src.exports[segs[k]]
+                        return target(src, inner + segs[k + 1:], pos, seen) or f
+                    # A glob re-export: the file it names that defines it.
+                    for inner, pos in src.globs:
+                        to = target(src, inner + segs[k:], pos, seen)
+                        if to and to != f and defines(to, segs[k]):
+                            return to
                 return f
         return None
 

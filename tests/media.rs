@@ -3,7 +3,7 @@
 //! signal, y4m streams on stdin checked against the ring's shape.
 
 mod common;
-use common::{signal, stderr, wait_published, wait_with_timeout};
+use common::{signal, stderr, wait_for_state, wait_published, wait_with_timeout, StderrLog};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -124,7 +124,7 @@ fn a_producer_blocked_reading_stdin_stops_on_sigterm_and_sigint() {
             let fifo = tmp.path().join(&tag);
             let mut writer = idle_fifo(&fifo);
             let reader = std::fs::File::open(&fifo).unwrap();
-            let p = command(
+            let mut p = command(
                 PRODUCER,
                 &name,
                 shape,
@@ -147,18 +147,21 @@ fn a_producer_blocked_reading_stdin_stops_on_sigterm_and_sigint() {
                 writer.write_all(&frame).unwrap();
             }
             wait_published(&name, frames);
-            // Long enough for a progress line (every 2 s) in one case.
-            let idle = if sig == Signal::SIGTERM && frames == 2 {
-                2500
-            } else {
-                300
-            };
-            std::thread::sleep(Duration::from_millis(idle));
+            let mut log = StderrLog::capture(&mut p);
+            // Blocked reading stdin (the ring says so after 0.5 s of it);
+            // in one case until its progress line (every 2 s) says so too.
+            let progress = sig == Signal::SIGTERM && frames == 2;
+            wait_for_state(&name, "waiting for its input", |s| {
+                s.producer.input == framering::ring::InputState::Waiting
+            });
+            if progress {
+                log.wait_for("waiting for input on stdin", Duration::from_secs(30));
+            }
             signal(&p, sig);
             let t = Instant::now();
             let out = wait_with_timeout(p, Duration::from_secs(10));
             let took = t.elapsed();
-            let err = stderr(&out);
+            let err = log.text();
             assert!(took < STOP_LIMIT, "{tag}: took {took:?}\n{err}");
             let code = if frames == 0 { 0 } else { 130 };
             assert_eq!(out.status.code(), Some(code), "{tag}: {err}");
@@ -168,7 +171,7 @@ fn a_producer_blocked_reading_stdin_stops_on_sigterm_and_sigint() {
                     "{tag}: {err}"
                 );
             }
-            if idle > 2000 {
+            if progress {
                 assert!(err.contains("waiting for input on stdin"), "{tag}: {err}");
             }
             assert!(
@@ -224,19 +227,6 @@ fn a_producer_whose_ffmpeg_stalls_stops_on_a_signal_and_kills_ffmpeg() {
         )
         .spawn()
         .unwrap();
-        // Its log, line by line as it comes.
-        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let reader = std::thread::spawn({
-            let (err, log) = (p.stderr.take().unwrap(), log.clone());
-            move || {
-                use std::io::BufRead;
-                for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
-                    let mut l = log.lock().unwrap();
-                    l.push_str(&line);
-                    l.push('\n');
-                }
-            }
-        });
         let start = Instant::now();
         let ffmpeg = loop {
             if let Some(&c) = children(p.id()).first() {
@@ -245,27 +235,26 @@ fn a_producer_whose_ffmpeg_stalls_stops_on_a_signal_and_kills_ffmpeg() {
             assert!(start.elapsed() < Duration::from_secs(10), "no ffmpeg child");
             std::thread::sleep(Duration::from_millis(10));
         };
-        // SIGTERM once it says it waits for ffmpeg (its progress line, 2 s
-        // in); SIGINT while ffmpeg has yet to write anything.
-        if sig == Signal::SIGTERM {
-            let start = Instant::now();
-            while !log.lock().unwrap().contains("waiting for ffmpeg") {
-                assert!(
-                    start.elapsed() < Duration::from_secs(60),
-                    "{tag}: no \"waiting for ffmpeg\": {}",
-                    log.lock().unwrap()
-                );
-                std::thread::sleep(Duration::from_millis(10));
-            }
+        let mut log = StderrLog::capture(&mut p);
+        // Blocked reading ffmpeg's output (the ring says so after 0.5 s of
+        // it); with SIGTERM until its progress line (every 2 s) says so too.
+        let progress = sig == Signal::SIGTERM;
+        wait_for_state(&name, "waiting for its input", |s| {
+            s.producer.input == framering::ring::InputState::Waiting
+        });
+        if progress {
+            log.wait_for("waiting for ffmpeg", Duration::from_secs(30));
         }
         signal(&p, sig);
         let t = Instant::now();
         let out = wait_with_timeout(p, Duration::from_secs(10));
         let took = t.elapsed();
-        reader.join().unwrap();
-        let err = log.lock().unwrap().clone();
+        let err = log.text();
         assert!(took < STOP_LIMIT, "{tag}: took {took:?}\n{err}");
         assert_eq!(out.status.code(), Some(0), "{tag}: {err}");
+        if progress {
+            assert!(err.contains("waiting for ffmpeg"), "{tag}: {err}");
+        }
         assert!(!running(ffmpeg), "{tag}: ffmpeg {ffmpeg} still runs");
         assert!(
             !Path::new("/dev/shm").join(&name).exists(),

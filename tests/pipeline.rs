@@ -2,7 +2,7 @@
 //! files, through a real shared-memory segment.
 
 mod common;
-use common::{signal, stderr, wait_published, wait_with_timeout};
+use common::{signal, stderr, wait_for_state, wait_published, wait_with_timeout, StderrLog};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -1183,14 +1183,16 @@ fn stop_signals_end_every_process_promptly() {
     const LIMIT_MS: u64 = 200;
     let name = ring("stopsig");
     for sig in [Signal::SIGINT, Signal::SIGTERM] {
-        let waiting = consumer(&name, &["--output", "null", "--wait-timeout", "30"])
+        let mut waiting = consumer(&name, &["--output", "null", "--wait-timeout", "30"])
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(300));
+        // It says so once it waits (its signal handlers are in place).
+        let mut log = StderrLog::capture(&mut waiting);
+        log.wait_for("waiting for the ring to appear", Duration::from_secs(60));
         let t = signal_and_time(&waiting, sig);
         let out = wait_with_timeout(waiting, Duration::from_secs(10));
         let took = t.elapsed();
-        assert_eq!(out.status.code(), Some(0), "{sig}: {}", stderr(&out));
+        assert_eq!(out.status.code(), Some(0), "{sig}: {}", log.text());
         assert!(took < Duration::from_millis(LIMIT_MS), "{sig}: {took:?}");
     }
 
@@ -1216,7 +1218,9 @@ fn stop_signals_end_every_process_promptly() {
     let idle = consumer(&name, &["--output", "null", "--group", "other"])
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for_state(&name, "joined by a consumer of group \"other\"", |s| {
+        s.groups.iter().any(|g| g.name == "other" && g.members >= 1)
+    });
     let t = signal_and_time(&idle, Signal::SIGTERM);
     let out = wait_with_timeout(idle, Duration::from_secs(10));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));

@@ -80,8 +80,11 @@ fn soak_killing_consumers_and_producers() {
             }
             consumers[k] = consumer(&ring, &fresh(&mut outs));
         }
-        // Let the producer recover the last victim's frames, then kill it.
-        std::thread::sleep(Duration::from_millis(500));
+        // Once the producer has recovered the last victim's frames (no
+        // dead consumer left in the ring), kill it.
+        common::wait_for_state(&ring, "rid of its dead consumers", |s| {
+            s.consumers.iter().all(|c| c.alive)
+        });
         producer.kill().unwrap();
         producer.wait().unwrap();
         for mut c in consumers {

@@ -470,7 +470,7 @@ fn two_ad_hoc_groups_on_a_video_each_get_every_frame() {
     )
     .spawn()
     .unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    common::wait_for_ring(&name);
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     let ca = ppm_consumer(&name, w, h, "a", &a, &[]);
     let cb = ppm_consumer(&name, w, h, "b", &b, &[]);
@@ -603,15 +603,23 @@ fn a_killed_consumer_restarted_within_the_linger_period_gets_its_groups_frames()
     .unwrap();
     let out = victim.wait_with_output().unwrap();
     assert!(!out.status.success());
-    // Its group lingers (the default 30 s): the restart 1.5 s later loses
-    // nothing.
-    std::thread::sleep(Duration::from_millis(1500));
-    let status = Command::new(env!("CARGO_BIN_EXE_framering"))
-        .args(["status", &name])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&status.stdout);
-    assert!(text.contains("its last consumer died"), "{text}");
+    // Its group lingers (the default 30 s): once the producer has seen the
+    // death (`status` says so), a restart loses nothing.
+    let start = std::time::Instant::now();
+    loop {
+        let status = Command::new(env!("CARGO_BIN_EXE_framering"))
+            .args(["status", &name, "--interval", "0.1"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&status.stdout);
+        if text.contains("its last consumer died") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(25),
+            "status never said the group's last consumer died: {text}"
+        );
+    }
     let rescuer = ppm_consumer(&name, w, h, "rec", &second, &[]);
     let p = wait_with_timeout(p, Duration::from_secs(60));
     assert!(p.status.success(), "{}", stderr(&p));

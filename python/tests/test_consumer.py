@@ -2,6 +2,7 @@
 signals, DLPack."""
 
 import gc
+import os
 import signal
 import struct
 import subprocess
@@ -257,11 +258,32 @@ except KeyboardInterrupt:
 """
 
 
+# The futex(2) syscall's number, for /proc/PID/syscall where wchan is hidden.
+SYS_FUTEX = {"x86_64": 202, "aarch64": 98, "riscv64": 98}.get(os.uname().machine)
+
+
+def blocked_in_futex(pid):
+    """Whether process `pid` (one thread) sleeps in futex(2): a take()
+    waiting for a frame, with the GIL released."""
+    try:
+        with open(f"/proc/{pid}/wchan") as f:
+            if "futex" in f.read():
+                return True
+        with open(f"/proc/{pid}/syscall") as f:
+            return f.read().split()[0] == str(SYS_FUTEX)
+    except (OSError, IndexError):
+        return False
+
+
 def test_ctrl_c_interrupts_a_waiting_take(ring):
     p = framering.Producer(ring, shape=(2, 2, 1), slots=2)
     child = python_child(CTRL_C, ring)
     assert child.stdout.readline().strip() == "waiting", child.stderr.read()
-    time.sleep(0.2)  # well inside take()
+    # Inside take(): asleep on the ring's futex.
+    deadline = time.monotonic() + 30
+    while not blocked_in_futex(child.pid):
+        assert time.monotonic() < deadline, "the child never waited in take()"
+        time.sleep(0.005)
     sent = time.monotonic()
     child.send_signal(signal.SIGINT)
     out = finish(child, timeout=10)

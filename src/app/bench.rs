@@ -447,3 +447,38 @@ pub fn run(spec: &BenchSpec, exe: &std::path::Path) -> anyhow::Result<BenchRepor
     }
     Ok(BenchReport { spec, roles })
 }
+
+/// `framering bench`: runs the benchmark (this program, `exe`, started
+/// once per role) and writes its report to `out`, as text or JSON.
+pub fn run_command(
+    spec: &BenchSpec,
+    json: bool,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<i32> {
+    let report = run(spec, &std::env::current_exe()?)?;
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+    } else {
+        write!(out, "{}", report.render())?;
+    }
+    Ok(super::exit::OK)
+}
+
+/// One process of `framering bench` (the hidden `bench-role`): runs `role`
+/// on the spec given as JSON and writes its report to `out` as one JSON
+/// line.
+pub fn run_role(
+    role: Role,
+    index: u32,
+    group: u32,
+    spec: &str,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<i32> {
+    let spec: BenchSpec = serde_json::from_str(spec)?;
+    let report = match role {
+        Role::Producer => run_producer(&spec)?,
+        Role::Consumer => run_consumer(&spec, index, group)?,
+    };
+    writeln!(out, "{}", serde_json::to_string(&report)?)?;
+    Ok(super::exit::OK)
+}

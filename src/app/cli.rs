@@ -1,6 +1,6 @@
 //! What the binaries share: the `[ring]` flags, loading the config,
 //! logging, and the `main` that runs a program and exits with its code
-//! ([`super::exit`]).
+//! ([`exit`]).
 
 use super::config::{Config, ConfigError, WaitKind};
 use super::exit;

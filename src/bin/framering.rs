@@ -7,25 +7,8 @@
 //! producer died).
 
 use clap::{Parser, Subcommand};
-use framering::app::{clean, cli, demo, exit, list, status};
+use framering::app::{bench, clean, cli, demo, exit, list, status};
 use std::path::PathBuf;
-
-/// `print!` that returns the error instead of panicking: a closed pipe
-/// (`framering list | head`) ends the program quietly (see [`main`]).
-macro_rules! out {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        write!(std::io::stdout().lock(), $($arg)*)
-    }};
-}
-
-/// `println!` that returns the error instead of panicking.
-macro_rules! outln {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        writeln!(std::io::stdout().lock(), $($arg)*)
-    }};
-}
 
 #[derive(Parser, Debug)]
 #[command(version, about = "Admin tool for framering shared-memory frame rings")]
@@ -74,7 +57,7 @@ enum Cmd {
     /// and drops per process.
     Bench {
         #[command(flatten)]
-        spec: framering::app::bench::BenchSpec,
+        spec: bench::BenchSpec,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -83,7 +66,7 @@ enum Cmd {
     #[command(hide = true)]
     BenchRole {
         #[arg(long, value_enum)]
-        role: framering::app::bench::Role,
+        role: bench::Role,
         #[arg(long, default_value_t = 0)]
         index: u32,
         #[arg(long, default_value_t = 0)]
@@ -107,7 +90,7 @@ enum Cmd {
     /// Frames across hosts over Zenoh (built with `--features bridge`).
     #[cfg(feature = "bridge")]
     #[command(subcommand)]
-    Bridge(Box<bridge::BridgeCmd>),
+    Bridge(Box<framering::app::bridge::command::BridgeCmd>),
     /// Frames across hosts over Zenoh: not in this build (build with
     /// `--features bridge`).
     #[cfg(not(feature = "bridge"))]
@@ -125,121 +108,6 @@ impl cli::Quiet for Args {
     }
 }
 
-#[cfg(feature = "bridge")]
-mod bridge {
-    use framering::app::bridge::args::BridgeArgs;
-    use framering::app::bridge::{recv, send};
-    use framering::app::{cli, exit};
-
-    #[derive(clap::Subcommand, Debug)]
-    pub enum BridgeCmd {
-        /// Publish the frames of a local ring on a zenoh key (joins a group
-        /// of the ring; every frame, or with --live the newest).
-        Send {
-            /// The local ring.
-            ring: String,
-            /// bridge.group: the group of the local ring to join
-            #[arg(long)]
-            group: Option<String>,
-            /// bridge.live: send the newest frame, drop older ones in the
-            /// group (never slows the local ring)
-            #[arg(long)]
-            live: bool,
-            #[command(flatten)]
-            bridge: BridgeArgs,
-        },
-        /// Receive the frames of a zenoh key into a local ring (created
-        /// with the sender's shape).
-        Recv {
-            /// ring.name: the local ring to create
-            #[arg(long)]
-            ring: Option<String>,
-            /// ring.slots
-            #[arg(long)]
-            slots: Option<u32>,
-            /// ring.groups: groups to declare on the local ring
-            #[arg(long, value_delimiter = ',')]
-            groups: Option<Vec<String>>,
-            /// producer.keep: leave the local ring in /dev/shm at exit
-            #[arg(long)]
-            keep: bool,
-            /// bridge.exit_on_loss: end the stream (exit 4) when the sender
-            /// is lost, instead of waiting for it to come back
-            #[arg(long)]
-            exit_on_loss: bool,
-            #[command(flatten)]
-            bridge: BridgeArgs,
-        },
-    }
-
-    pub fn run(cmd: BridgeCmd) -> anyhow::Result<i32> {
-        framering::app::signals::install();
-        framering::app::bridge::start_watchdog(std::time::Duration::from_secs(3));
-        match cmd {
-            BridgeCmd::Send {
-                ring,
-                group,
-                live,
-                bridge,
-            } => {
-                let mut cfg = bridge.load()?;
-                cli::set(&mut cfg.bridge.group, group);
-                cfg.bridge.live |= live;
-                let report =
-                    send::run_send(&ring, &cfg, &bridge.run_options("bridge_send", &ring)?)?;
-                eprintln!("{}", report.summary.render());
-                if let Some(path) = &bridge.stats_json {
-                    report.summary.write_json(path)?;
-                }
-                Ok(match report.end {
-                    send::SendEnd::EndOfStream | send::SendEnd::Stopped => exit::OK,
-                    send::SendEnd::ProducerGone(pid) => {
-                        eprintln!(
-                            "error: the local producer (pid {pid}) died before ending the stream"
-                        );
-                        exit::PRODUCER_GONE
-                    }
-                    send::SendEnd::ProducerFailed => exit::FAILURE,
-                })
-            }
-            BridgeCmd::Recv {
-                ring,
-                slots,
-                groups,
-                keep,
-                exit_on_loss,
-                bridge,
-            } => {
-                let mut cfg = bridge.load()?;
-                cli::set(&mut cfg.ring.name, ring);
-                cli::set(&mut cfg.ring.slots, slots);
-                cli::set(&mut cfg.ring.groups, groups);
-                cfg.producer.keep |= keep;
-                cfg.bridge.exit_on_loss |= exit_on_loss;
-                let name = cfg.ring.name.clone();
-                let report = recv::run_recv(&cfg, &bridge.run_options("bridge_recv", &name)?)?;
-                eprintln!("{}", report.summary.render());
-                if report.gaps > 0 {
-                    eprintln!(
-                        "bridge recv: {} frames missing in the remote seq",
-                        report.gaps
-                    );
-                }
-                if let Some(path) = &bridge.stats_json {
-                    report.summary.write_json(path)?;
-                }
-                Ok(match report.end {
-                    recv::RecvEnd::EndOfStream | recv::RecvEnd::Stopped => exit::OK,
-                    recv::RecvEnd::SenderLost => {
-                        eprintln!("error: the sender was lost (--exit-on-loss): the local stream was ended");
-                        exit::SENDER_LOST
-                    }
-                })
-            }
-        }
-    }
-}
-
 fn run(args: Args) -> anyhow::Result<i32> {
     match args.cmd {
         Cmd::Demo {
@@ -254,37 +122,17 @@ fn run(args: Args) -> anyhow::Result<i32> {
             json,
             interval,
         } => status::run(&name, watch, json, interval, &mut std::io::stdout().lock()),
-        Cmd::Bench { spec, json } => {
-            let report = framering::app::bench::run(&spec, &std::env::current_exe()?)?;
-            if json {
-                outln!("{}", serde_json::to_string_pretty(&report)?)?;
-            } else {
-                out!("{}", report.render())?;
-            }
-            Ok(exit::OK)
-        }
+        Cmd::Bench { spec, json } => bench::run_command(&spec, json, &mut std::io::stdout().lock()),
         Cmd::BenchRole {
             role,
             index,
             group,
             spec,
-        } => {
-            let spec: framering::app::bench::BenchSpec = serde_json::from_str(&spec)?;
-            let report = match role {
-                framering::app::bench::Role::Producer => {
-                    framering::app::bench::run_producer(&spec)?
-                }
-                framering::app::bench::Role::Consumer => {
-                    framering::app::bench::run_consumer(&spec, index, group)?
-                }
-            };
-            outln!("{}", serde_json::to_string(&report)?)?;
-            Ok(exit::OK)
-        }
+        } => bench::run_role(role, index, group, &spec, &mut std::io::stdout().lock()),
         Cmd::List => list::run(&mut std::io::stdout().lock()),
         Cmd::Clean { name, force } => clean::run(name, force, &mut std::io::stdout().lock()),
         #[cfg(feature = "bridge")]
-        Cmd::Bridge(cmd) => bridge::run(*cmd),
+        Cmd::Bridge(cmd) => framering::app::bridge::command::run(*cmd),
         #[cfg(not(feature = "bridge"))]
         Cmd::Bridge { .. } => {
             eprintln!(

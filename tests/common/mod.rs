@@ -141,3 +141,81 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// A child's stderr, read by a thread as it comes, so that a test can wait
+/// for a line the process logs when it reaches a state instead of sleeping.
+pub struct StderrLog {
+    text: std::sync::Arc<(std::sync::Mutex<String>, std::sync::Condvar)>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StderrLog {
+    /// Takes `child`'s stderr (spawned with `Stdio::piped()`).
+    pub fn capture(child: &mut std::process::Child) -> StderrLog {
+        use std::io::Read;
+        let mut from = child.stderr.take().expect("stderr piped");
+        let text = std::sync::Arc::new((std::sync::Mutex::new(String::new()), Default::default()));
+        let to = text.clone();
+        let reader = std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n @ 1..) = from.read(&mut chunk) {
+                let (lock, cv): &(std::sync::Mutex<String>, std::sync::Condvar) = &to;
+                lock.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&chunk[..n]));
+                cv.notify_all();
+            }
+        });
+        StderrLog {
+            text,
+            reader: Some(reader),
+        }
+    }
+
+    /// Waits until the process has written `needle` to stderr; panics with
+    /// what it wrote if it has not within `limit`.
+    pub fn wait_for(&self, needle: &str, limit: std::time::Duration) {
+        let (lock, cv) = &*self.text;
+        let deadline = std::time::Instant::now() + limit;
+        let mut text = lock.lock().unwrap();
+        while !text.contains(needle) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no {needle:?} on stderr within {limit:?}; stderr so far:\n{text}"
+            );
+            text = cv.wait_timeout(text, left).unwrap().0;
+        }
+    }
+
+    /// Everything written to stderr (all of it once the process has exited
+    /// and its stderr is closed).
+    pub fn text(&mut self) -> String {
+        if let Some(r) = self.reader.take() {
+            r.join().unwrap();
+        }
+        self.text.0.lock().unwrap().clone()
+    }
+}
+
+/// Waits (at most 60 s) until `ready` holds for a snapshot of ring `name`;
+/// panics saying `what` was awaited.
+pub fn wait_for_state(
+    name: &str,
+    what: &str,
+    ready: impl Fn(&framering::ring::inspect::RingStatus) -> bool,
+) {
+    let start = std::time::Instant::now();
+    loop {
+        if let Ok(view) = framering::ring::inspect::RingView::open(name) {
+            if ready(&view.snapshot()) {
+                return;
+            }
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "ring {name}: not {what} within 60 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}

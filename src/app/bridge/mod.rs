@@ -23,6 +23,8 @@ pub mod args;
 pub mod wire;
 
 #[cfg(feature = "bridge")]
+pub mod command;
+#[cfg(feature = "bridge")]
 pub mod recv;
 #[cfg(feature = "bridge")]
 pub mod send;
