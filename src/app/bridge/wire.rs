@@ -532,7 +532,8 @@ mod tests {
         }
         // A bad dtype code.
         let mut dt = good.clone();
-        let dtype_at = 4 + 1 + 1 + 8 + 8 + 8 + 1 + 8 + 12;
+        // magic, version, kind, stream, seq, kept, capture, pts flag, pts, h w c.
+        let dtype_at = 4 + 1 + 1 + 8 + 8 + 1 + 8 + 1 + 8 + 12;
         dt[dtype_at] = 9;
         assert!(matches!(
             FrameHeader::decode(&dt),
