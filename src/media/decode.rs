@@ -456,7 +456,7 @@ impl Decoder {
 
     /// Decodes the file at `path` into `out` (exactly one frame's bytes).
     ///
-    /// A file up to [`MAX_IN_MEMORY`] is read whole first, in one read into
+    /// A file up to `MAX_IN_MEMORY` is read whole first, in one read into
     /// a buffer kept for the next file, then decoded from memory; a larger
     /// one streams through the `image` decoder.
     pub fn decode_file(&mut self, path: &Path, out: &mut [u8]) -> Result<Decoded, DecodeError> {

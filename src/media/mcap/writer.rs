@@ -470,7 +470,7 @@ impl Recorder {
 
     /// How many of the frames accepted (the first ones) are in the file:
     /// those of closed chunks. Closes the open chunk if its first frame
-    /// has waited [`CHUNK_AGE`].
+    /// has waited `CHUNK_AGE`.
     pub fn durable(&mut self) -> Result<u64, McapError> {
         if self
             .oldest_pending
