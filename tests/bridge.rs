@@ -620,14 +620,26 @@ fn connections_reset_seven_times_lose_no_lossless_frame() {
 
 /// A zenoh peer of the test's own: connects to `endpoint` (no scouting).
 fn peer(endpoint: &str) -> zenoh::Session {
+    peer_with(
+        endpoint,
+        &[("transport/shared_memory/enabled", "false".into())],
+    )
+}
+
+/// [`peer`] with more zenoh settings (key, JSON5 value).
+fn peer_with(endpoint: &str, extra: &[(&str, String)]) -> zenoh::Session {
     let mut c = zenoh::Config::default();
-    for (k, v) in [
+    let base = [
         ("mode", "\"peer\"".to_string()),
         ("connect/endpoints", format!("[\"{endpoint}\"]")),
         ("scouting/multicast/enabled", "false".into()),
-        ("transport/shared_memory/enabled", "false".into()),
-    ] {
-        c.insert_json5(k, &v).unwrap();
+    ];
+    for (k, v) in base
+        .iter()
+        .map(|(k, v)| (*k, v))
+        .chain(extra.iter().map(|(k, v)| (*k, v)))
+    {
+        c.insert_json5(k, v).unwrap();
     }
     zenoh::open(c).wait().unwrap()
 }
@@ -881,22 +893,13 @@ fn with_tls_frames_arrive_and_a_peer_without_a_certificate_cannot_connect() {
     // Peers without a certificate of the CA: one that trusts the CA (TLS,
     // no client certificate), one speaking plain TCP to the TLS port. They
     // publish end markers while the stream runs.
-    let mut c = zenoh::Config::default();
-    for (k, v) in [
-        ("mode", "\"peer\"".to_string()),
-        (
-            "connect/endpoints",
-            format!("[\"tls/127.0.0.1:{}\"]", run.port),
-        ),
-        ("scouting/multicast/enabled", "false".into()),
-        (
+    let no_cert = peer_with(
+        &format!("tls/127.0.0.1:{}", run.port),
+        &[(
             "transport/link/tls/root_ca_certificate",
             format!("\"{}\"", tmp.path().join("ca.pem").to_str().unwrap()),
-        ),
-    ] {
-        c.insert_json5(k, &v).unwrap();
-    }
-    let no_cert = zenoh::open(c).wait().unwrap();
+        )],
+    );
     let plain = peer(&format!("tcp/127.0.0.1:{}", run.port));
     for s in [&no_cert, &plain] {
         s.put(run.key.as_str(), vec![])
@@ -920,25 +923,21 @@ fn with_tls_frames_arrive_and_a_peer_without_a_certificate_cannot_connect() {
 /// connects to `endpoint` over TLS.
 fn certified_peer(dir: &Path, who: &str, endpoint: &str) -> zenoh::Session {
     let file = |f: &str| format!("\"{}\"", dir.join(f).to_str().unwrap());
-    let mut c = zenoh::Config::default();
-    for (k, v) in [
-        ("mode", "\"peer\"".to_string()),
-        ("connect/endpoints", format!("[\"{endpoint}\"]")),
-        ("scouting/multicast/enabled", "false".into()),
-        ("transport/link/tls/root_ca_certificate", file("ca.pem")),
-        (
-            "transport/link/tls/connect_certificate",
-            file(&format!("{who}.pem")),
-        ),
-        (
-            "transport/link/tls/connect_private_key",
-            file(&format!("{who}.key")),
-        ),
-        ("transport/link/tls/enable_mtls", "true".into()),
-    ] {
-        c.insert_json5(k, &v).unwrap();
-    }
-    zenoh::open(c).wait().unwrap()
+    peer_with(
+        endpoint,
+        &[
+            ("transport/link/tls/root_ca_certificate", file("ca.pem")),
+            (
+                "transport/link/tls/connect_certificate",
+                file(&format!("{who}.pem")),
+            ),
+            (
+                "transport/link/tls/connect_private_key",
+                file(&format!("{who}.key")),
+            ),
+            ("transport/link/tls/enable_mtls", "true".into()),
+        ],
+    )
 }
 
 #[test]
