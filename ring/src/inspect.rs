@@ -236,6 +236,15 @@ pub struct RingStatus {
     pub consumers: Vec<ConsumerStatus>,
 }
 
+impl GroupStatus {
+    /// Frames published to the group that it has not handed back to the
+    /// producer yet: [`ready`](Self::ready) + [`reading`](Self::reading) +
+    /// [`returned`](Self::returned).
+    pub fn unconsumed(&self) -> u32 {
+        self.ready + self.reading + self.returned
+    }
+}
+
 /// A ring mapped read-only, for inspection.
 #[derive(Debug)]
 pub struct RingView {
@@ -344,7 +353,7 @@ pub fn remove_if_abandoned(name: &str) -> Result<Removal, OpenError> {
     }
 }
 
-fn snapshot(seg: &Segment) -> RingStatus {
+pub(crate) fn snapshot(seg: &Segment) -> RingStatus {
     let g = seg.geometry();
     let h = seg.header();
     let slots = g.slots as usize;
@@ -369,7 +378,10 @@ fn snapshot(seg: &Segment) -> RingStatus {
         .groups()
         .iter()
         .enumerate()
-        .filter(|(_, e)| e.state.load(Ordering::Acquire) != GROUP_UNUSED)
+        // In use, or gone with frames it lost (until its entry is reused).
+        .filter(|(_, e)| {
+            e.state.load(Ordering::Acquire) != GROUP_UNUSED || e.dropped.load(Ordering::Relaxed) > 0
+        })
         .map(|(index, e)| {
             let (name, len) = load_name(&e.name);
             GroupStatus {

@@ -166,7 +166,7 @@ pub use options::{
 #[cfg(not(loom))]
 pub use platform::signals::{exit_on_sigbus, process_id};
 #[cfg(not(loom))]
-pub use producer::{builder::ProducerBuilder, GroupReport, Producer, WriteSlot};
+pub use producer::{builder::ProducerBuilder, Producer, WriteSlot};
 pub use shape::{Dtype, FrameShape, UnknownDtype};
 
 /// The ring's limits, for validating a configuration before creating a ring.

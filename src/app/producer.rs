@@ -17,8 +17,7 @@ use crate::media::FrameShape;
 use anyhow::Context;
 use crossbeam::channel::{bounded, RecvTimeoutError};
 use framering_ring::{
-    Backpressure, FailReason, FrameMeta, InputState, LoanError, Producer, PublishError,
-    RingCorrupt, WriteSlot,
+    FailReason, FrameMeta, InputState, LoanError, Producer, PublishError, RingCorrupt, WriteSlot,
 };
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -330,12 +329,12 @@ pub(crate) fn finish_summary(summary: &mut Summary, producer: &Producer, drained
     }
     summary.redelivered = producer.redelivered();
     summary.dropped = producer.dropped();
-    let reports = producer.group_reports();
+    let reports = producer.groups();
     // A lossless group loses frames only when its last consumer leaves
     // (or its linger ends) with frames queued.
     summary.released = reports
         .iter()
-        .filter(|g| g.dropped > 0 && g.policy == Backpressure::Block)
+        .filter(|g| g.dropped > 0 && !g.live)
         .map(|g| (g.name.clone(), g.dropped))
         .collect();
     summary.groups = reports.into_iter().map(|g| (g.name, g.dropped)).collect();
@@ -623,23 +622,25 @@ pub(crate) fn note_blocked(stats: &mut Stats, producer: &Producer) {
 /// frames, and whether anyone consumes them.
 fn blocked_on(producer: &Producer) -> String {
     let groups: Vec<String> = producer
-        .group_reports()
+        .groups()
         .into_iter()
-        .filter(|g| g.unconsumed > 0)
-        .map(|g| match (g.consumers, g.lingering) {
+        .filter(|g| g.unconsumed() > 0)
+        .map(|g| match (g.members, g.lingering) {
             (0, Some(left)) => format!(
                 "group {:?} has {} frames and no consumer (its last one died; kept {:.0} s more for a restart)",
                 g.name,
-                g.unconsumed,
+                g.unconsumed(),
                 left.as_secs_f64()
             ),
             (0, None) => format!(
                 "group {:?} has {} frames and no consumer",
-                g.name, g.unconsumed
+                g.name,
+                g.unconsumed()
             ),
             (n, _) => format!(
                 "group {:?} has {} frames and {n} consumer(s)",
-                g.name, g.unconsumed
+                g.name,
+                g.unconsumed()
             ),
         })
         .collect();

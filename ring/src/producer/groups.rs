@@ -74,28 +74,6 @@ impl Group {
     }
 }
 
-/// Per-group figures for summaries ([`Producer::group_reports`](crate::Producer::group_reports)).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupReport {
-    /// Group name.
-    pub name: String,
-    /// Frames the group lost: dropped unconsumed, or released when its last
-    /// consumer left.
-    pub dropped: u64,
-    /// Whether the producer declared it.
-    pub declared: bool,
-    /// Consumers admitted into it now.
-    pub consumers: u32,
-    /// Frames published to it that it has not handed back yet (queued or
-    /// being read).
-    pub unconsumed: u32,
-    /// Its backpressure ([`Backpressure::DropOldest`]: a live group).
-    pub policy: Backpressure,
-    /// Its last consumer died: how long it keeps its frames for a consumer
-    /// that restarts, before they are released.
-    pub lingering: Option<Duration>,
-}
-
 /// The producer's bookkeeping, behind its lock.
 #[derive(Debug)]
 pub(super) struct State {

@@ -11,8 +11,7 @@ use crate::platform::segment::Segment;
 use crate::platform::views::SlotPart;
 use crate::protocol::event::WaitStrategy;
 use crate::protocol::layout::{
-    FLAG_DRAINED, FLAG_END_OF_STREAM, FLAG_FAILED, FLAG_RUNNING, GROUP_DECLARED, GROUP_LINGERING,
-    GROUP_UNUSED, META_HAS_PTS,
+    FLAG_DRAINED, FLAG_END_OF_STREAM, FLAG_FAILED, FLAG_RUNNING, META_HAS_PTS,
 };
 use crate::protocol::ledger::WriteClaim;
 use crate::protocol::roster::store_name;
@@ -24,7 +23,6 @@ use std::time::{Duration, Instant};
 pub(crate) mod builder;
 mod groups;
 
-pub use groups::GroupReport;
 use groups::{bits, State, WaitsFor, REAP_EVERY};
 
 /// The single writer of a ring: loans free slots and publishes them to
@@ -197,29 +195,26 @@ impl Producer {
     }
 
     /// Every group the ring has had (declared, or ad hoc and still active,
-    /// or ad hoc with drops), with what it dropped.
-    pub fn group_reports(&self) -> Vec<GroupReport> {
-        let st = self.state.lock();
-        st.groups
-            .iter()
-            .enumerate()
-            .filter(|(_, g)| g.state != GROUP_UNUSED || g.dropped > 0)
-            .map(|(i, g)| GroupReport {
-                name: String::from_utf8_lossy(g.name()).into_owned(),
-                dropped: g.dropped,
-                declared: g.state == GROUP_DECLARED,
-                consumers: g.members.count_ones(),
-                unconsumed: (0..st.ledger.slots())
-                    .filter(|&s| st.ledger.holds(i, s))
-                    .count() as u32,
-                policy: g.policy,
-                lingering: (g.state == GROUP_LINGERING).then(|| {
-                    g.linger_until.map_or(Duration::MAX, |t| {
-                        t.saturating_duration_since(Instant::now())
-                    })
-                }),
-            })
-            .collect()
+    /// or ad hoc and gone with frames it lost): the same figures
+    /// [`RingView::snapshot`](crate::inspect::RingView::snapshot) shows
+    /// another process, read under the producer's lock.
+    ///
+    /// ```
+    /// use framering_ring::{FrameShape, Producer};
+    ///
+    /// let ring = format!("doc-groups-{}", std::process::id());
+    /// let producer = Producer::builder(&ring)
+    ///     .shape(FrameShape::new(4, 4, 1))
+    ///     .groups(["rec"])
+    ///     .create()?;
+    /// let rec = &producer.groups()[0];
+    /// assert_eq!((rec.name.as_str(), rec.declared, rec.members), ("rec", true, 0));
+    /// producer.unlink()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn groups(&self) -> Vec<crate::inspect::GroupStatus> {
+        let _st = self.state.lock();
+        crate::inspect::snapshot(&self.seg).groups
     }
 
     /// Frames published so far.
