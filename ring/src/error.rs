@@ -359,6 +359,16 @@ pub enum PublishError {
         /// Bytes per frame.
         capacity: usize,
     },
+    /// The producer already ended the stream
+    /// ([`crate::Producer::finish`]): a group whose frames all came back
+    /// has ended its consumers' stream, so nothing more can be published.
+    #[error(
+        "ring {name:?} has ended its stream (Producer::finish): nothing can be published after it"
+    )]
+    Finished {
+        /// Ring name.
+        name: String,
+    },
 }
 
 /// Why [`crate::Consumer::take`] returned no frame.

@@ -1376,3 +1376,44 @@ fn a_consumer_waiting_for_its_ring_is_cancelled() {
         "{r:?}"
     );
 }
+
+#[test]
+fn each_group_ends_its_stream_when_its_own_frames_came_back() {
+    let n = name("group-eos");
+    let p = producer(&n, 4, &["fast", "slow"], Backpressure::Block);
+    let fast = consumer(&n, "fast", false);
+    let slow = consumer(&n, "slow", false);
+    p.service().unwrap();
+    for i in 0..3 {
+        put(&p, i).unwrap();
+    }
+    p.finish();
+    // Nothing is published after the end of the stream.
+    let late = p.loan(Duration::from_millis(50)).unwrap();
+    assert!(matches!(
+        late.publish(&FrameMeta::new()),
+        Err(PublishError::Finished { .. })
+    ));
+    // The fast group reads and hands back all three; the slow one holds one
+    // and has two queued.
+    for _ in 0..3 {
+        drop(take(&fast, Duration::from_secs(1)).unwrap());
+    }
+    let held = take(&slow, Duration::from_secs(1)).unwrap();
+    // The producer collects what came back; the ring has not drained.
+    assert!(p
+        .drain(Duration::from_millis(100))
+        .unwrap_err()
+        .is_timeout());
+    // The fast group's stream is over although the slow group is not done.
+    assert!(matches!(
+        fast.take(Duration::from_secs(2)),
+        Ok(Take::EndOfStream)
+    ));
+    assert!(take(&slow, Duration::from_secs(1)).is_some());
+    drop(held);
+    // Both of the slow group's reads came back and one frame is queued.
+    let unconsumed: Vec<_> = p.groups().iter().map(|g| g.unconsumed()).collect();
+    assert_eq!(unconsumed, vec![0, 3]);
+    p.unlink().unwrap();
+}

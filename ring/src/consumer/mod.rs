@@ -211,6 +211,22 @@ impl Consumer {
     }
 
     /// The group index, once the producer admitted us.
+    /// Whether the producer marked this consumer's group drained: the stream
+    /// ended and every frame of the group came back, so an empty queue is
+    /// empty for good.
+    fn group_drained(&self) -> bool {
+        use crate::protocol::sync::Ordering as O;
+        let g = self.shared.admitted.load(O::Relaxed);
+        // Acquire: the producer's collection of the group's last returns
+        // (and every publish into it) happens before the flag we see.
+        g != NOT_ADMITTED
+            && self
+                .seg()
+                .groups()
+                .get(g as usize)
+                .is_some_and(|e| e.drained.load(O::Acquire) == 1)
+    }
+
     fn admitted(&self) -> Result<Option<u8>, TakeError> {
         let g = self.shared.admitted.load(Ordering::Relaxed);
         if g != NOT_ADMITTED {
@@ -431,7 +447,7 @@ impl Consumer {
                 }
                 // Acquire: every publish happens before the flags we see.
                 let flags = h.flags.load(O::Acquire);
-                (flags & (FLAG_DRAINED | FLAG_FAILED) != 0).then_some(None)
+                (flags & (FLAG_DRAINED | FLAG_FAILED) != 0 || self.group_drained()).then_some(None)
             });
             if let Some(e) = err {
                 return Err(e);

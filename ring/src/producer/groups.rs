@@ -9,8 +9,8 @@ use crate::platform::clock::monotonic_ns;
 use crate::platform::liveness;
 use crate::platform::segment::{Reservation, Segment};
 use crate::protocol::layout::{
-    BACKPRESSURE_BLOCK, BACKPRESSURE_DROP_OLDEST, GROUP_ACTIVE, GROUP_DECLARED, GROUP_LINGERING,
-    GROUP_NAME_MAX, GROUP_UNUSED, POLICY_RING,
+    BACKPRESSURE_BLOCK, BACKPRESSURE_DROP_OLDEST, FLAG_END_OF_STREAM, GROUP_ACTIVE, GROUP_DECLARED,
+    GROUP_LINGERING, GROUP_NAME_MAX, GROUP_UNUSED, POLICY_RING,
 };
 use crate::protocol::ledger::{Ledger, WriteClaim};
 use crate::protocol::roster::{self, load_name, store_name, Request};
@@ -340,6 +340,7 @@ impl State {
                     );
                     e.dropped.store(0, Ordering::Relaxed);
                     e.delivered.store(0, Ordering::Relaxed);
+                    e.drained.store(0, Ordering::Relaxed);
                     e.policy.store(policy_word(policy), Ordering::Relaxed);
                     e.linger_until_ns.store(0, Ordering::Relaxed);
                     e.state.store(GROUP_ACTIVE, Ordering::Release);
@@ -363,6 +364,36 @@ impl State {
             .store(self.groups[g].members.count_ones(), Ordering::Relaxed);
         roster::admit(entry, g as u8);
         Ok(())
+    }
+
+    /// After end of stream: marks each group in use that holds no frame any
+    /// more (every frame published into it came back and was collected) as
+    /// drained, and wakes its consumers: their `take` ends the stream
+    /// without waiting for the other groups.
+    pub(super) fn mark_drained_groups(&mut self, seg: &Segment) {
+        // Relaxed: only this producer sets the flag, under its lock.
+        if seg.header().flags.load(Ordering::Relaxed) & FLAG_END_OF_STREAM == 0 {
+            return;
+        }
+        let slots = self.ledger.slots();
+        let mut woke = false;
+        for (g, grp) in self.groups.iter().enumerate() {
+            let e = &seg.groups()[g];
+            if grp.state == GROUP_UNUSED
+                || e.drained.load(Ordering::Relaxed) == 1
+                || (0..slots).any(|s| self.ledger.holds(g, s))
+            {
+                continue;
+            }
+            // Release: the group's last returns were collected, and after
+            // `finish` nothing is published into it again, so a consumer
+            // that acquires the flag and finds its queue empty is done.
+            e.drained.store(1, Ordering::Release);
+            woke = true;
+        }
+        if woke {
+            seg.header().ready_event.notify();
+        }
     }
 
     /// Removes consumer `c` from group `g`. Its unreturned frames are

@@ -348,6 +348,13 @@ impl Producer {
                 return Err(e);
             }
         }
+        // Relaxed: only this producer sets the flag, under this lock.
+        if seg.header().flags.load(Ordering::Relaxed) & FLAG_END_OF_STREAM != 0 {
+            st.ledger.discard(claim, seg.slot_states());
+            return Err(PublishError::Finished {
+                name: seg.name().to_string(),
+            });
+        }
         let capacity = seg.geometry().user_meta_bytes as usize;
         if meta.user_meta.len() > capacity {
             st.ledger.discard(claim, seg.slot_states());
@@ -481,9 +488,15 @@ impl Producer {
 
     /// Signals end of stream: consumers take what is queued, then their
     /// `take` reports [`Take::EndOfStream`](crate::Take::EndOfStream) once
-    /// the producer [drained](Self::drain).
+    /// every frame of their group came back, which [`drain`](Self::drain)
+    /// collects (each group ends on its own: a fast group does not wait for
+    /// a slow one). Publishing after it fails with
+    /// [`PublishError::Finished`].
     pub fn finish(&self) {
         let h = self.seg.header();
+        // Under the lock: a publish either completes before the flag or sees
+        // it and refuses (`publish_claim_inner` checks it under the lock).
+        let _st = self.state.lock();
         // Release: every publish happens before a consumer sees the flag.
         h.flags.fetch_or(FLAG_END_OF_STREAM, Ordering::Release);
         h.ready_event.notify();
@@ -512,6 +525,7 @@ impl Producer {
                 let mut st = self.state.lock();
                 st.service_roster(seg)?;
                 st.collect(seg)?;
+                st.mark_drained_groups(seg);
                 if st.ledger.free_len() >= slots {
                     let h = seg.header();
                     h.flags.fetch_or(FLAG_DRAINED, Ordering::Release);

@@ -446,8 +446,15 @@ pub(crate) struct GroupEntry {
     /// Its backpressure: [`BACKPRESSURE_BLOCK`] or
     /// [`BACKPRESSURE_DROP_OLDEST`].
     pub(crate) policy: AtomicU32,
-    /// Zero.
-    pub(crate) pad: u32,
+    /// 1 once the stream ended ([`FLAG_END_OF_STREAM`]) and every frame
+    /// published into the group came back: its consumers' `take` ends the
+    /// stream at once instead of waiting for the other groups to drain
+    /// ([`FLAG_DRAINED`]). Only the producer writes it (Release, after it
+    /// collected the group's last return); 0 otherwise. This word was a zero
+    /// pad in earlier builds of this layout: a consumer that predates it
+    /// ignores it, and a producer that predates it leaves it 0, so its
+    /// consumers wait for [`FLAG_DRAINED`] as they always did.
+    pub(crate) drained: AtomicU32,
     /// [`GROUP_LINGERING`]: CLOCK_MONOTONIC ns at which it is released.
     pub(crate) linger_until_ns: AtomicU64,
     reserved: [u64; 6],
