@@ -41,23 +41,22 @@ fn data(name: &str) -> PathBuf {
 /// libjpeg-turbo's arithmetic-coded and 12-bit test images are valid JPEGs:
 /// skipped as `unsupported` (not `corrupt`), the log saying what would
 /// decode them; their Huffman-coded 8-bit twin is published.
-#[test]
-fn valid_jpegs_this_build_cannot_decode_are_skipped_as_unsupported() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("in");
-    std::fs::create_dir(&dir).unwrap();
-    for n in ["testorig.jpg", "testimgari.jpg", "testorig12.jpg"] {
-        std::fs::copy(data(n), dir.join(n)).unwrap();
-    }
-    let name = ring("unsupported");
-    let shape = (149, 227, 3);
-    let stats = tmp.path().join("p.json");
-    let c = command(CONSUMER, &name, shape, &["--output", "null"])
+/// Runs a consumer (with `consumer_args`) and a producer over the folder
+/// `dir` on ring `name`; both must succeed. The producer's stats JSON and
+/// its stderr.
+fn run_folder(
+    name: &str,
+    shape: (u32, u32, u32),
+    dir: &Path,
+    stats: &Path,
+    consumer_args: &[&str],
+) -> (serde_json::Value, String) {
+    let c = command(CONSUMER, name, shape, consumer_args)
         .spawn()
         .unwrap();
     let p = command(
         PRODUCER,
-        &name,
+        name,
         shape,
         &[
             "--input",
@@ -73,7 +72,21 @@ fn valid_jpegs_this_build_cannot_decode_are_skipped_as_unsupported() {
     assert!(pout.status.success(), "{err}");
     let cout = wait_with_timeout(c, Duration::from_secs(30));
     assert!(cout.status.success(), "{}", stderr(&cout));
-    let j = json(&stats);
+    (json(stats), err)
+}
+
+#[test]
+fn valid_jpegs_this_build_cannot_decode_are_skipped_as_unsupported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("in");
+    std::fs::create_dir(&dir).unwrap();
+    for n in ["testorig.jpg", "testimgari.jpg", "testorig12.jpg"] {
+        std::fs::copy(data(n), dir.join(n)).unwrap();
+    }
+    let name = ring("unsupported");
+    let shape = (149, 227, 3);
+    let stats = tmp.path().join("p.json");
+    let (j, err) = run_folder(&name, shape, &dir, &stats, &["--output", "null"]);
     let turbo = cfg!(feature = "turbojpeg");
     // With libjpeg-turbo the arithmetic-coded one decodes too.
     let (frames, unsupported) = if turbo { (2, 1) } else { (1, 2) };
@@ -394,29 +407,7 @@ fn the_producer_summary_times_each_stage() {
     for (tag, shape, resized) in [("same", (149, 227, 3), false), ("half", (75, 113, 3), true)] {
         let name = ring(&format!("stages-{tag}"));
         let stats = tmp.path().join(format!("{tag}.json"));
-        let c = command(CONSUMER, &name, shape, &["--output", "null", "--quiet"])
-            .spawn()
-            .unwrap();
-        let p = command(
-            PRODUCER,
-            &name,
-            shape,
-            &[
-                "--input",
-                dir.to_str().unwrap(),
-                "--stats-json",
-                stats.to_str().unwrap(),
-            ],
-        )
-        .spawn()
-        .unwrap();
-        let pout = wait_with_timeout(p, Duration::from_secs(30));
-        let err = stderr(&pout);
-        assert!(pout.status.success(), "{err}");
-        assert!(wait_with_timeout(c, Duration::from_secs(30))
-            .status
-            .success());
-        let j = json(&stats);
+        let (j, err) = run_folder(&name, shape, &dir, &stats, &["--output", "null", "--quiet"]);
         assert_eq!(j["frames"], 2, "{j}");
         let t = &j["stages"];
         assert_eq!(t["frames"], 3, "2 decoded, 1 skipped: {j}");

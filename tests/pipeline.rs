@@ -4,6 +4,7 @@
 mod common;
 use common::{signal, stderr, wait_for_state, wait_published, wait_with_timeout, StderrLog};
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -1196,6 +1197,38 @@ fn stop_signals_end_every_process_promptly() {
         assert!(took < Duration::from_millis(LIMIT_MS), "{sig}: {took:?}");
     }
 
+    // A consumer idle in its take loop (its producer waits for input that
+    // does not come: one raw frame on a stdin kept open) stops promptly.
+    let mut quiet = producer(&name, &["--input", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = quiet.stdin.take().unwrap();
+    input.write_all(&vec![7u8; (H * W * 3) as usize]).unwrap();
+    let idle = consumer(&name, &["--output", "null", "--group", "other"])
+        .spawn()
+        .unwrap();
+    wait_for_state(
+        &name,
+        "past its frame 0 with a consumer of group \"other\"",
+        |s| {
+            s.consumers
+                .iter()
+                .any(|c| c.frames >= 1 && c.slots_held == 0)
+        },
+    );
+    let t = signal_and_time(&idle, Signal::SIGTERM);
+    let out = wait_with_timeout(idle, Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        t.elapsed() < Duration::from_millis(LIMIT_MS),
+        "{:?}",
+        t.elapsed()
+    );
+    drop(input);
+    let out = wait_with_timeout(quiet, Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
     let tmp = tempfile::tempdir().unwrap();
     make_inputs(&tmp.path().join("in"), 3);
     let input = tmp.path().join("in");
@@ -1214,21 +1247,6 @@ fn stop_signals_end_every_process_promptly() {
     .spawn()
     .unwrap();
     wait_published(&name, 3);
-    // A consumer of another group, idle in its take loop, stops promptly.
-    let idle = consumer(&name, &["--output", "null", "--group", "other"])
-        .spawn()
-        .unwrap();
-    wait_for_state(&name, "joined by a consumer of group \"other\"", |s| {
-        s.groups.iter().any(|g| g.name == "other" && g.members >= 1)
-    });
-    let t = signal_and_time(&idle, Signal::SIGTERM);
-    let out = wait_with_timeout(idle, Duration::from_secs(10));
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(
-        t.elapsed() < Duration::from_millis(LIMIT_MS),
-        "{:?}",
-        t.elapsed()
-    );
 
     let t = signal_and_time(&p, Signal::SIGTERM);
     let out = wait_with_timeout(p, Duration::from_secs(10));

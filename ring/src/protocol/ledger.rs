@@ -307,63 +307,31 @@ mod tests {
             SlotState::Reading { owner: 3, pos: 0 }.encode(),
             Ordering::Relaxed,
         );
+        // Consumer `c`'s return queue, collected into `l` (group 0 only).
+        let collect = |l: &mut Ledger, c: usize, again: &mut Vec<(usize, usize)>| {
+            l.collect(c, ret, |g| (g == 0).then_some(&claims[..]), &states, again)
+        };
         // Consumer 2 returns a slot consumer 3 reads: ignored.
         ret.push(pack_return(0, 0)).unwrap();
         let mut again = vec![];
-        assert_eq!(
-            l.collect(
-                2,
-                ret,
-                |g| (g == 0).then_some(&claims[..]),
-                &states,
-                &mut again
-            ),
-            Ok(1)
-        );
+        assert_eq!(collect(&mut l, 2, &mut again), Ok(1));
         assert_eq!((l.bogus(), l.free_len()), (1, 1));
         // Consumer 3 gives it back unconsumed (twice: the second is bogus):
         // still held, to be published again.
         ret.push(pack_give_back(0, 0)).unwrap();
         ret.push(pack_give_back(0, 0)).unwrap();
-        assert_eq!(
-            l.collect(
-                3,
-                ret,
-                |g| (g == 0).then_some(&claims[..]),
-                &states,
-                &mut again
-            ),
-            Ok(2)
-        );
+        assert_eq!(collect(&mut l, 3, &mut again), Ok(2));
         assert_eq!(again, vec![(0, 0)]);
         assert_eq!((l.bogus(), l.free_len(), l.holders(0)), (2, 1, 1));
         // A give-back naming a group out of range is bogus too.
         ret.push(pack_give_back(9, 0)).unwrap();
         again.clear();
-        assert_eq!(
-            l.collect(
-                3,
-                ret,
-                |g| (g == 0).then_some(&claims[..]),
-                &states,
-                &mut again
-            ),
-            Ok(1)
-        );
+        assert_eq!(collect(&mut l, 3, &mut again), Ok(1));
         assert!(again.is_empty());
         assert_eq!(l.bogus(), 3);
         // Consumer 3 returns it: freed.
         ret.push(pack_return(0, 0)).unwrap();
-        assert_eq!(
-            l.collect(
-                3,
-                ret,
-                |g| (g == 0).then_some(&claims[..]),
-                &states,
-                &mut again
-            ),
-            Ok(1)
-        );
+        assert_eq!(collect(&mut l, 3, &mut again), Ok(1));
         assert_eq!((l.bogus(), l.free_len()), (3, 2));
     }
 
