@@ -6,7 +6,9 @@
 //! summary (its recorder was killed) is read from the start, up to its last
 //! complete chunk, with a warning.
 
-use super::format::{decode_encoding, shape_of, McapError, KNOWN_ENCODINGS};
+use super::format::{
+    decode_encoding, parse_frame_rate, shape_of, McapError, FRAME_RATE_KEY, KNOWN_ENCODINGS,
+};
 use super::schema::{self, ImageMsg};
 use crate::media::{Dtype, FrameShape};
 use mcap::sans_io::indexed_reader::{IndexedReadEvent, IndexedReader, IndexedReaderOptions};
@@ -86,6 +88,8 @@ struct ChannelInfo {
     message_encoding: String,
     /// `image_topic` of a `framering.FrameMeta` channel.
     image_topic: Option<String>,
+    /// Its `frame_rate`.
+    frame_rate: Option<(u32, u32)>,
 }
 
 /// The first bytes of a message read to find where its pixels start.
@@ -105,9 +109,9 @@ struct Direct {
     channels: Vec<u16>,
     /// Log times read: `[start, end)`.
     range: (u64, u64),
-    /// The open chunk's messages: (log time, file offset of the record),
-    /// in log-time order; `at` is the next.
-    pending: Vec<(u64, u64)>,
+    /// The open chunk's messages: (log time, file offset of the record,
+    /// record length), in log-time order; `at` is the next.
+    pending: Vec<(u64, u64, u64)>,
     at: usize,
     /// A record's first bytes (reused).
     head: Vec<u8>,
@@ -189,14 +193,14 @@ impl Direct {
                     let log = u64::from_le_bytes(h[15..23].try_into().expect("8 bytes"));
                     if self.channels.contains(&channel) && log >= self.range.0 && log < self.range.1
                     {
-                        self.pending.push((log, pos));
+                        self.pending.push((log, pos, len));
                     }
                 }
                 pos = next;
             }
             // Log-time order, file order among equal times (as the crate's
             // indexed reader).
-            self.pending.sort_by_key(|&(log, _)| log);
+            self.pending.sort_by_key(|&(log, _, _)| log);
         }
         Ok(true)
     }
@@ -216,51 +220,51 @@ impl Direct {
             path: path.into(),
             source,
         };
-        let (_, pos) = self.pending[self.at];
+        let (_, pos, len) = self.pending[self.at];
         self.at += 1;
-        self.head.resize(RECORD_HEAD, 0);
+        // The record's header and its message's first bytes in one read
+        // (all of a small message). load() checked that the record is
+        // within its chunk and holds a message header.
+        let first = len.min((RECORD_HEAD - 9 + HEAD) as u64) as usize;
+        self.head.resize(9 + first, 0);
         file.read_exact_at(&mut self.head, pos).map_err(io)?;
         let h = &self.head;
-        let len = u64::from_le_bytes(h[1..9].try_into().expect("8 bytes"));
         let header = Header {
             channel: u16::from_le_bytes([h[9], h[10]]),
             sequence: u32::from_le_bytes(h[11..15].try_into().expect("4 bytes")),
             log_time: u64::from_le_bytes(h[15..23].try_into().expect("8 bytes")),
         };
-        // load() checked that the record is within its chunk.
         let msg_len = usize::try_from(len - (RECORD_HEAD - 9) as u64)
             .ok()
             .filter(|&n| n <= RECORD_LIMIT)
             .ok_or_else(|| bad(path, &header, "message too large"))?;
         let data_at = pos + RECORD_HEAD as u64;
-        let raw = image.filter(|&(id, k)| {
-            id == header.channel && matches!(k, Kind::FoxgloveRaw | Kind::RosRaw)
-        });
-        let first = if raw.is_some() {
-            msg_len.min(HEAD)
-        } else {
-            msg_len
-        };
-        self.head.resize(first, 0);
-        file.read_exact_at(&mut self.head, data_at).map_err(io)?;
-        if let Some((_, kind)) = raw.filter(|_| first < msg_len) {
-            let ros = kind == Kind::RosRaw;
-            if let Some((prefix, at, n)) = schema::split_raw_image(ros, &self.head, msg_len) {
-                return Ok(Some((
-                    header,
-                    Body::Split {
-                        prefix: &self.head[..prefix],
-                        at: data_at + at as u64,
-                        len: n,
-                    },
-                )));
+        let have = self.head.len() - RECORD_HEAD;
+        if have < msg_len {
+            let raw = image.filter(|&(id, k)| {
+                id == header.channel && matches!(k, Kind::FoxgloveRaw | Kind::RosRaw)
+            });
+            if let Some((_, kind)) = raw {
+                let ros = kind == Kind::RosRaw;
+                let head = &self.head[RECORD_HEAD..];
+                if let Some((prefix, at, n)) = schema::split_raw_image(ros, head, msg_len) {
+                    return Ok(Some((
+                        header,
+                        Body::Split {
+                            prefix: &self.head[RECORD_HEAD..RECORD_HEAD + prefix],
+                            at: data_at + at as u64,
+                            len: n,
+                        },
+                    )));
+                }
             }
-            // The pixels are not its last field: read it whole.
-            self.head.resize(msg_len, 0);
-            file.read_exact_at(&mut self.head[first..], data_at + first as u64)
+            // Not a raw image, or its pixels are not its last field: read
+            // it whole.
+            self.head.resize(RECORD_HEAD + msg_len, 0);
+            file.read_exact_at(&mut self.head[RECORD_HEAD + have..], data_at + have as u64)
                 .map_err(io)?;
         }
-        Ok(Some((header, Body::Whole(&self.head))))
+        Ok(Some((header, Body::Whole(&self.head[RECORD_HEAD..]))))
     }
 }
 
@@ -394,6 +398,10 @@ impl Messages {
                                 let info = ChannelInfo {
                                     schema: schemas.get(&c.schema_id).cloned().unwrap_or_default(),
                                     image_topic: c.metadata.get("image_topic").cloned(),
+                                    frame_rate: c
+                                        .metadata
+                                        .get(FRAME_RATE_KEY)
+                                        .and_then(|r| parse_frame_rate(r)),
                                     topic: c.topic,
                                     message_encoding: c.message_encoding,
                                 };
@@ -471,6 +479,8 @@ pub struct Replay {
     topic: Option<String>,
     image_topic: String,
     meta_channel: Option<u16>,
+    /// The recorded source frame rate.
+    frame_rate: Option<(u32, u32)>,
     shape: FrameShape,
     /// BGR: swap the first and third channels.
     swap: bool,
@@ -546,6 +556,7 @@ impl Replay {
         let summary = read_summary(&mut file, path)?;
         let mut image = None;
         let mut meta_channel = None;
+        let mut frame_rate = None;
         let mut image_topic = String::new();
         let messages = match summary.filter(|s| !s.chunk_indexes.is_empty()) {
             Some(summary) => {
@@ -564,6 +575,10 @@ impl Replay {
                                     .unwrap_or_default(),
                                 message_encoding: c.message_encoding.clone(),
                                 image_topic: c.metadata.get("image_topic").cloned(),
+                                frame_rate: c
+                                    .metadata
+                                    .get(FRAME_RATE_KEY)
+                                    .and_then(|r| parse_frame_rate(r)),
                             },
                         )
                     })
@@ -575,6 +590,9 @@ impl Replay {
                     (c.schema == schema::FRAME_META && c.image_topic.as_deref() == Some(&topic))
                         .then_some(*id)
                 });
+                frame_rate = meta_channel
+                    .and_then(|id| channels.get(&id))
+                    .and_then(|c| c.frame_rate);
                 let first = summary
                     .stats
                     .as_ref()
@@ -658,6 +676,7 @@ impl Replay {
             topic: opts.topic.clone(),
             image_topic,
             meta_channel,
+            frame_rate,
             shape: FrameShape::new(0, 0, 0),
             swap: false,
             stash: Stash::default(),
@@ -726,6 +745,11 @@ impl Replay {
     /// The image channel's topic.
     pub fn topic(&self) -> &str {
         &self.image_topic
+    }
+
+    /// The source's frame rate `(num, den)` the recording keeps, if any.
+    pub fn frame_rate(&self) -> Option<(u32, u32)> {
+        self.frame_rate
     }
 
     /// The first frame's log time (ns).
@@ -889,6 +913,7 @@ impl Replay {
         }
         if c.schema == schema::FRAME_META && c.image_topic.as_deref() == Some(&self.image_topic) {
             self.meta_channel = Some(id);
+            self.frame_rate = c.frame_rate;
         }
     }
 }

@@ -15,7 +15,9 @@
 //! the ring redelivers them.
 
 use super::direct::{self, DirectWriter};
-use super::format::{self, Compression, FrameStamp, ImageCoding, ImageSchema, McapError};
+use super::format::{
+    self, Compression, FrameStamp, ImageCoding, ImageSchema, McapError, FRAME_RATE_KEY,
+};
 use super::schema::{self, FrameMetaMsg, ImageMsg};
 use crate::media::{Dtype, FrameShape};
 use std::collections::BTreeMap;
@@ -54,6 +56,9 @@ pub struct RecorderOptions {
     /// Topic prefix (`/<ring>/image`) and the frame id of frames with no
     /// source name.
     pub ring: String,
+    /// The source's frame rate `(num, den)`, if the ring knows it: kept in
+    /// the `frame_meta` channel's metadata (`frame_rate`, `"num/den"`).
+    pub frame_rate: Option<(u32, u32)>,
 }
 
 impl RecorderOptions {
@@ -324,7 +329,10 @@ impl Recorder {
                 message_encoding,
                 &BTreeMap::new(),
             )?;
-            let meta = BTreeMap::from([("image_topic".to_string(), image_topic.clone())]);
+            let mut meta = BTreeMap::from([("image_topic".to_string(), image_topic.clone())]);
+            if let Some((num, den)) = self.opts.frame_rate {
+                meta.insert(FRAME_RATE_KEY.to_string(), format!("{num}/{den}"));
+            }
             let meta_channel = w.add_channel(
                 (
                     schema::FRAME_META,
