@@ -640,6 +640,42 @@ mod tests {
     }
 
     #[test]
+    fn the_pixels_are_found_where_they_start_when_they_come_last() {
+        let data: Vec<u8> = (0..18).collect();
+        let m = sample(&data);
+        for ros in [false, true] {
+            let mut buf = Vec::new();
+            if ros {
+                encode_ros_image(&mut buf, &m);
+            } else {
+                encode_raw_image(&mut buf, &m);
+            }
+            let head_len = buf.len();
+            buf.extend_from_slice(&data);
+            // Only the first bytes are needed.
+            let (prefix, at, n) = split_raw_image(ros, &buf[..head_len + 2], buf.len()).unwrap();
+            assert_eq!((at, n), (head_len, data.len()), "ros: {ros}");
+            let back = if ros {
+                decode_ros_image_prefix(&buf[..prefix]).unwrap()
+            } else {
+                decode_raw_image(&buf[..prefix]).unwrap()
+            };
+            assert_eq!((back.width, back.height, back.step), (3, 2, 9));
+            assert_eq!(back.encoding, m.encoding);
+            assert!(back.data.is_empty());
+        }
+        // A field after the pixels (as protobuf libraries order
+        // foxglove.RawImage: frame_id is field 7): read it whole instead.
+        let mut buf = Vec::new();
+        put_fixed32(&mut buf, 2, 3);
+        put_bytes(&mut buf, 6, &data);
+        put_bytes(&mut buf, 7, b"cam");
+        assert_eq!(split_raw_image(false, &buf, buf.len()), None);
+        // Cut before the pixels start: read it whole.
+        assert_eq!(split_raw_image(false, &buf[..3], buf.len()), None);
+    }
+
+    #[test]
     fn frame_meta_round_trips_with_and_without_pts() {
         for pts in [None, Some(-40_000_000), Some(0)] {
             let m = FrameMetaMsg {
