@@ -287,7 +287,9 @@ pub fn run_consumer(
     let mut held = Held::new((consumer.slots() as usize / 2).max(1));
     let mut sink = if mcap {
         // A chunk is closed before the consumer holds more than a few.
-        let opts = super::mcap::recorder_options(cfg, held.max.min(4));
+        let mut opts = super::mcap::recorder_options(cfg, held.max.min(4));
+        // The source's frame rate, kept for the replay's ring.
+        opts.frame_rate = consumer.frame_rate();
         Sink::open_mcap(out, shape, opts)?
     } else if video::is_video_output(out) {
         // The rate asked for, else the source's as the producer recorded it.

@@ -30,6 +30,7 @@ pub(crate) fn recorder_options(cfg: &Config, max_pending: usize) -> RecorderOpti
         split_after: Duration::from_secs_f64(c.split_secs),
         max_pending: max_pending.max(1),
         ring: cfg.ring.name.clone(),
+        frame_rate: None,
     }
 }
 
@@ -101,7 +102,11 @@ pub fn run_mcap_producer(cfg: &Config, run: &RunOptions) -> anyhow::Result<Produ
     sized.validate()?;
     let cfg = &sized;
     cfg.validate_space()?;
-    let producer = create_producer(cfg, shape, None)?;
+    // The source's frame rate, as recorded (what a video input gives).
+    let rate = replay
+        .frame_rate()
+        .map(|(num, den)| (u64::from(num), u64::from(den)));
+    let producer = create_producer(cfg, shape, rate)?;
     tracing::info!(
         ring = %cfg.ring.name,
         shape = %shape,

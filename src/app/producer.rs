@@ -140,8 +140,9 @@ pub fn run_producer(cfg: &Config, run: &RunOptions) -> anyhow::Result<ProducerRe
         cfg,
         first.map(|(size, _)| size),
         &format!(
-            "no image in {:?} has a size to give the ring",
-            cfg.producer.input
+            "no image in {:?} has a size to give the ring (--input takes images: a file, a directory or a glob; a video: {}; an MCAP recording: .mcap; raw frames: -)",
+            cfg.producer.input,
+            video::VIDEO_INPUT_EXTENSIONS.join(", ")
         ),
     )?;
     let cfg = &sized;

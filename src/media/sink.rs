@@ -25,7 +25,7 @@ pub enum OutputFormat {
 pub enum SinkError {
     /// An output named like a file (with an extension) of a format this
     /// consumer does not write, that is no existing directory.
-    #[error("output {path:?}: .{ext} is not a video container this consumer writes ({known}), and {path} is not a directory; for image files in a directory of that name, end the name with \"/\" or create the directory first")]
+    #[error("output {path:?}: .{ext} is not a video container this consumer writes ({known}) nor an MCAP recording (.mcap), and {path} is not a directory; for image files in a directory of that name, end the name with \"/\" or create the directory first")]
     UnknownOutput {
         /// The output.
         path: String,

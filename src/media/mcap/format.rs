@@ -178,6 +178,17 @@ pub fn encoding(channels: u32, dtype: Dtype) -> Result<&'static str, McapError> 
     })
 }
 
+/// The `frame_meta` channel's metadata key of the source's frame rate
+/// (`"30000/1001"`).
+pub(crate) const FRAME_RATE_KEY: &str = "frame_rate";
+
+/// A frame rate as [`FRAME_RATE_KEY`] holds it: `"num/den"`, both > 0.
+pub(crate) fn parse_frame_rate(s: &str) -> Option<(u32, u32)> {
+    let (num, den) = s.split_once('/')?;
+    let (num, den) = (num.trim().parse().ok()?, den.trim().parse().ok()?);
+    (num > 0 && den > 0).then_some((num, den))
+}
+
 /// The pixel encodings a ring can hold, as replayed.
 pub(crate) const KNOWN_ENCODINGS: &str = "mono8, 8UC1, rgb8, bgr8, 8UC3, rgba8, bgra8, 8UC4, mono16, 16UC1, rgb16, bgr16, 16UC3, rgba16, bgra16, 16UC4, 32FC1, 32FC3, 32FC4";
 

@@ -1,5 +1,7 @@
 //! Recording frames into MCAP files and replaying them (the `mcap` crate
-//! does the container: chunks, indexes, summary, zstd/lz4).
+//! does the container: chunks, indexes, summary, zstd/lz4; uncompressed
+//! chunks are written and read by this module's own code, which moves a
+//! frame's pixels between the slot and the file with a single copy).
 //!
 //! A recording has, per ring, an image channel `/<ring>/image`
 //! (`foxglove.RawImage` in protobuf by default, `sensor_msgs/msg/Image` in
@@ -11,6 +13,7 @@
 //! sequence), its capture time as log time, and sit in the same chunk.
 //! Readers that know only the image schemas ignore the second channel.
 
+mod direct;
 mod format;
 mod reader;
 mod schema;

@@ -6,7 +6,9 @@
 //! summary (its recorder was killed) is read from the start, up to its last
 //! complete chunk, with a warning.
 
-use super::format::{decode_encoding, shape_of, McapError, KNOWN_ENCODINGS};
+use super::format::{
+    decode_encoding, parse_frame_rate, shape_of, McapError, FRAME_RATE_KEY, KNOWN_ENCODINGS,
+};
 use super::schema::{self, ImageMsg};
 use crate::media::{Dtype, FrameShape};
 use mcap::sans_io::indexed_reader::{IndexedReadEvent, IndexedReader, IndexedReaderOptions};
@@ -15,6 +17,7 @@ use mcap::sans_io::summary_reader::{SummaryReadEvent, SummaryReader};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// The largest record read (a frame of the largest ring is far smaller): a
@@ -62,6 +65,15 @@ impl Kind {
         }
     }
 
+    /// Decodes the fields before a raw image's pixels (see
+    /// [`schema::split_raw_image`]).
+    fn decode_prefix(self, b: &[u8]) -> Result<ImageMsg<'_>, schema::DecodeError> {
+        match self {
+            Kind::RosRaw => schema::decode_ros_image_prefix(b),
+            _ => self.decode(b),
+        }
+    }
+
     fn compressed(self) -> bool {
         matches!(self, Kind::FoxgloveCompressed | Kind::RosCompressed)
     }
@@ -76,10 +88,191 @@ struct ChannelInfo {
     message_encoding: String,
     /// `image_topic` of a `framering.FrameMeta` channel.
     image_topic: Option<String>,
+    /// Its `frame_rate`.
+    frame_rate: Option<(u32, u32)>,
+}
+
+/// The first bytes of a message read to find where its pixels start.
+const HEAD: usize = 4096;
+
+/// A message record's opcode, length and header fields.
+const RECORD_HEAD: usize = 1 + 8 + 2 + 4 + 8 + 8;
+
+/// Uncompressed chunks read with positioned reads: a raw image's pixels go
+/// from the file into the caller's buffer in one read (no chunk buffer, no
+/// CRC check: the `mcap` crate's reader copies a chunk twice).
+struct Direct {
+    /// The chunks to read, in file order (their times do not overlap).
+    chunks: Vec<mcap::records::ChunkIndex>,
+    next: usize,
+    /// The channels read.
+    channels: Vec<u16>,
+    /// Log times read: `[start, end)`.
+    range: (u64, u64),
+    /// The open chunk's messages: (log time, file offset of the record,
+    /// record length), in log-time order; `at` is the next.
+    pending: Vec<(u64, u64, u64)>,
+    at: usize,
+    /// A record's first bytes (reused).
+    head: Vec<u8>,
+}
+
+/// A message as [`Direct`] found it.
+enum Body<'a> {
+    /// All of it.
+    Whole(&'a [u8]),
+    /// A raw image whose pixels were not read: the fields before them
+    /// (`prefix`), and the pixels' place in the file.
+    Split {
+        prefix: &'a [u8],
+        at: u64,
+        len: usize,
+    },
+}
+
+impl Direct {
+    /// Chunks of `summary` that [`Direct`] reads: all uncompressed, in
+    /// time order without overlap (as recorders write them), else `None`.
+    fn chunks(summary: &mcap::Summary) -> Option<Vec<mcap::records::ChunkIndex>> {
+        let mut chunks = summary.chunk_indexes.clone();
+        chunks.sort_by_key(|c| c.chunk_start_offset);
+        let plain = chunks.iter().all(|c| c.compression.is_empty());
+        let ordered = chunks
+            .windows(2)
+            .all(|w| w[0].message_end_time <= w[1].message_start_time);
+        (plain && ordered).then_some(chunks)
+    }
+
+    /// Reads the next chunk's message headers; false at the end.
+    fn load(&mut self, file: &File, path: &Path) -> Result<bool, McapError> {
+        let bad = |what: &str| McapError::BadMessage {
+            path: path.into(),
+            topic: "chunk".into(),
+            sequence: 0,
+            what: what.into(),
+        };
+        let io = |source| McapError::Io {
+            path: path.into(),
+            source,
+        };
+        self.pending.clear();
+        self.at = 0;
+        while self.pending.is_empty() {
+            let Some(c) = self.chunks.get(self.next) else {
+                return Ok(false);
+            };
+            self.next += 1;
+            if c.message_end_time < self.range.0 || c.message_start_time >= self.range.1 {
+                continue;
+            }
+            let start = c
+                .compressed_data_offset()
+                .map_err(|_| bad("chunk offset out of range"))?;
+            let end = start
+                .checked_add(c.compressed_size)
+                .ok_or_else(|| bad("chunk size out of range"))?;
+            let mut pos = start;
+            let mut h = [0u8; RECORD_HEAD];
+            while pos < end {
+                let n = (end - pos).min(RECORD_HEAD as u64) as usize;
+                file.read_exact_at(&mut h[..n], pos).map_err(io)?;
+                let len = h
+                    .get(1..9)
+                    .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+                    .ok_or_else(|| bad("record cut short"))?;
+                let next = pos
+                    .checked_add(9)
+                    .and_then(|p| p.checked_add(len))
+                    .filter(|&p| p <= end)
+                    .ok_or_else(|| bad("a record longer than its chunk"))?;
+                if h[0] == 0x05 {
+                    if n < RECORD_HEAD || len < (RECORD_HEAD - 9) as u64 {
+                        return Err(bad("message record cut short"));
+                    }
+                    let channel = u16::from_le_bytes([h[9], h[10]]);
+                    let log = u64::from_le_bytes(h[15..23].try_into().expect("8 bytes"));
+                    if self.channels.contains(&channel) && log >= self.range.0 && log < self.range.1
+                    {
+                        self.pending.push((log, pos, len));
+                    }
+                }
+                pos = next;
+            }
+            // Log-time order, file order among equal times (as the crate's
+            // indexed reader).
+            self.pending.sort_by_key(|&(log, _, _)| log);
+        }
+        Ok(true)
+    }
+
+    /// The next message: its header and its body (the whole of it, or
+    /// for a raw image on `image`, its pixels' place in the file).
+    fn next<'s>(
+        &'s mut self,
+        file: &File,
+        path: &Path,
+        image: Option<(u16, Kind)>,
+    ) -> Result<Option<(Header, Body<'s>)>, McapError> {
+        if self.at == self.pending.len() && !self.load(file, path)? {
+            return Ok(None);
+        }
+        let io = |source| McapError::Io {
+            path: path.into(),
+            source,
+        };
+        let (_, pos, len) = self.pending[self.at];
+        self.at += 1;
+        // The record's header and its message's first bytes in one read
+        // (all of a small message). load() checked that the record is
+        // within its chunk and holds a message header.
+        let first = len.min((RECORD_HEAD - 9 + HEAD) as u64) as usize;
+        self.head.resize(9 + first, 0);
+        file.read_exact_at(&mut self.head, pos).map_err(io)?;
+        let h = &self.head;
+        let header = Header {
+            channel: u16::from_le_bytes([h[9], h[10]]),
+            sequence: u32::from_le_bytes(h[11..15].try_into().expect("4 bytes")),
+            log_time: u64::from_le_bytes(h[15..23].try_into().expect("8 bytes")),
+        };
+        let msg_len = usize::try_from(len - (RECORD_HEAD - 9) as u64)
+            .ok()
+            .filter(|&n| n <= RECORD_LIMIT)
+            .ok_or_else(|| bad(path, &header, "message too large"))?;
+        let data_at = pos + RECORD_HEAD as u64;
+        let have = self.head.len() - RECORD_HEAD;
+        if have < msg_len {
+            let raw = image.filter(|&(id, k)| {
+                id == header.channel && matches!(k, Kind::FoxgloveRaw | Kind::RosRaw)
+            });
+            if let Some((_, kind)) = raw {
+                let ros = kind == Kind::RosRaw;
+                let head = &self.head[RECORD_HEAD..];
+                if let Some((prefix, at, n)) = schema::split_raw_image(ros, head, msg_len) {
+                    return Ok(Some((
+                        header,
+                        Body::Split {
+                            prefix: &self.head[RECORD_HEAD..RECORD_HEAD + prefix],
+                            at: data_at + at as u64,
+                            len: n,
+                        },
+                    )));
+                }
+            }
+            // Not a raw image, or its pixels are not its last field: read
+            // it whole.
+            self.head.resize(RECORD_HEAD + msg_len, 0);
+            file.read_exact_at(&mut self.head[RECORD_HEAD + have..], data_at + have as u64)
+                .map_err(io)?;
+        }
+        Ok(Some((header, Body::Whole(&self.head[RECORD_HEAD..]))))
+    }
 }
 
 /// Where the messages come from.
 enum Messages {
+    /// Uncompressed chunks through the summary's chunk index, read in
+    /// place.
+    Direct(Box<Direct>),
     /// Through the summary's chunk index.
     Indexed {
         reader: Box<IndexedReader>,
@@ -121,7 +314,7 @@ impl Messages {
     /// linear read; `Ok(None)` at the end.
     fn next<R>(
         &mut self,
-        file: &mut File,
+        file: &File,
         path: &Path,
         f: impl FnOnce(Header, &[u8]) -> R,
     ) -> Result<Option<Event<R>>, McapError> {
@@ -134,14 +327,15 @@ impl Messages {
             source,
         };
         match self {
+            // read_frame() reads these itself.
+            Messages::Direct(_) => Ok(None),
             Messages::Indexed { reader, buf } => loop {
                 match reader.next_event() {
                     None => return Ok(None),
                     Some(Err(e)) => return Err(mcap_err(e)),
                     Some(Ok(IndexedReadEvent::ReadChunkRequest { offset, length })) => {
                         buf.resize(length, 0);
-                        file.seek(SeekFrom::Start(offset)).map_err(io)?;
-                        file.read_exact(buf).map_err(io)?;
+                        file.read_exact_at(buf, offset).map_err(io)?;
                         reader
                             .insert_chunk_record_data(offset, buf)
                             .map_err(mcap_err)?;
@@ -187,7 +381,7 @@ impl Messages {
                 match event {
                     LinearReadEvent::ReadRequest(n) => {
                         let got = loop {
-                            match file.read(reader.insert(n)) {
+                            match (&mut &*file).read(reader.insert(n)) {
                                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                                 r => break r.map_err(io)?,
                             }
@@ -204,6 +398,10 @@ impl Messages {
                                 let info = ChannelInfo {
                                     schema: schemas.get(&c.schema_id).cloned().unwrap_or_default(),
                                     image_topic: c.metadata.get("image_topic").cloned(),
+                                    frame_rate: c
+                                        .metadata
+                                        .get(FRAME_RATE_KEY)
+                                        .and_then(|r| parse_frame_rate(r)),
                                     topic: c.topic,
                                     message_encoding: c.message_encoding,
                                 };
@@ -281,6 +479,8 @@ pub struct Replay {
     topic: Option<String>,
     image_topic: String,
     meta_channel: Option<u16>,
+    /// The recorded source frame rate.
+    frame_rate: Option<(u32, u32)>,
     shape: FrameShape,
     /// BGR: swap the first and third channels.
     swap: bool,
@@ -290,6 +490,9 @@ pub struct Replay {
     /// The first frame, read at open to learn the shape.
     first: Option<Vec<u8>>,
     first_log: u64,
+    /// A raw image's padded or swapped rows, read before they are copied
+    /// (reused).
+    scratch: Vec<u8>,
 }
 
 impl std::fmt::Debug for Replay {
@@ -353,6 +556,7 @@ impl Replay {
         let summary = read_summary(&mut file, path)?;
         let mut image = None;
         let mut meta_channel = None;
+        let mut frame_rate = None;
         let mut image_topic = String::new();
         let messages = match summary.filter(|s| !s.chunk_indexes.is_empty()) {
             Some(summary) => {
@@ -371,6 +575,10 @@ impl Replay {
                                     .unwrap_or_default(),
                                 message_encoding: c.message_encoding.clone(),
                                 image_topic: c.metadata.get("image_topic").cloned(),
+                                frame_rate: c
+                                    .metadata
+                                    .get(FRAME_RATE_KEY)
+                                    .and_then(|r| parse_frame_rate(r)),
                             },
                         )
                     })
@@ -382,6 +590,9 @@ impl Replay {
                     (c.schema == schema::FRAME_META && c.image_topic.as_deref() == Some(&topic))
                         .then_some(*id)
                 });
+                frame_rate = meta_channel
+                    .and_then(|id| channels.get(&id))
+                    .and_then(|c| c.frame_rate);
                 let first = summary
                     .stats
                     .as_ref()
@@ -396,28 +607,45 @@ impl Replay {
                             .unwrap_or(0)
                     });
                 let at = |s: f64| first.saturating_add((s * 1e9) as u64);
-                let mut topics = vec![topic];
-                if let Some(m) = meta_channel.and_then(|id| channels.get(&id)) {
-                    topics.push(m.topic.clone());
-                }
-                let mut o = IndexedReaderOptions::new()
-                    .include_topics(topics)
-                    .with_record_length_limit(RECORD_LIMIT);
-                if let Some(s) = opts.start_secs {
-                    o = o.starting_at(at(s));
-                }
-                if let Some(e) = opts.end_secs {
-                    o = o.ending_before(at(e));
-                }
-                let reader = IndexedReader::new_with_options(&summary, o).map_err(|source| {
-                    McapError::Mcap {
-                        path: path.into(),
-                        source,
+                if let Some(chunks) = Direct::chunks(&summary) {
+                    let range = (
+                        opts.start_secs.map_or(0, at),
+                        opts.end_secs.map_or(u64::MAX, at),
+                    );
+                    Messages::Direct(Box::new(Direct {
+                        chunks,
+                        next: 0,
+                        channels: [Some(id), meta_channel].into_iter().flatten().collect(),
+                        range,
+                        pending: Vec::new(),
+                        at: 0,
+                        head: Vec::new(),
+                    }))
+                } else {
+                    let mut topics = vec![topic];
+                    if let Some(m) = meta_channel.and_then(|id| channels.get(&id)) {
+                        topics.push(m.topic.clone());
                     }
-                })?;
-                Messages::Indexed {
-                    reader: Box::new(reader),
-                    buf: Vec::new(),
+                    let mut o = IndexedReaderOptions::new()
+                        .include_topics(topics)
+                        .with_record_length_limit(RECORD_LIMIT);
+                    if let Some(s) = opts.start_secs {
+                        o = o.starting_at(at(s));
+                    }
+                    if let Some(e) = opts.end_secs {
+                        o = o.ending_before(at(e));
+                    }
+                    let reader =
+                        IndexedReader::new_with_options(&summary, o).map_err(|source| {
+                            McapError::Mcap {
+                                path: path.into(),
+                                source,
+                            }
+                        })?;
+                    Messages::Indexed {
+                        reader: Box::new(reader),
+                        buf: Vec::new(),
+                    }
                 }
             }
             None => {
@@ -448,12 +676,14 @@ impl Replay {
             topic: opts.topic.clone(),
             image_topic,
             meta_channel,
+            frame_rate,
             shape: FrameShape::new(0, 0, 0),
             swap: false,
             stash: Stash::default(),
             frame_id: Vec::new(),
             first: None,
             first_log: 0,
+            scratch: Vec::new(),
         };
         let mut first = Vec::new();
         match r.read_frame(Dst::Grow(&mut first), true)? {
@@ -517,6 +747,11 @@ impl Replay {
         &self.image_topic
     }
 
+    /// The source's frame rate `(num, den)` the recording keeps, if any.
+    pub fn frame_rate(&self) -> Option<(u32, u32)> {
+        self.frame_rate
+    }
+
     /// The first frame's log time (ns).
     pub fn first_log_ns(&self) -> u64 {
         self.first_log
@@ -570,11 +805,16 @@ impl Replay {
                 swap,
                 stash,
                 frame_id,
+                scratch,
                 ..
             } = self;
             let (image_now, meta_now) = (*image, *meta_channel);
-            let event = messages.next(file, path, |h: Header, data: &[u8]| {
+            let file: &File = file;
+            let mut handle = |h: Header, body: Body<'_>| -> Result<Option<u64>, McapError> {
                 if Some(h.channel) == meta_now {
+                    let Body::Whole(data) = body else {
+                        return Ok(None);
+                    };
                     let m = schema::decode_frame_meta(data).map_err(|e| bad(path, &h, e))?;
                     stash.sequence = Some(h.sequence);
                     stash.capture_ns = m.capture_ns;
@@ -587,15 +827,18 @@ impl Replay {
                     stash.user_meta.extend_from_slice(m.user_meta);
                     return Ok(None);
                 }
-                let Some((id, kind)) = image_now.filter(|(id, _)| *id == h.channel) else {
+                let Some((_, kind)) = image_now.filter(|(id, _)| *id == h.channel) else {
                     return Ok(None);
                 };
-                let _ = id;
                 // The meta of another frame is not this one's.
                 if stash.sequence != Some(h.sequence) {
                     stash.sequence = None;
                 }
-                let m = kind.decode(data).map_err(|e| bad(path, &h, e))?;
+                let m = match body {
+                    Body::Whole(data) => kind.decode(data),
+                    Body::Split { prefix, .. } => kind.decode_prefix(prefix),
+                }
+                .map_err(|e| bad(path, &h, e))?;
                 frame_id.clear();
                 frame_id.extend_from_slice(m.frame_id);
                 if kind.compressed() {
@@ -614,11 +857,36 @@ impl Replay {
                     let out = dst
                         .buf(shape.bytes())
                         .ok_or_else(|| bad(path, &h, "frame size"))?;
-                    copy_pixels(&m, *shape, *swap, out)
-                        .ok_or_else(|| bad(path, &h, "its data is shorter than its size says"))?;
+                    let short = || bad(path, &h, "its data is shorter than its size says");
+                    let io = |source| McapError::Io {
+                        path: path.clone(),
+                        source,
+                    };
+                    match body {
+                        Body::Whole(_) => copy_pixels(&m, *shape, *swap, out).ok_or_else(short)?,
+                        // Rows as they are: from the file into the slot.
+                        Body::Split { at, len, .. }
+                            if !*swap && len >= out.len() && row_step(&m, *shape).0 =>
+                        {
+                            file.read_exact_at(out, at).map_err(io)?
+                        }
+                        Body::Split { at, len, .. } => {
+                            scratch.resize(len, 0);
+                            file.read_exact_at(scratch, at).map_err(io)?;
+                            let m = ImageMsg { data: scratch, ..m };
+                            copy_pixels(&m, *shape, *swap, out).ok_or_else(short)?
+                        }
+                    }
                 }
                 Ok(Some(h.log_time))
-            })?;
+            };
+            let event = match messages {
+                Messages::Direct(d) => match d.next(file, path, image_now)? {
+                    None => None,
+                    Some((h, body)) => Some(Event::Message(handle(h, body))),
+                },
+                _ => messages.next(file, path, |h, data| handle(h, Body::Whole(data)))?,
+            };
             match event {
                 None => return Ok(None),
                 Some(Event::Message(r)) => {
@@ -645,6 +913,7 @@ impl Replay {
         }
         if c.schema == schema::FRAME_META && c.image_topic.as_deref() == Some(&self.image_topic) {
             self.meta_channel = Some(id);
+            self.frame_rate = c.frame_rate;
         }
     }
 }
@@ -743,8 +1012,7 @@ fn decode_compressed(
 /// Copies the pixels of `m` (rows of `step` bytes, maybe padded; BGR
 /// swapped when `swap`) into `dst`.
 fn copy_pixels(m: &ImageMsg<'_>, shape: FrameShape, swap: bool, dst: &mut [u8]) -> Option<()> {
-    let row = shape.width as usize * shape.channels as usize * shape.dtype.size();
-    let step = if m.step == 0 { row } else { m.step as usize };
+    let (_, row, step) = row_step(m, shape);
     if step < row || dst.len() != row * shape.height as usize {
         return None;
     }
@@ -767,6 +1035,13 @@ fn copy_pixels(m: &ImageMsg<'_>, shape: FrameShape, swap: bool, dst: &mut [u8]) 
         }
     }
     Some(())
+}
+
+/// Whether the rows of `m` are unpadded, its row bytes and its step.
+fn row_step(m: &ImageMsg<'_>, shape: FrameShape) -> (bool, usize, usize) {
+    let row = shape.width as usize * shape.channels as usize * shape.dtype.size();
+    let step = if m.step == 0 { row } else { m.step as usize };
+    (step == row, row, step)
 }
 
 /// The shape and BGR-ness of a raw image message.

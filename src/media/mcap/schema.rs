@@ -85,9 +85,14 @@ fn put_key(out: &mut Vec<u8>, field: u32, wire: u8) {
 }
 
 fn put_bytes(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
-    put_key(out, field, LEN);
-    put_varint(out, bytes.len() as u64);
+    put_len(out, field, bytes.len());
     out.extend_from_slice(bytes);
+}
+
+/// The key and length of a bytes field of `len` bytes (its bytes follow).
+fn put_len(out: &mut Vec<u8>, field: u32, len: usize) {
+    put_key(out, field, LEN);
+    put_varint(out, len as u64);
 }
 
 fn put_u64(out: &mut Vec<u8>, field: u32, v: u64) {
@@ -203,7 +208,9 @@ fn u32_field(v: Field<'_>) -> u32 {
     v.int().and_then(|v| u32::try_from(v).ok()).unwrap_or(0)
 }
 
-/// Encodes a `foxglove.RawImage` into `out` (cleared first).
+/// Encodes a `foxglove.RawImage` into `out` (cleared first), all but the
+/// bytes of `m.data`: the message is `out` followed by `m.data` (its last
+/// field), which a writer can then write from where it is.
 pub(crate) fn encode_raw_image(out: &mut Vec<u8>, m: &ImageMsg<'_>) {
     out.clear();
     if let Some(ns) = m.stamp_ns {
@@ -214,7 +221,7 @@ pub(crate) fn encode_raw_image(out: &mut Vec<u8>, m: &ImageMsg<'_>) {
     put_fixed32(out, 3, m.height);
     put_bytes(out, 4, m.encoding);
     put_fixed32(out, 5, m.step);
-    put_bytes(out, 6, m.data);
+    put_len(out, 6, m.data.len());
 }
 
 /// Decodes a `foxglove.RawImage`.
@@ -242,7 +249,8 @@ pub(crate) fn decode_raw_image(b: &[u8]) -> Result<ImageMsg<'_>, DecodeError> {
     Ok(m)
 }
 
-/// Encodes a `foxglove.CompressedImage` (`m.encoding` is the format).
+/// Encodes a `foxglove.CompressedImage` (`m.encoding` is the format), all
+/// but the bytes of `m.data` (as [`encode_raw_image`]).
 pub(crate) fn encode_compressed_image(out: &mut Vec<u8>, m: &ImageMsg<'_>) {
     out.clear();
     if let Some(ns) = m.stamp_ns {
@@ -250,7 +258,7 @@ pub(crate) fn encode_compressed_image(out: &mut Vec<u8>, m: &ImageMsg<'_>) {
     }
     put_bytes(out, 4, m.frame_id);
     put_bytes(out, 3, m.encoding);
-    put_bytes(out, 2, m.data);
+    put_len(out, 2, m.data.len());
 }
 
 /// Decodes a `foxglove.CompressedImage`.
@@ -392,9 +400,9 @@ impl Cdr<'_> {
         self.out.extend_from_slice(s);
         self.out.push(0);
     }
-    fn bytes(&mut self, b: &[u8]) {
+    /// A byte sequence's length (its bytes follow).
+    fn bytes_len(&mut self, b: &[u8]) {
         self.u32(b.len() as u32);
-        self.out.extend_from_slice(b);
     }
     fn header(&mut self, stamp_ns: u64, frame_id: &[u8]) {
         self.u32((stamp_ns / 1_000_000_000) as u32);
@@ -406,7 +414,8 @@ impl Cdr<'_> {
 /// CDR_LE encapsulation.
 const CDR_LE: [u8; 4] = [0, 1, 0, 0];
 
-/// Encodes a `sensor_msgs/msg/Image` (CDR) into `out`.
+/// Encodes a `sensor_msgs/msg/Image` (CDR) into `out`, all but the bytes
+/// of `m.data` (as [`encode_raw_image`]).
 pub(crate) fn encode_ros_image(out: &mut Vec<u8>, m: &ImageMsg<'_>) {
     out.clear();
     out.extend_from_slice(&CDR_LE);
@@ -417,17 +426,18 @@ pub(crate) fn encode_ros_image(out: &mut Vec<u8>, m: &ImageMsg<'_>) {
     c.string(m.encoding);
     c.out.push(0); // is_bigendian
     c.u32(m.step);
-    c.bytes(m.data);
+    c.bytes_len(m.data);
 }
 
-/// Encodes a `sensor_msgs/msg/CompressedImage` (CDR) into `out`.
+/// Encodes a `sensor_msgs/msg/CompressedImage` (CDR) into `out`, all but
+/// the bytes of `m.data` (as [`encode_raw_image`]).
 pub(crate) fn encode_ros_compressed(out: &mut Vec<u8>, m: &ImageMsg<'_>) {
     out.clear();
     out.extend_from_slice(&CDR_LE);
     let mut c = Cdr { out };
     c.header(m.stamp_ns.unwrap_or(0), m.frame_id);
     c.string(m.encoding);
-    c.bytes(m.data);
+    c.bytes_len(m.data);
 }
 
 /// Reads CDR fields (either byte order).
@@ -488,6 +498,12 @@ impl<'a> CdrReader<'a> {
 
 /// Decodes a `sensor_msgs/msg/Image` (CDR).
 pub(crate) fn decode_ros_image(b: &[u8]) -> Result<ImageMsg<'_>, DecodeError> {
+    decode_ros_image_with(b, false)
+}
+
+/// Decodes a `sensor_msgs/msg/Image`, or (`prefix_only`) its fields before
+/// the data's length.
+fn decode_ros_image_with(b: &[u8], prefix_only: bool) -> Result<ImageMsg<'_>, DecodeError> {
     (|| {
         let mut r = CdrReader::new(b)?;
         let mut m = ImageMsg::default();
@@ -497,13 +513,67 @@ pub(crate) fn decode_ros_image(b: &[u8]) -> Result<ImageMsg<'_>, DecodeError> {
         m.encoding = r.string()?;
         m.big_endian = r.u8()? != 0;
         m.step = r.u32()?;
-        m.data = r.bytes()?;
+        if !prefix_only {
+            m.data = r.bytes()?;
+        }
         Some(m)
     })()
     .ok_or(DecodeError {
         schema: ROS_IMAGE,
         what: "malformed CDR",
     })
+}
+
+/// Where the pixels of a raw image message of `len` bytes start, given
+/// its first bytes `head`: `(prefix, at, n)`: the fields before the pixels
+/// are `head[..prefix]` (a message of their own: [`decode_raw_image`] /
+/// [`decode_ros_image`] decode it, with empty data), the pixels are the `n`
+/// bytes from `at`, and nothing but padding follows them. `None` when the
+/// pixels are not the message's last field or start beyond `head` (then
+/// decode the whole message).
+pub(crate) fn split_raw_image(ros: bool, head: &[u8], len: usize) -> Option<(usize, usize, usize)> {
+    if ros {
+        let mut r = CdrReader::new(head)?;
+        let mut m = ImageMsg::default();
+        r.header(&mut m)?;
+        r.u32()?;
+        r.u32()?;
+        r.string()?;
+        r.u8()?;
+        r.u32()?;
+        let prefix = r.pos;
+        let n = r.u32()? as usize;
+        let at = r.pos;
+        return (at.checked_add(n)? <= len).then_some((prefix, at, n));
+    }
+    let mut buf = head;
+    loop {
+        let key_at = head.len() - buf.len();
+        let key = get_varint(&mut buf)?;
+        let field = key >> 3;
+        match (key & 7) as u8 {
+            VARINT => {
+                get_varint(&mut buf)?;
+            }
+            FIXED64 => buf = buf.get(8..)?,
+            FIXED32 => buf = buf.get(4..)?,
+            LEN => {
+                let n = usize::try_from(get_varint(&mut buf)?).ok()?;
+                let at = head.len() - buf.len();
+                if field == 6 && at.checked_add(n)? == len {
+                    return Some((key_at, at, n));
+                }
+                buf = buf.get(n..)?;
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// Decodes the fields of a `sensor_msgs/msg/Image` before its pixels
+/// (`split_raw_image`'s prefix): the message with empty data.
+pub(crate) fn decode_ros_image_prefix(b: &[u8]) -> Result<ImageMsg<'_>, DecodeError> {
+    decode_ros_image_with(b, true)
 }
 
 /// Decodes a `sensor_msgs/msg/CompressedImage` (CDR).
@@ -552,17 +622,57 @@ mod tests {
         let m = sample(&data);
         let mut buf = Vec::new();
         encode_raw_image(&mut buf, &m);
+        buf.extend_from_slice(m.data);
         let back = decode_raw_image(&buf).unwrap();
         same(&m, &back);
         assert_eq!((back.width, back.height, back.step), (3, 2, 9));
         encode_ros_image(&mut buf, &m);
+        buf.extend_from_slice(m.data);
         let back = decode_ros_image(&buf).unwrap();
         same(&m, &back);
         assert_eq!((back.width, back.height, back.step), (3, 2, 9));
         encode_compressed_image(&mut buf, &m);
+        buf.extend_from_slice(m.data);
         same(&m, &decode_compressed_image(&buf).unwrap());
         encode_ros_compressed(&mut buf, &m);
+        buf.extend_from_slice(m.data);
         same(&m, &decode_ros_compressed(&buf).unwrap());
+    }
+
+    #[test]
+    fn the_pixels_are_found_where_they_start_when_they_come_last() {
+        let data: Vec<u8> = (0..18).collect();
+        let m = sample(&data);
+        for ros in [false, true] {
+            let mut buf = Vec::new();
+            if ros {
+                encode_ros_image(&mut buf, &m);
+            } else {
+                encode_raw_image(&mut buf, &m);
+            }
+            let head_len = buf.len();
+            buf.extend_from_slice(&data);
+            // Only the first bytes are needed.
+            let (prefix, at, n) = split_raw_image(ros, &buf[..head_len + 2], buf.len()).unwrap();
+            assert_eq!((at, n), (head_len, data.len()), "ros: {ros}");
+            let back = if ros {
+                decode_ros_image_prefix(&buf[..prefix]).unwrap()
+            } else {
+                decode_raw_image(&buf[..prefix]).unwrap()
+            };
+            assert_eq!((back.width, back.height, back.step), (3, 2, 9));
+            assert_eq!(back.encoding, m.encoding);
+            assert!(back.data.is_empty());
+        }
+        // A field after the pixels (as protobuf libraries order
+        // foxglove.RawImage: frame_id is field 7): read it whole instead.
+        let mut buf = Vec::new();
+        put_fixed32(&mut buf, 2, 3);
+        put_bytes(&mut buf, 6, &data);
+        put_bytes(&mut buf, 7, b"cam");
+        assert_eq!(split_raw_image(false, &buf, buf.len()), None);
+        // Cut before the pixels start: read it whole.
+        assert_eq!(split_raw_image(false, &buf[..3], buf.len()), None);
     }
 
     #[test]
@@ -594,12 +704,14 @@ mod tests {
         let data = [7u8; 12];
         let mut buf = Vec::new();
         encode_raw_image(&mut buf, &sample(&data));
+        buf.extend_from_slice(&data);
         for n in [1, 5, buf.len() - 1] {
             // A cut inside a length-delimited field is malformed.
             let _ = decode_raw_image(&buf[..n]);
         }
         assert!(decode_raw_image(&buf[..buf.len() - 1]).is_err());
         encode_ros_image(&mut buf, &sample(&data));
+        buf.extend_from_slice(&data);
         assert!(decode_ros_image(&buf[..buf.len() - 1]).is_err());
         assert!(decode_ros_image(&[0xff; 3]).is_err());
         assert!(decode_frame_meta(&[0xff; 11]).is_err());

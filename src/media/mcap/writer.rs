@@ -1,5 +1,9 @@
 //! Recording frames into an MCAP file, chunk by chunk.
 //!
+//! Uncompressed chunks (the default) are written by [`DirectWriter`]: a
+//! frame's pixels go from the ring's slot to the file in one `writev`;
+//! compressed chunks by the `mcap` crate's writer.
+//!
 //! The recorder closes a chunk itself (the `mcap` writer's automatic
 //! chunking is off): after [`RecorderOptions::max_pending`] frames, after
 //! [`CHUNK_BYTES`], or once its oldest frame has waited [`CHUNK_AGE`]. A
@@ -10,7 +14,10 @@
 //! reader streams; the frames of the open one were never handed back, so
 //! the ring redelivers them.
 
-use super::format::{self, Compression, FrameStamp, ImageCoding, ImageSchema, McapError};
+use super::direct::{self, DirectWriter};
+use super::format::{
+    self, Compression, FrameStamp, ImageCoding, ImageSchema, McapError, FRAME_RATE_KEY,
+};
 use super::schema::{self, FrameMetaMsg, ImageMsg};
 use crate::media::{Dtype, FrameShape};
 use std::collections::BTreeMap;
@@ -49,6 +56,9 @@ pub struct RecorderOptions {
     /// Topic prefix (`/<ring>/image`) and the frame id of frames with no
     /// source name.
     pub ring: String,
+    /// The source's frame rate `(num, den)`, if the ring knows it: kept in
+    /// the `frame_meta` channel's metadata (`frame_rate`, `"num/den"`).
+    pub frame_rate: Option<(u32, u32)>,
 }
 
 impl RecorderOptions {
@@ -59,6 +69,36 @@ impl RecorderOptions {
 
 type McapWriter = mcap::Writer<BufWriter<File>>;
 
+/// What writes the file: uncompressed chunks are written by
+/// [`DirectWriter`] (a frame's pixels go from the slot to the file in one
+/// write), compressed ones by the `mcap` crate.
+enum Sink {
+    Crate(McapWriter),
+    Direct(DirectWriter),
+}
+
+impl Sink {
+    /// Adds a schema and a channel of it; returns the channel's id.
+    fn add_channel(
+        &mut self,
+        (name, encoding, data): (&str, &str, &[u8]),
+        topic: &str,
+        message_encoding: &str,
+        metadata: &BTreeMap<String, String>,
+    ) -> mcap::McapResult<u16> {
+        match self {
+            Sink::Crate(w) => {
+                let schema = w.add_schema(name, encoding, data)?;
+                w.add_channel(schema, topic, message_encoding, metadata)
+            }
+            Sink::Direct(w) => {
+                let schema = w.add_schema(name, encoding, data);
+                Ok(w.add_channel(schema, topic, message_encoding, metadata))
+            }
+        }
+    }
+}
+
 /// An MCAP recording being written.
 pub struct Recorder {
     opts: RecorderOptions,
@@ -67,7 +107,7 @@ pub struct Recorder {
     shape: FrameShape,
     encoding: &'static str,
     /// The file being written, its path, and a second handle for fsync.
-    writer: Option<McapWriter>,
+    writer: Option<Sink>,
     path: PathBuf,
     sync: Option<File>,
     /// Split files started so far.
@@ -92,6 +132,16 @@ impl std::fmt::Debug for Recorder {
             .field("accepted", &self.accepted)
             .field("in_file", &self.in_file)
             .finish()
+    }
+}
+
+/// The `mcap` crate's header of a message.
+fn mcap_header(h: direct::Header) -> mcap::records::MessageHeader {
+    mcap::records::MessageHeader {
+        channel_id: h.channel,
+        sequence: h.sequence,
+        log_time: h.log_time,
+        publish_time: h.publish_time,
     }
 }
 
@@ -229,13 +279,20 @@ impl Recorder {
             Compression::Zstd => Some(mcap::Compression::Zstd),
         };
         let ros = self.opts.schema == ImageSchema::Ros2;
-        let mut w = mcap::WriteOptions::new()
-            .compression(compression)
-            .chunk_size(None)
-            .profile(if ros { "ros2" } else { "" })
-            .library(concat!("framering ", env!("CARGO_PKG_VERSION")))
-            .create(BufWriter::with_capacity(1 << 16, file))
-            .map_err(|e| self.mcap(e))?;
+        let profile = if ros { "ros2" } else { "" };
+        let library = concat!("framering ", env!("CARGO_PKG_VERSION"));
+        let mut w = match compression {
+            None => Sink::Direct(DirectWriter::new(file, profile, library)),
+            Some(_) => Sink::Crate(
+                mcap::WriteOptions::new()
+                    .compression(compression)
+                    .chunk_size(None)
+                    .profile(profile)
+                    .library(library)
+                    .create(BufWriter::with_capacity(1 << 16, file))
+                    .map_err(|e| self.mcap(e))?,
+            ),
+        };
         let raw = self.opts.coding == ImageCoding::Raw;
         let (name, encoding, data, message_encoding) = match (ros, raw) {
             (false, true) => (
@@ -266,21 +323,22 @@ impl Recorder {
         let ring = self.opts.ring.trim_start_matches('/');
         let image_topic = format!("/{ring}/image");
         let result = (|| {
-            let image_schema = w.add_schema(name, encoding, &data)?;
             let image_channel = w.add_channel(
-                image_schema,
+                (name, encoding, &data),
                 &image_topic,
                 message_encoding,
                 &BTreeMap::new(),
             )?;
-            let meta_schema = w.add_schema(
-                schema::FRAME_META,
-                "protobuf",
-                &schema::frame_meta_descriptor(),
-            )?;
-            let meta = BTreeMap::from([("image_topic".to_string(), image_topic.clone())]);
+            let mut meta = BTreeMap::from([("image_topic".to_string(), image_topic.clone())]);
+            if let Some((num, den)) = self.opts.frame_rate {
+                meta.insert(FRAME_RATE_KEY.to_string(), format!("{num}/{den}"));
+            }
             let meta_channel = w.add_channel(
-                meta_schema,
+                (
+                    schema::FRAME_META,
+                    "protobuf",
+                    &schema::frame_meta_descriptor(),
+                ),
                 &format!("/{ring}/frame_meta"),
                 "protobuf",
                 &meta,
@@ -339,6 +397,7 @@ impl Recorder {
             msg.encoding = format.as_bytes();
             msg.data = &self.coded;
         }
+        let data = msg.data;
         match (ros, format.is_some()) {
             (false, false) => schema::encode_raw_image(&mut self.msg, &msg),
             (false, true) => schema::encode_compressed_image(&mut self.msg, &msg),
@@ -358,23 +417,35 @@ impl Recorder {
                 user_meta: stamp.user_meta,
             },
         );
-        let header = |channel_id| mcap::records::MessageHeader {
-            channel_id,
+        let header = |channel| direct::Header {
+            channel,
             sequence: stamp.seq as u32,
             log_time: stamp.capture_ns,
             publish_time: stamp.publish_ns,
         };
         let (image_channel, meta_channel) = (self.image_channel, self.meta_channel);
-        let Some(w) = self.writer.as_mut() else {
-            return Err(self.io(std::io::Error::other("the recording is finished")));
-        };
+        let size = self.msg.len() + data.len() + self.meta.len();
         // The meta message first: a reader has it when the image comes.
-        let written = w
-            .write_to_known_channel(&header(meta_channel), &self.meta)
-            .and_then(|()| w.write_to_known_channel(&header(image_channel), &self.msg));
-        written.map_err(|e| self.mcap(e))?;
+        match self.writer.as_mut() {
+            None => return Err(self.io(std::io::Error::other("the recording is finished"))),
+            Some(Sink::Direct(w)) => {
+                let written = w
+                    .message(header(meta_channel), &self.meta, &[])
+                    .and_then(|()| w.message(header(image_channel), &self.msg, data));
+                written.map_err(|e| self.io(e))?;
+            }
+            Some(Sink::Crate(w)) => {
+                let header = |channel| mcap_header(header(channel));
+                // The crate takes a message in one piece.
+                self.msg.extend_from_slice(data);
+                let written = w
+                    .write_to_known_channel(&header(meta_channel), &self.meta)
+                    .and_then(|()| w.write_to_known_channel(&header(image_channel), &self.msg));
+                written.map_err(|e| self.mcap(e))?;
+            }
+        }
         self.accepted += 1;
-        self.pending_bytes += self.msg.len() + self.meta.len();
+        self.pending_bytes += size;
         self.oldest_pending.get_or_insert_with(Instant::now);
         if self.accepted - self.in_file >= self.opts.max_pending.max(1) as u64
             || self.pending_bytes >= CHUNK_BYTES
@@ -424,10 +495,11 @@ impl Recorder {
         if self.accepted == self.in_file {
             return Ok(());
         }
-        let Some(w) = self.writer.as_mut() else {
-            return Ok(());
-        };
-        w.flush().map_err(|e| self.mcap(e))?;
+        match self.writer.as_mut() {
+            None => return Ok(()),
+            Some(Sink::Direct(w)) => w.close_chunk().map_err(|e| self.io(e))?,
+            Some(Sink::Crate(w)) => w.flush().map_err(|e| self.mcap(e))?,
+        }
         if let Some(f) = &self.sync {
             f.sync_data().map_err(|e| self.io(e))?;
         }
@@ -435,13 +507,16 @@ impl Recorder {
         self.pending_bytes = 0;
         self.oldest_pending = None;
         if self.opts.splits() {
-            let size = self
-                .sync
-                .as_ref()
-                .map(|f| f.metadata())
-                .unwrap_or_else(|| std::fs::metadata(&self.path))
-                .map(|m| m.len())
-                .unwrap_or(0);
+            let size = match &self.writer {
+                Some(Sink::Direct(w)) => w.len(),
+                _ => self
+                    .sync
+                    .as_ref()
+                    .map(|f| f.metadata())
+                    .unwrap_or_else(|| std::fs::metadata(&self.path))
+                    .map(|m| m.len())
+                    .unwrap_or(0),
+            };
             let full = self.opts.split_bytes > 0 && size >= self.opts.split_bytes;
             let old = !self.opts.split_after.is_zero()
                 && self.file_started.elapsed() >= self.opts.split_after;
@@ -455,12 +530,17 @@ impl Recorder {
 
     /// Writes the summary and index of the current file and closes it.
     fn finish_file(&mut self) -> Result<(), McapError> {
-        let Some(mut w) = self.writer.take() else {
-            return Ok(());
-        };
-        w.finish().map_err(|e| self.mcap(e))?;
-        let mut inner = w.into_inner();
-        inner.flush().map_err(|e| self.io(e))?;
+        match self.writer.take() {
+            None => return Ok(()),
+            Some(Sink::Direct(w)) => {
+                w.finish().map_err(|e| self.io(e))?;
+            }
+            Some(Sink::Crate(mut w)) => {
+                w.finish().map_err(|e| self.mcap(e))?;
+                let mut inner = w.into_inner();
+                inner.flush().map_err(|e| self.io(e))?;
+            }
+        }
         if let Some(f) = &self.sync {
             f.sync_all().map_err(|e| self.io(e))?;
         }
@@ -491,7 +571,7 @@ impl Recorder {
     /// After a failure: how many of the frames accepted are in the file.
     /// The file is left as it is (its closed chunks readable).
     pub fn abandon(&mut self) -> u64 {
-        if let Some(w) = self.writer.take() {
+        if let Some(Sink::Crate(w)) = self.writer.take() {
             // Dropping the writer would try to finish the file; what was
             // not confirmed goes back to the ring anyway.
             drop(w.into_inner());

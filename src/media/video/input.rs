@@ -15,14 +15,16 @@ use std::os::fd::AsFd;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
+/// The extensions of files read as video (by ffmpeg).
+pub const VIDEO_INPUT_EXTENSIONS: &[&str] = &[
+    "mp4", "m4v", "mkv", "webm", "mov", "avi", "y4m", "ts", "mts", "m2ts", "flv", "mpg", "mpeg",
+    "wmv", "ogv", "3gp", "h264", "h265", "hevc", "ivf", "nut",
+];
+
 /// Whether `spec` names something for ffmpeg rather than image files: a URL,
 /// a video device, an image-sequence pattern (`%04d`), or a file with a video
 /// container's extension.
 pub fn looks_like_video(spec: &str) -> bool {
-    const EXT: &[&str] = &[
-        "mp4", "m4v", "mkv", "webm", "mov", "avi", "y4m", "ts", "mts", "m2ts", "flv", "mpg",
-        "mpeg", "wmv", "ogv", "3gp", "h264", "h265", "hevc", "ivf", "nut",
-    ];
     // An image-sequence pattern for ffmpeg: frames/%04d.png.
     let pattern = spec.contains('%') && spec.contains('d');
     if spec.contains("://") || spec.starts_with("/dev/video") || pattern {
@@ -32,7 +34,7 @@ pub fn looks_like_video(spec: &str) -> bool {
         .extension()
         .and_then(|e| e.to_str())
         .map(|e| e.to_ascii_lowercase());
-    ext.is_some_and(|e| EXT.contains(&e.as_str()))
+    ext.is_some_and(|e| VIDEO_INPUT_EXTENSIONS.contains(&e.as_str()))
 }
 
 /// The ffmpeg filter that fits a source into `shape` per `policy`.

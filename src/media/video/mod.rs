@@ -24,7 +24,7 @@ mod stream;
 
 pub use error::VideoError;
 pub use ffmpeg::{check_program, float_refused, pix_fmt, probe_video, VideoProbe};
-pub use input::{looks_like_video, scale_filter, FfmpegInput};
+pub use input::{looks_like_video, scale_filter, FfmpegInput, VIDEO_INPUT_EXTENSIONS};
 pub use output::{is_video_output, FfmpegOutput, VIDEO_OUTPUT_EXTENSIONS};
 pub use stream::{RawInput, ReadFrame, StreamStart};
 
