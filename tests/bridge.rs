@@ -1078,8 +1078,7 @@ fn json(path: &Path) -> serde_json::Value {
 fn across_namespaces_live_stays_fresh_and_lossless_loses_nothing() {
     let _serial = serial();
     let _reaper = Reaper;
-    let Some(net) = Netns::new("n", &["rate", "1gbit", "burst", "256kb", "latency", "20ms"])
-    else {
+    let Some(net) = Netns::new("n", &["rate", "1gbit", "burst", "256kb", "latency", "20ms"]) else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();

@@ -171,7 +171,7 @@ impl LiveWindow {
             && !self.flight.iter().any(|s| s.probe)
             && self
                 .last_probe
-                .is_none_or(|t| now.saturating_duration_since(t) >= PROBE_EVERY)
+                .map_or(true, |t| now.saturating_duration_since(t) >= PROBE_EVERY)
     }
 
     /// Frame `seq` was sent at `now`.
