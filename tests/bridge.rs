@@ -1,8 +1,9 @@
 //! `framering bridge send|recv` with the real binaries over real zenoh:
 //! loopback byte-identity and order, a sender killed and restarted, a
 //! receiver killed and restarted (losing nothing), forged messages from
-//! another peer, and two network namespaces joined by a 1 Gbit/s veth pair
-//! (live and lossless).
+//! another peer, two network namespaces joined by a 1 Gbit/s veth pair
+//! (live and lossless), and a long link between namespaces (50 Mbit/s,
+//! 20 ms each way) that live mode's window fills.
 //!
 //! The tests run one at a time ([`serial`]): each moves frames through
 //! several processes, and a cold, loaded 2-core machine running them all at
