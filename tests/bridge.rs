@@ -1,8 +1,9 @@
 //! `framering bridge send|recv` with the real binaries over real zenoh:
 //! loopback byte-identity and order, a sender killed and restarted, a
 //! receiver killed and restarted (losing nothing), forged messages from
-//! another peer, and two network namespaces joined by a 1 Gbit/s veth pair
-//! (live and lossless).
+//! another peer, two network namespaces joined by a 1 Gbit/s veth pair
+//! (live and lossless), and a long link between namespaces (50 Mbit/s,
+//! 20 ms each way) that live mode's window fills.
 //!
 //! The tests run one at a time ([`serial`]): each moves frames through
 //! several processes, and a cold, loaded 2-core machine running them all at
@@ -992,7 +993,7 @@ fn access_control_keeps_a_certified_peer_without_a_policy_off_the_key() {
     assert_eq!(r["skipped"].get("foreign"), None, "{r}: {}", stderr(&recv));
 }
 
-/// Two network namespaces joined by a veth pair limited to 1 Gbit/s each
+/// Two network namespaces joined by a veth pair shaped by `tc … tbf` each
 /// way; removed on drop.
 struct Netns {
     a: String,
@@ -1000,8 +1001,9 @@ struct Netns {
 }
 
 impl Netns {
-    /// `None` (with a loud message) when not root or iproute2 is missing.
-    fn new(tag: &str) -> Option<Netns> {
+    /// `None` (with a loud message) when not root or iproute2 is missing;
+    /// `tbf`: the `tc qdisc … tbf` parameters of both ends.
+    fn new(tag: &str, tbf: &[&str]) -> Option<Netns> {
         let root = nix::unistd::geteuid().is_root();
         let ip = Command::new("ip")
             .arg("-V")
@@ -1037,7 +1039,7 @@ impl Netns {
             run(&["-n", ns, "link", "set", "lo", "up"]);
             let o = Command::new("tc")
                 .args(["-n", ns, "qdisc", "add", "dev", dev, "root", "tbf"])
-                .args(["rate", "1gbit", "burst", "256kb", "latency", "20ms"])
+                .args(tbf)
                 .output()
                 .unwrap();
             assert!(o.status.success(), "tc: {}", stderr(&o));
@@ -1077,7 +1079,9 @@ fn json(path: &Path) -> serde_json::Value {
 fn across_namespaces_live_stays_fresh_and_lossless_loses_nothing() {
     let _serial = serial();
     let _reaper = Reaper;
-    let Some(net) = Netns::new("n") else { return };
+    let Some(net) = Netns::new("n", &["rate", "1gbit", "burst", "256kb", "latency", "20ms"]) else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let listen = "tcp/10.251.0.2:7447";
     // Live: 30 fps of 1080p (1.5 Gbit/s) into a 1 Gbit/s link.
@@ -1235,5 +1239,164 @@ fn across_namespaces_live_stays_fresh_and_lossless_loses_nothing() {
         let intruder = wait_with_timeout(intruder, Duration::from_secs(30));
         let x = json(&intruder_json);
         assert_eq!(x["frames"].as_u64(), Some(0), "{x}: {}", stderr(&intruder));
+    }
+}
+
+/// A long, slow link: two namespaces joined at 50 Mbit/s each way (`tbf`
+/// with a 64 KB queue, so that TCP meets real drops) and 20 ms each way (a
+/// relay in the sending namespace that holds every chunk 20 ms,
+/// `tests/data/delay_relay.py`: this kernel has no netem). The receiver
+/// listens on `tcp/10.251.0.2:7447`; the sender connects to `connect`.
+struct LongLink {
+    net: Netns,
+    relay: Option<Child>,
+    connect: String,
+}
+
+impl LongLink {
+    fn new(tag: &str) -> Option<LongLink> {
+        let net = Netns::new(tag, &["rate", "50mbit", "burst", "32kb", "limit", "64kb"])?;
+        let relay_py = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/delay_relay.py");
+        let mut c = Command::new("python3");
+        c.args([relay_py, "127.0.0.1:7448", "10.251.0.2:7447", "20"]);
+        let mut relay = Netns::exec(&net.a, c).spawn_reaped();
+        let lines = stderr_lines(&mut relay);
+        wait_line(&lines, "listening", STATE_WAIT);
+        Some(LongLink {
+            net,
+            relay: Some(relay),
+            connect: "tcp/127.0.0.1:7448".into(),
+        })
+    }
+
+    /// One stream of `loops` passes over the assets at `h`×`w`×3 (`fps`: the
+    /// source's rate, 0 unlimited) from namespace a to b, the sender with
+    /// `send_extra`; returns the receiver's summary and the sender's stderr.
+    fn run(
+        &self,
+        tag: &str,
+        (h, w, loops, fps): (u32, u32, u32, u32),
+        send_extra: &[&str],
+    ) -> (serde_json::Value, String) {
+        let tmp = tempfile::tempdir().unwrap();
+        let (src, dst, key) = names(tag);
+        let recv_json = tmp.path().join("recv.json");
+        let recv = Netns::exec(
+            &self.net.b,
+            bridge(
+                "recv",
+                &key,
+                &[
+                    "--ring",
+                    &dst,
+                    "--groups",
+                    "check",
+                    "--listen",
+                    "tcp/10.251.0.2:7447",
+                    "--stats-json",
+                ],
+            ),
+        )
+        .arg(&recv_json)
+        .spawn_reaped();
+        let limit = fps.to_string();
+        let prod_extra: &[&str] = if fps > 0 {
+            &["--fps-limit", &limit]
+        } else {
+            &[]
+        };
+        let prod = producer(&src, h, w, loops, "bridge", prod_extra).spawn_reaped();
+        let mut send_args = vec![src.as_str(), "--connect", &self.connect];
+        send_args.extend(send_extra);
+        let sender = Netns::exec(&self.net.a, bridge("send", &key, &send_args))
+            .env("RUST_LOG", "info")
+            .spawn_reaped();
+        let got = hashes(&dst, "check", STATE_WAIT);
+        let sender = wait_with_timeout(sender, Duration::from_secs(60));
+        assert_eq!(exit_code(&sender), Some(0), "sender: {}", stderr(&sender));
+        let recv = wait_with_timeout(recv, Duration::from_secs(60));
+        assert_eq!(exit_code(&recv), Some(0), "receiver: {}", stderr(&recv));
+        let prod = wait_with_timeout(prod, Duration::from_secs(60));
+        assert_eq!(exit_code(&prod), Some(0), "producer: {}", stderr(&prod));
+        let r = json(&recv_json);
+        assert_eq!(r["frames"].as_u64(), Some(got.len() as u64), "{r}");
+        (r, stderr(&sender))
+    }
+}
+
+impl Drop for LongLink {
+    fn drop(&mut self) {
+        if let Some(mut relay) = self.relay.take() {
+            signal(&relay, Signal::SIGKILL);
+            let _ = relay.wait();
+        }
+    }
+}
+
+/// The sender's "live window" line (its final window and estimates).
+fn window_line(sender_stderr: &str) -> &str {
+    sender_stderr
+        .lines()
+        .find(|l| l.contains("live window"))
+        .unwrap_or("(no live window line)")
+}
+
+#[test]
+fn live_mode_fills_a_long_link_as_lossless_does() {
+    let _serial = serial();
+    let _reaper = Reaper;
+    let Some(link) = LongLink::new("w") else {
+        return;
+    };
+    // 240×320×3 = 230 KB: 37 ms at 50 Mbit/s, plus 40 ms of round trip:
+    // one frame in flight carries ~13 fps of the link's ~27.
+    let lossless = link.run("wb", (240, 320, 12, 0), &[]);
+    let live = link.run("wl", (240, 320, 30, 60), &["--live"]);
+    let fps = |r: &serde_json::Value| r["fps"].as_f64().unwrap();
+    let (lossless_fps, live_fps) = (fps(&lossless.0), fps(&live.0));
+    eprintln!(
+        "over 50 Mbit/s, 20 ms each way: lossless {lossless_fps:.1} fps ({} frames), live {live_fps:.1} fps ({} frames); {}",
+        lossless.0["frames"],
+        live.0["frames"],
+        window_line(&live.1)
+    );
+    assert_eq!(lossless.0["frames"].as_u64(), Some(96), "{}", lossless.0);
+    assert!(
+        live_fps >= 0.7 * lossless_fps,
+        "live {live_fps:.1} fps against lossless {lossless_fps:.1} on the same link; {}",
+        window_line(&live.1)
+    );
+}
+
+/// Run by hand (`cargo test --release --features bridge --test bridge --
+/// --ignored --nocapture live_window_on_a_long_link`): live with one frame
+/// in flight (`--window 1`), live with its window, and lossless, over the
+/// long link, for two frame sizes, three runs each.
+#[test]
+#[ignore]
+fn live_window_on_a_long_link() {
+    let _serial = serial();
+    let _reaper = Reaper;
+    let Some(link) = LongLink::new("v") else {
+        return;
+    };
+    for (h, w) in [(240, 320), (120, 160)] {
+        for run in 0..3 {
+            let kinds: [(&str, &[&str], u32, u32); 3] = [
+                ("lossless", &[], 12, 0),
+                ("live, window 1", &["--live", "--window", "1"], 60, 200),
+                ("live", &["--live"], 60, 200),
+            ];
+            for (what, extra, loops, fps) in kinds {
+                let (r, sender) = link.run(&format!("v{run}"), (h, w, loops, fps), extra);
+                println!(
+                    "{h}x{w}x3 run {run} {what}: {:.1} fps, {} frames, age p50 {:.1} ms; {}",
+                    r["fps"].as_f64().unwrap(),
+                    r["frames"],
+                    r["latency"]["p50_us"].as_f64().unwrap_or(0.0) / 1e3,
+                    window_line(&sender)
+                );
+            }
+        }
     }
 }

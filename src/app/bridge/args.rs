@@ -62,7 +62,7 @@ pub struct BridgeArgs {
     /// bridge.tcp_send_buffer (bytes; 0: automatic)
     #[arg(long)]
     pub tcp_send_buffer: Option<u32>,
-    /// bridge.window (frames; 0: the ring's slots minus one)
+    /// bridge.window (frames kept when lossless, most in flight when live; 0: the ring's slots minus one)
     #[arg(long)]
     pub window: Option<u32>,
     /// bridge.receiver_timeout_secs

@@ -31,6 +31,8 @@ pub mod send;
 
 #[cfg(feature = "bridge")]
 mod position;
+#[cfg(feature = "bridge")]
+mod window;
 
 #[cfg(feature = "bridge")]
 pub use session::{
@@ -87,9 +89,10 @@ mod session {
     /// The key on which receivers acknowledge each frame once it is in
     /// their ring ([`super::wire::Ack`]): a lossless sender keeps each frame
     /// until every receiver has it (and sends it again to one that
-    /// restarts); a live sender keeps one frame in flight, so the next one
-    /// it picks is the newest when the link is free again, not one queued
-    /// behind it.
+    /// restarts); a live sender keeps a window of frames in flight sized
+    /// to the link's bandwidth-delay product (`window`), so the next one it
+    /// picks is the newest when the window has room, not one queued behind
+    /// it.
     pub fn ack_key(key: &str) -> String {
         format!("{key}/@ack")
     }

@@ -1,5 +1,6 @@
 //! `framering bridge send`: a local ring's frames onto a zenoh key.
 
+use super::window::LiveWindow;
 use super::wire::{Ack, FrameHeader, Geometry, Kind};
 use crate::app::config::Config;
 use crate::app::signals;
@@ -19,9 +20,9 @@ use zenoh::Wait;
 /// How long a sender that ended its stream waits for the receivers to
 /// have it all.
 const END_WAIT: Duration = Duration::from_secs(5);
-/// How long a live sender waits for the acknowledgement of the frame in
-/// flight before it sends the next one anyway (a receiver of an older
-/// version, a lost acknowledgement): the liveliness lease.
+/// How long a live sender waits for the acknowledgement of a frame in
+/// flight before it lets it go (a receiver of an older version, a lost
+/// acknowledgement): the liveliness lease.
 const ACK_WAIT: Duration = Duration::from_secs(1);
 
 /// How a sender ended.
@@ -48,17 +49,18 @@ pub struct SendReport {
 
 /// Live mode's choice of frame when the link is slower than the source:
 /// a frame that has waited in the ring for more than half the source's
-/// frame interval while the previous send (put until a receiver's
-/// acknowledgement) took longer than an interval is skipped for the next
-/// one (due in less than half an interval), so that what is sent is as
-/// young as the link allows.
+/// frame interval while the window last stayed full for longer than an
+/// interval (the link, not the source, sets the pace) is skipped for the
+/// next one (due in less than half an interval), so that what is sent is
+/// as young as the link allows.
 #[derive(Debug, Default)]
 struct Freshness {
     /// The previous frame taken: seq and publish time (monotonic ns).
     last: Option<(u64, u64)>,
     /// The source's frame interval, ns (smoothed).
     interval_ns: f64,
-    /// When the last send started and how long it took, ns.
+    /// When the last frame was taken, and how long the window then stayed
+    /// full, ns.
     send_start: u64,
     send_ns: u64,
 }
@@ -84,7 +86,7 @@ impl Freshness {
         link_bound && waited > self.interval_ns / 2.0
     }
 
-    /// The frame taken last was sent.
+    /// The window has room again after the frame taken last.
     fn sent(&mut self) {
         self.send_ns = crate::app::clock::monotonic_ns().saturating_sub(self.send_start);
     }
@@ -377,8 +379,11 @@ pub fn run_send(ring: &str, cfg: &Config, run: &RunOptions) -> anyhow::Result<Se
     tracing::info!(ring, key = %b.key, group = %b.group, shape = %shape, live = b.live, stream = format_args!("{stream:016x}"), window, "bridge sender started");
     let mut stats = Stats::new("bridge send", PROGRESS_EVERY, run.progress, None)
         .with_metrics(run.metrics.clone());
-    // Live: the frame in flight (its seq) and since when.
-    let mut in_flight: Option<(u64, Instant)> = None;
+    // Live: the frames in flight, at most a window sized to the link's
+    // bandwidth-delay product (bounded like the lossless window).
+    let mut live = LiveWindow::new(window);
+    // Live: the window was full after the last frame taken.
+    let mut window_full = false;
     let mut started = false;
     let mut fresh = Freshness::default();
     // Live: frames skipped because they had waited (see `Freshness`).
@@ -421,16 +426,21 @@ pub fn run_send(ring: &str, cfg: &Config, run: &RunOptions) -> anyhow::Result<Se
                 }
                 kept.pop_front();
             }
-            if let Some((seq, since)) = in_flight {
-                // Live: the next frame is picked when the one in flight is
-                // in a receiver's ring (the link is free), so it is the
-                // newest.
-                if g.latest_ack.is_some_and(|a| a >= seq) || since.elapsed() > ACK_WAIT {
-                    in_flight = None;
-                    fresh.sent();
-                }
+            // Live: the next frame is picked when the window has room (a
+            // frame in flight is in a receiver's ring), so it is the
+            // newest, never one queued behind older ones.
+            let now = Instant::now();
+            if b.live {
+                live.acked(g.latest_ack, now, ACK_WAIT);
             }
-            let busy = in_flight.is_some() || kept.len() >= window || (ended && !kept.is_empty());
+            let live_room = live.room(now);
+            if window_full && live_room {
+                window_full = false;
+                fresh.sent();
+            }
+            let busy = (b.live && !live_room)
+                || (!b.live && kept.len() >= window)
+                || (ended && !kept.is_empty());
             if busy {
                 peers.1.wait_for(&mut g, Duration::from_millis(20));
                 continue;
@@ -494,7 +504,12 @@ pub fn run_send(ring: &str, cfg: &Config, run: &RunOptions) -> anyhow::Result<Se
                 let payload = bytes::Bytes::from_owner(FramePayload(frame));
                 if b.live {
                     put(payload, attachment)?;
-                    in_flight = Some((seq, Instant::now()));
+                    let now = Instant::now();
+                    live.sent(seq, now);
+                    window_full = !live.room(now);
+                    if !window_full {
+                        fresh.sent();
+                    }
                 } else {
                     put(payload.clone(), attachment.clone())?;
                     kept.push_back((seq, payload, attachment));
@@ -517,6 +532,17 @@ pub fn run_send(ring: &str, cfg: &Config, run: &RunOptions) -> anyhow::Result<Se
     };
     if resent > 0 {
         tracing::info!(resent, "frames sent again to receivers that restarted");
+    }
+    if b.live {
+        let r = live.report();
+        tracing::info!(
+            window = r.window,
+            largest_window = r.largest,
+            round_trip_ms = r.rtt_ms,
+            delivery_fps = r.rate_fps,
+            unacknowledged = r.unacknowledged,
+            "live window (frames in flight, sized to the link's bandwidth-delay product)"
+        );
     }
     stats.set_dropped(consumer.group_dropped() + consumer.skipped() + stale);
     stats.finish_progress();

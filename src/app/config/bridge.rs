@@ -102,7 +102,9 @@ pub struct BridgeConfig {
     /// Receiver: how long to wait for the sender's geometry (0: forever).
     pub geometry_timeout_secs: f64,
     /// Lossless sender: frames it keeps until every receiver has them in
-    /// its ring (0: the ring's slots minus one).
+    /// its ring; live sender: the most frames it keeps in flight (its
+    /// window follows the link's bandwidth-delay product up to this). 0:
+    /// the ring's slots minus one.
     pub window: u32,
     /// Lossless sender: how long it keeps frames for a receiver that went
     /// away (killed, its host down) before it gives it up; a receiver that
