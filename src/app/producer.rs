@@ -126,6 +126,8 @@ pub fn run_producer(cfg: &Config, run: &RunOptions) -> anyhow::Result<ProducerRe
             "producer.realtime applies to video input; use producer.fps_limit to pace images"
         );
     }
+    // Debug events mark the way to the first frame (time to first frame).
+    tracing::debug!("listing inputs");
     let inputs = list_inputs(&cfg.producer.input, cfg.producer.recursive)?;
     if inputs.is_empty() {
         tracing::warn!(input = %cfg.producer.input, "the input holds no files");
@@ -216,9 +218,11 @@ pub(crate) fn create_producer(
     {
         builder = builder.frame_rate(num, den);
     }
+    tracing::debug!("creating the ring");
     let producer = builder
         .create()
         .with_context(|| format!("cannot create ring {:?}", cfg.ring.name))?;
+    tracing::debug!("ring created");
     wait_for_groups(cfg, &producer)?;
     Ok(producer)
 }
@@ -274,7 +278,10 @@ fn wait_for_groups(cfg: &Config, producer: &Producer) -> anyhow::Result<()> {
     );
     while !signals::stop_requested() {
         match producer.wait_for_groups(n, Duration::from_millis(50)) {
-            Ok(()) => break,
+            Ok(()) => {
+                tracing::debug!("consumer groups joined");
+                break;
+            }
             Err(e) if e.is_timeout() => {}
             Err(e) => return Err(e.into()),
         }
@@ -733,6 +740,14 @@ fn produce(
                 for mut job in job_rx {
                     let path = &inputs[(job.index % inputs.len() as u64) as usize];
                     let result = decoder.decode_file(path, job.slot.pixels_mut());
+                    if job.index == 0 {
+                        let t = decoder.stages();
+                        tracing::debug!(
+                            read_us = t.read_ns / 1000,
+                            decode_us = (t.decode_ns + t.convert_ns) / 1000,
+                            "first image decoded"
+                        );
+                    }
                     let done = Done {
                         index: job.index,
                         slot: job.slot,
@@ -781,6 +796,9 @@ fn produce(
                                 &mut pacer,
                             )?;
                             let publish_ns = started.elapsed().as_nanos() as u64;
+                            if done.index == 0 {
+                                tracing::debug!("first frame published");
+                            }
                             stats.stages(done.stages, publish_ns, threads as u32);
                         }
                         Err(e) => {
@@ -810,6 +828,9 @@ fn produce(
                         Duration::ZERO
                     };
                     if let Some(slot) = loan(producer, wait)? {
+                        if next_input == 0 {
+                            tracing::debug!("first slot loaned");
+                        }
                         job_tx
                             .send(Job {
                                 index: next_input,
