@@ -7,10 +7,15 @@ frame 0. Every time is CLOCK_REALTIME, in ms from starting the producer;
 each stage is the gap to the milestone before it; medians over the starts.
 
     python benches/peers/first_frame.py [--starts 15] [--kind jpeg|png]
-        [--bin-dir target/release]
+        [--producer target/release/framering-producer] [--raw FILE]
+    python benches/peers/first_frame.py --summarize FILE
+
+--raw appends every start's milestones to FILE (one JSON line each), so
+that two builds can be interleaved (each venv's framering package with its
+own producer, a few starts at a time) and summarized together afterwards.
 
 Needs numpy and the framering package in the interpreter's environment, the
-producer in --bin-dir, and the inputs of examples/bench_inputs.rs in
+producer (--producer), and the inputs of examples/bench_inputs.rs in
 target/bench-inputs (loaders.py makes them).
 """
 import argparse
@@ -23,7 +28,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
+
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -53,8 +58,9 @@ def stamp(line):
 
 def one_start(a, folder, ring):
     import framering
+    import numpy as np
 
-    got = {}
+    got, fields = {}, {}
 
     def consume():
         with framering.Consumer(ring, group="g0", timeout=30) as c:
@@ -70,7 +76,7 @@ def one_start(a, folder, ring):
     t.start()
     time.sleep(0.3)  # the consumer is up and waiting for the ring
     env = dict(os.environ, RUST_LOG="framering=debug", NO_COLOR="1")
-    cmd = [str(a.bin_dir / "framering-producer"), "--config", "/dev/null", "--height", "720",
+    cmd = [str(a.producer), "--config", "/dev/null", "--height", "720",
            "--width", "1080", "--channels", "3", "--quiet", "--ring", ring, "--slots", "8",
            "--input", str(folder), "--loop", "1", "--decode-threads", "2", "--wait-groups", "1"]
     t0 = time.time_ns()
@@ -84,17 +90,17 @@ def one_start(a, folder, ring):
         for name, _ in MILESTONES:
             if msg.startswith(name) and name not in got:
                 got[name] = ns
-    return {k: (v - t0) / 1e6 for k, v in got.items()}
+                # The first image's read and decode times (its fields).
+                for field in msg.split()[len(name.split()):]:
+                    k, _, v = field.partition("=")
+                    if v.isdigit():
+                        fields[k] = int(v)
+    out = {k: (v - t0) / 1e6 for k, v in got.items()}
+    out.update(fields)
+    return out
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--starts", type=int, default=15)
-    ap.add_argument("--kind", default="jpeg", choices=["jpeg", "png"])
-    ap.add_argument("--bin-dir", type=Path, default=ROOT / "target/release")
-    a = ap.parse_args()
-    folder = ROOT / "target/bench-inputs" / a.kind
-    runs = [one_start(a, folder, f"fr-first-{os.getpid()}-{i}") for i in range(a.starts)]
+def summarize(runs, kind):
     m = statistics.median
     rows, prev = [], None
     for name, stage in MILESTONES:
@@ -106,11 +112,34 @@ def main():
                      "stage_ms": round(m(gaps), 2)})
         prev = name
     total = [r["[took frame 0]"] for r in runs]
-    print(json.dumps({"kind": a.kind, "starts": a.starts, "load_average": os.getloadavg(),
-                      "first_frame_ms": {"median": round(m(total), 2),
-                                         "min": round(min(total), 2),
-                                         "max": round(max(total), 2)},
-                      "stages": rows}, indent=1))
+    return {"kind": kind, "starts": len(runs), "load_average": os.getloadavg(),
+            "first_frame_ms": {"median": round(m(total), 2), "min": round(min(total), 2),
+                               "max": round(max(total), 2)},
+            "first_image_us": {k: m(r[k] for r in runs) for k in ("read_us", "decode_us")
+                               if all(k in r for r in runs)},
+            "stages": rows}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--starts", type=int, default=15)
+    ap.add_argument("--kind", default="jpeg", choices=["jpeg", "png"])
+    ap.add_argument("--producer", type=Path, default=ROOT / "target/release/framering-producer")
+    ap.add_argument("--raw", type=Path, help="append each start's milestones to this file")
+    ap.add_argument("--summarize", type=Path, help="summarize the starts in this file")
+    a = ap.parse_args()
+    if a.summarize:
+        with open(a.summarize) as f:
+            runs = [json.loads(line) for line in f]
+        print(json.dumps(summarize(runs, a.kind), indent=1))
+        return
+    folder = ROOT / "target/bench-inputs" / a.kind
+    runs = [one_start(a, folder, f"fr-first-{os.getpid()}-{i}") for i in range(a.starts)]
+    if a.raw:
+        with open(a.raw, "a") as f:
+            for r in runs:
+                f.write(json.dumps(r) + "\n")
+    print(json.dumps(summarize(runs, a.kind), indent=1))
 
 
 if __name__ == "__main__":

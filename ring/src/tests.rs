@@ -1459,3 +1459,36 @@ fn a_consumer_waiting_for_its_ring_sleeps_until_the_ring_appears() {
     assert!(looks <= 16, "looked {looks} times");
     p.unlink().unwrap();
 }
+
+/// The frames' memory is reserved in the background once the first frame is
+/// out, not while it is being made (it would take the cores the first frame
+/// needs), and by the time the reservation is collected it is all there.
+#[test]
+fn the_frames_memory_is_reserved_from_the_first_publish_on() {
+    use std::os::unix::fs::MetadataExt;
+    let n = name("reserve-first");
+    let p = Producer::builder(&n)
+        .shape(FrameShape::new(256, 256, 3))
+        .slots(4)
+        .create()
+        .unwrap();
+    let g = *p.segment().geometry();
+    let reserved = || std::fs::metadata(format!("/dev/shm/{n}")).unwrap().blocks() * 512;
+    assert!(
+        reserved() < g.off_data + g.frame_bytes,
+        "not before the first frame"
+    );
+    let c = consumer(&n, "default", false);
+    assert_eq!(put(&p, 0), Some(0));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while p.reserving() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reservation ended"
+        );
+        std::thread::yield_now();
+    }
+    assert!(reserved() >= g.total_size);
+    drop(c);
+    p.unlink().unwrap();
+}

@@ -155,6 +155,9 @@ pub fn run_producer(cfg: &Config, run: &RunOptions) -> anyhow::Result<ProducerRe
     let inputs: Arc<Vec<PathBuf>> = Arc::new(inputs);
     let n = inputs.len() as u64;
     let total = n * cfg.producer.loops as u64;
+    // One decode memory budget for every decoder thread.
+    let budget = DecodeBudget::new(cfg.producer.decode_memory_mb << 20);
+    let first = FirstImage::start(cfg, shape, &inputs, &budget);
     let producer = create_producer(cfg, shape, None)?;
     tracing::info!(
         ring = %cfg.ring.name,
@@ -165,7 +168,7 @@ pub fn run_producer(cfg: &Config, run: &RunOptions) -> anyhow::Result<ProducerRe
         "producer started"
     );
     // Rates are those of publication; the drain below is not counted.
-    let result = produce(cfg, &producer, inputs, total, shape, run).map(|s| {
+    let result = produce(cfg, &producer, (inputs, first), total, (shape, budget), run).map(|s| {
         s.finish_progress();
         s.summary()
     });
@@ -681,12 +684,74 @@ fn waiting_for(producer: &Producer, timeout: Option<Duration>) -> String {
     s
 }
 
+/// The first input, decoded while the ring is created and its first
+/// consumers come (no slot can be loaned before a group subscribes), into
+/// memory of its own; copied into the first slot (that copy is counted in
+/// its convert time).
+struct FirstImage {
+    decoding: std::thread::JoinHandle<(Vec<u8>, Result<Decoded, DecodeError>, StageTimes, u64)>,
+}
+
+/// A decoded first image without its slot yet.
+struct Early {
+    captured: u64,
+    result: Result<Decoded, DecodeError>,
+    stages: StageTimes,
+}
+
+impl FirstImage {
+    /// Starts decoding the first of `inputs`; None without inputs (or a
+    /// thread).
+    fn start(
+        cfg: &Config,
+        shape: FrameShape,
+        inputs: &Arc<Vec<PathBuf>>,
+        budget: &Arc<DecodeBudget>,
+    ) -> Option<FirstImage> {
+        let path = inputs.first()?.clone();
+        let mut decoder = Decoder::new(shape, cfg.producer.shape_policy)
+            .with_jpeg_decoder(cfg.producer.jpeg_decoder)
+            .with_budget(budget.clone());
+        let decoding = std::thread::Builder::new()
+            .name("first-image".into())
+            .spawn(move || {
+                let mut pixels = vec![0u8; shape.bytes()];
+                let result = decoder.decode_file(&path, &mut pixels);
+                (pixels, result, decoder.stages(), realtime_ns())
+            })
+            .ok()?;
+        Some(FirstImage { decoding })
+    }
+
+    /// Waits for the decode and copies it into `slot`: the first input's
+    /// [`Done`] but for its slot; None if the decoding thread failed (the
+    /// input is then decoded like the others).
+    fn finish(self, slot: &mut WriteSlot<'_>) -> Option<Early> {
+        let (pixels, result, mut stages, captured) = self.decoding.join().ok()?;
+        if result.is_ok() {
+            let started = Instant::now();
+            slot.pixels_mut().copy_from_slice(&pixels);
+            stages.convert_ns += started.elapsed().as_nanos() as u64;
+        }
+        tracing::debug!(
+            read_us = stages.read_ns / 1000,
+            decode_us = (stages.decode_ns + stages.convert_ns) / 1000,
+            "first image decoded"
+        );
+        Some(Early {
+            captured,
+            result,
+            stages,
+        })
+    }
+}
+
 fn produce(
     cfg: &Config,
     producer: &Producer,
-    inputs: Arc<Vec<PathBuf>>,
+    (inputs, mut first): (Arc<Vec<PathBuf>>, Option<FirstImage>),
     total: u64,
-    shape: FrameShape,
+    (shape, budget): (FrameShape, Arc<DecodeBudget>),
     run: &RunOptions,
 ) -> anyhow::Result<Stats> {
     let n = inputs.len() as u64;
@@ -721,8 +786,6 @@ fn produce(
     }
 
     let max_in_flight = (threads * 2).min(cfg.ring.slots as usize).max(1);
-    // One decode memory budget for every decoder thread.
-    let budget = DecodeBudget::new(cfg.producer.decode_memory_mb << 20);
     // Decoder threads fill loaned slots in place; they live in a scope
     // because a slot borrows its producer.
     let outcome = std::thread::scope(|scope| {
@@ -827,9 +890,22 @@ fn produce(
                     } else {
                         Duration::ZERO
                     };
-                    if let Some(slot) = loan(producer, wait)? {
+                    if let Some(mut slot) = loan(producer, wait)? {
                         if next_input == 0 {
                             tracing::debug!("first slot loaned");
+                            if let Some(e) = first.take().and_then(|f| f.finish(&mut slot)) {
+                                reorder[0] = Some(Done {
+                                    index: 0,
+                                    slot,
+                                    captured: e.captured,
+                                    result: e.result,
+                                    stages: e.stages,
+                                });
+                                next_input += 1;
+                                in_flight += 1;
+                                stats.set_waiting(None);
+                                continue;
+                            }
                         }
                         job_tx
                             .send(Job {

@@ -1,8 +1,8 @@
 //! Waiting for a name in /dev/shm to change: how a consumer that started
-//! before its producer learns that the ring appeared, woken by inotify as
-//! the producer creates the object and, last, publishes its header (the
-//! `fchmod` that ends [`Segment`](super::segment::Segment) creation is an
-//! `IN_ATTRIB` event), instead of trying to open it every few milliseconds.
+//! before its producer learns that the ring appeared, woken by inotify once
+//! the producer has published its header (the `fchmod` that ends
+//! [`Segment`](super::segment::Segment) creation is an `IN_ATTRIB` event),
+//! instead of trying to open it every few milliseconds.
 //! Where inotify is not available (no /dev/shm directory to watch, out of
 //! watches) it falls back to such polling.
 
@@ -28,14 +28,12 @@ impl ShmWatch {
     pub(crate) fn new(name: &str) -> ShmWatch {
         let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
             .and_then(|i| {
-                // Created, moved in, resized or written (ftruncate,
-                // fallocate), or given its final mode (the header is
-                // published).
-                let events = AddWatchFlags::IN_CREATE
-                    | AddWatchFlags::IN_MOVED_TO
-                    | AddWatchFlags::IN_MODIFY
-                    | AddWatchFlags::IN_ATTRIB
-                    | AddWatchFlags::IN_CLOSE_WRITE;
+                // Given its final mode, which a producer does last, once
+                // the header is published (or moved in). Not its creation
+                // or sizing: the ring cannot be opened yet then, and a
+                // consumer woken for nothing takes a core from the
+                // producer creating it.
+                let events = AddWatchFlags::IN_ATTRIB | AddWatchFlags::IN_MOVED_TO;
                 i.add_watch(SHM_DIR, events).map(|_| i)
             })
             .map_err(
@@ -49,6 +47,7 @@ impl ShmWatch {
     }
 
     /// Whether changes come as events (else this watch polls).
+    #[cfg(test)]
     pub(crate) fn notified(&self) -> bool {
         self.inotify.is_some()
     }
@@ -91,12 +90,26 @@ impl ShmWatch {
     }
 }
 
+impl Drop for ShmWatch {
+    /// Closing an inotify instance waits for the kernel's RCU grace period
+    /// (5–30 ms measured here, in the consumer that just attached and is
+    /// about to take its first frame): a thread of its own closes it.
+    fn drop(&mut self) {
+        if let Some(inotify) = self.inotify.take() {
+            let _ = std::thread::Builder::new()
+                .name("framering-unwatch".into())
+                .spawn(move || drop(inotify));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Creating the watched name is an event, another name is not; a
-    /// watch made before the name appears sees it appear.
+    /// Giving the watched name its mode (as a producer does last) is an
+    /// event, another name is not; a watch made before the name appears
+    /// sees it appear.
     #[test]
     fn the_watched_name_appearing_is_an_event_and_another_name_is_not() {
         let name = format!("framering-watch-{}", std::process::id());
@@ -105,9 +118,16 @@ mod tests {
         let _ = std::fs::remove_file(path(&name));
         let watch = ShmWatch::new(&name);
         assert!(watch.notified(), "inotify on {SHM_DIR}");
+        let chmod = |n: &str| {
+            let f = std::fs::File::open(path(n)).unwrap();
+            f.set_permissions(f.metadata().unwrap().permissions())
+                .unwrap();
+        };
         std::fs::write(path(&other), b"x").unwrap();
+        chmod(&other);
         assert!(!watch.wait(Duration::from_millis(50)), "another name");
         std::fs::write(path(&name), b"x").unwrap();
+        chmod(&name);
         assert!(watch.wait(Duration::from_secs(60)), "the name appeared");
         std::fs::remove_file(path(&name)).unwrap();
         std::fs::remove_file(path(&other)).unwrap();

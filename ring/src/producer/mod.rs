@@ -347,9 +347,9 @@ impl Producer {
     ) -> Result<u64, PublishError> {
         let seg = &self.seg;
         let mut st = self.state.lock();
-        // The frames' memory, reserved in the background: its outcome is
-        // taken once it is in, never waited for (the first frames would
-        // wait for the pages of every later slot).
+        // The frames' memory, reserved in the background from the first
+        // publish on: its outcome is taken once it is in, never waited for
+        // (the first frames would wait for the pages of every later slot).
         if st.reservation.as_ref().is_some_and(|r| r.is_finished()) {
             if let Some(Err(e)) = st.reservation.take().map(|r| r.wait()) {
                 st.ledger.discard(claim, seg.slot_states());
@@ -407,6 +407,9 @@ impl Producer {
         }
         h.published.store(seq + 1, Ordering::Release);
         h.ready_event.notify();
+        if let Some(r) = &mut st.reservation {
+            r.start();
+        }
         if now_ns >= st.next_reap_ns {
             st.next_reap_ns = now_ns + REAP_EVERY.as_nanos() as u64;
             if st.last_reap.elapsed() >= REAP_EVERY {
