@@ -689,7 +689,8 @@ fn waiting_for(producer: &Producer, timeout: Option<Duration>) -> String {
 /// memory of its own; copied into the first slot (that copy is counted in
 /// its convert time).
 struct FirstImage {
-    decoding: std::thread::JoinHandle<(Vec<u8>, Result<Decoded, DecodeError>, StageTimes, u64)>,
+    /// Its pixels, and its decode but for the slot.
+    decoding: std::thread::JoinHandle<(Vec<u8>, Early)>,
 }
 
 /// A decoded first image without its slot yet.
@@ -717,7 +718,18 @@ impl FirstImage {
             .spawn(move || {
                 let mut pixels = vec![0u8; shape.bytes()];
                 let result = decoder.decode_file(&path, &mut pixels);
-                (pixels, result, decoder.stages(), realtime_ns())
+                let (stages, captured) = (decoder.stages(), realtime_ns());
+                tracing::debug!(
+                    read_us = stages.read_ns / 1000,
+                    decode_us = (stages.decode_ns + stages.convert_ns) / 1000,
+                    "first image decoded"
+                );
+                let early = Early {
+                    captured,
+                    result,
+                    stages,
+                };
+                (pixels, early)
             })
             .ok()?;
         Some(FirstImage { decoding })
@@ -727,22 +739,15 @@ impl FirstImage {
     /// [`Done`] but for its slot; None if the decoding thread failed (the
     /// input is then decoded like the others).
     fn finish(self, slot: &mut WriteSlot<'_>) -> Option<Early> {
-        let (pixels, result, mut stages, captured) = self.decoding.join().ok()?;
-        if result.is_ok() {
+        let (pixels, mut early) = self.decoding.join().ok()?;
+        let stages = &mut early.stages;
+        if early.result.is_ok() {
             let started = Instant::now();
             slot.pixels_mut().copy_from_slice(&pixels);
             stages.convert_ns += started.elapsed().as_nanos() as u64;
         }
-        tracing::debug!(
-            read_us = stages.read_ns / 1000,
-            decode_us = (stages.decode_ns + stages.convert_ns) / 1000,
-            "first image decoded"
-        );
-        Some(Early {
-            captured,
-            result,
-            stages,
-        })
+        tracing::debug!("first image copied into its slot");
+        Some(early)
     }
 }
 
