@@ -42,6 +42,7 @@ MILESTONES = [
     ("consumer groups joined", "producer sees the group"),
     ("first slot loaned", "first loan"),
     ("first image decoded", "read + decode the first image"),
+    ("first image copied into its slot", "copy into the first slot"),
     ("first frame published", "publish"),
     ("[took frame 0]", "consumer wakes, takes frame 0"),
 ]
@@ -103,10 +104,12 @@ def one_start(a, folder, ring):
 def summarize(runs, kind):
     m = statistics.median
     rows, prev = [], None
-    for name, stage in MILESTONES:
+    # In the order they are reached (the first image's decode may end
+    # before the ring is created).
+    order = sorted((m([r[n] for r in runs if n in r]), n, stage) for n, stage in MILESTONES
+                   if any(n in r for r in runs))
+    for _, name, stage in order:
         at = [r[name] for r in runs if name in r]
-        if not at:
-            continue
         gaps = [r[name] - r[prev] for r in runs if name in r and prev in r] if prev else at
         rows.append({"milestone": name, "stage": stage, "at_ms": round(m(at), 2),
                      "stage_ms": round(m(gaps), 2)})
