@@ -700,15 +700,22 @@ struct Early {
     stages: StageTimes,
 }
 
+/// The largest frame decoded ahead ([`FirstImage`]): its buffer is outside
+/// the decode memory budget (a 4K RGB frame is 24 MiB).
+const FIRST_IMAGE_MAX_BYTES: usize = 32 << 20;
+
 impl FirstImage {
-    /// Starts decoding the first of `inputs`; None without inputs (or a
-    /// thread).
+    /// Starts decoding the first of `inputs`; None without inputs, for a
+    /// frame larger than [`FIRST_IMAGE_MAX_BYTES`] (or without a thread).
     fn start(
         cfg: &Config,
         shape: FrameShape,
         inputs: &Arc<Vec<PathBuf>>,
         budget: &Arc<DecodeBudget>,
     ) -> Option<FirstImage> {
+        if shape.bytes() > FIRST_IMAGE_MAX_BYTES {
+            return None;
+        }
         let path = inputs.first()?.clone();
         let mut decoder = Decoder::new(shape, cfg.producer.shape_policy)
             .with_jpeg_decoder(cfg.producer.jpeg_decoder)
