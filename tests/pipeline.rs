@@ -1324,3 +1324,54 @@ fn status_says_why_a_producer_publishes_nothing() {
     p.wait().unwrap();
     let _ = std::fs::remove_file(format!("/dev/shm/{name}"));
 }
+
+/// The first image is decoded while the producer waits for its first
+/// consumer (no slot can be loaned before a group joins): the frame a
+/// consumer joining afterwards takes first was decoded (captured) before it
+/// joined, and has the image's pixels.
+#[test]
+fn the_first_image_is_decoded_before_a_consumer_comes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inputs = make_inputs(tmp.path(), 3);
+    let name = ring("first-early");
+    let mut p = producer(
+        &name,
+        &[
+            "--input",
+            tmp.path().to_str().unwrap(),
+            "--wait-groups",
+            "1",
+        ],
+    )
+    .env("RUST_LOG", "framering=debug")
+    .spawn()
+    .unwrap();
+    let log = StderrLog::capture(&mut p);
+    log.wait_for("first image decoded", Duration::from_secs(60));
+    let joined = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let c = framering::ring::Consumer::builder(&name)
+        .wait_for_ring(Duration::from_secs(60))
+        .attach()
+        .unwrap();
+    let f = match c.take(Duration::from_secs(60)).unwrap() {
+        framering::ring::Take::Frame(f) => f,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(f.seq(), 0);
+    assert!(
+        f.info().capture_ns < joined,
+        "decoded {} ns after the consumer came",
+        f.info().capture_ns.saturating_sub(joined)
+    );
+    let first = image::open(&inputs[0]).unwrap().to_rgb8().into_raw();
+    assert!(f.pixels() == first.as_slice(), "the first image's pixels");
+    f.release();
+    while let Ok(framering::ring::Take::Frame(f)) = c.take(Duration::from_secs(60)) {
+        f.release();
+    }
+    let out = wait_with_timeout(p, Duration::from_secs(60));
+    assert!(out.status.success(), "{:?}", out.status);
+}

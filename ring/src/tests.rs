@@ -1417,3 +1417,115 @@ fn each_group_ends_its_stream_when_its_own_frames_came_back() {
     assert_eq!(unconsumed, vec![0, 3]);
     p.unlink().unwrap();
 }
+
+/// The frames' memory is reserved in the background; frames are published
+/// meanwhile (the first would otherwise wait for every later slot's pages),
+/// and a reservation that failed is reported by the next publish.
+#[test]
+fn frames_are_published_while_the_memory_is_reserved_and_a_failure_is_reported() {
+    use crate::platform::segment::Reservation;
+    let n = name("reserving");
+    let p = producer(&n, 2, &["default"], Backpressure::Block);
+    let c = consumer(&n, "default", false);
+    let (outcome, told) = std::sync::mpsc::channel();
+    // A reservation that ends only when told to.
+    p.set_reservation(Reservation::pending(&n, 1 << 40, told));
+    std::thread::scope(|s| {
+        let (done, published) = std::sync::mpsc::channel();
+        let p = &p;
+        s.spawn(move || done.send(put(p, 0)).unwrap());
+        let r = published.recv_timeout(Duration::from_secs(60));
+        if r.is_err() {
+            // Let the publish go before failing.
+            outcome.send(Ok(())).unwrap();
+            panic!("the publish waited for the reservation");
+        }
+        assert_eq!(r.unwrap(), Some(0));
+    });
+    assert!(p.reserving(), "published while reserving");
+    assert_eq!(seq_of(&c), Some(0));
+    outcome.send(Err(nix::errno::Errno::ENOSPC)).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while p.reserving() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reservation ended"
+        );
+        std::thread::yield_now();
+    }
+    let mut s = p.loan(Duration::from_secs(60)).unwrap();
+    s.pixels_mut().fill(1);
+    let e = s.publish(&FrameMeta::new()).unwrap_err();
+    assert!(matches!(e, PublishError::NoSpace { .. }), "{e}");
+    drop(c);
+    p.unlink().unwrap();
+}
+
+/// A consumer waiting for its ring sleeps until the name changes in
+/// /dev/shm (inotify) instead of trying to open it every few milliseconds,
+/// and attaches as soon as the ring is created. Its looks are counted while
+/// it waits 300 ms for the ring (the scenario; nothing waits on that time
+/// for correctness): polling every 2 ms would look about 150 times.
+#[test]
+fn a_consumer_waiting_for_its_ring_sleeps_until_the_ring_appears() {
+    use std::sync::atomic::AtomicU32;
+    use std::sync::Arc;
+    let n = name("watch-attach");
+    let looks = Arc::new(AtomicU32::new(0));
+    let mut builder = Consumer::builder(&n).wait_for_ring(Duration::from_secs(60));
+    builder.looks = Some(looks.clone());
+    let waiter = std::thread::spawn(move || {
+        let c = builder.attach().unwrap();
+        take(&c, Duration::from_secs(60)).map(|f| f.seq())
+    });
+    // Waiting: it looked once, found nothing, set its watch, looked again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while looks.load(Ordering::Relaxed) < 2 {
+        assert!(std::time::Instant::now() < deadline, "the consumer looked");
+        std::thread::yield_now();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let p = producer(&n, 2, &[], Backpressure::Block);
+    p.wait_for_groups(1, Duration::from_secs(60)).unwrap();
+    put(&p, 0);
+    assert_eq!(waiter.join().unwrap(), Some(0));
+    let looks = looks.load(Ordering::Relaxed);
+    // Two before the wait, then one per change of the name while the ring
+    // is created (created, sized, reserved, its mode set); none for the
+    // cancel checks (every 50 ms) in between.
+    assert!(looks <= 16, "looked {looks} times");
+    p.unlink().unwrap();
+}
+
+/// The frames' memory is reserved in the background once the first frame is
+/// out, not while it is being made (it would take the cores the first frame
+/// needs), and by the time the reservation is collected it is all there.
+#[test]
+fn the_frames_memory_is_reserved_from_the_first_publish_on() {
+    use std::os::unix::fs::MetadataExt;
+    let n = name("reserve-first");
+    let p = Producer::builder(&n)
+        .shape(FrameShape::new(256, 256, 3))
+        .slots(4)
+        .create()
+        .unwrap();
+    let g = *p.segment().geometry();
+    let reserved = || std::fs::metadata(format!("/dev/shm/{n}")).unwrap().blocks() * 512;
+    assert!(
+        reserved() < g.off_data + g.frame_bytes,
+        "not before the first frame"
+    );
+    let c = consumer(&n, "default", false);
+    assert_eq!(put(&p, 0), Some(0));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while p.reserving() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reservation ended"
+        );
+        std::thread::yield_now();
+    }
+    assert!(reserved() >= g.total_size);
+    drop(c);
+    p.unlink().unwrap();
+}

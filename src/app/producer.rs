@@ -125,6 +125,8 @@ pub fn run_producer(cfg: &Config, run: &RunOptions) -> anyhow::Result<ProducerRe
             "producer.realtime applies to video input; use producer.fps_limit to pace images"
         );
     }
+    // Debug events mark the way to the first frame (time to first frame).
+    tracing::debug!("listing inputs");
     let inputs = list_inputs(&cfg.producer.input, cfg.producer.recursive)?;
     if inputs.is_empty() {
         tracing::warn!(input = %cfg.producer.input, "the input holds no files");
@@ -153,6 +155,9 @@ pub fn run_producer(cfg: &Config, run: &RunOptions) -> anyhow::Result<ProducerRe
     let inputs: Arc<Vec<PathBuf>> = Arc::new(inputs);
     let n = inputs.len() as u64;
     let total = n * cfg.producer.loops as u64;
+    // One decode memory budget for every decoder thread.
+    let budget = DecodeBudget::new(cfg.producer.decode_memory_mb << 20);
+    let first = FirstImage::start(cfg, shape, &inputs, &budget);
     let producer = create_producer(cfg, shape, None)?;
     tracing::info!(
         ring = %cfg.ring.name,
@@ -163,7 +168,7 @@ pub fn run_producer(cfg: &Config, run: &RunOptions) -> anyhow::Result<ProducerRe
         "producer started"
     );
     // Rates are those of publication; the drain below is not counted.
-    let result = produce(cfg, &producer, inputs, total, shape, run).map(|s| {
+    let result = produce(cfg, &producer, (inputs, first), total, (shape, budget), run).map(|s| {
         s.finish_progress();
         s.summary()
     });
@@ -216,9 +221,11 @@ pub(crate) fn create_producer(
     {
         builder = builder.frame_rate(num, den);
     }
+    tracing::debug!("creating the ring");
     let producer = builder
         .create()
         .with_context(|| format!("cannot create ring {:?}", cfg.ring.name))?;
+    tracing::debug!("ring created");
     wait_for_groups(cfg, &producer)?;
     Ok(producer)
 }
@@ -274,7 +281,10 @@ fn wait_for_groups(cfg: &Config, producer: &Producer) -> anyhow::Result<()> {
     );
     while !signals::stop_requested() {
         match producer.wait_for_groups(n, Duration::from_millis(50)) {
-            Ok(()) => break,
+            Ok(()) => {
+                tracing::debug!("consumer groups joined");
+                break;
+            }
             Err(e) if e.is_timeout() => {}
             Err(e) => return Err(e.into()),
         }
@@ -676,12 +686,86 @@ fn waiting_for(producer: &Producer, timeout: Option<Duration>) -> String {
     s
 }
 
+/// The first input, decoded while the ring is created and its first
+/// consumers come (no slot can be loaned before a group subscribes), into
+/// memory of its own; copied into the first slot (that copy is counted in
+/// its convert time).
+struct FirstImage {
+    /// Its pixels, and its decode but for the slot.
+    decoding: std::thread::JoinHandle<(Vec<u8>, Early)>,
+}
+
+/// A decoded first image without its slot yet.
+struct Early {
+    captured: u64,
+    result: Result<Decoded, DecodeError>,
+    stages: StageTimes,
+}
+
+/// The largest frame decoded ahead ([`FirstImage`]): its buffer is outside
+/// the decode memory budget (a 4K RGB frame is 24 MiB).
+const FIRST_IMAGE_MAX_BYTES: usize = 32 << 20;
+
+impl FirstImage {
+    /// Starts decoding the first of `inputs`; None without inputs, for a
+    /// frame larger than [`FIRST_IMAGE_MAX_BYTES`] (or without a thread).
+    fn start(
+        cfg: &Config,
+        shape: FrameShape,
+        inputs: &Arc<Vec<PathBuf>>,
+        budget: &Arc<DecodeBudget>,
+    ) -> Option<FirstImage> {
+        if shape.bytes() > FIRST_IMAGE_MAX_BYTES {
+            return None;
+        }
+        let path = inputs.first()?.clone();
+        let mut decoder = Decoder::new(shape, cfg.producer.shape_policy)
+            .with_jpeg_decoder(cfg.producer.jpeg_decoder)
+            .with_budget(budget.clone());
+        let decoding = std::thread::Builder::new()
+            .name("first-image".into())
+            .spawn(move || {
+                let mut pixels = vec![0u8; shape.bytes()];
+                let result = decoder.decode_file(&path, &mut pixels);
+                let (stages, captured) = (decoder.stages(), realtime_ns());
+                tracing::debug!(
+                    read_us = stages.read_ns / 1000,
+                    decode_us = (stages.decode_ns + stages.convert_ns) / 1000,
+                    "first image decoded"
+                );
+                let early = Early {
+                    captured,
+                    result,
+                    stages,
+                };
+                (pixels, early)
+            })
+            .ok()?;
+        Some(FirstImage { decoding })
+    }
+
+    /// Waits for the decode and copies it into `slot`: the first input's
+    /// [`Done`] but for its slot; None if the decoding thread failed (the
+    /// input is then decoded like the others).
+    fn finish(self, slot: &mut WriteSlot<'_>) -> Option<Early> {
+        let (pixels, mut early) = self.decoding.join().ok()?;
+        let stages = &mut early.stages;
+        if early.result.is_ok() {
+            let started = Instant::now();
+            slot.pixels_mut().copy_from_slice(&pixels);
+            stages.convert_ns += started.elapsed().as_nanos() as u64;
+        }
+        tracing::debug!("first image copied into its slot");
+        Some(early)
+    }
+}
+
 fn produce(
     cfg: &Config,
     producer: &Producer,
-    inputs: Arc<Vec<PathBuf>>,
+    (inputs, mut first): (Arc<Vec<PathBuf>>, Option<FirstImage>),
     total: u64,
-    shape: FrameShape,
+    (shape, budget): (FrameShape, Arc<DecodeBudget>),
     run: &RunOptions,
 ) -> anyhow::Result<Stats> {
     let n = inputs.len() as u64;
@@ -716,8 +800,6 @@ fn produce(
     }
 
     let max_in_flight = (threads * 2).min(cfg.ring.slots as usize).max(1);
-    // One decode memory budget for every decoder thread.
-    let budget = DecodeBudget::new(cfg.producer.decode_memory_mb << 20);
     // Decoder threads fill loaned slots in place; they live in a scope
     // because a slot borrows its producer.
     let outcome = std::thread::scope(|scope| {
@@ -735,6 +817,14 @@ fn produce(
                 for mut job in job_rx {
                     let path = &inputs[(job.index % inputs.len() as u64) as usize];
                     let result = decoder.decode_file(path, job.slot.pixels_mut());
+                    if job.index == 0 {
+                        let t = decoder.stages();
+                        tracing::debug!(
+                            read_us = t.read_ns / 1000,
+                            decode_us = (t.decode_ns + t.convert_ns) / 1000,
+                            "first image decoded"
+                        );
+                    }
                     let done = Done {
                         index: job.index,
                         slot: job.slot,
@@ -783,6 +873,9 @@ fn produce(
                                 &mut pacer,
                             )?;
                             let publish_ns = started.elapsed().as_nanos() as u64;
+                            if done.index == 0 {
+                                tracing::debug!("first frame published");
+                            }
                             stats.stages(done.stages, publish_ns, threads as u32);
                         }
                         Err(e) => {
@@ -811,7 +904,23 @@ fn produce(
                     } else {
                         Duration::ZERO
                     };
-                    if let Some(slot) = loan(producer, wait)? {
+                    if let Some(mut slot) = loan(producer, wait)? {
+                        if next_input == 0 {
+                            tracing::debug!("first slot loaned");
+                            if let Some(e) = first.take().and_then(|f| f.finish(&mut slot)) {
+                                reorder[0] = Some(Done {
+                                    index: 0,
+                                    slot,
+                                    captured: e.captured,
+                                    result: e.result,
+                                    stages: e.stages,
+                                });
+                                next_input += 1;
+                                in_flight += 1;
+                                stats.set_waiting(None);
+                                continue;
+                            }
+                        }
                         job_tx
                             .send(Job {
                                 index: next_input,

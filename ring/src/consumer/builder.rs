@@ -9,6 +9,7 @@ use crate::platform::clock::monotonic_ns;
 use crate::platform::liveness;
 use crate::platform::process::ProcessId;
 use crate::platform::segment::Segment;
+use crate::platform::shm_watch::ShmWatch;
 use crate::platform::slot_maps::SlotMaps;
 use crate::protocol::event::WaitStrategy;
 use crate::protocol::layout::{BACKPRESSURE_BLOCK, BACKPRESSURE_DROP_OLDEST, POLICY_RING};
@@ -37,6 +38,9 @@ pub struct ConsumerBuilder {
     pub(super) cancel: Option<Canceller>,
     pub(super) policy: Option<Backpressure>,
     pub(super) detachable: bool,
+    /// Counts the attempts to open the ring (tests).
+    #[cfg(test)]
+    pub(crate) looks: Option<Arc<std::sync::atomic::AtomicU32>>,
 }
 
 impl ConsumerBuilder {
@@ -141,30 +145,45 @@ impl ConsumerBuilder {
     pub fn attach(self) -> Result<Consumer, AttachError> {
         validate_group_name(&self.group)?;
         let deadline = Instant::now() + self.wait_for_ring;
-        let mut logged = false;
+        // Made at the first look that finds no ring, before the next: a
+        // ring that appears after it wakes the wait below at once.
+        let mut watch: Option<ShmWatch> = None;
         loop {
+            #[cfg(test)]
+            if let Some(looks) = &self.looks {
+                looks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             match Consumer::attach_once(&self) {
                 Err(AttachError::Open(ref e))
                     if Instant::now() < deadline && ring_may_come(&self.name, e) =>
                 {
-                    if self.cancel.as_ref().is_some_and(Canceller::is_cancelled) {
-                        return Err(AttachError::Cancelled {
-                            name: self.name.clone(),
-                        });
-                    }
-                    if !logged {
+                    let Some(w) = &watch else {
                         tracing::info!(ring = %self.name, "waiting for the ring to appear");
-                        logged = true;
+                        watch = Some(ShmWatch::new(&self.name));
+                        continue;
+                    };
+                    // Looks again when the name changed; a cancel is seen
+                    // within CANCEL_CHECK.
+                    loop {
+                        if self.cancel.as_ref().is_some_and(Canceller::is_cancelled) {
+                            return Err(AttachError::Cancelled {
+                                name: self.name.clone(),
+                            });
+                        }
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if left.is_zero() || w.wait(left.min(CANCEL_CHECK)) {
+                            break;
+                        }
                     }
-                    // Short: how soon a waiting consumer sees a new ring is part
-                    // of the time to the first frame; a failed open costs ~2 us.
-                    std::thread::sleep(Duration::from_millis(2));
                 }
                 r => return r,
             }
         }
     }
 }
+
+/// How often a consumer waiting for its ring looks at its canceller.
+const CANCEL_CHECK: Duration = Duration::from_millis(50);
 
 /// Whether a consumer waiting for `name` should keep waiting after `e`: the
 /// ring is absent or being created, or is a blank leftover that its next
@@ -192,6 +211,8 @@ impl Consumer {
             cancel: None,
             policy: None,
             detachable: false,
+            #[cfg(test)]
+            looks: None,
         }
     }
 

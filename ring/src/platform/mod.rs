@@ -11,6 +11,8 @@
 //!   a peer process is alive; [`process`]: a process's identity (pid and
 //!   start time); [`signals`]: the pid kept across fork, and the opt-in
 //!   SIGBUS handler.
+//! * [`shm_watch`]: inotify on /dev/shm, for a consumer waiting for its
+//!   ring to appear.
 //! * [`clock`]: CLOCK_MONOTONIC and CLOCK_REALTIME, the clocks the ring's
 //!   timestamps are in.
 
@@ -26,6 +28,8 @@ pub(crate) mod liveness;
 pub(crate) mod process;
 #[cfg(not(loom))]
 pub(crate) mod segment;
+#[cfg(not(loom))]
+pub(crate) mod shm_watch;
 #[cfg(not(loom))]
 pub(crate) mod signals;
 #[cfg(not(loom))]

@@ -106,24 +106,79 @@ fn reserve_error(name: &str, size: u64, e: Errno) -> PublishError {
     }
 }
 
-/// The frames' memory of a new segment, being reserved in the background
-/// (from [`Segment::create_reserving_frames_later`]).
+/// The frames' memory of a new segment, reserved in the background once
+/// [`start`](Self::start)ed (from [`Segment::create_reserving_frames_later`]).
 #[derive(Debug)]
-#[must_use = "wait for the reservation before publishing"]
+#[must_use = "start the reservation, and collect its outcome"]
 pub(crate) struct Reservation {
     name: String,
     size: u64,
-    handle: std::thread::JoinHandle<Result<(), Errno>>,
+    state: Reserving,
+}
+
+#[derive(Debug)]
+enum Reserving {
+    /// `len` bytes at `offset` of `file` (a duplicate descriptor) to reserve.
+    NotStarted {
+        file: File,
+        offset: u64,
+        len: u64,
+    },
+    Running(std::thread::JoinHandle<Result<(), Errno>>),
 }
 
 impl Reservation {
-    /// Waits until the frames' memory is reserved: a full /dev/shm is
-    /// [`PublishError::NoSpace`] here.
-    pub(crate) fn wait(self) -> Result<(), PublishError> {
-        match self.handle.join() {
-            Ok(r) => r.map_err(|e| reserve_error(&self.name, self.size, e)),
-            Err(_) => Err(reserve_error(&self.name, self.size, Errno::EIO)),
+    /// Starts reserving in a thread of its own (at once, in this thread, if
+    /// no thread can be made); again: nothing.
+    pub(crate) fn start(&mut self) {
+        let Reserving::NotStarted { file, offset, len } = &self.state else {
+            return;
+        };
+        let (offset, len) = (*offset, *len);
+        let Ok(file) = file.try_clone() else {
+            return; // `wait` reserves it then.
+        };
+        if let Ok(handle) = std::thread::Builder::new()
+            .name("framering-reserve".into())
+            .spawn(move || reserve(&file, offset, len))
+        {
+            self.state = Reserving::Running(handle);
         }
+    }
+
+    /// Whether the reservation ended ([`wait`](Self::wait) then returns at
+    /// once).
+    pub(crate) fn is_finished(&self) -> bool {
+        match &self.state {
+            Reserving::NotStarted { .. } => false,
+            Reserving::Running(handle) => handle.is_finished(),
+        }
+    }
+
+    /// A running reservation that ends with the outcome `outcome` receives
+    /// (or success if its sender is dropped): for tests of what waits for
+    /// it.
+    #[cfg(test)]
+    pub(crate) fn pending(
+        name: &str,
+        size: u64,
+        outcome: std::sync::mpsc::Receiver<Result<(), Errno>>,
+    ) -> Reservation {
+        Reservation {
+            name: name.into(),
+            size,
+            state: Reserving::Running(std::thread::spawn(move || outcome.recv().unwrap_or(Ok(())))),
+        }
+    }
+
+    /// Waits until the frames' memory is reserved (reserving it here if it
+    /// was not started): a full /dev/shm is [`PublishError::NoSpace`] here.
+    pub(crate) fn wait(self) -> Result<(), PublishError> {
+        let r = match self.state {
+            Reserving::NotStarted { file, offset, len } => reserve(&file, offset, len),
+            Reserving::Running(handle) => handle.join().unwrap_or(Err(Errno::EIO)),
+        };
+        r.map_err(|e| reserve_error(&self.name, self.size, e))
     }
 }
 
@@ -185,10 +240,12 @@ impl Segment {
 
     /// Like [`create`](Self::create), but reserves only the control area
     /// (everything before the frames) before returning; the frames' memory
-    /// is reserved by a background thread while the caller starts filling
-    /// slots (reserving 8 × 2.3 MB costs ~5 ms, a quarter of the time to the
-    /// first frame). The caller must [`wait`](Reservation::wait) for the
-    /// [`Reservation`] before it publishes anything.
+    /// is reserved by a background thread that the caller
+    /// [`start`](Reservation::start)s once its first frame is out
+    /// (reserving 8 × 2.3 MB takes 5–15 ms of a loaded 2-core machine, more
+    /// than decoding the first frame, which it would slow down), and whose
+    /// outcome it collects ([`wait`](Reservation::wait)) once it
+    /// [`is_finished`](Reservation::is_finished), without waiting for it.
     ///
     /// Free space is checked first, as in `create`; a slot written before
     /// its pages are reserved simply has them allocated on first touch, so
@@ -288,14 +345,14 @@ impl Segment {
         })?;
         let later = if now < size {
             let dup = file.try_clone().map_err(|e| create_io(name, "dup", e))?;
-            let handle = std::thread::Builder::new()
-                .name("framering-reserve".into())
-                .spawn(move || reserve(&dup, now, size - now))
-                .map_err(|e| create_io(name, "spawn", e))?;
             Some(Reservation {
                 name: name.into(),
                 size,
-                handle,
+                state: Reserving::NotStarted {
+                    file: dup,
+                    offset: now,
+                    len: size - now,
+                },
             })
         } else {
             None

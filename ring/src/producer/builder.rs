@@ -279,8 +279,8 @@ impl Producer {
                 Ordering::Relaxed,
             );
         };
-        // The frames' memory is reserved in the background while the first
-        // slots fill; `publish` waits for it before the first frame.
+        // The frames' memory is reserved in the background from the first
+        // publish on; `publish` reports its failure once it ended.
         // Of several producers racing for a dead producer's name, one
         // removes it and creates the new ring; another may find the name
         // gone and then taken again: it judges the newcomer like any

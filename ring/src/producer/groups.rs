@@ -77,7 +77,8 @@ impl Group {
 /// The producer's bookkeeping, behind its lock.
 #[derive(Debug)]
 pub(super) struct State {
-    /// The frames' memory still being reserved (until the first publish).
+    /// The frames' memory, reserved from the first publish on (its outcome
+    /// collected by a publish once it ended).
     pub(super) reservation: Option<Reservation>,
     pub(super) ledger: Ledger,
     pub(super) policy: Backpressure,

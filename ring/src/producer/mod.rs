@@ -342,8 +342,11 @@ impl Producer {
     ) -> Result<u64, PublishError> {
         let seg = &self.seg;
         let mut st = self.state.lock();
-        if let Some(r) = st.reservation.take() {
-            if let Err(e) = r.wait() {
+        // The frames' memory, reserved in the background from the first
+        // publish on: its outcome is taken once it is in, never waited for
+        // (the first frames would wait for the pages of every later slot).
+        if st.reservation.as_ref().is_some_and(|r| r.is_finished()) {
+            if let Some(Err(e)) = st.reservation.take().map(|r| r.wait()) {
                 st.ledger.discard(claim, seg.slot_states());
                 return Err(e);
             }
@@ -406,6 +409,9 @@ impl Producer {
         }
         h.published.store(seq + 1, Ordering::Release);
         h.ready_event.notify();
+        if let Some(r) = &mut st.reservation {
+            r.start();
+        }
         if now_ns >= st.next_reap_ns {
             st.next_reap_ns = now_ns + REAP_EVERY.as_nanos() as u64;
             if st.last_reap.elapsed() >= REAP_EVERY {
@@ -568,6 +574,19 @@ impl Producer {
     #[cfg(test)]
     pub(crate) fn segment(&self) -> &Segment {
         &self.seg
+    }
+
+    /// Replaces the reservation of the frames' memory (tests).
+    #[cfg(test)]
+    pub(crate) fn set_reservation(&self, r: crate::platform::segment::Reservation) {
+        self.state.lock().reservation = Some(r);
+    }
+
+    /// Whether a reservation of the frames' memory is still under way.
+    #[cfg(test)]
+    pub(crate) fn reserving(&self) -> bool {
+        let st = self.state.lock();
+        st.reservation.as_ref().is_some_and(|r| !r.is_finished())
     }
 
     #[cfg(test)]
