@@ -1347,6 +1347,18 @@ fn the_first_image_is_decoded_before_a_consumer_comes() {
     .spawn()
     .unwrap();
     let log = StderrLog::capture(&mut p);
+    // A producer waiting for its group waits for good: killed if this
+    // test fails before a consumer comes.
+    struct KillOnPanic(u32);
+    impl Drop for KillOnPanic {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                let pid = nix::unistd::Pid::from_raw(self.0 as i32);
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+    }
+    let _guard = KillOnPanic(p.id());
     log.wait_for("first image decoded", Duration::from_secs(60));
     let joined = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
