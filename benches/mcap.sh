@@ -11,7 +11,9 @@
 #     a consumer reading every byte (--output null).
 # fps = FRAMES / wall time of the pipeline; MB/s of frame bytes; the
 # recorder's peak private memory (Private_* of /proc/PID/smaps_rollup,
-# sampled every 20 ms: the ring's shared pages are not counted).
+# sampled every 20 ms: the ring's shared pages are not counted). Each
+# recording run starts after a sync, so that none pays for the writeback
+# of the one before.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-3}
@@ -46,6 +48,8 @@ peak() {
 record() {
   local kind=$1 ring="framering-mbench-$$" t0 t1
   case $kind in raw) rm -f "$OUT/raw.bin" ;; mkv) rm -f "$OUT/rec.mkv" ;; *) rm -f "$OUT/rec.mcap" ;; esac
+  # No run starts with the previous run's dirty pages still to write back.
+  sync
   t0=$(now)
   case $kind in
     none|lz4|zstd)

@@ -881,10 +881,9 @@ impl Replay {
                 Ok(Some(h.log_time))
             };
             let event = match messages {
-                Messages::Direct(d) => match d.next(file, path, image_now)? {
-                    None => None,
-                    Some((h, body)) => Some(Event::Message(handle(h, body))),
-                },
+                Messages::Direct(d) => d
+                    .next(file, path, image_now)?
+                    .map(|(h, body)| Event::Message(handle(h, body))),
                 _ => messages.next(file, path, |h, data| handle(h, Body::Whole(data)))?,
             };
             match event {

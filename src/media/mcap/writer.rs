@@ -73,8 +73,8 @@ type McapWriter = mcap::Writer<BufWriter<File>>;
 /// [`DirectWriter`] (a frame's pixels go from the slot to the file in one
 /// write), compressed ones by the `mcap` crate.
 enum Sink {
-    Crate(McapWriter),
-    Direct(DirectWriter),
+    Crate(Box<McapWriter>),
+    Direct(Box<DirectWriter>),
 }
 
 impl Sink {
@@ -282,8 +282,8 @@ impl Recorder {
         let profile = if ros { "ros2" } else { "" };
         let library = concat!("framering ", env!("CARGO_PKG_VERSION"));
         let mut w = match compression {
-            None => Sink::Direct(DirectWriter::new(file, profile, library)),
-            Some(_) => Sink::Crate(
+            None => Sink::Direct(Box::new(DirectWriter::new(file, profile, library))),
+            Some(_) => Sink::Crate(Box::new(
                 mcap::WriteOptions::new()
                     .compression(compression)
                     .chunk_size(None)
@@ -291,7 +291,7 @@ impl Recorder {
                     .library(library)
                     .create(BufWriter::with_capacity(1 << 16, file))
                     .map_err(|e| self.mcap(e))?,
-            ),
+            )),
         };
         let raw = self.opts.coding == ImageCoding::Raw;
         let (name, encoding, data, message_encoding) = match (ros, raw) {
