@@ -414,8 +414,18 @@ fn the_producer_summary_times_each_stage() {
         for k in ["read_ms", "decode_ms", "publish_ms"] {
             assert!(t[k].as_f64().unwrap() > 0.0, "{k}: {j}");
         }
-        let convert = t["convert_ms"].as_f64().unwrap();
-        assert_eq!(convert > 0.0, resized, "convert_ms: {j}");
+        // Resizing is timed as convert; at the ring's own size only the
+        // first image, decoded ahead before its slot existed, is copied in
+        // (counted as convert too), so the time is there but below decode.
+        let (convert, decode) = (
+            t["convert_ms"].as_f64().unwrap(),
+            t["decode_ms"].as_f64().unwrap(),
+        );
+        if resized {
+            assert!(convert > 0.0, "convert_ms: {j}");
+        } else {
+            assert!(convert < decode, "convert_ms: {j}");
+        }
         assert!(err.contains("per frame: read "), "{err}");
         assert!(err.contains("convert/resize"), "{err}");
         let hint = "a build with --features turbojpeg";
