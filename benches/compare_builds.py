@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""Two builds of framering, before and after a change, measured in the same
+run: `framering bench` hand-off workloads, the two binaries interleaved run
+by run, figures as medians and the after/before ratio as the median of the
+per-run ratios (machine speed drifts between runs, not within one pair).
+
+    python3 benches/compare_builds.py BEFORE/framering AFTER/framering [--runs 5] [--seconds 3]
+
+Workloads: the write-bound hand-off of 720x1080x3 frames (producer writes
+every byte, consumer reads with a stride, default wait), the small-frame
+hand-off (16x16x1, spin, no work) and a sleeping consumer's wake-up latency
+(16x16x1, 1000 frames/s, futex).
+"""
+import argparse
+import json
+import statistics
+import subprocess
+
+SMALL = ["--height", "16", "--width", "16", "--channels", "1", "--producer-work", "none",
+         "--consumer-work", "none"]
+WORKLOADS = {
+    "write/stride 720x1080x3 (fps)": ([], "fps"),
+    "hand-off 16x16x1 spin (fps)": (SMALL + ["--wait", "spin"], "fps"),
+    "asleep wake-up p50 (us)": (SMALL + ["--rate", "1000", "--wait", "futex"], "latency"),
+}
+
+
+def consumer(binary, seconds, args):
+    out = subprocess.run([binary, "bench", "--json", "--seconds", str(seconds), *args],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out)["roles"][1]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("before")
+    ap.add_argument("after")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--seconds", type=float, default=3.0)
+    a = ap.parse_args()
+    got = {w: {"before": [], "after": []} for w in WORKLOADS}
+    for run in range(a.runs):
+        print(f"run {run + 1}/{a.runs}", flush=True)
+        for w, (args, what) in WORKLOADS.items():
+            for side in ("before", "after"):
+                r = consumer(getattr(a, side), a.seconds, args)
+                got[w][side].append(r["fps"] if what == "fps" else r["latency_us"][0])
+    print(f"\n| workload | before | after | after/before (median of per-run ratios) | per-run ratios |")
+    print("|---|---|---|---|---|")
+    for w, d in got.items():
+        ratios = [x / y for x, y in zip(d["after"], d["before"]) if y]
+        print(f"| {w} | {statistics.median(d['before']):,.2f} | {statistics.median(d['after']):,.2f} "
+              f"| {statistics.median(ratios):.3f} | {', '.join(f'{r:.2f}' for r in ratios)} |")
+
+
+if __name__ == "__main__":
+    main()
