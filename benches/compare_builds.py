@@ -4,12 +4,12 @@ run: `framering bench` hand-off workloads, the two binaries interleaved run
 by run, figures as medians and the after/before ratio as the median of the
 per-run ratios (machine speed drifts between runs, not within one pair).
 
-    python3 benches/compare_builds.py BEFORE/framering AFTER/framering [--runs 5] [--seconds 3]
+    python3 benches/compare_builds.py BEFORE/framering AFTER/framering [--runs 5] [--seconds 3] [--only NAME]
 
 Workloads: the write-bound hand-off of 720x1080x3 frames (producer writes
 every byte, consumer reads with a stride, default wait), the small-frame
-hand-off (16x16x1, spin, no work) and a sleeping consumer's wake-up latency
-(16x16x1, 1000 frames/s, futex).
+hand-off (16x16x1, spin, no work) and the wake-up latency of a sleeping
+(futex) and of a spinning consumer (16x16x1, 1000 frames/s).
 """
 import argparse
 import json
@@ -22,6 +22,7 @@ WORKLOADS = {
     "write/stride 720x1080x3 (fps)": ([], "fps"),
     "hand-off 16x16x1 spin (fps)": (SMALL + ["--wait", "spin"], "fps"),
     "asleep wake-up p50 (us)": (SMALL + ["--rate", "1000", "--wait", "futex"], "latency"),
+    "spinning wake-up p50 (us)": (SMALL + ["--rate", "1000", "--wait", "spin"], "latency"),
 }
 
 
@@ -37,11 +38,14 @@ def main():
     ap.add_argument("after")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--only", action="append", default=[],
+                    help="run only the workloads whose name contains this (repeatable)")
     a = ap.parse_args()
-    got = {w: {"before": [], "after": []} for w in WORKLOADS}
+    chosen = {w: v for w, v in WORKLOADS.items() if not a.only or any(o in w for o in a.only)}
+    got = {w: {"before": [], "after": []} for w in chosen}
     for run in range(a.runs):
         print(f"run {run + 1}/{a.runs}", flush=True)
-        for w, (args, what) in WORKLOADS.items():
+        for w, (args, what) in chosen.items():
             for side in ("before", "after"):
                 r = consumer(getattr(a, side), a.seconds, args)
                 got[w][side].append(r["fps"] if what == "fps" else r["latency_us"][0])

@@ -14,6 +14,8 @@ pairs="
 event_wakes_a_sleeping_waiter                            wait-unannounced
 event_wakes_two_waiters_after_two_notifications          wait-unannounced
 producer_and_consumer_round_trip_with_events             wait-unannounced
+producer_and_consumer_round_trip_with_events             notify-unfenced
+producer_and_consumer_round_trip_with_events             wait-no-recheck
 a_producer_waiting_for_room_is_woken_by_a_take           notify-unfenced
 a_producer_waiting_for_room_is_woken_by_a_take           wait-no-recheck
 two_consumers_take_each_frame_exactly_once               claim-store

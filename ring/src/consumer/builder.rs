@@ -313,7 +313,7 @@ impl Consumer {
             index: index as u8,
             group_name: b.group.clone(),
             admitted: AtomicU32::new(NOT_ADMITTED),
-            returns: Mutex::new(()),
+            returns: Mutex::new(0),
             gave_back: std::sync::atomic::AtomicBool::new(false),
             return_failed: Mutex::new(None),
             creator_pid: crate::platform::signals::process_id(),

@@ -5,7 +5,7 @@
 
 use crate::error::{FailReason, RingCorrupt, TakeError};
 use crate::options::{Backpressure, FrameInfo};
-use crate::platform::clock::monotonic_ns;
+use crate::platform::clock::{monotonic_coarse_ns, monotonic_ns};
 use crate::platform::liveness;
 use crate::platform::liveness::PEER_CHECK;
 use crate::platform::segment::Segment;
@@ -277,14 +277,16 @@ impl Consumer {
         let seg = self.seg();
         let q = seg.group_queue(g as usize);
         let me = self.shared.index;
-        let Some(mut claim) = q.take(me).map_err(|c| self.corrupt(c))? else {
+        // Start loading the slot's metadata while the claim is tried.
+        let hint = |s: u32| seg.prefetch_slot_meta(s as usize);
+        let Some(mut claim) = q.take_hinting(me, hint).map_err(|c| self.corrupt(c))? else {
             return Ok(None);
         };
         let e = self.entry();
         if self.latest {
             // Keep the newest: claim the next one before handing back the
             // one we hold, so that we never end up with nothing.
-            while let Some(newer) = q.take(me).map_err(|c| self.corrupt(c))? {
+            while let Some(newer) = q.take_hinting(me, hint).map_err(|c| self.corrupt(c))? {
                 self.shared.release(g, claim, true);
                 e.skipped.fetch_add(1, O::Relaxed);
                 claim = newer;
@@ -319,8 +321,9 @@ impl Consumer {
         seg.header().free_event.notify_if_waiting();
         // A busy consumer's sign of life, for status displays (one that
         // waits refreshes it while waiting): at most every 0.25 s. The
-        // monotonic clock is read through the vDSO: no system call.
-        let now = monotonic_ns();
+        // coarse clock: no time stamp counter read per frame (a quarter of
+        // the cost of a small frame's hand-off was clock reads).
+        let now = monotonic_coarse_ns();
         if now >= e.heartbeat_ns.load(O::Relaxed).saturating_add(250_000_000) {
             e.heartbeat_ns.store(now, O::Relaxed);
         }
@@ -422,7 +425,11 @@ impl Consumer {
         }
         let seg = self.seg();
         let h = seg.header();
-        let deadline = Instant::now() + timeout;
+        // The clock is read only once a first wait slice ran out: a frame
+        // that arrives within it (the common case) costs no clock read.
+        // Then the deadline counts from the end of that slice, minus the
+        // slice: a little later than `timeout` from the call, never earlier.
+        let mut deadline: Option<Instant> = None;
         let cancelled = || TakeError::Cancelled {
             name: self.name().to_string(),
         };
@@ -430,7 +437,10 @@ impl Consumer {
             if self.cancel.is_cancelled() {
                 return Err(cancelled());
             }
-            let slice = PEER_CHECK.min(deadline.saturating_duration_since(Instant::now()));
+            let slice = match deadline {
+                None => PEER_CHECK.min(timeout),
+                Some(d) => PEER_CHECK.min(d.saturating_duration_since(Instant::now())),
+            };
             let mut err = None;
             let got = h.ready_event.wait_until(self.wait, slice, || {
                 match self.try_take() {
@@ -483,7 +493,9 @@ impl Consumer {
                     Take::ProducerGone { pid }
                 });
             }
-            if Instant::now() >= deadline {
+            let now = Instant::now();
+            let d = *deadline.get_or_insert_with(|| now + timeout.saturating_sub(slice));
+            if now >= d {
                 return Err(TakeError::Timeout { waited: timeout });
             }
         }

@@ -18,8 +18,11 @@ pub(crate) struct Shared {
     /// The group index once admitted; `NOT_ADMITTED` before.
     pub(super) admitted: AtomicU32,
     /// Serialises pushes into the single-producer return queue (frames may
-    /// be handed back from several threads).
-    pub(super) returns: Mutex<()>,
+    /// be handed back from several threads), and holds the queue's head as
+    /// last read (see [`ReturnQueue::push_seen`]).
+    ///
+    /// [`ReturnQueue::push_seen`]: crate::protocol::return_queue::ReturnQueue::push_seen
+    pub(super) returns: Mutex<u64>,
     /// Whether a frame was handed back unconsumed.
     pub(super) gave_back: std::sync::atomic::AtomicBool,
     /// A return that could not be pushed (the return queue is corrupt):
@@ -49,8 +52,9 @@ impl Shared {
             pack_give_back(group, claim.slot())
         };
         let pushed = {
-            let _one_at_a_time = self.returns.lock();
-            seg.return_queue(self.index as usize).push(cell)
+            let mut head_seen = self.returns.lock();
+            seg.return_queue(self.index as usize)
+                .push_seen(cell, &mut head_seen)
         };
         if let Err(e) = pushed {
             // Only garbage in the segment gets here; the slot stays marked as
@@ -62,7 +66,9 @@ impl Shared {
         if !consumed {
             self.gave_back.store(true, Ordering::Relaxed);
         }
-        seg.header().free_event.notify();
+        // Only a waiting producer needs a wake-up; a busy one finds the
+        // return when it next collects (no shared counter to bump).
+        seg.header().free_event.notify_if_waiting();
     }
 }
 

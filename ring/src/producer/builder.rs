@@ -322,7 +322,6 @@ impl Producer {
                 groups,
                 member_of: vec![None; g.max_consumers as usize],
                 roster_seen: 0,
-                returns_seen: 0,
             }),
             seg,
         })

@@ -56,6 +56,13 @@ pub(super) struct Group {
     pub(super) policy: Backpressure,
     /// [`GROUP_LINGERING`]: when it is released.
     pub(super) linger_until: Option<Instant>,
+    /// The group queue's head as the producer last read it, a lower bound
+    /// of the real one ([`QueueCtrl::tail_if_below`]): the producer reads
+    /// the head, which consumers write on every take, only when this bound
+    /// says the queue is too long.
+    ///
+    /// [`QueueCtrl::tail_if_below`]: crate::protocol::queue_ctrl::QueueCtrl::tail_if_below
+    pub(super) head_seen: u64,
 }
 
 impl Group {
@@ -67,6 +74,7 @@ impl Group {
         dropped: 0,
         policy: Backpressure::Block,
         linger_until: None,
+        head_seen: 0,
     };
 
     pub(super) fn name(&self) -> &[u8] {
@@ -103,8 +111,6 @@ pub(super) struct State {
     pub(super) member_of: Vec<Option<u8>>,
     /// The header's roster counter when we last looked at the table.
     pub(super) roster_seen: u32,
-    /// The free event's count when we last collected returns.
-    pub(super) returns_seen: u32,
 }
 
 /// Bytes of queued frames the automatic `max_queued` allows: what stays in
@@ -150,16 +156,14 @@ impl State {
     /// frame; `None` if it must wait.
     pub(super) fn try_loan(&mut self, seg: &Segment) -> Result<Option<WriteClaim>, RingCorrupt> {
         self.service_roster(seg)?;
-        // Collect returned slots as soon as there are any (consumers notify
-        // the free event after every return: one load tells), not only when
+        // Collect returned slots as soon as there are any, not only when
         // the pool runs dry: the LIFO pool then hands out the slot returned
         // last, still in cache, instead of one untouched for a whole lap of
-        // a deep ring.
-        let returns = seg.header().free_event.seq();
-        if returns != self.returns_seen || self.ledger.free_len() == 0 {
-            self.returns_seen = returns;
-            self.collect(seg)?;
-        }
+        // a deep ring. Looking costs a load of each return queue's tail,
+        // lines that stay in our cache until their consumer returns
+        // something (a shared counter bumped on every return, as an earlier
+        // version had, cost two cache-line transfers per frame).
+        self.collect(seg)?;
         // A lossless ring starts when its first group subscribes.
         if self.active == 0 && self.policy == Backpressure::Block {
             self.waits_for = WaitsFor::Subscriber;
@@ -187,11 +191,15 @@ impl State {
         let mut got = 0;
         let max_groups = seg.geometry().max_groups as usize;
         let mut again = Vec::new();
-        for c in 0..seg.geometry().max_consumers as usize {
-            let q = seg.return_queue(c);
-            if q.is_empty() {
+        // Called for every loan: the emptiness check reads only the queue's
+        // control words (two lines that stay in our cache while their
+        // consumer returns nothing); the queue's view is made only for a
+        // queue with something in it.
+        for (c, entry) in seg.consumers().iter().enumerate() {
+            if entry.ret.is_empty() {
                 continue;
             }
+            let q = seg.return_queue(c);
             let claims = |g: usize| (g < max_groups).then(|| seg.claims(g));
             match self
                 .ledger
@@ -654,7 +662,7 @@ impl State {
         if self.groups[g].policy == Backpressure::DropOldest {
             // Withdrawn frames leave stale cells until a consumer passes them;
             // a group that takes nothing would fill its queue with them.
-            while q.len() + 2 > q.capacity() {
+            while !q.below(q.capacity() - 1, &mut self.groups[g].head_seen) {
                 if let Some(victim) = q.evict_head()?.map(|v| v as usize) {
                     if self.ledger.holds(g, victim) {
                         self.note_group_drop(seg, g, 1);
@@ -666,14 +674,16 @@ impl State {
                 }
             }
         }
-        q.push(s)?;
+        q.push_seen(s, &mut self.groups[g].head_seen)?;
         Ok(())
     }
 
     /// Whether some subscribed lossless group already has `max_queued`
     /// frames waiting (publish no further ahead of its consumers).
-    pub(super) fn too_far_ahead(&self, seg: &Segment) -> bool {
-        bits(self.active & !self.live).any(|g| seg.group_queue(g).len() >= self.max_queued)
+    pub(super) fn too_far_ahead(&mut self, seg: &Segment) -> bool {
+        let max_queued = self.max_queued;
+        bits(self.active & !self.live)
+            .any(|g| !seg.group_queue(g).below(max_queued, &mut self.groups[g].head_seen))
     }
 
     /// Withdraws, from the live groups, the oldest published frame that no

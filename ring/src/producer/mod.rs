@@ -405,10 +405,14 @@ impl Producer {
         for g in bits(active) {
             st.push_to_group(seg, g, slot)
                 .map_err(|c| self.corrupt(c))?;
-            seg.groups()[g].delivered.fetch_add(1, Ordering::Relaxed);
+            // Only the producer writes it, under its lock: no locked add.
+            let delivered = &seg.groups()[g].delivered;
+            delivered.store(delivered.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
         }
         h.published.store(seq + 1, Ordering::Release);
-        h.ready_event.notify();
+        // Consumers re-check the queues before they sleep: only a sleeping
+        // one needs the event bumped and a wake-up (see `notify_if_waiting`).
+        h.ready_event.notify_if_waiting();
         if let Some(r) = &mut st.reservation {
             r.start();
         }

@@ -171,13 +171,6 @@ impl Event {
         }
     }
 
-    /// The notification count: it changes whenever someone notified
-    /// (Acquire: what the notifier did before notifying is visible after
-    /// seeing the new count).
-    pub(crate) fn seq(&self) -> u32 {
-        self.seq.load(Ordering::Acquire)
-    }
-
     /// Number of processes currently asleep (or about to be) on this event.
     #[cfg(test)]
     pub(crate) fn waiters(&self) -> u32 {

@@ -70,10 +70,11 @@ impl Ring {
     fn r(&self, c: usize) -> ReturnQueue<'_> {
         ReturnQueue::new(&self.rets[c].0, &self.rets[c].1)
     }
-    /// The consumer side of a hand-back: push, then tell the producer.
+    /// The consumer side of a hand-back: push, then tell the producer if it
+    /// waits (as `Shared::release` does).
     fn give_back(&self, c: usize, slot: u32) {
         self.r(c).push(pack_return(0, slot)).unwrap();
-        self.free.notify();
+        self.free.notify_if_waiting();
     }
 }
 
@@ -189,7 +190,7 @@ fn two_consumers_take_each_frame_exactly_once() {
 /// and when the slot is still held by consumer 1 it joins that thread, which
 /// makes two attempts to take and hands back at once whatever it took.
 ///
-/// Mutant that breaks it: `publish-tail-relaxed` (a consumer then sees the
+/// Mutants that break it: `publish-tail-relaxed` (a consumer then sees the
 /// new tail but a cell of the previous lap: a false "corrupt", or a frame
 /// skipped).
 #[test]
@@ -214,6 +215,10 @@ fn the_ready_queue_wraps_without_losing_or_doubling_a_frame() {
         let mut all = vec![];
         let mut ledger = Ledger::new(1, 0);
         let claims = |g: usize| (g == 0).then_some(&ring.claims[..]);
+        // The producer's view of the head, kept across pushes as the
+        // producer keeps it (re-read at the wrap, where the bound it gives
+        // is no longer enough).
+        let mut head_seen = 0;
         for seq in 0..FRAMES {
             for c in 0..2 {
                 ledger
@@ -229,7 +234,7 @@ fn the_ready_queue_wraps_without_losing_or_doubling_a_frame() {
             }
             let claim = ledger.loan(&ring.states).unwrap();
             let s = ledger.publish(claim, 1, seq, &ring.states);
-            assert_eq!(ring.q().push(s).unwrap(), seq);
+            assert_eq!(ring.q().push_seen(s, &mut head_seen).unwrap(), seq);
             // Consumer 0's turn (consumer 1 may have been first).
             if let Some(claim) = ring.q().take(0).unwrap() {
                 all.push(claim.pos());
@@ -273,10 +278,13 @@ fn a_consumer_dead_after_its_claim_does_not_block_others() {
 }
 
 /// One slot: publish, take, return, collect, publish again: the full
-/// ownership cycle, with both sides sleeping on futex events.
+/// ownership cycle, with both sides sleeping on futex events, each side
+/// notifying the other only if it waits ([`Event::notify_if_waiting`], as
+/// the producer's publish and the consumer's hand-back do).
 ///
-/// Mutant that breaks it: `wait-unannounced` (the waiter sleeps without
-/// counting itself in `waiters`, so the notifier skips the wake).
+/// Mutants that break it: `wait-unannounced` (the waiter sleeps without
+/// counting itself in `waiters`, so the notifier skips the wake),
+/// `notify-unfenced` and `wait-no-recheck` (see `event.rs`).
 #[test]
 fn producer_and_consumer_round_trip_with_events() {
     loom::model(|| {
@@ -308,7 +316,7 @@ fn producer_and_consumer_round_trip_with_events() {
             let claim = ledger.loan(&ring.states).unwrap();
             let s = ledger.publish(claim, 1, round, &ring.states);
             ring.q().push(s).unwrap();
-            ring.ready.notify();
+            ring.ready.notify_if_waiting();
         }
         assert_eq!(consumer.join().unwrap(), vec![0, 1]);
     });

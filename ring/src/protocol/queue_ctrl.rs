@@ -27,6 +27,30 @@ impl QueueCtrl {
         }
     }
 
+    /// For the one process that writes the tail: the tail, if fewer than
+    /// `limit` entries are queued; `None` if `limit` or more are.
+    ///
+    /// `seen` is a head this process read before. Heads only move forward,
+    /// so it is a lower bound, and `tail - seen < limit` settles the answer
+    /// without reading the head — a line the other side writes on every
+    /// entry it takes, which the tail's writer would otherwise pull over
+    /// and hand back on every entry it adds (the cache-line ping-pong that
+    /// rtrb's and crossbeam's SPSC rings avoid the same way). Only when the
+    /// bound is not enough is the head read again (Acquire: whatever the
+    /// readers did before moving it, such as reading the cells now reused,
+    /// happens before our next writes) and `seen` updated. A `seen` beyond
+    /// the tail (garbage) also leads to a fresh read.
+    #[inline]
+    pub(crate) fn tail_if_below(&self, limit: u64, seen: &mut u64) -> Option<u64> {
+        // Relaxed: only the caller writes the tail.
+        let t = self.tail.load(Ordering::Relaxed);
+        if t.wrapping_sub(*seen) < limit {
+            return Some(t);
+        }
+        *seen = self.head.load(Ordering::Acquire);
+        (t.wrapping_sub(*seen) < limit).then_some(t)
+    }
+
     /// Entries between head and tail, as seen now.
     pub(crate) fn len(&self) -> u64 {
         let t = self.tail.load(Ordering::Acquire);
@@ -37,5 +61,32 @@ impl QueueCtrl {
     /// Whether [`len`](Self::len) is zero.
     pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_head_is_read_only_when_the_bound_it_gave_is_not_enough() {
+        let q = QueueCtrl::new();
+        let mut seen = 0;
+        q.tail.store(3, Ordering::Relaxed);
+        q.head.store(2, Ordering::Relaxed);
+        // 3 - 0 < 4: room, by the old bound alone (the head is not read).
+        assert_eq!(q.tail_if_below(4, &mut seen), Some(3));
+        assert_eq!(seen, 0);
+        // 3 - 0 >= 2: the head is read (2), and 3 - 2 < 2.
+        assert_eq!(q.tail_if_below(2, &mut seen), Some(3));
+        assert_eq!(seen, 2);
+        // Full by the real head too.
+        q.tail.store(6, Ordering::Relaxed);
+        assert_eq!(q.tail_if_below(4, &mut seen), None);
+        assert_eq!(seen, 2);
+        // A bound beyond the tail (garbage, or a reset queue) is not trusted.
+        let mut ahead = 100;
+        assert_eq!(q.tail_if_below(8, &mut ahead), Some(6));
+        assert_eq!(ahead, 2);
     }
 }

@@ -33,15 +33,23 @@
 //! 3. `tail := t + 1` (Release: publishes 1 and 2).
 //!
 //! Consumer, taking a frame:
-//! 1. `h := head`, `t := tail` (Acquire); empty if `h == t`;
-//! 2. read cell `h` (Acquire). If its stamp is not `stamp(h)` the producer has
-//!    already reused it, which it only does after seeing `head > h`; so the
-//!    head has moved on: retry (if the head still reads `h`, the segment is
-//!    corrupt);
-//! 3. if the claim word `== READY(h)`, CAS it to `READING(me, h)` (AcqRel:
-//!    acquires the producer's release of step 1). On success the frame is
-//!    ours; then CAS `head` from `h` to `h + 1` (a failure means someone
-//!    helped);
+//! 1. `h := head`, then read cell `h` (Acquire: pairs with step 2). If its
+//!    stamp is `stamp(h)`, the frame at `h` is published: go to 3, with no
+//!    read of the tail (the line the producer writes last, so one cache-line
+//!    transfer less between a publish and its take);
+//! 2. otherwise read `t := tail` (Acquire). `h == t`: empty. `h == t + 1`:
+//!    empty too — a consumer saw the cell at `t` (step 2 of the producer
+//!    done) and claimed it before the producer's step 3, so the head may lead
+//!    the tail by one. `h < t`: the cell at `h` was written before that tail,
+//!    so either a re-read finds it or the producer has reused it, which it
+//!    only does after seeing `head > h`: retry (if the cell still does not
+//!    match and the head still reads `h`, the segment is corrupt). Any other
+//!    `h > t` is corrupt;
+//! 3. CAS the claim word from `READY(h)` to `READING(me, h)` (AcqRel:
+//!    acquires the producer's release of step 1; tried at once, not after a
+//!    load, which would fetch the line only to fetch it again to own it). On
+//!    success the frame is ours; then CAS `head` from `h` to `h + 1` (a
+//!    failure means someone helped);
 //! 4. otherwise the frame at `h` was claimed (perhaps by a consumer that died
 //!    before advancing the head) or re-published elsewhere: CAS `head` from
 //!    `h` to `h + 1` to help, and retry.
@@ -138,20 +146,28 @@ impl<'a> ReadyQueue<'a> {
         }
     }
 
-    /// Publishes slot `slot`, which the caller (the one producer) owns.
-    /// Returns the queue position it was published at.
+    /// [`push_seen`](Self::push_seen) with no head seen before.
+    #[cfg(any(test, loom))]
     pub(crate) fn push(&self, slot: u32) -> Result<u64, Corrupt> {
+        self.push_seen(slot, &mut 0)
+    }
+
+    /// Publishes slot `slot`, which the caller (the one producer) owns.
+    /// Returns the queue position it was published at. `head_seen` is the
+    /// producer's last read of this queue's head
+    /// ([`QueueCtrl::tail_if_below`]): the head is read only when the queue
+    /// looks full by it, which it never is in a sound ring.
+    pub(crate) fn push_seen(&self, slot: u32, head_seen: &mut u64) -> Result<u64, Corrupt> {
         let word = self
             .claims
             .get(slot as usize)
             .ok_or(Corrupt("slot index"))?;
-        // Only this process writes the tail: Relaxed reads our own last store.
-        let t = self.ctrl.tail.load(Ordering::Relaxed);
-        // Acquire: consumers' reads of cell `h - cap` happen before we reuse it.
-        let h = self.ctrl.head.load(Ordering::Acquire);
-        if t.wrapping_sub(h) >= self.cells.len() as u64 {
-            return Err(Corrupt("ready queue full"));
-        }
+        // Acquire (when the head is read): consumers' reads of cell
+        // `h - cap` happen before we reuse it.
+        let t = self
+            .ctrl
+            .tail_if_below(self.cells.len() as u64, head_seen)
+            .ok_or(Corrupt("ready queue full"))?;
         // Step 1. Release: frame bytes and metadata written before are
         // visible to the consumer whose claim CAS reads this value.
         word.store(SlotState::Ready { pos: t }.encode(), Ordering::Release);
@@ -171,29 +187,66 @@ impl<'a> ReadyQueue<'a> {
         Ok(t)
     }
 
-    /// Claims the oldest published frame for consumer `me`, or `None` if the
-    /// queue is empty.
+    /// [`take_hinting`](Self::take_hinting) with no hint.
+    #[cfg(any(test, loom))]
     pub(crate) fn take(&self, me: u8) -> Result<Option<ReadClaim>, Corrupt> {
+        self.take_hinting(me, |_| {})
+    }
+
+    /// Claims the oldest published frame for consumer `me`, or `None` if the
+    /// queue is empty. `claiming` is told the slot just before the claim is
+    /// tried (to start loading what the caller reads next); it may be told
+    /// slots that are not claimed in the end.
+    ///
+    /// The cell at the head is read before the tail (as crossbeam's
+    /// `ArrayQueue` reads its cells' stamps): a cell stamped for the head's
+    /// position was published there (the producer writes the cell before
+    /// the tail), so a frame is claimed with no read of the tail, the line
+    /// the producer writes last. The tail is read only when the cell does
+    /// not match, to tell an empty queue from a head that moved on.
+    pub(crate) fn take_hinting(
+        &self,
+        me: u8,
+        claiming: impl Fn(u32),
+    ) -> Result<Option<ReadClaim>, Corrupt> {
         for _ in 0..MAX_ATTEMPTS {
-            // Acquire on both: the tail publishes cells and claim words; the
-            // head is advanced by consumers after they read a cell.
+            // Acquire: the head is advanced by consumers after they read a
+            // cell (and by the producer after it withdrew one).
             let h = self.ctrl.head.load(Ordering::Acquire);
-            let t = self.ctrl.tail.load(Ordering::Acquire);
-            if h == t {
-                return Ok(None);
-            }
-            if h > t {
-                // Re-read: a head read before the tail can be older, never newer.
-                if self.ctrl.head.load(Ordering::Acquire) > self.ctrl.tail.load(Ordering::Acquire) {
-                    return Err(Corrupt("head ahead of tail"));
-                }
-                continue;
-            }
-            // Acquire: pairs with the producer's Release cell store.
+            // Acquire: pairs with the producer's Release cell store (step
+            // 2), which follows its claim word store (step 1).
             let cell = self.cells[(h & self.mask) as usize].load(Ordering::Acquire);
             if cell >> SLOT_BITS != stamp(h) {
-                // Reused for a later lap: the producer saw head > h first.
-                if self.ctrl.head.load(Ordering::Acquire) == h {
+                // Not published at `h` yet, or reused for a later lap (the
+                // producer saw head > h first). The tail tells which.
+                // Acquire: the tail publishes the cells before it.
+                let t = self.ctrl.tail.load(Ordering::Acquire);
+                if h == t {
+                    return Ok(None);
+                }
+                if h > t {
+                    // A consumer that saw the cell at `t` may claim it and
+                    // move the head to `t + 1` before the producer's tail
+                    // store: the head leads the tail by one until then, and
+                    // the cell at `t + 1` is not published yet.
+                    if h == t.wrapping_add(1) {
+                        return Ok(None);
+                    }
+                    // Re-read: a head read before the tail can be older,
+                    // never newer.
+                    let (h2, t2) = (
+                        self.ctrl.head.load(Ordering::Acquire),
+                        self.ctrl.tail.load(Ordering::Acquire),
+                    );
+                    if h2 > t2.wrapping_add(1) {
+                        return Err(Corrupt("head ahead of tail"));
+                    }
+                    continue;
+                }
+                // h < t: the cell at h was written before the tail we saw,
+                // so a new read finds it, unless the head moved on.
+                let again = self.cells[(h & self.mask) as usize].load(Ordering::Acquire);
+                if again >> SLOT_BITS != stamp(h) && self.ctrl.head.load(Ordering::Acquire) == h {
                     return Err(Corrupt("queue cell stamp"));
                 }
                 continue;
@@ -203,37 +256,37 @@ impl<'a> ReadyQueue<'a> {
                 .claims
                 .get(slot as usize)
                 .ok_or(Corrupt("slot index in queue cell"))?;
+            claiming(slot);
             let ready = SlotState::Ready { pos: h }.encode();
-            if word.load(Ordering::Acquire) == ready {
-                let mine = SlotState::Reading { owner: me, pos: h }.encode();
-                // AcqRel: acquires the producer's step-1 release (the frame),
-                // and orders the claim before our head update. Acquire on
-                // failure: we re-read anyway. (Loom mutant `claim-store`: a
-                // plain store instead of the CAS lets two consumers claim.)
-                let claimed = if mutant("claim-store") {
+            let mine = SlotState::Reading { owner: me, pos: h }.encode();
+            // AcqRel: acquires the producer's step-1 release (the frame), and
+            // orders the claim before our head update. Tried straight away,
+            // not after a load of the word: a load would fetch the line
+            // shared, and the CAS then fetch it again to own it. (Loom mutant
+            // `claim-store`: a check and a plain store instead of the CAS lets
+            // two consumers claim.)
+            let claimed = if mutant("claim-store") {
+                if word.load(Ordering::Acquire) == ready {
                     word.store(mine, Ordering::Release);
                     Ok(ready)
                 } else {
-                    word.compare_exchange(ready, mine, Ordering::AcqRel, Ordering::Acquire)
-                };
-                match claimed {
-                    Ok(_) => {
-                        // Release: our cell read happens before the producer
-                        // reuses the cell. A failure means somebody helped.
-                        let _ = self.ctrl.head.compare_exchange(
-                            h,
-                            h + 1,
-                            Ordering::Release,
-                            Ordering::Relaxed,
-                        );
-                        return Ok(Some(ReadClaim {
-                            slot,
-                            pos: h,
-                            word: word as *const AtomicU64 as usize,
-                        }));
-                    }
-                    Err(_) => continue,
+                    Err(0)
                 }
+            } else {
+                word.compare_exchange(ready, mine, Ordering::AcqRel, Ordering::Relaxed)
+            };
+            if claimed.is_ok() {
+                // Release: our cell read happens before the producer reuses
+                // the cell. A failure means somebody helped.
+                let _ =
+                    self.ctrl
+                        .head
+                        .compare_exchange(h, h + 1, Ordering::Release, Ordering::Relaxed);
+                return Ok(Some(ReadClaim {
+                    slot,
+                    pos: h,
+                    word: word as *const AtomicU64 as usize,
+                }));
             }
             // Stale: claimed at `h` already (its claimer may be dead before it
             // advanced the head) or re-published at a later position. Help.
@@ -345,6 +398,13 @@ impl<'a> ReadyQueue<'a> {
         self.cells.len() as u64
     }
 
+    /// Producer side: whether fewer than `limit` entries are queued, reading
+    /// the head only if `head_seen` does not tell
+    /// ([`QueueCtrl::tail_if_below`]).
+    pub(crate) fn below(&self, limit: u64, head_seen: &mut u64) -> bool {
+        self.ctrl.tail_if_below(limit, head_seen).is_some()
+    }
+
     /// Entries between head and tail (some may be stale).
     pub(crate) fn len(&self) -> u64 {
         self.ctrl.len()
@@ -409,6 +469,27 @@ mod tests {
         q.push(0).unwrap();
         assert_eq!(slot_pos(q.take(1).unwrap()), Some((0, 2)));
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn a_queue_nobody_takes_from_is_refused_when_full_with_an_old_head_seen() {
+        // Garbage in a shared segment could leave the head still; the
+        // producer's old view of it must not let a push run over it.
+        let ctrl = QueueCtrl::new();
+        let cells = words(8);
+        let slots = words(4);
+        let q = ReadyQueue::new(&ctrl, &cells, &slots);
+        let mut seen = 0;
+        for p in 0..8 {
+            assert_eq!(q.push_seen(p % 4, &mut seen).unwrap(), p as u64);
+        }
+        assert!(q.push_seen(0, &mut seen).is_err(), "full");
+        // Consumers move the head: the producer sees it when it must.
+        ctrl.head.store(5, Ordering::Relaxed);
+        assert_eq!(q.push_seen(0, &mut seen).unwrap(), 8);
+        assert_eq!(seen, 5);
+        assert!(!q.below(4, &mut seen), "4 queued: not below 4");
+        assert!(q.below(5, &mut seen));
     }
 
     #[test]

@@ -40,18 +40,25 @@ impl<'a> ReturnQueue<'a> {
         }
     }
 
-    /// Consumer side: hands `value` back to the producer. Call only after the
-    /// last read of the frame, and from one thread at a time.
+    /// [`push_seen`](Self::push_seen) with no head seen before.
+    #[cfg(any(test, loom))]
     pub(crate) fn push(&self, value: u32) -> Result<(), Corrupt> {
-        // Only the owning consumer writes the tail.
-        let t = self.ctrl.tail.load(Ordering::Relaxed);
-        // Acquire: the producer's reads of old cells happen before we reuse them.
-        let h = self.ctrl.head.load(Ordering::Acquire);
-        if t.wrapping_sub(h) >= self.cells.len() as u64 {
-            // A consumer holds at most `slots` frames and the queue has room
-            // for all of them, so this only happens with garbage.
-            return Err(Corrupt("return queue full"));
-        }
+        self.push_seen(value, &mut 0)
+    }
+
+    /// Consumer side: hands `value` back to the producer. Call only after the
+    /// last read of the frame, and from one thread at a time. `head_seen` is
+    /// the owner's last read of the head: it is read again only when the
+    /// queue looks full by it ([`QueueCtrl::tail_if_below`]).
+    pub(crate) fn push_seen(&self, value: u32, head_seen: &mut u64) -> Result<(), Corrupt> {
+        // Only the owning consumer writes the tail. Acquire (when the head
+        // is read): the producer's reads of old cells happen before we reuse
+        // them. A consumer holds at most `slots` frames and the queue has
+        // room for all of them, so "full" only happens with garbage.
+        let t = self
+            .ctrl
+            .tail_if_below(self.cells.len() as u64, head_seen)
+            .ok_or(Corrupt("return queue full"))?;
         self.cells[(t & self.mask) as usize].store(value, Ordering::Relaxed);
         // Release: publishes the cell, and orders every read this consumer
         // made of the frame before the producer's next writes to it.
