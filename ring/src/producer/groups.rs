@@ -682,8 +682,10 @@ impl State {
     /// frames waiting (publish no further ahead of its consumers).
     pub(super) fn too_far_ahead(&mut self, seg: &Segment) -> bool {
         let max_queued = self.max_queued;
-        bits(self.active & !self.live)
-            .any(|g| !seg.group_queue(g).below(max_queued, &mut self.groups[g].head_seen))
+        bits(self.active & !self.live).any(|g| {
+            !seg.group_queue(g)
+                .below(max_queued, &mut self.groups[g].head_seen)
+        })
     }
 
     /// Withdraws, from the live groups, the oldest published frame that no

@@ -407,7 +407,10 @@ impl Producer {
                 .map_err(|c| self.corrupt(c))?;
             // Only the producer writes it, under its lock: no locked add.
             let delivered = &seg.groups()[g].delivered;
-            delivered.store(delivered.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+            delivered.store(
+                delivered.load(Ordering::Relaxed).wrapping_add(1),
+                Ordering::Relaxed,
+            );
         }
         h.published.store(seq + 1, Ordering::Release);
         // Consumers re-check the queues before they sleep: only a sleeping

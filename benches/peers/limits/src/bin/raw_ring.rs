@@ -56,7 +56,13 @@ impl Spec {
         self.data_offset() + self.slots * self.slot_stride()
     }
     fn args(&self) -> Vec<String> {
-        let work = |b: bool, yes: &str| if b { yes.to_string() } else { "none".to_string() };
+        let work = |b: bool, yes: &str| {
+            if b {
+                yes.to_string()
+            } else {
+                "none".to_string()
+            }
+        };
         vec![
             "--height".into(),
             self.height.to_string(),
@@ -108,7 +114,10 @@ fn parse(args: &[String]) -> Spec {
 }
 
 fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a live, writable timespec for the call.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
