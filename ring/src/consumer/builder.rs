@@ -316,6 +316,7 @@ impl Consumer {
             returns: Mutex::new(0),
             gave_back: std::sync::atomic::AtomicBool::new(false),
             return_failed: Mutex::new(None),
+            any_return_failed: std::sync::atomic::AtomicBool::new(false),
             creator_pid: crate::platform::signals::process_id(),
             slot_maps,
         });

@@ -197,6 +197,10 @@ impl Consumer {
     /// [`take`](Self::take) reports the same error; check this after the
     /// last frame was dropped.
     pub fn check_returns(&self) -> Result<(), RingCorrupt> {
+        // Acquire: pairs with the Release store after the error was kept.
+        if !self.shared.any_return_failed.load(Ordering::Acquire) {
+            return Ok(());
+        }
         match *self.shared.return_failed.lock() {
             Some(c) => Err(RingCorrupt::new(self.name(), c)),
             None => Ok(()),

@@ -28,6 +28,9 @@ pub(crate) struct Shared {
     /// A return that could not be pushed (the return queue is corrupt):
     /// reported by the next `take`, never forgotten.
     pub(super) return_failed: Mutex<Option<Corrupt>>,
+    /// Whether `return_failed` holds an error: what every `take` looks at,
+    /// without taking the lock (two locked instructions per frame).
+    pub(super) any_return_failed: std::sync::atomic::AtomicBool,
     /// The process that attached. A child forked while frames were held
     /// inherits copies of them; dropping those copies there must not hand
     /// back the parent's slots, nor leave the parent's table entry.
@@ -61,6 +64,8 @@ impl Shared {
             // ours. The next `take` reports it (the consumer cannot go on).
             tracing::error!(ring = seg.name(), error = e.0, "could not return a slot");
             self.return_failed.lock().get_or_insert(e);
+            // Release: the error stored above is seen by whoever sees this.
+            self.any_return_failed.store(true, Ordering::Release);
             return;
         }
         if !consumed {
