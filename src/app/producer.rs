@@ -11,7 +11,7 @@ use crate::app::signals;
 use crate::media::decode::{
     faster_build_hint, DecodeBudget, DecodeError, Decoded, Decoder, ShapePolicy, StageTimes,
 };
-use crate::media::source::{list_inputs, SourceError};
+use crate::media::source::{list_inputs, read_ahead, SourceError};
 use crate::media::video::{self, ReadFrame, StreamStart, VideoError};
 use crate::media::FrameShape;
 use anyhow::Context;
@@ -927,6 +927,13 @@ fn produce(
                                 slot,
                             })
                             .map_err(|_| anyhow::anyhow!("decoder threads stopped"))?;
+                        // The file twice as many places ahead as can be
+                        // in flight: on its way into the page cache while
+                        // these decode (a cold disk is not waited on).
+                        let ahead = next_input + 2 * max_in_flight as u64;
+                        if ahead < dispatch_end {
+                            read_ahead(&inputs[(ahead % n) as usize]);
+                        }
                         next_input += 1;
                         in_flight += 1;
                         stats.set_waiting(None);
