@@ -799,7 +799,13 @@ fn produce(
         cache.resize_with(n as usize, || Err("unreadable"));
     }
 
-    let max_in_flight = (threads * 2).min(cfg.ring.slots as usize).max(1);
+    // Slots loaned to the decoders at once (decoding, queued, or decoded
+    // and waiting for their turn to be published): three per decoder, so a
+    // decoder that finishes finds its next job queued instead of waiting
+    // for this thread to publish and loan (2 per decoder left the 2 cores
+    // idle 6-8 % of the time with a consumer reading every byte, 3 left
+    // 4-5 %; docs/benchmarks.md).
+    let max_in_flight = (threads * 3).min(cfg.ring.slots as usize).max(1);
     // Decoder threads fill loaned slots in place; they live in a scope
     // because a slot borrows its producer.
     let outcome = std::thread::scope(|scope| {

@@ -2,7 +2,9 @@
 //!
 //! When the file already has the slot's size and pixel format it is decoded
 //! directly into the slot (`image`'s `read_image`), with no intermediate
-//! buffer. Otherwise it is decoded, converted to the slot's channels and
+//! buffer; a JPEG then goes to zune-jpeg (the decoder `image` uses) straight
+//! from the file's bytes, with `image`'s options, skipping `image`'s copy of
+//! the file and its second parse of the headers. Otherwise it is decoded, converted to the slot's channels and
 //! element type ([`Dtype`]: 8-bit as decoded; `uint16` keeps a 16-bit
 //! source's samples and scales an 8-bit one by 257; `float32` is every
 //! source scaled to 0.0..=1.0), and resized with SIMD (`fast_image_resize`) according to the
