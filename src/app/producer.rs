@@ -804,7 +804,7 @@ fn produce(
     // decoder that finishes finds its next job queued instead of waiting
     // for this thread to publish and loan (2 per decoder left the 2 cores
     // idle 6-8 % of the time with a consumer reading every byte, 3 left
-    // 4-5 %; docs/benchmarks.md).
+    // 3-5 %; docs/benchmarks.md).
     let max_in_flight = (threads * 3).min(cfg.ring.slots as usize).max(1);
     // Decoder threads fill loaned slots in place; they live in a scope
     // because a slot borrows its producer.
