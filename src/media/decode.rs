@@ -549,6 +549,22 @@ impl Decoder {
         self.decode_reader(std::io::Cursor::new(bytes), out)
     }
 
+    /// The frame buffer's size (wrong is a caller's bug) and
+    /// [`jpeg_checks`] on a JPEG in memory.
+    fn check_jpeg_bytes(
+        &self,
+        bytes: &[u8],
+        out: &[u8],
+        decoder: JpegDecoder,
+    ) -> Result<(), DecodeError> {
+        assert_eq!(
+            out.len(),
+            self.shape.bytes(),
+            "frame buffer of the wrong size"
+        );
+        jpeg_checks(&mut std::io::Cursor::new(bytes), decoder)
+    }
+
     /// A JPEG of the slot's size whose pixels `image` would decode in the
     /// slot's format (8-bit RGB from a colour JPEG, 8-bit gray from a gray
     /// one): decoded by zune-jpeg straight from `bytes` into the slot, as
@@ -570,12 +586,7 @@ impl Decoder {
             (Dtype::U8, 3) => ColorSpace::RGB,
             _ => return None,
         };
-        assert_eq!(
-            out.len(),
-            self.shape.bytes(),
-            "frame buffer of the wrong size"
-        );
-        if let Err(e) = jpeg_checks(&mut std::io::Cursor::new(bytes), JpegDecoder::Image) {
+        if let Err(e) = self.check_jpeg_bytes(bytes, out, JpegDecoder::Image) {
             return Some(Err(e));
         }
         // `image`'s options (its header parse has no size limit: the
@@ -653,12 +664,7 @@ impl Decoder {
         out: &mut [u8],
     ) -> Option<Result<Decoded, DecodeError>> {
         use turbojpeg::{Image as TjImage, PixelFormat, ScalingFactor};
-        assert_eq!(
-            out.len(),
-            self.shape.bytes(),
-            "frame buffer of the wrong size"
-        );
-        if let Err(e) = jpeg_checks(&mut std::io::Cursor::new(bytes), JpegDecoder::Turbojpeg) {
+        if let Err(e) = self.check_jpeg_bytes(bytes, out, JpegDecoder::Turbojpeg) {
             return Some(Err(e));
         }
         let header = self.turbo.as_mut()?.read_header(bytes).ok()?;
