@@ -4,7 +4,8 @@
 //! directly into the slot (`image`'s `read_image`), with no intermediate
 //! buffer; a JPEG then goes to zune-jpeg (the decoder `image` uses) straight
 //! from the file's bytes, with `image`'s options, skipping `image`'s copy of
-//! the file and its second parse of the headers. Otherwise it is decoded, converted to the slot's channels and
+//! the file and its second parse of the headers. Otherwise it is decoded,
+//! converted to the slot's channels and
 //! element type ([`Dtype`]: 8-bit as decoded; `uint16` keeps a 16-bit
 //! source's samples and scales an 8-bit one by 257; `float32` is every
 //! source scaled to 0.0..=1.0), and resized with SIMD (`fast_image_resize`) according to the
@@ -586,7 +587,9 @@ impl Decoder {
             (Dtype::U8, 3) => ColorSpace::RGB,
             _ => return None,
         };
-        if let Err(e) = self.check_jpeg_bytes(bytes, out, JpegDecoder::Image) {
+        // (With libjpeg-turbo in use, a file it refused lands here: judged
+        // as the `image` path judges it then.)
+        if let Err(e) = self.check_jpeg_bytes(bytes, out, self.jpeg_decoder()) {
             return Some(Err(e));
         }
         // `image`'s options (its header parse has no size limit: the
