@@ -30,7 +30,9 @@ Peers (each as its own docs recommend for throughput):
                    turbo) decoding straight into the slot for JPEG, PIL for PNG
   limit-*          benches/peers/limits `decode`: the same files, in memory,
                    decoded on 2 threads into preallocated buffers with nothing
-                   else (libjpeg-turbo and zune-jpeg; png and zune-png)
+                   else (libjpeg-turbo and zune-jpeg; png and zune-png): one
+                   buffer per thread (stays in the cache), or with -8slots 8
+                   buffers written in turn, as the ring's 8 slots are
 
 Needs (in the interpreter's environment): numpy, torch, torchvision, pillow,
 simplejpeg, spdl, and the framering package (`maturin build --release` in
@@ -273,9 +275,9 @@ def python_pool(files, n, slots=8):
     return rate(times)
 
 
-def limit(decoder, folder, seconds):
-    out = subprocess.run([str(LIMIT), decoder, str(folder), "2", str(seconds)], check=True,
-                         capture_output=True, text=True).stdout
+def limit(decoder, folder, seconds, slots=2):
+    out = subprocess.run([str(LIMIT), decoder, str(folder), "2", str(seconds), str(slots)],
+                         check=True, capture_output=True, text=True).stdout
     return json.loads(out)["images_per_s"]
 
 
@@ -313,6 +315,9 @@ def main():
         "pool": lambda r: python_pool(files, n),
         "limit-turbojpeg" if jpeg else "limit-png": lambda r: limit("turbojpeg" if jpeg else "png", folder, secs),
         "limit-zune-jpeg" if jpeg else "limit-zune-png": lambda r: limit("zune-jpeg" if jpeg else "zune-png", folder, secs),
+        # The same into 8 buffers in turn, as into the ring's 8 slots.
+        "limit-turbojpeg-8slots" if jpeg else "limit-png-8slots": lambda r: limit("turbojpeg" if jpeg else "png", folder, secs, 8),
+        "limit-zune-jpeg-8slots" if jpeg else "limit-zune-png-8slots": lambda r: limit("zune-jpeg" if jpeg else "zune-png", folder, secs, 8),
     }
     only = [p for p in a.only.split(",") if p]
     res = {k: [] for k in peers if not only or k in only}

@@ -11,7 +11,7 @@ use crate::app::signals;
 use crate::media::decode::{
     faster_build_hint, DecodeBudget, DecodeError, Decoded, Decoder, ShapePolicy, StageTimes,
 };
-use crate::media::source::{list_inputs, SourceError};
+use crate::media::source::{list_inputs, read_ahead, SourceError};
 use crate::media::video::{self, ReadFrame, StreamStart, VideoError};
 use crate::media::FrameShape;
 use anyhow::Context;
@@ -799,7 +799,13 @@ fn produce(
         cache.resize_with(n as usize, || Err("unreadable"));
     }
 
-    let max_in_flight = (threads * 2).min(cfg.ring.slots as usize).max(1);
+    // Slots loaned to the decoders at once (decoding, queued, or decoded
+    // and waiting for their turn to be published): three per decoder, so a
+    // decoder that finishes finds its next job queued instead of waiting
+    // for this thread to publish and loan (2 per decoder left the 2 cores
+    // idle 6-8 % of the time with a consumer reading every byte, 3 left
+    // 3-5 %; docs/benchmarks.md).
+    let max_in_flight = (threads * 3).min(cfg.ring.slots as usize).max(1);
     // Decoder threads fill loaned slots in place; they live in a scope
     // because a slot borrows its producer.
     let outcome = std::thread::scope(|scope| {
@@ -927,6 +933,13 @@ fn produce(
                                 slot,
                             })
                             .map_err(|_| anyhow::anyhow!("decoder threads stopped"))?;
+                        // The file twice as many places ahead as can be
+                        // in flight: on its way into the page cache while
+                        // these decode (a cold disk is not waited on).
+                        let ahead = next_input + 2 * max_in_flight as u64;
+                        if ahead < dispatch_end {
+                            read_ahead(&inputs[(ahead % n) as usize]);
+                        }
                         next_input += 1;
                         in_flight += 1;
                         stats.set_waiting(None);

@@ -2,7 +2,10 @@
 //!
 //! When the file already has the slot's size and pixel format it is decoded
 //! directly into the slot (`image`'s `read_image`), with no intermediate
-//! buffer. Otherwise it is decoded, converted to the slot's channels and
+//! buffer; a JPEG then goes to zune-jpeg (the decoder `image` uses) straight
+//! from the file's bytes, with `image`'s options, skipping `image`'s copy of
+//! the file and its second parse of the headers. Otherwise it is decoded,
+//! converted to the slot's channels and
 //! element type ([`Dtype`]: 8-bit as decoded; `uint16` keeps a 16-bit
 //! source's samples and scales an 8-bit one by 257; `float32` is every
 //! source scaled to 0.0..=1.0), and resized with SIMD (`fast_image_resize`) according to the
@@ -538,7 +541,93 @@ impl Decoder {
                 return done;
             }
         }
+        // (The signature by which `image` recognises a JPEG.)
+        if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+            if let Some(done) = self.decode_zune(bytes, out) {
+                return done;
+            }
+        }
         self.decode_reader(std::io::Cursor::new(bytes), out)
+    }
+
+    /// The frame buffer's size (wrong is a caller's bug) and
+    /// [`jpeg_checks`] on a JPEG in memory.
+    fn check_jpeg_bytes(
+        &self,
+        bytes: &[u8],
+        out: &[u8],
+        decoder: JpegDecoder,
+    ) -> Result<(), DecodeError> {
+        assert_eq!(
+            out.len(),
+            self.shape.bytes(),
+            "frame buffer of the wrong size"
+        );
+        jpeg_checks(&mut std::io::Cursor::new(bytes), decoder)
+    }
+
+    /// A JPEG of the slot's size whose pixels `image` would decode in the
+    /// slot's format (8-bit RGB from a colour JPEG, 8-bit gray from a gray
+    /// one): decoded by zune-jpeg straight from `bytes` into the slot, as
+    /// `image` does on that path (same options: lenient, its colour
+    /// mapping) but without its copy of the file and its second parse of
+    /// the headers. The same checks first, with the same skip reasons.
+    /// `None` hands the file to [`Self::decode_reader`] (another size or
+    /// colour type: converted or resized there).
+    fn decode_zune(
+        &mut self,
+        bytes: &[u8],
+        out: &mut [u8],
+    ) -> Option<Result<Decoded, DecodeError>> {
+        use zune_jpeg::zune_core::{
+            bytestream::ZCursor, colorspace::ColorSpace, options::DecoderOptions,
+        };
+        let target = match (self.shape.dtype, self.shape.channels) {
+            (Dtype::U8, 1) => ColorSpace::Luma,
+            (Dtype::U8, 3) => ColorSpace::RGB,
+            _ => return None,
+        };
+        // (With libjpeg-turbo in use, a file it refused lands here: judged
+        // as the `image` path judges it then.)
+        if let Err(e) = self.check_jpeg_bytes(bytes, out, self.jpeg_decoder()) {
+            return Some(Err(e));
+        }
+        // `image`'s options (its header parse has no size limit: the
+        // limits are checked on the dimensions just below).
+        let options = DecoderOptions::default()
+            .set_strict_mode(false)
+            .set_max_width(usize::MAX)
+            .set_max_height(usize::MAX)
+            .jpeg_set_out_colorspace(target);
+        let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+        if let Err(e) = decoder.decode_headers() {
+            return Some(Err(classify_jpeg(e)));
+        }
+        // What `image` decodes this JPEG to: its own colour space for RGB(A)
+        // and gray(+alpha), RGB for the others (YCbCr, CMYK, YCCK).
+        let decoded_as = match decoder.input_colorspace()? {
+            c @ (ColorSpace::RGB | ColorSpace::RGBA | ColorSpace::Luma | ColorSpace::LumaA) => c,
+            _ => ColorSpace::RGB,
+        };
+        if decoded_as != target {
+            return None;
+        }
+        let (w, h) = decoder.dimensions()?;
+        let (w, h) = (u32::try_from(w).ok()?, u32::try_from(h).ok()?);
+        match self.check_source(w, h) {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => return Some(Err(e)),
+        }
+        Some(
+            decoder
+                .decode_into(out)
+                .map(|()| Decoded {
+                    width: w,
+                    height: h,
+                })
+                .map_err(classify_jpeg),
+        )
     }
 
     /// Refuses a source of `w`×`h` that exceeds the limits or, under
@@ -578,25 +667,8 @@ impl Decoder {
         out: &mut [u8],
     ) -> Option<Result<Decoded, DecodeError>> {
         use turbojpeg::{Image as TjImage, PixelFormat, ScalingFactor};
-        assert_eq!(
-            out.len(),
-            self.shape.bytes(),
-            "frame buffer of the wrong size"
-        );
-        match jpeg_truncated(&mut std::io::Cursor::new(bytes)) {
-            Ok(true) => {
-                return Some(Err(err(
-                    SkipReason::Corrupt,
-                    "truncated JPEG (no end-of-image marker)",
-                )))
-            }
-            Ok(false) => {}
-            Err(e) => return Some(Err(err(SkipReason::Unreadable, e))),
-        }
-        if let Ok(Some(frame)) = jpeg_frame(&mut std::io::Cursor::new(bytes)) {
-            if let Some(e) = unsupported_jpeg(frame, JpegDecoder::Turbojpeg) {
-                return Some(Err(e));
-            }
+        if let Err(e) = self.check_jpeg_bytes(bytes, out, JpegDecoder::Turbojpeg) {
+            return Some(Err(e));
         }
         let header = self.turbo.as_mut()?.read_header(bytes).ok()?;
         let (w, h) = (
@@ -698,25 +770,9 @@ impl Decoder {
             self.shape.bytes(),
             "frame buffer of the wrong size"
         );
-        if jpeg_truncated(&mut reader).map_err(|e| err(SkipReason::Unreadable, e))? {
-            return Err(err(
-                SkipReason::Corrupt,
-                "truncated JPEG (no end-of-image marker)",
-            ));
-        }
-        // A valid JPEG that zune-jpeg would call corrupt: say why instead.
         // (With libjpeg-turbo in use, a file it refused lands here: the
         // `image` decoder then judges it.)
-        if let Some(frame) = jpeg_frame(&mut reader).map_err(|e| err(SkipReason::Unreadable, e))? {
-            let decoder = if frame.arithmetic() && self.jpeg_decoder() == JpegDecoder::Turbojpeg {
-                JpegDecoder::Turbojpeg
-            } else {
-                JpegDecoder::Image
-            };
-            if let Some(e) = unsupported_jpeg(frame, decoder) {
-                return Err(e);
-            }
-        }
+        jpeg_checks(&mut reader, self.jpeg_decoder())?;
         let mut reader = ImageReader::new(reader)
             .with_guessed_format()
             .map_err(|e| err(SkipReason::Unreadable, e))?;
@@ -915,6 +971,43 @@ fn unsupported_jpeg(frame: JpegFrame, decoder: JpegDecoder) -> Option<DecodeErro
     None
 }
 
+/// The checks a JPEG passes before its decoder sees it (nothing for
+/// another format): truncated is `corrupt`; a valid JPEG that zune-jpeg
+/// would call corrupt (arithmetic-coded unless `decoder` is libjpeg-turbo,
+/// or not 8-bit) is `unsupported`, with why. Leaves the stream at its start.
+fn jpeg_checks<R: Read + Seek>(r: &mut R, decoder: JpegDecoder) -> Result<(), DecodeError> {
+    if jpeg_truncated(r).map_err(|e| err(SkipReason::Unreadable, e))? {
+        return Err(err(
+            SkipReason::Corrupt,
+            "truncated JPEG (no end-of-image marker)",
+        ));
+    }
+    if let Some(frame) = jpeg_frame(r).map_err(|e| err(SkipReason::Unreadable, e))? {
+        let decoder = if frame.arithmetic() && decoder == JpegDecoder::Turbojpeg {
+            JpegDecoder::Turbojpeg
+        } else {
+            JpegDecoder::Image
+        };
+        if let Some(e) = unsupported_jpeg(frame, decoder) {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// A zune-jpeg error, classified as [`classify`] does the same error
+/// coming through `image` (which maps `Unsupported` to its own unsupported
+/// and `LargeDimensions` to a limit error).
+fn classify_jpeg(e: zune_jpeg::errors::DecodeErrors) -> DecodeError {
+    use zune_jpeg::errors::DecodeErrors as E;
+    let reason = match e {
+        E::Unsupported(_) => SkipReason::UnknownFormat,
+        E::LargeDimensions(_) => SkipReason::TooLarge,
+        _ => SkipReason::Corrupt,
+    };
+    err(reason, format_args!("JPEG decoding: {e}"))
+}
+
 /// Whether the stream is a JPEG without an end-of-image marker near its end.
 ///
 /// The JPEG decoder is lenient and would turn a truncated file into a
@@ -926,12 +1019,29 @@ fn jpeg_truncated<R: Read + Seek>(r: &mut R) -> std::io::Result<bool> {
     let mut soi = [0u8; 2];
     let is_jpeg = r.read_exact(&mut soi).is_ok() && soi == [0xFF, 0xD8];
     let truncated = if is_jpeg {
+        // The last 16 KiB, read in pieces into a stack buffer (no
+        // allocation per file); an FF at the end of one piece is kept in
+        // front of the next, so a marker across the boundary is found.
+        const TAIL: u64 = 16 * 1024;
         let len = r.seek(SeekFrom::End(0))?;
-        let tail = len.min(16 * 1024);
-        r.seek(SeekFrom::Start(len - tail))?;
-        let mut buf = Vec::with_capacity(tail as usize);
-        r.take(tail).read_to_end(&mut buf)?;
-        !buf.windows(2).any(|w| w == [0xFF, 0xD9])
+        r.seek(SeekFrom::Start(len - len.min(TAIL)))?;
+        let mut r = r.take(TAIL);
+        let mut buf = [0u8; 4096];
+        let (mut kept, mut found) = (0, false);
+        loop {
+            let n = r.read(&mut buf[kept..])?;
+            if n == 0 {
+                break;
+            }
+            let end = kept + n;
+            if buf[..end].windows(2).any(|w| w == [0xFF, 0xD9]) {
+                found = true;
+                break;
+            }
+            kept = usize::from(buf[end - 1] == 0xFF);
+            buf[0] = buf[end - 1];
+        }
+        !found
     } else {
         false
     };
@@ -1292,6 +1402,181 @@ mod tests {
             assert!(diff < 1.5, "mean abs diff {diff}");
         } else {
             assert_eq!(r.unwrap_err().reason, SkipReason::Unsupported);
+        }
+    }
+
+    /// A JPEG encoded by `jpeg-encoder` (colour type, chroma sampling,
+    /// progressive, restart interval as given).
+    fn jpeg_of(
+        pixels: &[u8],
+        (w, h): (u16, u16),
+        color: jpeg_encoder::ColorType,
+        sampling: jpeg_encoder::SamplingFactor,
+        progressive: bool,
+        restart: u16,
+    ) -> Vec<u8> {
+        let mut v = Vec::new();
+        let mut e = jpeg_encoder::Encoder::new(&mut v, 90);
+        e.set_sampling_factor(sampling);
+        e.set_progressive(progressive);
+        e.set_restart_interval(restart);
+        e.encode(pixels, w, h, color).unwrap();
+        v
+    }
+
+    /// JPEGs of the slot's size in its colour type decode straight from
+    /// the bytes through zune-jpeg (`decode_zune`), to exactly the pixels of
+    /// the `image` path (`decode_reader`, the path before): colour (4:2:0,
+    /// 4:4:4, progressive, restart markers), CMYK into RGB, gray into a
+    /// gray slot. Other sizes and colour types are handed to the `image`
+    /// path; bad files get the same skip reason on both paths.
+    #[test]
+    fn direct_jpeg_decode_matches_the_image_path() {
+        use jpeg_encoder::{ColorType as J, SamplingFactor as S};
+        let (w, h) = (96u16, 64u16);
+        let rgb = smooth(u32::from(w), u32::from(h));
+        let gray = DynamicImage::ImageRgb8(rgb.clone()).to_luma8();
+        let cmyk: Vec<u8> = rgb
+            .pixels()
+            .flat_map(|p| [255 - p[0], 255 - p[1], 255 - p[2], 40])
+            .collect();
+        let color = FrameShape::new(u32::from(h), u32::from(w), 3);
+        let mono = FrameShape {
+            channels: 1,
+            ..color
+        };
+        let half = FrameShape::new(32, 48, 3);
+        let mut cases = vec![];
+        for (sampling, progressive, restart) in [
+            (S::R_4_2_0, false, 0),
+            (S::R_4_4_4, false, 0),
+            (S::R_4_2_0, true, 0),
+            (S::R_4_2_2, false, 3),
+        ] {
+            let jpg = jpeg_of(rgb.as_raw(), (w, h), J::Rgb, sampling, progressive, restart);
+            cases.push((
+                format!("rgb {sampling:?} p{progressive} r{restart}"),
+                jpg,
+                color,
+                true,
+            ));
+        }
+        let cmyk = jpeg_of(&cmyk, (w, h), J::Cmyk, S::R_4_4_4, false, 0);
+        let gray = jpeg_of(gray.as_raw(), (w, h), J::Luma, S::R_4_4_4, false, 0);
+        let rgb = jpeg_of(rgb.as_raw(), (w, h), J::Rgb, S::R_4_2_0, false, 0);
+        cases.extend([
+            ("cmyk".to_string(), cmyk.clone(), color, true),
+            ("gray into gray".to_string(), gray.clone(), mono, true),
+            // Handed to `image`: converted or resized there.
+            ("gray into rgb".to_string(), gray, color, false),
+            ("rgb into gray".to_string(), rgb.clone(), mono, false),
+            (
+                "rgb into a smaller slot".to_string(),
+                rgb.clone(),
+                half,
+                false,
+            ),
+            (
+                "cmyk into u16".to_string(),
+                cmyk,
+                color.with_dtype(Dtype::U16),
+                false,
+            ),
+        ]);
+        for (name, jpg, shape, direct) in &cases {
+            let mut d =
+                Decoder::new(*shape, ShapePolicy::Fit).with_jpeg_decoder(JpegDecoder::Image);
+            let (mut a, mut b) = (vec![0; shape.bytes()], vec![0; shape.bytes()]);
+            let taken = d.decode_zune(jpg, &mut a);
+            assert_eq!(taken.is_some(), *direct, "{name}");
+            let via_image = d
+                .decode_reader(std::io::Cursor::new(&jpg[..]), &mut b)
+                .unwrap();
+            assert_eq!(d.decode_bytes(jpg, &mut a).unwrap(), via_image, "{name}");
+            assert!(a == b, "{name}: pixels differ from the image path");
+            assert_eq!(d.stages().convert_ns > 0, !*direct, "{name}");
+        }
+
+        // Bad files: the same reason on both paths (and no panic).
+        let sof = rgb.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        let with = |at: usize, bytes: &[u8]| {
+            let mut v = rgb.clone();
+            v[at..at + bytes.len()].copy_from_slice(bytes);
+            v
+        };
+        let mut garbled = rgb.clone();
+        let n = garbled.len();
+        for b in &mut garbled[n / 2..n - 8] {
+            *b = 0x5A;
+        }
+        use SkipReason::*;
+        let bad = [
+            ("truncated", rgb[..rgb.len() / 2].to_vec(), Some(Corrupt)),
+            (
+                "60000x60000",
+                with(sof + 5, &[0xEA, 0x60, 0xEA, 0x60]),
+                Some(TooLarge),
+            ),
+            ("zero width", with(sof + 7, &[0, 0]), Some(Corrupt)),
+            ("12-bit", with(sof + 4, &[12]), Some(Unsupported)),
+            ("lossless (SOF3)", with(sof + 1, &[0xC3]), Some(Corrupt)),
+            (
+                "arithmetic (SOF9)",
+                with(sof + 1, &[0xC9]),
+                Some(Unsupported),
+            ),
+            // Decoded leniently or skipped as corrupt.
+            ("entropy data garbled", garbled, None),
+            (
+                "cut after its header",
+                [&rgb[..sof + 40], &[0xFF, 0xD9][..]].concat(),
+                Some(Corrupt),
+            ),
+        ];
+        for (name, jpg, expected) in bad {
+            let mut d = Decoder::new(color, ShapePolicy::Fit).with_jpeg_decoder(JpegDecoder::Image);
+            let (mut a, mut b) = (vec![0; color.bytes()], vec![0; color.bytes()]);
+            let direct = d.decode_bytes(&jpg, &mut a).map_err(|e| e.reason);
+            let via_image = d
+                .decode_reader(std::io::Cursor::new(&jpg[..]), &mut b)
+                .map_err(|e| e.reason);
+            assert_eq!(direct, via_image, "{name}");
+            match expected {
+                Some(reason) => assert_eq!(direct, Err(reason), "{name}"),
+                None => assert!(matches!(direct, Ok(_) | Err(Corrupt)), "{name}"),
+            }
+            if direct.is_ok() {
+                assert!(a == b, "{name}: lenient decodes differ");
+            }
+        }
+    }
+
+    /// The truncation check reads the file's tail into a stack buffer:
+    /// no allocation, and an end marker split across its pieces is found.
+    #[test]
+    fn jpeg_truncation_check_allocates_nothing() {
+        let jpg = test_image("testorig.jpg");
+        let mut cursor = std::io::Cursor::new(&jpg[..]);
+        let info = allocation_counter::measure(|| {
+            assert!(!jpeg_truncated(&mut cursor).unwrap());
+        });
+        assert_eq!(info.count_total, 0, "{info:?}");
+        // FF D9 at every offset around the 4 KiB pieces of a 16 KiB tail.
+        for at in (4096 - 3..4096 + 3).chain(16_384 - 4..16_384 - 1) {
+            let mut v = vec![0xFF, 0xD8];
+            v.resize(20_000, 0);
+            let at = 20_000 - 16_384 + at;
+            v[at] = 0xFF;
+            v[at + 1] = 0xD9;
+            assert!(
+                !jpeg_truncated(&mut std::io::Cursor::new(&v)).unwrap(),
+                "{at}"
+            );
+            v[at + 1] = 0;
+            assert!(
+                jpeg_truncated(&mut std::io::Cursor::new(&v)).unwrap(),
+                "{at}"
+            );
         }
     }
 
