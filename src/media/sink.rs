@@ -144,15 +144,29 @@ struct StdoutSink {
     frame_bytes: u64,
 }
 
-/// Folds every byte of `data` into `acc` (8 bytes at a time).
+/// Folds every byte of `data` into `acc`.
+///
+/// The 8-byte words of each 64-byte block are XORed into eight independent
+/// lanes (word *i* of a block into lane *i*), which the compiler turns into
+/// SIMD XORs: a frame is read at memory speed. (A single rotate-and-XOR
+/// chain over the words, as before, cost 2 cycles per 8 bytes — about
+/// 0.2 ms of a core per 2.3 MB frame, taken from the decoders when they
+/// share 2 cores with the consumer.) The lanes are then folded into `acc`
+/// in order, and so is a tail shorter than a block, byte by byte: the result
+/// depends on the order of the frames and on where in its block a word is.
 pub fn fold_checksum(acc: u64, data: &[u8]) -> u64 {
-    let mut chunks = data.chunks_exact(8);
-    let mut a = acc;
-    for c in &mut chunks {
-        let w = u64::from_le_bytes(c.try_into().expect("chunk of 8"));
-        a = a.rotate_left(5) ^ w;
+    let mut lanes = [0u64; 8];
+    let mut blocks = data.chunks_exact(64);
+    for block in &mut blocks {
+        for (lane, w) in lanes.iter_mut().zip(block.chunks_exact(8)) {
+            *lane ^= u64::from_le_bytes(w.try_into().expect("chunk of 8"));
+        }
     }
-    for &b in chunks.remainder() {
+    let mut a = acc;
+    for lane in lanes {
+        a = a.rotate_left(5) ^ lane;
+    }
+    for &b in blocks.remainder() {
         a = a.rotate_left(5) ^ b as u64;
     }
     a
