@@ -29,6 +29,8 @@ const RESULT: usize = 384; // frames, seconds (f64 bits), p50 ns, p99 ns
 const STAMPS: usize = 4096; // one cache line per slot
 const BUCKET_NS: u64 = 10;
 const BUCKETS: usize = 100_000; // up to 1 ms; beyond counts in the last
+/// How long either side waits for the other before it gives up.
+const STALL: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
 struct Spec {
@@ -169,10 +171,16 @@ fn producer(spec: &Spec, map: &mut MmapMut) {
         if (seq % 64 == 0 || period.is_some()) && Instant::now() >= end {
             break;
         }
+        let mut spins = 0u32;
         while seq >= free_seen {
             free_seen = consumed.load(Ordering::Acquire) + spec.slots as u64;
             if seq >= free_seen {
                 std::hint::spin_loop();
+                spins = spins.wrapping_add(1);
+                // A consumer that died never frees a slot: give up.
+                if spins % 65_536 == 0 && Instant::now() > end + STALL {
+                    panic!("the consumer took nothing for {STALL:?}");
+                }
             }
         }
         let s = (seq % spec.slots as u64) as usize;
@@ -203,6 +211,7 @@ fn consumer(spec: &Spec, map: &MmapMut) {
     let mut ready = 0u64; // published, as last read
     let mut sink = 0u64;
     let mut first: Option<Instant> = None;
+    let (mut spins, mut idle_since) = (0u32, None::<Instant>);
     loop {
         while read >= ready {
             ready = published.load(Ordering::Acquire);
@@ -228,8 +237,19 @@ fn consumer(spec: &Spec, map: &MmapMut) {
                     return;
                 }
                 std::hint::spin_loop();
+                spins = spins.wrapping_add(1);
+                // A producer that died never publishes: give up (the
+                // parent is the producer; an orphan would spin for ever).
+                if spins % 65_536 == 0 {
+                    let idle = *idle_since.get_or_insert_with(Instant::now);
+                    if idle.elapsed() > STALL {
+                        eprintln!("raw_ring consumer: nothing published for {STALL:?}");
+                        std::process::exit(1);
+                    }
+                }
             }
         }
+        idle_since = None;
         let now = monotonic_ns();
         first.get_or_insert_with(Instant::now);
         let s = (read % spec.slots as u64) as usize;
