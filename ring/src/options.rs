@@ -95,7 +95,9 @@ pub struct FrameMeta<'a> {
     /// Height of the source image before it was fitted to the ring's shape.
     pub src_height: u32,
     /// When the frame was captured, CLOCK_REALTIME nanoseconds since the
-    /// Unix epoch; 0: the time of publishing.
+    /// Unix epoch; 0: the time of publishing (the publish stamp's
+    /// CLOCK_MONOTONIC reading plus the offset between the two clocks, read
+    /// again every 20 ms: a step of the wall clock shows within 20 ms).
     pub capture_ns: u64,
     /// Presentation timestamp in nanoseconds (video), if any.
     pub pts_ns: Option<i64>,

@@ -43,3 +43,56 @@ pub(crate) fn monotonic_coarse_ns() -> u64 {
 pub(crate) fn realtime_ns() -> u64 {
     read_ns(libc::CLOCK_REALTIME)
 }
+
+/// CLOCK_REALTIME derived from a CLOCK_MONOTONIC reading the caller has
+/// already taken, with the offset between the two clocks read again at most
+/// every [`WallClock::RESYNC_NS`]: the producer stamps each frame with both
+/// clocks, and a second `clock_gettime` per frame was a tenth of a small
+/// frame's hand-off. Between two readings the result follows the monotonic
+/// clock: an NTP slew (at most 500 ppm) moves it by at most 10 µs, a step of
+/// the wall clock shows after at most 20 ms.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct WallClock {
+    /// CLOCK_REALTIME − CLOCK_MONOTONIC at the last reading, in ns.
+    offset: u64,
+    /// The monotonic reading it was taken with; 0: never.
+    synced_at: u64,
+}
+
+impl WallClock {
+    /// How often the offset is read again.
+    pub(crate) const RESYNC_NS: u64 = 20_000_000;
+
+    /// CLOCK_REALTIME in ns at the moment `mono_ns` (a CLOCK_MONOTONIC
+    /// reading just taken) was read.
+    #[inline]
+    pub(crate) fn realtime_at(&mut self, mono_ns: u64) -> u64 {
+        if self.synced_at == 0 || mono_ns.wrapping_sub(self.synced_at) >= Self::RESYNC_NS {
+            self.offset = realtime_ns().wrapping_sub(mono_ns);
+            self.synced_at = mono_ns.max(1);
+        }
+        mono_ns.wrapping_add(self.offset)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_derived_wall_clock_agrees_with_the_wall_clock() {
+        let mut wall = WallClock::default();
+        for _ in 0..3 {
+            let before = realtime_ns();
+            let derived = wall.realtime_at(monotonic_ns());
+            let after = realtime_ns();
+            // Within 1 ms of the readings around it (a slew moves it by at
+            // most 10 µs between resyncs; the rest is slack for a loaded CI).
+            assert!(
+                derived + 1_000_000 >= before && derived <= after + 1_000_000,
+                "{before} <= {derived} <= {after}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+    }
+}

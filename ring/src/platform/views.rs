@@ -109,8 +109,8 @@ impl Segment {
         self.region(self.geometry.off_slot_meta, self.geometry.slots as usize)
     }
 
-    /// Asks the CPU to start loading slot `s`'s metadata (both of its cache
-    /// lines) into its cache, without waiting for it: a consumer about to
+    /// Asks the CPU to start loading slot `s`'s metadata (its fixed fields'
+    /// line and its name's first) into its cache, without waiting for it: a consumer about to
     /// claim the slot reads them next, and the claim's locked instruction
     /// would otherwise hold those loads back until it completes. Out of
     /// range: nothing.
@@ -122,11 +122,11 @@ impl Segment {
             let p = m as *const SlotMeta as *const i8;
             // SAFETY: a prefetch is a hint that never faults nor changes
             // memory, and SSE is part of x86_64's baseline. Both addresses
-            // lie within the slot's metadata in the mapping anyway (the
-            // second is its last byte's line).
+            // lie within the slot's metadata in the mapping anyway (its
+            // fixed fields' line and the name's first).
             unsafe {
                 _mm_prefetch::<_MM_HINT_T0>(p);
-                _mm_prefetch::<_MM_HINT_T0>(p.add(std::mem::size_of::<SlotMeta>() - 1));
+                _mm_prefetch::<_MM_HINT_T0>(p.add(std::mem::offset_of!(SlotMeta, name)));
             }
         }
         #[cfg(not(target_arch = "x86_64"))]

@@ -4,6 +4,7 @@ use super::groups::{auto_max_queued, policy_word, Group, State, WaitsFor};
 use super::Producer;
 use crate::error::{CreateError, OpenError};
 use crate::options::{validate_group_name, Backpressure};
+use crate::platform::clock::WallClock;
 use crate::platform::liveness;
 use crate::platform::process::ProcessId;
 use crate::platform::segment::{CreateFailure, Occupied, Segment, INIT_GRACE};
@@ -313,6 +314,7 @@ impl Producer {
                 } as u64,
                 last_reap: Instant::now(),
                 next_reap_ns: 0,
+                wall_clock: WallClock::default(),
                 redelivered: 0,
                 dropped: 0,
                 active,

@@ -5,7 +5,7 @@
 
 use crate::error::{Corrupt, RingCorrupt};
 use crate::options::{validate_group_name, Backpressure};
-use crate::platform::clock::monotonic_ns;
+use crate::platform::clock::{monotonic_ns, WallClock};
 use crate::platform::liveness;
 use crate::platform::segment::{Reservation, Segment};
 use crate::protocol::layout::{
@@ -96,6 +96,8 @@ pub(super) struct State {
     /// CLOCK_MONOTONIC ns at which a busy producer next looks for dead
     /// consumers (compared with the publish timestamp it reads anyway).
     pub(super) next_reap_ns: u64,
+    /// Frames' capture times (CLOCK_REALTIME) from their publish stamps.
+    pub(super) wall_clock: WallClock,
     pub(super) redelivered: u64,
     pub(super) dropped: u64,
     /// Groups subscribed now (bit per group).

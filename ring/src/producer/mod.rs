@@ -5,7 +5,7 @@
 
 use crate::error::{FailReason, LoanError, OpenError, PublishError, RingCorrupt, WaitError};
 use crate::options::{FrameMeta, InputState};
-use crate::platform::clock::{monotonic_ns, realtime_ns};
+use crate::platform::clock::monotonic_ns;
 use crate::platform::liveness::PEER_CHECK;
 use crate::platform::segment::Segment;
 use crate::platform::views::SlotPart;
@@ -14,7 +14,7 @@ use crate::protocol::layout::{
     FLAG_DRAINED, FLAG_END_OF_STREAM, FLAG_FAILED, FLAG_RUNNING, META_HAS_PTS,
 };
 use crate::protocol::ledger::WriteClaim;
-use crate::protocol::roster::store_name;
+use crate::protocol::roster::store_name_prefix;
 use crate::protocol::sync::Ordering;
 use crate::shape::FrameShape;
 use parking_lot::Mutex;
@@ -378,12 +378,12 @@ impl Producer {
         m.src_width.store(meta.src_width, Ordering::Relaxed);
         m.src_height.store(meta.src_height, Ordering::Relaxed);
         m.redeliveries.store(0, Ordering::Relaxed);
-        let len = store_name(&m.name, meta.source);
+        let len = store_name_prefix(&m.name, meta.source);
         m.name_len.store(len as u32, Ordering::Relaxed);
         let now_ns = monotonic_ns();
         m.publish_ns.store(now_ns, Ordering::Relaxed);
         let capture_ns = match meta.capture_ns {
-            0 => realtime_ns(),
+            0 => st.wall_clock.realtime_at(now_ns),
             t => t,
         };
         m.capture_ns.store(capture_ns, Ordering::Relaxed);

@@ -32,7 +32,7 @@ use std::mem::size_of;
 pub(crate) const MAGIC: [u8; 8] = *b"FRAMERNG";
 /// Version of this layout; bumped on any change of it. 0 means "still being
 /// initialised" and is never a valid version.
-pub(crate) const LAYOUT_VERSION: u32 = 6;
+pub(crate) const LAYOUT_VERSION: u32 = 7;
 /// Page size the layout aligns frames to (fixed, so the layout does not depend
 /// on the machine).
 pub(crate) const PAGE: u64 = 4096;
@@ -350,6 +350,12 @@ pub(crate) struct Header {
 /// slot, read by the consumer that claimed it (the slot word's Release/Acquire
 /// orders them; the fields are atomics so that a misbehaving peer cannot make
 /// the reads undefined behaviour).
+///
+/// Every fixed-size field sits in the first cache line and the source name
+/// after it, written and read only as far as `name_len` reaches: a frame
+/// without a name (a video, raw frames, a benchmark) moves one line of
+/// metadata from the producer's core to the consumer's, a named one two or
+/// three.
 #[repr(C)]
 #[derive(Debug)]
 pub(crate) struct SlotMeta {
@@ -357,27 +363,30 @@ pub(crate) struct SlotMeta {
     pub(crate) seq: AtomicU64,
     /// Publish time, CLOCK_MONOTONIC nanoseconds.
     pub(crate) publish_ns: AtomicU64,
-    /// Width of the source image before fitting to the slot.
-    pub(crate) src_width: AtomicU32,
-    /// Height of the source image before fitting to the slot.
-    pub(crate) src_height: AtomicU32,
-    /// Valid bytes of `name`.
-    pub(crate) name_len: AtomicU32,
-    /// How many times this frame was delivered before (0 normally).
-    pub(crate) redeliveries: AtomicU32,
-    /// Source name (path), UTF-8 where the source was; truncated.
-    pub(crate) name: [AtomicU64; NAME_MAX / 8],
     /// Capture time, CLOCK_REALTIME nanoseconds (comparable across hosts).
     pub(crate) capture_ns: AtomicU64,
     /// Presentation timestamp in nanoseconds (an `i64`'s bits), valid with
     /// [`META_HAS_PTS`].
     pub(crate) pts_ns: AtomicU64,
+    /// Width of the source image before fitting to the slot.
+    pub(crate) src_width: AtomicU32,
+    /// Height of the source image before fitting to the slot.
+    pub(crate) src_height: AtomicU32,
+    /// Valid bytes of `name` (untrusted: clamped when read).
+    pub(crate) name_len: AtomicU32,
+    /// How many times this frame was delivered before (0 normally).
+    pub(crate) redeliveries: AtomicU32,
     /// Valid bytes of the frame's user metadata (untrusted: clamped to the
     /// capacity when read).
     pub(crate) user_len: AtomicU32,
     /// [`META_HAS_PTS`].
     pub(crate) flags: AtomicU32,
-    reserved: [u64; 5],
+    reserved0: u64,
+    /// Source name (path), UTF-8 where the source was; truncated. Only the
+    /// words that hold its `name_len` bytes are written (the last one
+    /// NUL-padded): bytes beyond are left from earlier frames.
+    pub(crate) name: [AtomicU64; NAME_MAX / 8],
+    reserved: [u64; 4],
 }
 
 /// One attached consumer.
@@ -562,9 +571,12 @@ mod tests {
         assert_eq!(offset_of!(Header, ready_event), 256);
         assert_eq!(offset_of!(Header, free_event), 384);
         assert_eq!(offset_of!(Geometry, off_data), 120);
-        assert_eq!(offset_of!(SlotMeta, name), 32);
-        assert_eq!(offset_of!(SlotMeta, capture_ns), 128);
-        assert_eq!(offset_of!(SlotMeta, user_len), 144);
+        assert_eq!(offset_of!(SlotMeta, capture_ns), 16);
+        assert_eq!(offset_of!(SlotMeta, src_width), 32);
+        assert_eq!(offset_of!(SlotMeta, user_len), 48);
+        assert_eq!(offset_of!(SlotMeta, flags), 52);
+        // The fixed fields in one line, the name from the next.
+        assert_eq!(offset_of!(SlotMeta, name), 64);
         assert_eq!(offset_of!(Geometry, dtype), 60);
         assert_eq!(offset_of!(Geometry, user_meta_bytes), 128);
         assert_eq!(offset_of!(Geometry, user_meta_offset), 136);

@@ -58,6 +58,21 @@ pub(crate) fn store_name(words: &[AtomicU64], name: &[u8]) -> usize {
     len
 }
 
+/// Writes `name` into the first words of `words` (truncated to fit), the
+/// last of them NUL-padded, and returns the length written. Words beyond are
+/// left as they were: for fields whose readers take only the length given
+/// (a frame's source name, read up to its `name_len`), so that a short name
+/// does not rewrite, and move to the reader's core, lines nobody reads.
+pub(crate) fn store_name_prefix(words: &[AtomicU64], name: &[u8]) -> usize {
+    let len = name.len().min(words.len() * 8);
+    for (w, chunk) in words.iter().zip(name[..len].chunks(8)) {
+        let mut b = [0u8; 8];
+        b[..chunk.len()].copy_from_slice(chunk);
+        w.store(u64::from_ne_bytes(b), Ordering::Relaxed);
+    }
+    len
+}
+
 /// Consumer side: claims a free entry of the table for `owner` (a
 /// [`crate::platform::process::ProcessId::owner_word`]). Returns its index.
 #[cfg_attr(not(loom), allow(dead_code))]
