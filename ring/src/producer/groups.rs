@@ -96,6 +96,9 @@ pub(super) struct State {
     /// CLOCK_MONOTONIC ns at which a busy producer next looks for dead
     /// consumers (compared with the publish timestamp it reads anyway).
     pub(super) next_reap_ns: u64,
+    /// CLOCK_MONOTONIC_COARSE ns at which a producer that cannot loan next
+    /// looks for dead consumers.
+    pub(super) next_reap_coarse_ns: u64,
     /// Frames' capture times (CLOCK_REALTIME) from their publish stamps.
     pub(super) wall_clock: WallClock,
     pub(super) redelivered: u64,

@@ -5,7 +5,7 @@
 
 use crate::error::{FailReason, LoanError, OpenError, PublishError, RingCorrupt, WaitError};
 use crate::options::{FrameMeta, InputState};
-use crate::platform::clock::monotonic_ns;
+use crate::platform::clock::{monotonic_coarse_ns, monotonic_ns};
 use crate::platform::liveness::PEER_CHECK;
 use crate::platform::segment::Segment;
 use crate::platform::views::SlotPart;
@@ -275,7 +275,13 @@ impl Producer {
     }
 
     fn try_loan_within(&self, timeout: Duration) -> Result<WriteSlot<'_>, LoanError> {
-        let mut deadline = None;
+        // The clock is read only once a first wait slice ran out (as in
+        // `Consumer::take`): a producer that finds every slot in use on
+        // nearly every loan (one that outruns its consumers) would otherwise
+        // read it two or three times per frame. The deadline then counts
+        // from the end of that slice, minus the slice: a little later than
+        // `timeout` from the call, never earlier.
+        let mut deadline: Option<Instant> = None;
         loop {
             let (roster_seen, block, max_queued, waits_for) = {
                 let mut st = self.state.lock();
@@ -286,14 +292,19 @@ impl Producer {
                     });
                 }
                 // Dead consumers are looked for at most every REAP_EVERY: it
-                // reads /proc, far too slow for every failed attempt.
-                if st.last_reap.elapsed() >= REAP_EVERY {
-                    st.reap_dead_consumers(&self.seg)?;
-                    if let Some(claim) = st.try_loan(&self.seg)? {
-                        return Ok(WriteSlot {
-                            producer: self,
-                            claim: Some(claim),
-                        });
+                // reads /proc, far too slow for every failed attempt. The
+                // coarse clock: no time stamp counter read.
+                let now = monotonic_coarse_ns();
+                if now >= st.next_reap_coarse_ns {
+                    st.next_reap_coarse_ns = now + REAP_EVERY.as_nanos() as u64;
+                    if st.last_reap.elapsed() >= REAP_EVERY {
+                        st.reap_dead_consumers(&self.seg)?;
+                        if let Some(claim) = st.try_loan(&self.seg)? {
+                            return Ok(WriteSlot {
+                                producer: self,
+                                claim: Some(claim),
+                            });
+                        }
                     }
                 }
                 (
@@ -303,15 +314,19 @@ impl Producer {
                     st.waits_for,
                 )
             };
-            // Read the clock only when there is something to wait for.
-            let deadline = *deadline.get_or_insert_with(|| Instant::now() + timeout);
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(LoanError::Timeout { waited: timeout });
-            }
+            let slice = match deadline {
+                _ if timeout.is_zero() => return Err(LoanError::Timeout { waited: timeout }),
+                None => PEER_CHECK.min(timeout),
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(LoanError::Timeout { waited: timeout });
+                    }
+                    PEER_CHECK.min(left)
+                }
+            };
             let seg = &self.seg;
-            let slice = PEER_CHECK.min(deadline - now);
-            seg.header().free_event.wait_until(self.wait, slice, || {
+            let got = seg.header().free_event.wait_until(self.wait, slice, || {
                 let changed = seg.header().roster.load(Ordering::Acquire) != roster_seen;
                 let returned = (0..seg.geometry().max_consumers as usize)
                     .any(|c| !seg.return_queue(c).is_empty());
@@ -324,6 +339,14 @@ impl Producer {
                     && bits(block).all(|g| seg.group_queue(g).len() < max_queued);
                 (changed || returned || room).then_some(())
             });
+            if got.is_none() && deadline.is_none() {
+                let now = Instant::now();
+                // `Duration::MAX` (no deadline): a century is as good.
+                let rest = timeout
+                    .saturating_sub(slice)
+                    .min(Duration::from_secs(100 * 365 * 86_400));
+                deadline = Some(now.checked_add(rest).unwrap_or(now));
+            }
         }
     }
 
