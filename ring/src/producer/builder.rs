@@ -314,7 +314,6 @@ impl Producer {
                 } as u64,
                 last_reap: Instant::now(),
                 next_reap_ns: 0,
-                next_reap_coarse_ns: 0,
                 wall_clock: WallClock::default(),
                 redelivered: 0,
                 dropped: 0,

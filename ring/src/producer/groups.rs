@@ -96,9 +96,6 @@ pub(super) struct State {
     /// CLOCK_MONOTONIC ns at which a busy producer next looks for dead
     /// consumers (compared with the publish timestamp it reads anyway).
     pub(super) next_reap_ns: u64,
-    /// CLOCK_MONOTONIC_COARSE ns at which a producer that cannot loan next
-    /// looks for dead consumers.
-    pub(super) next_reap_coarse_ns: u64,
     /// Frames' capture times (CLOCK_REALTIME) from their publish stamps.
     pub(super) wall_clock: WallClock,
     pub(super) redelivered: u64,
@@ -168,7 +165,7 @@ impl State {
         // lines that stay in our cache until their consumer returns
         // something (a shared counter bumped on every return, as an earlier
         // version had, cost two cache-line transfers per frame).
-        self.collect(seg)?;
+        self.collect_from(seg, self.admitted())?;
         // A lossless ring starts when its first group subscribes.
         if self.active == 0 && self.policy == Backpressure::Block {
             self.waits_for = WaitsFor::Subscriber;
@@ -190,9 +187,24 @@ impl State {
         Ok(self.ledger.loan(seg.slot_states()))
     }
 
+    /// Consumer entries admitted into a group now (bit per entry): the only
+    /// ones that can hand frames back. An entry is collected from once more
+    /// before it leaves its group ([`retire`](Self::retire)).
+    pub(super) fn admitted(&self) -> u64 {
+        self.groups.iter().fold(0, |m, g| m | g.members)
+    }
+
     /// Collects returned slots from every consumer's return queue, and
     /// publishes the frames handed back unconsumed to their group again.
+    /// Also looks at the queues of entries that hold no frames (a queue
+    /// whose positions cannot be is corruption wherever it is).
     pub(super) fn collect(&mut self, seg: &Segment) -> Result<usize, RingCorrupt> {
+        self.collect_from(seg, u64::MAX)
+    }
+
+    /// [`collect`](Self::collect) from the entries in `mask` (bit per
+    /// entry): every loan looks at the admitted consumers' queues only.
+    pub(super) fn collect_from(&mut self, seg: &Segment, mask: u64) -> Result<usize, RingCorrupt> {
         let mut got = 0;
         let max_groups = seg.geometry().max_groups as usize;
         let mut again = Vec::new();
@@ -201,7 +213,7 @@ impl State {
         // consumer returns nothing); the queue's view is made only for a
         // queue with something in it.
         for (c, entry) in seg.consumers().iter().enumerate() {
-            if entry.ret.is_empty() {
+            if mask & (1 << c) == 0 || entry.ret.is_empty() {
                 continue;
             }
             let q = seg.return_queue(c);

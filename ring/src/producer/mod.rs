@@ -5,7 +5,7 @@
 
 use crate::error::{FailReason, LoanError, OpenError, PublishError, RingCorrupt, WaitError};
 use crate::options::{FrameMeta, InputState};
-use crate::platform::clock::{monotonic_coarse_ns, monotonic_ns};
+use crate::platform::clock::monotonic_ns;
 use crate::platform::liveness::PEER_CHECK;
 use crate::platform::segment::Segment;
 use crate::platform::views::SlotPart;
@@ -282,8 +282,12 @@ impl Producer {
         // from the end of that slice, minus the slice: a little later than
         // `timeout` from the call, never earlier.
         let mut deadline: Option<Instant> = None;
+        // Whether a wait slice ran out: only then can dead consumers be
+        // what holds the slots (a busy ring wakes us before), and only then
+        // are they looked for — at most every REAP_EVERY: it reads /proc.
+        let mut slice_ran_out = false;
         loop {
-            let (roster_seen, block, max_queued, waits_for) = {
+            let (roster_seen, block, max_queued, waits_for, admitted) = {
                 let mut st = self.state.lock();
                 if let Some(claim) = st.try_loan(&self.seg)? {
                     return Ok(WriteSlot {
@@ -291,20 +295,13 @@ impl Producer {
                         claim: Some(claim),
                     });
                 }
-                // Dead consumers are looked for at most every REAP_EVERY: it
-                // reads /proc, far too slow for every failed attempt. The
-                // coarse clock: no time stamp counter read.
-                let now = monotonic_coarse_ns();
-                if now >= st.next_reap_coarse_ns {
-                    st.next_reap_coarse_ns = now + REAP_EVERY.as_nanos() as u64;
-                    if st.last_reap.elapsed() >= REAP_EVERY {
-                        st.reap_dead_consumers(&self.seg)?;
-                        if let Some(claim) = st.try_loan(&self.seg)? {
-                            return Ok(WriteSlot {
-                                producer: self,
-                                claim: Some(claim),
-                            });
-                        }
+                if slice_ran_out && st.last_reap.elapsed() >= REAP_EVERY {
+                    st.reap_dead_consumers(&self.seg)?;
+                    if let Some(claim) = st.try_loan(&self.seg)? {
+                        return Ok(WriteSlot {
+                            producer: self,
+                            claim: Some(claim),
+                        });
                     }
                 }
                 (
@@ -312,6 +309,7 @@ impl Producer {
                     st.active & !st.live,
                     st.max_queued,
                     st.waits_for,
+                    st.admitted(),
                 )
             };
             let slice = match deadline {
@@ -328,8 +326,13 @@ impl Producer {
             let seg = &self.seg;
             let got = seg.header().free_event.wait_until(self.wait, slice, || {
                 let changed = seg.header().roster.load(Ordering::Acquire) != roster_seen;
-                let returned = (0..seg.geometry().max_consumers as usize)
-                    .any(|c| !seg.return_queue(c).is_empty());
+                // Only admitted consumers hold frames to hand back (one
+                // joining or leaving changes the roster).
+                let returned = seg
+                    .consumers()
+                    .iter()
+                    .enumerate()
+                    .any(|(c, e)| admitted & (1 << c) != 0 && !e.ret.is_empty());
                 // Consumers taking frames (they notify a waiting producer)
                 // bring a lossless group back under max_queued. Only when
                 // that is what we wait for: with no free slot, room in the
@@ -339,7 +342,8 @@ impl Producer {
                     && bits(block).all(|g| seg.group_queue(g).len() < max_queued);
                 (changed || returned || room).then_some(())
             });
-            if got.is_none() && deadline.is_none() {
+            slice_ran_out = got.is_none();
+            if slice_ran_out && deadline.is_none() {
                 let now = Instant::now();
                 // `Duration::MAX` (no deadline): a century is as good.
                 let rest = timeout
