@@ -26,6 +26,7 @@ recovery_runs_beside_a_live_consumer                     recover-any-reader
 drop_oldest_withdrawal_and_a_claim_never_both_win        revoke-store
 two_consumers_join_two_groups_through_the_roster         admit-relaxed
 a_frame_given_back_unconsumed_is_delivered_again         give-back-consumed
+a_returned_slot_is_written_again_only_after_its_reader_is_done return-cell-relaxed
 "
 bad=0
 while read -r model mutant; do

@@ -111,9 +111,11 @@ impl Segment {
         self.u64(112) + (g * self.slots() + s) * 8
     }
 
-    /// Offset of consumer `c`'s return-queue tail.
-    fn return_tail(&self, c: u64) -> u64 {
-        self.u64(136) + c * 384 + 128
+    /// Offsets of consumer `c`'s return-queue cells (u64 each).
+    fn return_cells(&self, c: u64) -> impl Iterator<Item = u64> {
+        let cap = self.u32(76) as u64;
+        let first = self.u64(144) + c * cap * 8;
+        (0..cap).map(move |i| first + i * 8)
     }
 
     /// Offset of the frames: the end of the control region.
@@ -180,17 +182,20 @@ fn a_claim_word_naming_an_unused_consumer_entry_ends_both_with_exit_1() {
 }
 
 #[test]
-fn a_corrupt_return_queue_tail_ends_both_with_exit_1() {
+fn a_corrupt_return_queue_ends_both_with_exit_1() {
     let tmp = tempfile::tempdir().unwrap();
     let input = inputs(tmp.path(), 20);
-    let name = ring("corrupt-rettail");
+    let name = ring("corrupt-retcells");
     let c = consumer(&name, "1000");
     let p = producer(&name, &input);
     let seg = Segment::open(&name);
-    // Consumer 0 holds a frame for a second: its tail does not move now.
+    // Consumer 0 holds a frame for a second; meanwhile every cell of its
+    // return queue is scribbled over with a stamp no position has. Its
+    // hand-back rewrites one of them; the producer finds the rest.
     seg.reading_claim();
-    let tail = seg.return_tail(0);
-    seg.set_u64(tail, seg.u64(tail) + 100);
+    for cell in seg.return_cells(0) {
+        seg.set_u64(cell, u64::MAX);
+    }
     let pout = wait_with_timeout(p, LIMIT);
     let cout = wait_with_timeout(c, LIMIT);
     let perr = stderr(&pout);

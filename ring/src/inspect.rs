@@ -360,15 +360,8 @@ pub(crate) fn snapshot(seg: &Segment) -> RingStatus {
     // Returned but not yet collected: (group, slot) pairs in return queues.
     let mut returned = vec![0u64; slots];
     for c in 0..g.max_consumers as usize {
-        let ret = &seg.consumers()[c].ret;
-        let (head, tail) = (
-            ret.head.load(Ordering::Acquire),
-            ret.tail.load(Ordering::Acquire),
-        );
-        let cells = seg.return_cells(c);
-        for p in head..tail.min(head.saturating_add(cells.len() as u64)) {
-            let (grp, s) =
-                unpack_return(cells[(p % cells.len() as u64) as usize].load(Ordering::Relaxed));
+        for v in seg.return_queue(c).pending() {
+            let (grp, s) = unpack_return(v);
             if let Some(r) = returned.get_mut(s) {
                 *r |= 1u64.checked_shl(grp as u32).unwrap_or(0);
             }

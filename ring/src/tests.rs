@@ -639,7 +639,7 @@ fn frames_of_a_dead_consumer_are_delivered_again() {
 }
 
 #[test]
-fn a_corrupt_return_queue_is_an_error_that_marks_the_ring_failed() {
+fn a_garbage_return_cell_is_an_error_that_marks_the_ring_failed() {
     let n = name("badreturn");
     let p = producer(&n, 2, &["default"], Backpressure::Block);
     let c = consumer(&n, "default", false);
@@ -648,18 +648,13 @@ fn a_corrupt_return_queue_is_an_error_that_marks_the_ring_failed() {
     s.pixels_mut().fill(1);
     s.publish(&FrameMeta::new()).unwrap();
     let f = take(&c, Duration::from_secs(1)).unwrap();
-    // Someone scribbles over the consumer's return queue.
-    let ret = &p.segment().consumers()[c.index() as usize].ret;
-    ret.tail
-        .store(ret.tail.load(Ordering::Relaxed) + 100, Ordering::Relaxed);
-    // The consumer cannot hand the frame back: its next take says so.
+    // Someone scribbles over the consumer's return queue, one cell past
+    // where its first return goes: stamped for no position it can hold.
+    let cells = p.segment().return_cells(c.index() as usize);
+    cells[1].store(u64::MAX, Ordering::Relaxed);
     drop(f);
-    assert!(matches!(
-        c.take(Duration::from_millis(10)),
-        Err(TakeError::Corrupt(_))
-    ));
-    assert!(c.check_returns().is_err());
-    // The producer finds it within its liveness check, and fails the ring.
+    // The producer collects the return, then finds the garbage after it
+    // (at its next loan, or its liveness check) and fails the ring.
     let e = p.drain(Duration::from_secs(2)).unwrap_err();
     assert!(e.to_string().contains("return queue"), "{e}");
     let other = consumer(&n, "other", false);
@@ -669,6 +664,46 @@ fn a_corrupt_return_queue_is_an_error_that_marks_the_ring_failed() {
             reason: crate::FailReason::RingCorrupt
         })
     ));
+    p.unlink().unwrap();
+}
+
+#[test]
+fn a_scribbled_return_queue_head_stops_only_its_consumer() {
+    let n = name("badhead");
+    let p = producer(&n, 2, &["default"], Backpressure::Block);
+    let c = consumer(&n, "default", false);
+    p.service().unwrap();
+    let publish = |v: u8| {
+        let mut s = p.loan(Duration::from_secs(2)).unwrap();
+        s.pixels_mut().fill(v);
+        s.publish(&FrameMeta::new()).unwrap();
+    };
+    publish(1);
+    drop(take(&c, Duration::from_secs(1)).unwrap());
+    publish(2);
+    drop(take(&c, Duration::from_secs(1)).unwrap());
+    // Both returns collected (the second by this loan), one slot free.
+    publish(3);
+    assert_eq!(p.free_slots(), 1);
+    // The shared head of the consumer's queue (the producer's copy of it,
+    // stored for the consumer's full check) is scribbled over. The
+    // producer reads only its own copy.
+    let ret = &p.segment().consumers()[c.index() as usize].ret;
+    ret.head.store(1000, Ordering::Relaxed);
+    // The consumer reads it once its queue looks full by the head it saw
+    // last (two returns on a 2-slot ring): it cannot hand the frame back,
+    // and its next take says so.
+    drop(take(&c, Duration::from_secs(1)).unwrap());
+    assert!(matches!(
+        c.take(Duration::from_millis(10)),
+        Err(TakeError::Corrupt(_))
+    ));
+    assert!(c.check_returns().is_err());
+    // The ring itself goes on for others.
+    assert_eq!(
+        p.segment().header().flags.load(Ordering::Relaxed) & crate::protocol::layout::FLAG_FAILED,
+        0
+    );
     p.unlink().unwrap();
 }
 

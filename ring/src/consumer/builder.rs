@@ -306,6 +306,10 @@ impl Consumer {
             },
             O::Relaxed,
         );
+        // Before asking to join: until admitted, nobody collects from this
+        // entry's queue, and its last owner's returns were collected before
+        // the entry was freed.
+        let returns = seg.return_queue(index).cursor();
         let h = seg.header();
         roster::request_join(e, b.group.as_bytes(), &h.roster, &h.free_event);
         let shared = Arc::new(Shared {
@@ -313,7 +317,7 @@ impl Consumer {
             index: index as u8,
             group_name: b.group.clone(),
             admitted: AtomicU32::new(NOT_ADMITTED),
-            returns: Mutex::new(0),
+            returns: Mutex::new(returns),
             gave_back: std::sync::atomic::AtomicBool::new(false),
             return_failed: Mutex::new(None),
             any_return_failed: std::sync::atomic::AtomicBool::new(false),

@@ -164,7 +164,8 @@ impl Frame {
         let slot = self.info.slot as usize;
         // A return not yet collected frees its slot as soon as the producer
         // wakes (a return wakes it).
-        let collected = || (0..g.max_consumers as usize).all(|c| seg.return_queue(c).is_empty());
+        let collected =
+            || (0..g.max_consumers as usize).all(|c| seg.return_queue(c).is_collected());
         let no_free = || {
             seg.slot_states().iter().all(|w| {
                 !matches!(

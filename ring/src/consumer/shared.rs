@@ -5,6 +5,7 @@ use crate::platform::segment::Segment;
 use crate::platform::slot_maps::SlotMaps;
 use crate::protocol::ledger::{pack_give_back, pack_return};
 use crate::protocol::ready_queue::ReadClaim;
+use crate::protocol::return_queue::ReturnCursor;
 use crate::protocol::roster::{self};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -18,11 +19,9 @@ pub(crate) struct Shared {
     /// The group index once admitted; `NOT_ADMITTED` before.
     pub(super) admitted: AtomicU32,
     /// Serialises pushes into the single-producer return queue (frames may
-    /// be handed back from several threads), and holds the queue's head as
-    /// last read (see [`ReturnQueue::push_seen`]).
-    ///
-    /// [`ReturnQueue::push_seen`]: crate::protocol::return_queue::ReturnQueue::push_seen
-    pub(super) returns: Mutex<u64>,
+    /// be handed back from several threads), and holds the consumer's side
+    /// of it: its tail, and the producer's head as last read.
+    pub(super) returns: Mutex<ReturnCursor>,
     /// Whether a frame was handed back unconsumed.
     pub(super) gave_back: std::sync::atomic::AtomicBool,
     /// A return that could not be pushed (the return queue is corrupt):
@@ -55,9 +54,9 @@ impl Shared {
             pack_give_back(group, claim.slot())
         };
         let pushed = {
-            let mut head_seen = self.returns.lock();
+            let mut cursor = self.returns.lock();
             seg.return_queue(self.index as usize)
-                .push_seen(cell, &mut head_seen)
+                .push(cell, &mut cursor)
         };
         if let Err(e) = pushed {
             // Only garbage in the segment gets here; the slot stays marked as

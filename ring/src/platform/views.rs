@@ -143,11 +143,11 @@ impl Segment {
 
     /// Cells of consumer `index`'s return queue. Panics if `index` is not
     /// below `max_consumers`.
-    pub(crate) fn return_cells(&self, index: usize) -> &[AtomicU32] {
+    pub(crate) fn return_cells(&self, index: usize) -> &[AtomicU64] {
         assert!(index < self.geometry.max_consumers as usize);
         let cap = self.geometry.return_cap as u64;
         self.region(
-            self.geometry.off_return_cells + index as u64 * cap * 4,
+            self.geometry.off_return_cells + index as u64 * cap * 8,
             cap as usize,
         )
     }

@@ -323,6 +323,7 @@ impl Producer {
                 linger: b.linger,
                 groups,
                 member_of: vec![None; g.max_consumers as usize],
+                ret_heads: vec![0; g.max_consumers as usize],
                 roster_seen: 0,
             }),
             seg,

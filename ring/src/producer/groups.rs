@@ -111,6 +111,9 @@ pub(super) struct State {
     pub(super) groups: Vec<Group>,
     /// Per consumer entry: the group it was admitted to.
     pub(super) member_of: Vec<Option<u8>>,
+    /// Per consumer entry: its return queue's head, the producer's own copy
+    /// (the shared one is only written, for the consumer's full check).
+    pub(super) ret_heads: Vec<u64>,
     /// The header's roster counter when we last looked at the table.
     pub(super) roster_seen: u32,
 }
@@ -196,8 +199,8 @@ impl State {
 
     /// Collects returned slots from every consumer's return queue, and
     /// publishes the frames handed back unconsumed to their group again.
-    /// Also looks at the queues of entries that hold no frames (a queue
-    /// whose positions cannot be is corruption wherever it is).
+    /// Also looks at the queues of entries that hold no frames (a return
+    /// queue cell that cannot be is corruption wherever it is).
     pub(super) fn collect(&mut self, seg: &Segment) -> Result<usize, RingCorrupt> {
         self.collect_from(seg, u64::MAX)
     }
@@ -208,24 +211,27 @@ impl State {
         let mut got = 0;
         let max_groups = seg.geometry().max_groups as usize;
         let mut again = Vec::new();
-        // Called for every loan: the emptiness check reads only the queue's
-        // control words (two lines that stay in our cache while their
-        // consumer returns nothing); the queue's view is made only for a
-        // queue with something in it.
-        for (c, entry) in seg.consumers().iter().enumerate() {
-            if mask & (1 << c) == 0 || entry.ret.is_empty() {
+        // Called for every loan: the emptiness check reads the cell at our
+        // own copy of the queue's head (a line that stays in our cache while
+        // its consumer returns nothing). Only positions we keep are read:
+        // what anyone writes into the shared head does not move them.
+        for (c, head) in self.ret_heads.iter_mut().enumerate() {
+            if mask & (1 << c) == 0 {
                 continue;
             }
             let q = seg.return_queue(c);
+            if q.is_empty_at(*head) {
+                continue;
+            }
             let claims = |g: usize| (g < max_groups).then(|| seg.claims(g));
             match self
                 .ledger
-                .collect(c, q, claims, seg.slot_states(), &mut again)
+                .collect(c, q, head, claims, seg.slot_states(), &mut again)
             {
                 Ok(n) => got += n,
                 Err(e) => {
-                    // Its slots would never come back, and the consumer
-                    // cannot hand back any more: the ring cannot go on.
+                    // Its returns cannot be told from garbage any more: the
+                    // ring cannot go on.
                     tracing::error!(
                         ring = seg.name(),
                         consumer = c,
@@ -594,10 +600,9 @@ impl State {
     }
 
     /// Corruption that would leave the producer waiting forever: returns
-    /// that cannot be collected, frames nobody can hand back.
+    /// that cannot be collected, frames nobody can hand back. Every queue is
+    /// looked at, also those of entries that hold nothing.
     pub(super) fn check_liveness(&mut self, seg: &Segment) -> Result<(), RingCorrupt> {
-        // A return queue whose positions cannot be is an error here even
-        // when no return was signalled.
         self.collect(seg)?;
         self.check_ownership(seg)
             .map_err(|e| RingCorrupt::new(seg.name(), e))

@@ -327,12 +327,10 @@ impl Producer {
             let got = seg.header().free_event.wait_until(self.wait, slice, || {
                 let changed = seg.header().roster.load(Ordering::Acquire) != roster_seen;
                 // Only admitted consumers hold frames to hand back (one
-                // joining or leaving changes the roster).
-                let returned = seg
-                    .consumers()
-                    .iter()
-                    .enumerate()
-                    .any(|(c, e)| admitted & (1 << c) != 0 && !e.ret.is_empty());
+                // joining or leaving changes the roster). The shared heads
+                // (ours, as last stored): only a wake-up depends on them.
+                let returned = (0..seg.consumers().len())
+                    .any(|c| admitted & (1 << c) != 0 && !seg.return_queue(c).is_collected());
                 // Consumers taking frames (they notify a waiting producer)
                 // bring a lossless group back under max_queued. Only when
                 // that is what we wait for: with no free slot, room in the
@@ -589,7 +587,7 @@ impl Producer {
                 .wait_until(WaitStrategy::FUTEX, PEER_CHECK, || {
                     let changed = seg.header().roster.load(Ordering::Acquire) != roster;
                     let returned = (0..seg.geometry().max_consumers as usize)
-                        .any(|c| !seg.return_queue(c).is_empty());
+                        .any(|c| !seg.return_queue(c).is_collected());
                     (changed || returned).then_some(())
                 });
             self.state.lock().reap_dead_consumers(seg)?;

@@ -15,7 +15,7 @@
 //! (128-align)  producer's slot words: slots × u64             (free / writing / published)
 //! (128-align)  slot metadata: slots × 192 B                    (SlotMeta)
 //! (128-align)  consumer table: max_consumers × 384 B           (ConsumerEntry)
-//! (128-align)  return queue cells: max_consumers × return_cap × u32
+//! (128-align)  return queue cells: max_consumers × return_cap × u64
 //! (4096-align) frames: slots × slot_stride, each H×W×C of the dtype,
 //!              row-major, HWC; then (64-align, at `user_meta_offset` from
 //!              the frame's start) the frame's user metadata bytes
@@ -225,7 +225,7 @@ impl Geometry {
         )
         .ok_or(o.clone())?;
         let off_data = align_up(
-            off_return_cells + shape.max_consumers as u64 * return_cap as u64 * 4,
+            off_return_cells + shape.max_consumers as u64 * return_cap as u64 * 8,
             PAGE,
         )
         .ok_or(o.clone())?;
@@ -592,7 +592,7 @@ mod tests {
         assert_eq!(g.off_data % PAGE, 0);
         assert_eq!(g.ready_cap, 16);
         assert_eq!(g.return_cap, 8);
-        assert!(g.off_return_cells + 16 * 8 * 4 <= g.off_data);
+        assert!(g.off_return_cells + 16 * 8 * 8 <= g.off_data);
         assert_eq!(g.total_size, g.off_data + 7 * g.slot_stride);
         assert_eq!(Geometry::compute(g.spec()).unwrap(), g);
     }

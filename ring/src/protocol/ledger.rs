@@ -185,16 +185,18 @@ impl Ledger {
     /// publish to the group once more (the claim word still names `c` until
     /// then, and the group keeps holding the slot). A second such return of
     /// the same slot before that is bogus.
-    /// Returns how many returns were read; a corrupt queue is an error.
+    /// `head` is the producer's own copy of the queue's head. Returns how many
+    /// returns were read; a cell that cannot be is an error.
     pub(crate) fn collect<'a>(
         &mut self,
         c: usize,
         ret: ReturnQueue<'_>,
+        head: &mut u64,
         claims: impl Fn(usize) -> Option<&'a [AtomicU64]>,
         states: &[AtomicU64],
         again: &mut Vec<(usize, usize)>,
     ) -> Result<usize, Corrupt> {
-        ret.drain(|v| {
+        ret.drain(head, |v| {
             let (g, s) = unpack_return(v);
             let word = claims(g).and_then(|w| w.get(s));
             let unconsumed = v & UNCONSUMED != 0;
@@ -273,7 +275,6 @@ impl Ledger {
 mod tests {
     use super::*;
     use crate::protocol::queue_ctrl::QueueCtrl;
-    use crate::protocol::sync::AtomicU32;
 
     fn words(n: usize) -> Vec<AtomicU64> {
         (0..n).map(|_| AtomicU64::new(0)).collect()
@@ -298,8 +299,10 @@ mod tests {
         let states = words(2);
         let claims = words(2);
         let ctrl = QueueCtrl::new();
-        let cells: Vec<AtomicU32> = (0..2).map(|_| AtomicU32::new(0)).collect();
+        let cells = words(2);
         let ret = ReturnQueue::new(&ctrl, &cells);
+        let mut cur = ret.cursor();
+        let ret_head = std::cell::Cell::new(0);
         let mut l = Ledger::new(2, 0);
         let a = l.loan(&states).unwrap();
         l.publish(a, 1, 0, &states);
@@ -309,28 +312,38 @@ mod tests {
         );
         // Consumer `c`'s return queue, collected into `l` (group 0 only).
         let collect = |l: &mut Ledger, c: usize, again: &mut Vec<(usize, usize)>| {
-            l.collect(c, ret, |g| (g == 0).then_some(&claims[..]), &states, again)
+            let mut head = ret_head.get();
+            let n = l.collect(
+                c,
+                ret,
+                &mut head,
+                |g| (g == 0).then_some(&claims[..]),
+                &states,
+                again,
+            );
+            ret_head.set(head);
+            n
         };
         // Consumer 2 returns a slot consumer 3 reads: ignored.
-        ret.push(pack_return(0, 0)).unwrap();
+        ret.push(pack_return(0, 0), &mut cur).unwrap();
         let mut again = vec![];
         assert_eq!(collect(&mut l, 2, &mut again), Ok(1));
         assert_eq!((l.bogus(), l.free_len()), (1, 1));
         // Consumer 3 gives it back unconsumed (twice: the second is bogus):
         // still held, to be published again.
-        ret.push(pack_give_back(0, 0)).unwrap();
-        ret.push(pack_give_back(0, 0)).unwrap();
+        ret.push(pack_give_back(0, 0), &mut cur).unwrap();
+        ret.push(pack_give_back(0, 0), &mut cur).unwrap();
         assert_eq!(collect(&mut l, 3, &mut again), Ok(2));
         assert_eq!(again, vec![(0, 0)]);
         assert_eq!((l.bogus(), l.free_len(), l.holders(0)), (2, 1, 1));
         // A give-back naming a group out of range is bogus too.
-        ret.push(pack_give_back(9, 0)).unwrap();
+        ret.push(pack_give_back(9, 0), &mut cur).unwrap();
         again.clear();
         assert_eq!(collect(&mut l, 3, &mut again), Ok(1));
         assert!(again.is_empty());
         assert_eq!(l.bogus(), 3);
         // Consumer 3 returns it: freed.
-        ret.push(pack_return(0, 0)).unwrap();
+        ret.push(pack_return(0, 0), &mut cur).unwrap();
         assert_eq!(collect(&mut l, 3, &mut again), Ok(1));
         assert_eq!((l.bogus(), l.free_len()), (3, 2));
     }

@@ -20,7 +20,7 @@ use crate::protocol::layout::ConsumerEntry;
 use crate::protocol::ledger::{pack_give_back, pack_return, Ledger};
 use crate::protocol::queue_ctrl::QueueCtrl;
 use crate::protocol::ready_queue::ReadyQueue;
-use crate::protocol::return_queue::ReturnQueue;
+use crate::protocol::return_queue::{ReturnCursor, ReturnQueue};
 use crate::protocol::roster::{self, Admission, Request};
 use crate::protocol::slot::SlotState;
 use crate::protocol::sync::{AtomicU32, AtomicU64, Ordering};
@@ -34,10 +34,6 @@ fn words64(n: usize) -> Vec<AtomicU64> {
     (0..n).map(|_| AtomicU64::new(0)).collect()
 }
 
-fn words32(n: usize) -> Vec<AtomicU32> {
-    (0..n).map(|_| AtomicU32::new(0)).collect()
-}
-
 /// One group's queue over `slots` slots, plus a return queue per consumer and
 /// the two events.
 struct Ring {
@@ -45,7 +41,12 @@ struct Ring {
     cells: Vec<AtomicU64>,
     claims: Vec<AtomicU64>,
     states: Vec<AtomicU64>,
-    rets: Vec<(QueueCtrl, Vec<AtomicU32>)>,
+    rets: Vec<(QueueCtrl, Vec<AtomicU64>)>,
+    /// Each consumer's side of its return queue (its own memory: only its
+    /// thread touches it, so a plain lock, not a modelled one).
+    cursors: Vec<std::sync::Mutex<ReturnCursor>>,
+    /// The producer's own copies of the return queues' heads.
+    heads: Vec<std::sync::Mutex<u64>>,
     ready: Event,
     free: Event,
 }
@@ -58,8 +59,12 @@ impl Ring {
             claims: words64(slots),
             states: words64(slots),
             rets: (0..consumers)
-                .map(|_| (QueueCtrl::new(), words32(slots.next_power_of_two())))
+                .map(|_| (QueueCtrl::new(), words64(slots.next_power_of_two())))
                 .collect(),
+            cursors: (0..consumers)
+                .map(|_| std::sync::Mutex::new(ReturnCursor::default()))
+                .collect(),
+            heads: (0..consumers).map(|_| std::sync::Mutex::new(0)).collect(),
             ready: Event::new(),
             free: Event::new(),
         })
@@ -70,10 +75,27 @@ impl Ring {
     fn r(&self, c: usize) -> ReturnQueue<'_> {
         ReturnQueue::new(&self.rets[c].0, &self.rets[c].1)
     }
+    /// The producer collects consumer `c`'s returns into `ledger` (group 0's
+    /// claim words), with its own copy of the queue's head.
+    fn collect(
+        &self,
+        ledger: &mut Ledger,
+        c: usize,
+        again: &mut Vec<(usize, usize)>,
+    ) -> Result<usize, crate::error::Corrupt> {
+        let claims = |g: usize| (g == 0).then_some(&self.claims[..]);
+        let mut head = self.heads[c].lock().unwrap();
+        ledger.collect(c, self.r(c), &mut head, claims, &self.states, again)
+    }
+    /// Consumer `c` pushes `value` into its return queue.
+    fn push(&self, c: usize, value: u32) {
+        let mut cursor = self.cursors[c].lock().unwrap();
+        self.r(c).push(value, &mut cursor).unwrap();
+    }
     /// The consumer side of a hand-back: push, then tell the producer if it
     /// waits (as `Shared::release` does).
     fn give_back(&self, c: usize, slot: u32) {
-        self.r(c).push(pack_return(0, slot)).unwrap();
+        self.push(c, pack_return(0, slot));
         self.free.notify_if_waiting();
     }
 }
@@ -205,7 +227,7 @@ fn the_ready_queue_wraps_without_losing_or_doubling_a_frame() {
                 for _ in 0..2 {
                     if let Some(claim) = ring.q().take(1).unwrap() {
                         got.push(claim.pos());
-                        ring.r(1).push(pack_return(0, claim.slot())).unwrap();
+                        ring.push(1, pack_return(0, claim.slot()));
                     }
                 }
                 got
@@ -214,23 +236,18 @@ fn the_ready_queue_wraps_without_losing_or_doubling_a_frame() {
         let mut other = Some(other);
         let mut all = vec![];
         let mut ledger = Ledger::new(1, 0);
-        let claims = |g: usize| (g == 0).then_some(&ring.claims[..]);
         // The producer's view of the head, kept across pushes as the
         // producer keeps it (re-read at the wrap, where the bound it gives
         // is no longer enough).
         let mut head_seen = 0;
         for seq in 0..FRAMES {
             for c in 0..2 {
-                ledger
-                    .collect(c, ring.r(c), claims, &ring.states, &mut vec![])
-                    .unwrap();
+                ring.collect(&mut ledger, c, &mut vec![]).unwrap();
             }
             if ledger.free_len() == 0 {
                 // Consumer 1 holds the slot: it hands it back before it ends.
                 all.extend(other.take().unwrap().join().unwrap());
-                ledger
-                    .collect(1, ring.r(1), claims, &ring.states, &mut vec![])
-                    .unwrap();
+                ring.collect(&mut ledger, 1, &mut vec![]).unwrap();
             }
             let claim = ledger.loan(&ring.states).unwrap();
             let s = ledger.publish(claim, 1, seq, &ring.states);
@@ -238,7 +255,7 @@ fn the_ready_queue_wraps_without_losing_or_doubling_a_frame() {
             // Consumer 0's turn (consumer 1 may have been first).
             if let Some(claim) = ring.q().take(0).unwrap() {
                 all.push(claim.pos());
-                ring.r(0).push(pack_return(0, claim.slot())).unwrap();
+                ring.push(0, pack_return(0, claim.slot()));
             }
         }
         if let Some(t) = other {
@@ -306,10 +323,7 @@ fn producer_and_consumer_round_trip_with_events() {
         for round in 0..2 {
             if round > 0 {
                 ring.free.wait_until(WaitStrategy::FUTEX, FOREVER, || {
-                    let claims = |g: usize| (g == 0).then_some(&ring.claims[..]);
-                    ledger
-                        .collect(0, ring.r(0), claims, &ring.states, &mut vec![])
-                        .unwrap();
+                    ring.collect(&mut ledger, 0, &mut vec![]).unwrap();
                     (ledger.free_len() == 1).then_some(())
                 });
             }
@@ -349,7 +363,7 @@ fn recovery_after_a_consumer_dies_at_any_step_loses_no_slot() {
                             held.push(c.slot());
                         }
                     } else if let Some(s) = held.pop() {
-                        r2.r(0).push(pack_return(0, s)).unwrap();
+                        r2.push(0, pack_return(0, s));
                     }
                 }
                 // ...and the process dies here, holding `held`.
@@ -364,13 +378,8 @@ fn recovery_after_a_consumer_dies_at_any_step_loses_no_slot() {
             live.join().unwrap();
 
             // Producer: collect returns (validating the owner), then recover.
-            let claims = |g: usize| (g == 0).then_some(&ring.claims[..]);
-            ledger
-                .collect(1, ring.r(1), claims, &ring.states, &mut vec![])
-                .unwrap();
-            ledger
-                .collect(0, ring.r(0), claims, &ring.states, &mut vec![])
-                .unwrap();
+            ring.collect(&mut ledger, 1, &mut vec![]).unwrap();
+            ring.collect(&mut ledger, 0, &mut vec![]).unwrap();
             for s in 0..2 {
                 if ledger.read_by(0, 0, s, &ring.claims) {
                     ring.q().push(s as u32).unwrap();
@@ -380,9 +389,7 @@ fn recovery_after_a_consumer_dies_at_any_step_loses_no_slot() {
             while let Some(c) = ring.q().take(1).unwrap() {
                 ring.give_back(1, c.slot());
             }
-            ledger
-                .collect(1, ring.r(1), claims, &ring.states, &mut vec![])
-                .unwrap();
+            ring.collect(&mut ledger, 1, &mut vec![]).unwrap();
             assert_eq!(ledger.free_len(), 2, "steps = {steps}");
             // No frame was re-published that had come back already: every
             // return named its reader.
@@ -424,10 +431,7 @@ fn recovery_runs_beside_a_live_consumer() {
             got
         });
         // The producer, concurrently: collect, then recover consumer 5.
-        let claims = |g: usize| (g == 0).then_some(&ring.claims[..]);
-        ledger
-            .collect(1, ring.r(1), claims, &ring.states, &mut vec![])
-            .unwrap();
+        ring.collect(&mut ledger, 1, &mut vec![]).unwrap();
         for s in 0..2 {
             if ledger.read_by(5, 0, s, &ring.claims) {
                 ring.q().push(s as u32).unwrap();
@@ -437,9 +441,7 @@ fn recovery_runs_beside_a_live_consumer() {
         let mut got = live.join().unwrap();
         got.sort_unstable();
         assert_eq!(got, vec![0, 1], "each frame delivered exactly once");
-        ledger
-            .collect(1, ring.r(1), claims, &ring.states, &mut vec![])
-            .unwrap();
+        ring.collect(&mut ledger, 1, &mut vec![]).unwrap();
         assert_eq!(ledger.free_len(), 2);
     });
 }
@@ -463,7 +465,7 @@ fn a_frame_given_back_unconsumed_is_delivered_again() {
         let taken = ring.q().take(0).unwrap().unwrap();
         let r0 = ring.clone();
         let failing = thread::spawn(move || {
-            r0.r(0).push(pack_give_back(0, taken.slot())).unwrap();
+            r0.push(0, pack_give_back(0, taken.slot()));
             r0.free.notify();
         });
         let r1 = ring.clone();
@@ -477,13 +479,10 @@ fn a_frame_given_back_unconsumed_is_delivered_again() {
         });
         // The producer: collect (both queues), publish given-back frames
         // again, until the slot is free.
-        let claims = |g: usize| (g == 0).then_some(&ring.claims[..]);
         ring.free.wait_until(WaitStrategy::FUTEX, FOREVER, || {
             let mut again = vec![];
             for c in 0..2 {
-                ledger
-                    .collect(c, ring.r(c), claims, &ring.states, &mut again)
-                    .unwrap();
+                ring.collect(&mut ledger, c, &mut again).unwrap();
             }
             for &(_, s) in &again {
                 ring.q().push(s as u32).unwrap();
@@ -622,5 +621,32 @@ fn two_consumers_join_two_groups_through_the_roster() {
         for c in consumers {
             assert_eq!(c.join().unwrap(), 0);
         }
+    });
+}
+
+/// A hand-back orders the consumer's reads of the frame before the
+/// producer's next writes to it: the return cell's Release store, the
+/// drain's Acquire load. Loom's cell tracking checks that the two accesses
+/// of the frame (stood for by `frame`, never dereferenced) never overlap.
+///
+/// Mutant that breaks it: `return-cell-relaxed` (the cell stored Relaxed).
+#[test]
+fn a_returned_slot_is_written_again_only_after_its_reader_is_done() {
+    loom::model(|| {
+        let ring = Ring::new(1, 1);
+        let frame = Arc::new(loom::cell::UnsafeCell::new(0u8));
+        let (r2, f2) = (ring.clone(), frame.clone());
+        let consumer = thread::spawn(move || {
+            // The consumer reads the frame, then hands its slot back.
+            f2.with(|_| ());
+            r2.push(0, pack_return(0, 0));
+        });
+        // The producer collects the return, then writes the slot again.
+        let r = ring.r(0);
+        while r.drain(&mut ring.heads[0].lock().unwrap(), |_| {}).unwrap() == 0 {
+            thread::yield_now();
+        }
+        frame.with_mut(|_| ());
+        consumer.join().unwrap();
     });
 }

@@ -515,7 +515,6 @@ mod tests {
 mod proptests {
     use super::*;
     use crate::protocol::return_queue::ReturnQueue;
-    use crate::protocol::sync::AtomicU32;
     use proptest::prelude::*;
 
     proptest! {
@@ -528,7 +527,7 @@ mod proptests {
             small_positions in any::<bool>(),
             cells in proptest::collection::vec(any::<u64>(), 16),
             slots in proptest::collection::vec(any::<u64>(), 8),
-            ret in proptest::collection::vec(any::<u32>(), 8),
+            ret in proptest::collection::vec(any::<u64>(), 8),
             me in any::<u8>(),
         ) {
             let ctrl = QueueCtrl::new();
@@ -551,15 +550,18 @@ mod proptests {
             }
             let rctrl = QueueCtrl::new();
             rctrl.head.store(h, Ordering::Relaxed);
-            rctrl.tail.store(t, Ordering::Relaxed);
-            let rcells: Vec<AtomicU32> = ret.into_iter().map(AtomicU32::new).collect();
+            let rcells: Vec<AtomicU64> = ret.into_iter().map(AtomicU64::new).collect();
             let rq = ReturnQueue::new(&rctrl, &rcells);
             let mut n = 0usize;
-            match rq.drain(|_| n += 1) {
-                Ok(k) => prop_assert!(k == n && k <= rcells.len()),
-                Err(_) => prop_assert_eq!(n, 0),
+            let mut producer_head = t;
+            match rq.drain(&mut producer_head, |_| n += 1) {
+                Ok(k) => prop_assert!(k == n && k <= rcells.len() && producer_head == t.wrapping_add(k as u64)),
+                Err(_) => prop_assert!(n <= rcells.len()),
             }
-            let _ = rq.push(1);
+            let _ = rq.is_collected();
+            let _ = rq.pending().count();
+            let mut cur = rq.cursor();
+            let _ = rq.push(1, &mut cur);
         }
     }
 }
