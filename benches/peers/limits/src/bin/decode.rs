@@ -9,7 +9,9 @@
 //! one allocation in turn (image i into buffer i % SLOTS, thread k writing
 //! buffers k, k+THREADS, …) instead of one buffer per thread that stays in
 //! the cache: what a ring of SLOTS slots costs a decoder that writes into it
-//! (every buffer is written once before the clock starts).
+//! (every buffer is written once before the clock starts). With
+//! `DECODE_SHM=1` in the environment the buffers are a shared mapping of a
+//! file in /dev/shm, as framering's slots are, instead of private memory.
 //!
 //! DECODER: `turbojpeg` (libjpeg-turbo 3, as framering's `--features
 //! turbojpeg`), `zune-jpeg` (what `image` uses for JPEG, framering's default
@@ -84,7 +86,29 @@ fn main() {
     // Every image is 1080×720×3 (benches' inputs); without SLOTS one buffer
     // per thread.
     let frame = 1080 * 720 * 3;
-    let mut ring = vec![1u8; frame * slots];
+    // DECODE_SHM=1: the buffers in a shared mapping of a /dev/shm file (as
+    // framering's slots are) instead of private anonymous memory.
+    let mut heap;
+    let mut shm;
+    let ring: &mut [u8] = if std::env::var_os("DECODE_SHM").is_some() {
+        let path = format!("/dev/shm/decode-limit-{}", std::process::id());
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .expect("shm file");
+        std::fs::remove_file(&path).expect("unlink");
+        f.set_len((frame * slots) as u64).expect("set_len");
+        // SAFETY: the file is ours alone (created here, unlinked), so nothing
+        // else changes the mapping under the slice.
+        shm = unsafe { memmap2::MmapMut::map_mut(&f) }.expect("mmap");
+        shm.fill(1);
+        &mut shm[..]
+    } else {
+        heap = vec![1u8; frame * slots];
+        &mut heap[..]
+    };
     let mut mine: Vec<Vec<&mut [u8]>> = (0..threads).map(|_| Vec::new()).collect();
     for (i, buf) in ring.chunks_mut(frame).enumerate() {
         mine[i % threads].push(buf);
