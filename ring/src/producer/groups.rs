@@ -164,10 +164,11 @@ impl State {
         // Collect returned slots as soon as there are any, not only when
         // the pool runs dry: the LIFO pool then hands out the slot returned
         // last, still in cache, instead of one untouched for a whole lap of
-        // a deep ring. Looking costs a load of each return queue's tail,
-        // lines that stay in our cache until their consumer returns
-        // something (a shared counter bumped on every return, as an earlier
-        // version had, cost two cache-line transfers per frame).
+        // a deep ring. Looking costs a load of the cell at each admitted
+        // consumer's return queue head, lines that stay in our cache until
+        // their consumer returns something (a shared counter bumped on every
+        // return, as an earlier version had, cost two cache-line transfers
+        // per frame).
         self.collect_from(seg, self.admitted())?;
         // A lossless ring starts when its first group subscribes.
         if self.active == 0 && self.policy == Backpressure::Block {

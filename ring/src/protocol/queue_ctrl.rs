@@ -44,11 +44,20 @@ impl QueueCtrl {
     pub(crate) fn tail_if_below(&self, limit: u64, seen: &mut u64) -> Option<u64> {
         // Relaxed: only the caller writes the tail.
         let t = self.tail.load(Ordering::Relaxed);
-        if t.wrapping_sub(*seen) < limit {
-            return Some(t);
+        self.below_from(t, limit, seen).then_some(t)
+    }
+
+    /// Whether fewer than `limit` entries lie between the head and `tail`
+    /// (the tail's writer's own, wherever it keeps it), by the bound `seen`
+    /// first and the head only if the bound is not enough (as in
+    /// [`tail_if_below`](Self::tail_if_below)).
+    #[inline]
+    pub(crate) fn below_from(&self, tail: u64, limit: u64, seen: &mut u64) -> bool {
+        if tail.wrapping_sub(*seen) < limit {
+            return true;
         }
         *seen = self.head.load(Ordering::Acquire);
-        (t.wrapping_sub(*seen) < limit).then_some(t)
+        tail.wrapping_sub(*seen) < limit
     }
 
     /// Entries between head and tail, as seen now.

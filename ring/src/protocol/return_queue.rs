@@ -85,21 +85,19 @@ impl<'a> ReturnQueue<'a> {
     /// Consumer side: hands `value` back to the producer. Call only after
     /// the last read of the frame, and from one thread at a time, with the
     /// queue's cursor. The producer's head is read only when the queue looks
-    /// full by the head last seen ([`QueueCtrl::tail_if_below`]'s bound,
+    /// full by the head last seen ([`QueueCtrl::below_from`]'s bound,
     /// kept here in the cursor).
     pub(crate) fn push(&self, value: u32, cur: &mut ReturnCursor) -> Result<(), Corrupt> {
         let t = cur.tail;
-        let cap = self.cells.len() as u64;
-        if t.wrapping_sub(cur.head_seen) >= cap {
-            // Acquire: the producer's reads of old cells happen before we
-            // reuse them.
-            cur.head_seen = self.ctrl.head.load(Ordering::Acquire);
-            // A consumer holds at most `slots` frames and the queue has
-            // room for all of them, so "full" (or a head beyond our tail)
-            // only happens with garbage.
-            if t.wrapping_sub(cur.head_seen) >= cap {
-                return Err(Corrupt("return queue full"));
-            }
+        // Acquire (when the head is read): the producer's reads of old cells
+        // happen before we reuse them. A consumer holds at most `slots`
+        // frames and the queue has room for all of them, so "full" (or a
+        // head beyond our tail) only happens with garbage.
+        if !self
+            .ctrl
+            .below_from(t, self.cells.len() as u64, &mut cur.head_seen)
+        {
+            return Err(Corrupt("return queue full"));
         }
         // Release (loom mutant `return-cell-relaxed`: Relaxed): publishes
         // the value, and orders every read this consumer made of the frame

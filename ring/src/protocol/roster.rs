@@ -46,14 +46,10 @@ pub(crate) fn load_name(words: &[AtomicU64]) -> ([u8; GROUP_NAME_MAX], usize) {
 /// Writes `name` NUL-padded into `words` (truncated to fit); returns the
 /// length written.
 pub(crate) fn store_name(words: &[AtomicU64], name: &[u8]) -> usize {
-    let len = name.len().min(words.len() * 8);
-    for (i, w) in words.iter().enumerate() {
-        let mut b = [0u8; 8];
-        let lo = (i * 8).min(len);
-        let hi = (i * 8 + 8).min(len);
-        b[..hi - lo].copy_from_slice(&name[lo..hi]);
-        // Every word, so a shorter name leaves no bytes of a longer one.
-        w.store(u64::from_ne_bytes(b), Ordering::Relaxed);
+    let len = store_name_prefix(words, name);
+    // Every word, so a shorter name leaves no bytes of a longer one.
+    for w in &words[len.div_ceil(8)..] {
+        w.store(0, Ordering::Relaxed);
     }
     len
 }
