@@ -21,6 +21,14 @@ pub(crate) fn check_pid(creator: u32, what: &str) -> PyResult<()> {
     }
 }
 
+/// The instant `t` from now. A `t` past a century (no deadline, in effect:
+/// `timeout=1e18`) counts as a century, so that no timeout a user gives
+/// overflows the clock.
+pub(crate) fn deadline_after(t: std::time::Duration) -> std::time::Instant {
+    const CENTURY: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 86_400);
+    std::time::Instant::now() + t.min(CENTURY)
+}
+
 /// Seconds from Python as a duration (`None` stays `None`: no limit).
 pub(crate) fn seconds(t: Option<f64>) -> PyResult<Option<std::time::Duration>> {
     t.map(|s| {

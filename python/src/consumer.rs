@@ -1,7 +1,7 @@
 //! `framering.Consumer` and `framering.Frame`.
 
 use crate::array::{self, Held, Layout, Slot};
-use crate::calls::{check_pid, seconds, SLICE};
+use crate::calls::{check_pid, deadline_after, seconds, SLICE};
 use crate::{dlpack, errors};
 use framering_ring::{
     AttachError, Consumer as RingConsumer, DetachError, DetachedFrame, Frame as RingFrame,
@@ -174,7 +174,7 @@ impl Consumer {
         if let Some(f) = self.ring.take_now().map_err(errors::take)? {
             return Ok(Some(self.wrap(f)));
         }
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.map(deadline_after);
         loop {
             let holding = self.outstanding.load(Ordering::Relaxed) > 0;
             // `take` reports the end only once every frame came back, which
@@ -236,7 +236,7 @@ impl Consumer {
     #[new]
     #[pyo3(signature = (ring, group = "default", timeout = 30.0, latest = false))]
     fn new(py: Python<'_>, ring: &str, group: &str, timeout: f64, latest: bool) -> PyResult<Self> {
-        let deadline = Instant::now() + seconds(Some(timeout))?.unwrap_or_default();
+        let deadline = deadline_after(seconds(Some(timeout))?.unwrap_or_default());
         let ring =
             loop {
                 let wait = SLICE.min(deadline.saturating_duration_since(Instant::now()));

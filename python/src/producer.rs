@@ -1,7 +1,7 @@
 //! `framering.Producer` and `framering.Loan`.
 
 use crate::array::{self, Held, Layout, Slot};
-use crate::calls::{check_pid, seconds, SLICE};
+use crate::calls::{check_pid, deadline_after, seconds, SLICE};
 use crate::errors;
 use framering_ring::{
     Backpressure, Dtype, FrameMeta, FrameShape, Producer as RingProducer, WriteSlot,
@@ -42,7 +42,7 @@ fn loan_slot(
     producer: &Arc<RingProducer>,
     timeout: Option<Duration>,
 ) -> PyResult<Loaned> {
-    let deadline = timeout.map(|t| Instant::now() + t);
+    let deadline = timeout.map(deadline_after);
     loop {
         let slice = deadline.map_or(SLICE, |d| {
             SLICE.min(d.saturating_duration_since(Instant::now()))
@@ -261,7 +261,7 @@ impl Producer {
             return Ok(true);
         };
         ring.finish();
-        let deadline = Instant::now() + seconds(Some(timeout))?.unwrap_or_default();
+        let deadline = deadline_after(seconds(Some(timeout))?.unwrap_or_default());
         let drained = loop {
             let slice = SLICE.min(deadline.saturating_duration_since(Instant::now()));
             match py.detach(|| ring.drain(slice)) {

@@ -335,3 +335,18 @@ def test_dlpack_is_read_only_zero_copy_and_hands_the_view_back(ring):
     assert f.views == 0
     f.release()
     assert p.close(timeout=5)
+
+
+def test_a_timeout_beyond_the_clock_means_no_deadline(ring):
+    # Seconds past what the clock can add (about 9.2e18) used to
+    # panic; they wait as long as None does.
+    forever = 1e19
+    p = framering.Producer(ring, shape=(2, 2, 1), slots=1)
+    c = framering.Consumer(ring, timeout=forever)
+    later = threading.Timer(0.3, lambda: p.publish(np.ones((2, 2, 1), np.uint8), timeout=forever))
+    later.start()
+    f = c.take(timeout=forever)
+    later.join()
+    assert f is not None and f.array()[0, 0, 0] == 1
+    f.release()
+    assert p.close(timeout=forever)

@@ -1564,3 +1564,36 @@ fn the_frames_memory_is_reserved_from_the_first_publish_on() {
     drop(c);
     p.unlink().unwrap();
 }
+
+/// `Duration::MAX` means "no deadline" to `take` and `loan` as it does to
+/// `drain` and `wait_for_groups`: each waits past its first wait slice
+/// (the point where it starts counting its deadline) and gets what comes.
+#[test]
+fn take_and_loan_without_a_deadline_wait_past_their_first_slice() {
+    let n = name("nodeadline");
+    let p = producer(&n, 1, &["default"], Backpressure::Block);
+    let c = consumer(&n, "default", false);
+    p.service().unwrap();
+    let later = crate::platform::liveness::PEER_CHECK * 3;
+    std::thread::scope(|s| {
+        // The frame comes three slices after the take began.
+        s.spawn(|| {
+            std::thread::sleep(later);
+            let mut w = p.loan(Duration::from_secs(2)).unwrap();
+            w.pixels_mut().fill(1);
+            w.publish(&FrameMeta::new()).unwrap();
+        });
+        let f = match c.take(Duration::MAX).unwrap() {
+            Take::Frame(f) => f,
+            other => panic!("{other:?}"),
+        };
+        // The one slot is held: the loan waits until the frame goes back.
+        s.spawn(move || {
+            std::thread::sleep(later);
+            drop(f);
+        });
+        let w = p.loan(Duration::MAX).unwrap();
+        drop(w);
+    });
+    p.unlink().unwrap();
+}

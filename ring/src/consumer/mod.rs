@@ -5,7 +5,7 @@
 
 use crate::error::{FailReason, RingCorrupt, TakeError};
 use crate::options::{Backpressure, FrameInfo};
-use crate::platform::clock::{monotonic_coarse_ns, monotonic_ns};
+use crate::platform::clock::{monotonic_coarse_ns, monotonic_ns, SlicedDeadline};
 use crate::platform::liveness;
 use crate::platform::liveness::PEER_CHECK;
 use crate::platform::segment::Segment;
@@ -18,7 +18,7 @@ use crate::protocol::roster::{self, load_name, Admission};
 use crate::shape::FrameShape;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub(crate) mod builder;
 pub(crate) mod cancel;
@@ -412,7 +412,8 @@ impl Consumer {
     }
 
     /// Takes the next frame of the consumer's group, waiting up to
-    /// `timeout` ([`TakeError::Timeout`] after that). Ends with
+    /// `timeout` ([`TakeError::Timeout`] after that; `Duration::MAX` waits
+    /// for good). Ends with
     /// [`Take::EndOfStream`] once the producer finished and drained, or
     /// [`Take::ProducerGone`] if it died, after every frame published to the
     /// group was taken.
@@ -429,11 +430,8 @@ impl Consumer {
         }
         let seg = self.seg();
         let h = seg.header();
-        // The clock is read only once a first wait slice ran out: a frame
-        // that arrives within it (the common case) costs no clock read.
-        // Then the deadline counts from the end of that slice, minus the
-        // slice: a little later than `timeout` from the call, never earlier.
-        let mut deadline: Option<Instant> = None;
+        // No clock read unless a first wait slice runs out (SlicedDeadline).
+        let mut deadline = SlicedDeadline::new(timeout);
         let cancelled = || TakeError::Cancelled {
             name: self.name().to_string(),
         };
@@ -441,10 +439,8 @@ impl Consumer {
             if self.cancel.is_cancelled() {
                 return Err(cancelled());
             }
-            let slice = match deadline {
-                None => PEER_CHECK.min(timeout),
-                Some(d) => PEER_CHECK.min(d.saturating_duration_since(Instant::now())),
-            };
+            // Past the deadline only after the check below returned.
+            let slice = deadline.next_slice(PEER_CHECK).unwrap_or_default();
             let mut err = None;
             let got = h.ready_event.wait_until(self.wait, slice, || {
                 match self.try_take() {
@@ -497,9 +493,9 @@ impl Consumer {
                     Take::ProducerGone { pid }
                 });
             }
-            let now = Instant::now();
-            let d = *deadline.get_or_insert_with(|| now + timeout.saturating_sub(slice));
-            if now >= d {
+            // The slice ran out (a frame or the end returned above).
+            deadline.ran_out(slice);
+            if deadline.passed() {
                 return Err(TakeError::Timeout { waited: timeout });
             }
         }

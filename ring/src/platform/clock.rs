@@ -1,7 +1,12 @@
 //! The clocks every process of a ring agrees on.
 //!
+//! Also [`SlicedDeadline`]: a timeout waited in slices, for the waits of
+//! `take` and `loan`.
+//!
 //! Read with `clock_gettime(2)` straight from libc (a vDSO call, no system
 //! call, inlined into the hot paths that stamp every frame).
+
+use std::time::{Duration, Instant};
 
 /// Reads clock `id` in nanoseconds.
 #[inline]
@@ -75,9 +80,83 @@ impl WallClock {
     }
 }
 
+/// A timeout waited in slices (so that the waiter can look at its peers in
+/// between), with the clock read only once a first slice has run out: a wait
+/// that ends within its first slice — a frame or a slot that comes at once,
+/// the common case — costs no clock read. The deadline then counts from the
+/// end of that slice, minus the slice: a little later than `timeout` after
+/// the start, never earlier. `Duration::MAX` (or any timeout past a
+/// century) means no deadline.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SlicedDeadline {
+    timeout: Duration,
+    deadline: Option<Instant>,
+}
+
+impl SlicedDeadline {
+    pub(crate) fn new(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            deadline: None,
+        }
+    }
+
+    /// The next slice to wait, at most `max`; `None` once the deadline has
+    /// passed.
+    pub(crate) fn next_slice(&self, max: Duration) -> Option<Duration> {
+        match self.deadline {
+            None => Some(max.min(self.timeout)),
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                (!left.is_zero()).then(|| max.min(left))
+            }
+        }
+    }
+
+    /// Says that a slice of length `slice` ran out; the first time, the
+    /// deadline is fixed.
+    pub(crate) fn ran_out(&mut self, slice: Duration) {
+        if self.deadline.is_none() {
+            const CENTURY: Duration = Duration::from_secs(100 * 365 * 86_400);
+            let now = Instant::now();
+            let rest = self.timeout.saturating_sub(slice).min(CENTURY);
+            self.deadline = Some(now.checked_add(rest).unwrap_or(now));
+        }
+    }
+
+    /// Whether the deadline (fixed by [`ran_out`](Self::ran_out)) has passed.
+    pub(crate) fn passed(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sliced_deadline_counts_from_its_first_slice_and_max_is_none() {
+        let slice = Duration::from_millis(10);
+        let mut w = SlicedDeadline::new(Duration::from_millis(25));
+        assert_eq!(w.next_slice(slice), Some(slice));
+        assert!(!w.passed(), "no deadline before a slice ran out");
+        w.ran_out(slice);
+        let left = w.next_slice(slice).unwrap();
+        assert!(left <= slice);
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(w.passed());
+        assert_eq!(w.next_slice(slice), None);
+        // A zero timeout: one zero slice, then over.
+        let mut z = SlicedDeadline::new(Duration::ZERO);
+        assert_eq!(z.next_slice(slice), Some(Duration::ZERO));
+        z.ran_out(Duration::ZERO);
+        assert_eq!(z.next_slice(slice), None);
+        // No deadline: never passes, never overflows.
+        let mut forever = SlicedDeadline::new(Duration::MAX);
+        forever.ran_out(slice);
+        assert_eq!(forever.next_slice(slice), Some(slice));
+        assert!(!forever.passed());
+    }
 
     #[test]
     fn the_derived_wall_clock_agrees_with_the_wall_clock() {

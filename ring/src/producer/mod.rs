@@ -5,7 +5,7 @@
 
 use crate::error::{FailReason, LoanError, OpenError, PublishError, RingCorrupt, WaitError};
 use crate::options::{FrameMeta, InputState};
-use crate::platform::clock::monotonic_ns;
+use crate::platform::clock::{monotonic_ns, SlicedDeadline};
 use crate::platform::liveness::PEER_CHECK;
 use crate::platform::segment::Segment;
 use crate::platform::views::SlotPart;
@@ -262,8 +262,8 @@ impl Producer {
 
     /// Loans a free slot to fill, waiting up to `timeout` for consumers to
     /// return one (and, with the block policy, for a group to subscribe and
-    /// for consumers to take queued frames). The lock is not held while
-    /// waiting.
+    /// for consumers to take queued frames; `Duration::MAX` waits for good).
+    /// The lock is not held while waiting.
     ///
     /// A [`LoanError::Corrupt`] marks the ring failed ([`Producer::fail`]).
     pub fn loan(&self, timeout: Duration) -> Result<WriteSlot<'_>, LoanError> {
@@ -275,13 +275,11 @@ impl Producer {
     }
 
     fn try_loan_within(&self, timeout: Duration) -> Result<WriteSlot<'_>, LoanError> {
-        // The clock is read only once a first wait slice ran out (as in
-        // `Consumer::take`): a producer that finds every slot in use on
-        // nearly every loan (one that outruns its consumers) would otherwise
-        // read it two or three times per frame. The deadline then counts
-        // from the end of that slice, minus the slice: a little later than
-        // `timeout` from the call, never earlier.
-        let mut deadline: Option<Instant> = None;
+        // No clock read unless a first wait slice runs out (SlicedDeadline):
+        // a producer that finds every slot in use on nearly every loan (one
+        // that outruns its consumers) would otherwise read it two or three
+        // times per frame.
+        let mut deadline = SlicedDeadline::new(timeout);
         // Whether a wait slice ran out: only then can dead consumers be
         // what holds the slots (a busy ring wakes us before), and only then
         // are they looked for — at most every REAP_EVERY: it reads /proc.
@@ -312,16 +310,9 @@ impl Producer {
                     st.admitted(),
                 )
             };
-            let slice = match deadline {
-                _ if timeout.is_zero() => return Err(LoanError::Timeout { waited: timeout }),
-                None => PEER_CHECK.min(timeout),
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Err(LoanError::Timeout { waited: timeout });
-                    }
-                    PEER_CHECK.min(left)
-                }
+            let slice = match deadline.next_slice(PEER_CHECK) {
+                Some(slice) if !timeout.is_zero() => slice,
+                _ => return Err(LoanError::Timeout { waited: timeout }),
             };
             let seg = &self.seg;
             let got = seg.header().free_event.wait_until(self.wait, slice, || {
@@ -341,13 +332,8 @@ impl Producer {
                 (changed || returned || room).then_some(())
             });
             slice_ran_out = got.is_none();
-            if slice_ran_out && deadline.is_none() {
-                let now = Instant::now();
-                // `Duration::MAX` (no deadline): a century is as good.
-                let rest = timeout
-                    .saturating_sub(slice)
-                    .min(Duration::from_secs(100 * 365 * 86_400));
-                deadline = Some(now.checked_add(rest).unwrap_or(now));
+            if slice_ran_out {
+                deadline.ran_out(slice);
             }
         }
     }
