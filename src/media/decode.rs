@@ -534,6 +534,10 @@ impl Decoder {
         if bytes.is_empty() {
             return Err(err(SkipReason::Empty, "no bytes"));
         }
+        // The JPEG checks (nothing for another format), once for whichever
+        // decoder below takes the bytes: each would judge them the same way,
+        // by the JPEG decoder in use.
+        self.check_jpeg_bytes(bytes, out, self.jpeg_decoder())?;
         #[cfg(feature = "turbojpeg")]
         if bytes.starts_with(&[0xFF, 0xD8]) && self.turbo.is_some() && self.shape.dtype == Dtype::U8
         {
@@ -547,7 +551,7 @@ impl Decoder {
                 return done;
             }
         }
-        self.decode_reader(std::io::Cursor::new(bytes), out)
+        self.decode_checked_reader(std::io::Cursor::new(bytes), out)
     }
 
     /// The frame buffer's size (wrong is a caller's bug) and
@@ -571,8 +575,8 @@ impl Decoder {
     /// one): decoded by zune-jpeg straight from `bytes` into the slot, as
     /// `image` does on that path (same options: lenient, its colour
     /// mapping) but without its copy of the file and its second parse of
-    /// the headers. The same checks first, with the same skip reasons.
-    /// `None` hands the file to [`Self::decode_reader`] (another size or
+    /// the headers. Called after the JPEG checks (the same skip reasons as
+    /// the `image` path). `None` hands the file to [`Self::decode_reader`] (another size or
     /// colour type: converted or resized there).
     fn decode_zune(
         &mut self,
@@ -587,11 +591,6 @@ impl Decoder {
             (Dtype::U8, 3) => ColorSpace::RGB,
             _ => return None,
         };
-        // (With libjpeg-turbo in use, a file it refused lands here: judged
-        // as the `image` path judges it then.)
-        if let Err(e) = self.check_jpeg_bytes(bytes, out, self.jpeg_decoder()) {
-            return Some(Err(e));
-        }
         // `image`'s options (its header parse has no size limit: the
         // limits are checked on the dimensions just below).
         let options = DecoderOptions::default()
@@ -667,9 +666,6 @@ impl Decoder {
         out: &mut [u8],
     ) -> Option<Result<Decoded, DecodeError>> {
         use turbojpeg::{Image as TjImage, PixelFormat, ScalingFactor};
-        if let Err(e) = self.check_jpeg_bytes(bytes, out, JpegDecoder::Turbojpeg) {
-            return Some(Err(e));
-        }
         let header = self.turbo.as_mut()?.read_header(bytes).ok()?;
         let (w, h) = (
             u32::try_from(header.width).ok()?,
@@ -770,9 +766,18 @@ impl Decoder {
             self.shape.bytes(),
             "frame buffer of the wrong size"
         );
-        // (With libjpeg-turbo in use, a file it refused lands here: the
-        // `image` decoder then judges it.)
         jpeg_checks(&mut reader, self.jpeg_decoder())?;
+        self.decode_checked_reader(reader, out)
+    }
+
+    /// [`Self::decode_reader`] after the JPEG checks (done by the caller).
+    /// (With libjpeg-turbo in use, a file it refused lands here: the
+    /// `image` decoder then judges it.)
+    fn decode_checked_reader<R: std::io::BufRead + Seek>(
+        &mut self,
+        reader: R,
+        out: &mut [u8],
+    ) -> Result<Decoded, DecodeError> {
         let mut reader = ImageReader::new(reader)
             .with_guessed_format()
             .map_err(|e| err(SkipReason::Unreadable, e))?;
