@@ -39,17 +39,9 @@ fn futex_wake(word: &AtomicU32) {
 
 /// A scratch file in /dev/shm mapped shared: two words for the ping-pong.
 fn scratch(path: &str, create: bool) -> MmapMut {
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(create)
-        .truncate(create)
-        .open(path)
-        .expect("scratch file in /dev/shm");
-    f.set_len(4096).unwrap();
     // SAFETY: only this program's two processes map the file, and they touch
     // it only through the atomics below.
-    unsafe { MmapMut::map_mut(&f) }.expect("mmap")
+    unsafe { limits_peer::map_shared(path, 4096, create) }
 }
 
 const ROUNDS: u32 = 20_000;

@@ -92,17 +92,10 @@ fn main() {
     let mut shm;
     let ring: &mut [u8] = if std::env::var_os("DECODE_SHM").is_some() {
         let path = format!("/dev/shm/decode-limit-{}", std::process::id());
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .expect("shm file");
+        // SAFETY: the file is ours alone (named by our pid, unlinked right
+        // after), so nothing else changes the mapping under the slice.
+        shm = unsafe { limits_peer::map_shared(&path, (frame * slots) as u64, true) };
         std::fs::remove_file(&path).expect("unlink");
-        f.set_len((frame * slots) as u64).expect("set_len");
-        // SAFETY: the file is ours alone (created here, unlinked), so nothing
-        // else changes the mapping under the slice.
-        shm = unsafe { memmap2::MmapMut::map_mut(&f) }.expect("mmap");
         shm.fill(1);
         &mut shm[..]
     } else {

@@ -126,20 +126,10 @@ fn monotonic_ns() -> u64 {
 }
 
 fn map(path: &str, len: usize, create: bool) -> MmapMut {
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(create)
-        .truncate(create)
-        .open(path)
-        .expect("scratch file in /dev/shm");
-    if create {
-        f.set_len(len as u64).unwrap();
-    }
     // SAFETY: only this program's two processes map the file: the producer
     // writes a slot only while the consumer's counter says it is free, the
     // consumer reads it only while the published counter says it is full.
-    unsafe { MmapMut::map_mut(&f) }.expect("mmap")
+    unsafe { limits_peer::map_shared(path, len as u64, create) }
 }
 
 fn word(map: &MmapMut, off: usize) -> &AtomicU64 {
