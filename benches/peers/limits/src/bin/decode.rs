@@ -116,7 +116,7 @@ fn main() {
             s.spawn(move || {
                 let mut tj = None;
                 // Warm up: one decode of this thread's first file.
-                decode_one(decoder, &files[k % files.len()], &mut bufs[0], &mut tj);
+                decode_one(decoder, &files[k % files.len()], bufs[0], &mut tj);
                 let cpu0 = thread_cpu_ns();
                 let (mut i, mut b) = (k, 0);
                 while !stop.load(Ordering::Relaxed) {

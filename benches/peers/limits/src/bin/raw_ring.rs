@@ -133,7 +133,7 @@ fn map(path: &str, len: usize, create: bool) -> MmapMut {
 }
 
 fn word(map: &MmapMut, off: usize) -> &AtomicU64 {
-    assert!(off + 8 <= map.len() && off % 8 == 0);
+    assert!(off + 8 <= map.len() && off.is_multiple_of(8));
     // SAFETY: in bounds and aligned (checked); any bits are a valid u64;
     // the reference lives no longer than `map`.
     unsafe { &*(map.as_ptr().add(off) as *const AtomicU64) }
@@ -158,7 +158,7 @@ fn producer(spec: &Spec, map: &mut MmapMut) {
                 std::thread::sleep(due - now);
             }
         }
-        if (seq % 64 == 0 || period.is_some()) && Instant::now() >= end {
+        if (seq.is_multiple_of(64) || period.is_some()) && Instant::now() >= end {
             break;
         }
         let mut spins = 0u32;
@@ -168,7 +168,7 @@ fn producer(spec: &Spec, map: &mut MmapMut) {
                 std::hint::spin_loop();
                 spins = spins.wrapping_add(1);
                 // A consumer that died never frees a slot: give up.
-                if spins % 65_536 == 0 && Instant::now() > end + STALL {
+                if spins.is_multiple_of(65_536) && Instant::now() > end + STALL {
                     panic!("the consumer took nothing for {STALL:?}");
                 }
             }
