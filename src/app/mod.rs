@@ -12,6 +12,7 @@ pub mod config;
 pub mod consumer;
 pub mod demo;
 pub mod exit;
+pub(crate) mod handoff;
 pub mod list;
 pub mod mcap;
 pub mod metrics;

@@ -7,6 +7,7 @@
 use super::config::{Config, ConfigError, SourceKind};
 use super::stats::{Progress, RunOptions, Stats, Summary, PROGRESS_EVERY};
 use crate::app::clock::realtime_ns;
+use crate::app::handoff::{CloseOnDrop, Handoff, Pop};
 use crate::app::signals;
 use crate::media::decode::{
     faster_build_hint, DecodeBudget, DecodeError, Decoded, Decoder, ShapePolicy, StageTimes,
@@ -15,7 +16,6 @@ use crate::media::source::{list_inputs, read_ahead, SourceError};
 use crate::media::video::{self, ReadFrame, StreamStart, VideoError};
 use crate::media::FrameShape;
 use anyhow::Context;
-use crossbeam::channel::{bounded, RecvTimeoutError};
 use framering_ring::{
     FailReason, FrameMeta, InputState, LoanError, Producer, PublishError, RingCorrupt, WriteSlot,
 };
@@ -808,11 +808,17 @@ fn produce(
     let max_in_flight = (threads * 3).min(cfg.ring.slots as usize).max(1);
     // Decoder threads fill loaned slots in place; they live in a scope
     // because a slot borrows its producer.
+    // Both queues are declared before the scope: its threads borrow them.
+    let jobs = Handoff::<Job<'_>>::with_capacity(max_in_flight);
+    let dones = Handoff::<Done<'_>>::with_capacity(max_in_flight);
     let outcome = std::thread::scope(|scope| {
-        let (job_tx, job_rx) = bounded::<Job<'_>>(max_in_flight);
-        let (done_tx, done_rx) = bounded::<Done<'_>>(max_in_flight);
+        // However this closure ends, the decoders stop: they take no more
+        // jobs, and a frame they finish after that is dropped (its slot
+        // handed back unpublished).
+        let _close = (CloseOnDrop(&jobs), CloseOnDrop(&dones));
+        let job_tx = jobs.sender();
         for _ in 0..threads {
-            let (job_rx, done_tx, inputs) = (job_rx.clone(), done_tx.clone(), inputs.clone());
+            let (jobs, done_tx, inputs) = (&jobs, dones.sender(), inputs.clone());
             let budget = budget.clone();
             let policy = cfg.producer.shape_policy;
             let jpeg = cfg.producer.jpeg_decoder;
@@ -820,7 +826,7 @@ fn produce(
                 let mut decoder = Decoder::new(shape, policy)
                     .with_jpeg_decoder(jpeg)
                     .with_budget(budget);
-                for mut job in job_rx {
+                while let Pop::Item(mut job) = jobs.pop(None) {
                     let path = &inputs[(job.index % inputs.len() as u64) as usize];
                     let result = decoder.decode_file(path, job.slot.pixels_mut());
                     if job.index == 0 {
@@ -838,14 +844,12 @@ fn produce(
                         result,
                         stages: decoder.stages(),
                     };
-                    if done_tx.send(done).is_err() {
+                    if done_tx.push(done).is_err() {
                         break;
                     }
                 }
             });
         }
-        drop(job_rx);
-        drop(done_tx);
 
         // Results come back in any order; publish strictly in input order.
         let mut reorder: Vec<Option<Done<'_>>> = (0..max_in_flight).map(|_| None).collect();
@@ -928,7 +932,7 @@ fn produce(
                             }
                         }
                         job_tx
-                            .send(Job {
+                            .push(Job {
                                 index: next_input,
                                 slot,
                             })
@@ -951,22 +955,20 @@ fn produce(
                         continue;
                     }
                 }
-                match done_rx.recv_timeout(Duration::from_millis(100)) {
-                    Ok(done) => {
+                match dones.pop(Some(Duration::from_millis(100))) {
+                    Pop::Item(done) => {
                         let k = (done.index % max_in_flight as u64) as usize;
                         reorder[k] = Some(done);
                     }
-                    Err(RecvTimeoutError::Timeout) => stats.tick_now(),
-                    Err(RecvTimeoutError::Disconnected) => anyhow::bail!("decoder threads stopped"),
+                    Pop::Timeout => stats.tick_now(),
+                    Pop::Closed => anyhow::bail!("decoder threads stopped"),
                 }
             }
             Ok(())
         })();
-        // The decoders stop once the job queue closes; slots of unfinished
-        // jobs go back to the pool as they drop.
-        drop(job_tx);
+        // The slots decoded but not published go back to the pool; `_close`
+        // then stops the decoders.
         drop(reorder);
-        drop(done_rx);
         outcome
     });
     outcome?;
