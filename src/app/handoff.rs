@@ -173,10 +173,16 @@ mod tests {
         for i in 0..3 {
             assert!(matches!(q.pop(Some(Duration::ZERO)), Pop::Item(x) if x == i));
         }
-        assert!(matches!(q.pop(Some(Duration::from_millis(1))), Pop::Timeout));
+        assert!(matches!(
+            q.pop(Some(Duration::from_millis(1))),
+            Pop::Timeout
+        ));
         tx.push(7).unwrap();
         q.close();
-        assert!(matches!(q.pop(None), Pop::Closed), "closing drops what is queued");
+        assert!(
+            matches!(q.pop(None), Pop::Closed),
+            "closing drops what is queued"
+        );
         assert_eq!(tx.push(8), Err(8));
     }
 
@@ -193,7 +199,10 @@ mod tests {
             });
             let t = Instant::now();
             assert!(matches!(q.pop(None), Pop::Closed));
-            assert!(t.elapsed() >= Duration::from_millis(40), "returned while a sender lived");
+            assert!(
+                t.elapsed() >= Duration::from_millis(40),
+                "returned while a sender lived"
+            );
         });
         // No sender ever: nothing can come.
         assert!(matches!(q.pop(None), Pop::Closed));

@@ -62,7 +62,8 @@
 //! `a_producer_waiting_for_room_is_woken_by_a_take` catches. The waiter spins first (a futex wake of an
 //! idle core costs 10–20 µs on a VM, a spin hand-off about 50 ns), and every
 //! sleep has a timeout so that the caller can check for a dead peer or the end
-//! of the stream. The protocol is model-checked in `models.rs` (beside this file).
+//! of the stream. It spins only while its recent waits were mostly short
+//! (see `SPIN_CREDIT`). The protocol is model-checked in `models.rs` (beside this file).
 
 use crate::platform::futex;
 use crate::protocol::sync::{fence, mutant, spin_hint, yield_now, AtomicU32, Ordering};
@@ -87,6 +88,54 @@ const PURE_SPINS: u32 = 64;
 /// 50 µs instead of calling `sched_yield` for ~1 ms (2,000 checks): in a
 /// 2,000-frame JPEG run its system time fell from 0.18 s to 0.02 s.
 const SPIN_WINDOW: Duration = Duration::from_micros(50);
+
+/// Sixteen yields that took longer than this (they take a few microseconds
+/// each when the threads sharing the core yield back) mean that one of
+/// them handed the core to a thread that ran out its time slice.
+/// Most short waits [`SPIN_CREDIT`] remembers.
+const SPIN_CREDIT_MAX: u8 = 8;
+
+#[cfg(not(loom))]
+std::thread_local! {
+    /// This thread's recent waits: up by one for each that ended within
+    /// [`SPIN_WINDOW`], down by one for each that did not (between 0 and
+    /// [`SPIN_CREDIT_MAX`]). Its spin-then-sleep waits spin only while it is
+    /// above zero, that is while at least as many recent waits were short
+    /// as long; otherwise they sleep at once.
+    ///
+    /// Spinning through a long wait costs more than CPU. Past the pure
+    /// spins the waiter yields, and on a core busy with a thread that does
+    /// not yield back (a decoder) the waiter then took its frames late: a
+    /// consumer of a 2-core JPEG run (a frame every ~1.2 ms) took them
+    /// 1.2-1.7 ms (p50) after their publication, against 20-40 µs when it
+    /// sleeps at once (docs/benchmarks.md). Where waits are short (frames
+    /// every few microseconds, peers that yield back: a producer and two
+    /// consumers sharing two cores) the spinning and yielding stay; there,
+    /// sleeping after every long wait cost up to 0.64x, and never yielding
+    /// at all 0.12-0.4x.
+    static SPIN_CREDIT: std::cell::Cell<u8> = const { std::cell::Cell::new(SPIN_CREDIT_MAX) };
+}
+
+/// Whether this thread's recent waits make spinning worth it.
+fn spin_pays() -> bool {
+    #[cfg(not(loom))]
+    return SPIN_CREDIT.with(|c| c.get() > 0);
+    #[cfg(loom)]
+    true
+}
+
+/// Records how this thread's wait ended (see `SPIN_CREDIT`).
+fn note_wait(short: bool) {
+    #[cfg(not(loom))]
+    SPIN_CREDIT.with(|c| {
+        c.set(match short {
+            true => (c.get() + 1).min(SPIN_CREDIT_MAX),
+            false => c.get().saturating_sub(1),
+        })
+    });
+    #[cfg(loom)]
+    let _ = short;
+}
 
 /// How a process waits for frames (consumers) or free slots (the
 /// producer): spin first, then sleep in the kernel on a futex.
@@ -186,10 +235,22 @@ impl Event {
         timeout: Duration,
         mut check: impl FnMut() -> Option<T>,
     ) -> Option<T> {
+        // A spin-then-sleep waiter spins only while its recent waits were
+        // mostly short (see SPIN_CREDIT).
+        let adaptive = strategy.sleep && strategy.spins > 0;
+        let spin_limit = match adaptive && !spin_pays() {
+            true => 0,
+            false => strategy.spins,
+        };
         let mut spins = 0u32;
         let mut yielding_since: Option<Instant> = None;
-        while spins < strategy.spins {
+        while spins < spin_limit {
             if let Some(v) = check() {
+                if adaptive {
+                    // Short unless a yield took long (the clock is read
+                    // once yielding; the pure spins take about a microsecond).
+                    note_wait(yielding_since.map_or(true, |t| t.elapsed() < SPIN_WINDOW));
+                }
                 return Some(v);
             }
             // The clock is read only once yielding (a yield costs far more).
@@ -219,16 +280,30 @@ impl Event {
         if !strategy.sleep {
             return self.spin_rest(timeout, check);
         }
-        let deadline = Instant::now() + timeout;
+        let begun = Instant::now();
+        // Spun through the window: a long wait. Slept at once: as long as
+        // it turns out to be.
+        let started = match spins {
+            0 => Some(begun),
+            _ => None,
+        };
+        let note_end = || {
+            if adaptive {
+                note_wait(started.is_some_and(|t| t.elapsed() < SPIN_WINDOW));
+            }
+        };
+        let deadline = begun + timeout;
         loop {
             // W1
             let seen = self.seq.load(Ordering::SeqCst);
             // W2
             if let Some(v) = check() {
+                note_end();
                 return Some(v);
             }
             let now = Instant::now();
             if now >= deadline {
+                note_end();
                 return None;
             }
             // W3 (loom mutant `wait-unannounced`: without it, so a notifier
@@ -250,6 +325,7 @@ impl Event {
                         if announce {
                             self.waiters.fetch_sub(1, Ordering::SeqCst);
                         }
+                        note_end();
                         return Some(v);
                     }
                 }
@@ -316,5 +392,56 @@ mod tests {
         assert!(r.is_none());
         assert!(t0.elapsed() >= Duration::from_millis(25));
         assert_eq!(ev.waiters(), 0);
+    }
+
+    /// Checks a spin-then-sleep wait makes of a condition that never
+    /// holds, within a 1 ms timeout: many if it spins, a few if it sleeps.
+    fn checks_of_a_failed_wait(ev: &Event) -> u32 {
+        let mut checks = 0;
+        let r: Option<()> = ev.wait_until(
+            WaitStrategy::SPIN_THEN_FUTEX,
+            Duration::from_millis(1),
+            || {
+                checks += 1;
+                None
+            },
+        );
+        assert!(r.is_none());
+        checks
+    }
+
+    #[test]
+    fn a_thread_whose_waits_run_long_sleeps_at_once_until_one_is_short() {
+        // A thread of its own: the credit is per thread.
+        std::thread::spawn(|| {
+            let ev = Event::new();
+            assert!(spin_pays(), "a new thread spins");
+            assert!(checks_of_a_failed_wait(&ev) > PURE_SPINS, "spun");
+            // Each timed-out wait is long: the credit runs out.
+            for _ in 1..SPIN_CREDIT_MAX {
+                checks_of_a_failed_wait(&ev);
+            }
+            assert!(!spin_pays());
+            let checks = checks_of_a_failed_wait(&ev);
+            assert!(checks < 8, "slept at once, but checked {checks} times");
+            // A wait that ends at once is short: spinning pays again.
+            let r = ev.wait_until(
+                WaitStrategy::SPIN_THEN_FUTEX,
+                Duration::from_secs(1),
+                || Some(()),
+            );
+            assert_eq!(r, Some(()));
+            assert!(spin_pays());
+            assert!(checks_of_a_failed_wait(&ev) > PURE_SPINS, "spun again");
+            // Neither a pure spinner nor a pure sleeper counts.
+            assert!(!spin_pays());
+            for strategy in [WaitStrategy::FUTEX, WaitStrategy::SPIN] {
+                let r: Option<()> = ev.wait_until(strategy, Duration::from_millis(1), || None);
+                assert!(r.is_none());
+            }
+            assert!(!spin_pays());
+        })
+        .join()
+        .unwrap();
     }
 }
