@@ -13,10 +13,12 @@ runs, ratios the medians of the per-run ratios.
 
 Peers (each as its own docs recommend for throughput):
   framering-py     framering-producer (2 decode threads) -> a Python consumer
-                   (the `framering` package: `for f in c: a = f.array()`)
+                   (the `framering` package: `for f in c: a = f.array()`);
+                   also its latency from publication to the loop (p50, p99)
   framering-rust   framering-producer -> framering-consumer --output null
                    (a checksum of every byte); also the producer's peak
-                   private memory (RssAnon + RssFile: besides the ring)
+                   private memory (RssAnon + RssFile: besides the ring) and
+                   the consumer's latency from publication to take (p50, p99)
   first-frame      ms from starting framering-producer to a waiting Python
                    consumer holding frame 0
   dataloader-*     torch.utils.data.DataLoader(num_workers=2), a map-style
@@ -95,13 +97,19 @@ def framering_py(a, folder, files, n, ring):
     loops = max(1, n // len(files))
     p = subprocess.Popen(producer_cmd(a, folder, ring, loops, ["--wait-groups", "1"]),
                          stderr=subprocess.DEVNULL)
-    times = []
+    times, lat = [], []
     with framering.Consumer(ring, group="g0", timeout=30) as c:
-        clock = time.perf_counter
+        clock, mono = time.perf_counter, time.clock_gettime_ns
         for f in c:
+            # From publication to here (both CLOCK_MONOTONIC).
+            lat.append(mono(time.CLOCK_MONOTONIC) - f.publish_ns)
             touch(f.array())
             times.append(clock())
     p.wait()
+    if lat:
+        lat.sort()
+        a.py_latency.append({"p50_us": lat[len(lat) // 2] / 1e3,
+                             "p99_us": lat[min(len(lat) - 1, len(lat) * 99 // 100)] / 1e3})
     return rate(times)
 
 
@@ -119,7 +127,10 @@ def framering_rust(a, folder, files, n, ring):
     if c.wait() != 0:
         raise RuntimeError(f"framering-consumer exited with {c.returncode}")
     with open(stats) as f:
-        fps = json.load(f)["fps"]
+        cs = json.load(f)
+    fps = cs["fps"]
+    if cs.get("latency"):
+        a.consumer_latency.append(cs["latency"])
     with open(stats + ".p") as f:
         a.producer_stats.append(json.load(f))
     return fps, peak
@@ -291,6 +302,8 @@ def main():
     ap.add_argument("--only", default="", help="comma-separated peer names")
     a = ap.parse_args()
     a.producer_stats = []
+    a.consumer_latency = []
+    a.py_latency = []
     n = a.images or (900 if a.kind == "jpeg" else 300)
     subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "decode"], cwd=HERE / "limits",
                    check=True)
@@ -357,6 +370,12 @@ def main():
                 continue
             ratios[f"{mine}/{k}"] = round(m([x / y for x, y in zip(runs[mine], v)]), 3)
     out["ratios"] = ratios
+    # From publication to take: the Rust consumer's own figures; the Python
+    # consumer's measured as each frame arrives in the loop.
+    for key, lats in (("framering_rust_latency_us", a.consumer_latency),
+                      ("framering_py_latency_us", a.py_latency)):
+        if lats:
+            out[key] = {q: round(m([l[q] for l in lats]), 1) for q in ("p50_us", "p99_us")}
     if a.producer_stats:
         out["producer_stages"] = a.producer_stats[-1].get("stages")
     print(json.dumps(out, indent=1))

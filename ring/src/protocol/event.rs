@@ -148,7 +148,12 @@ fn note_wait(short: bool) {
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WaitStrategy {
-    /// Checks of the condition (with a CPU spin hint between) before sleeping.
+    /// Most checks of the condition before sleeping: 64 with a CPU spin
+    /// hint between, then `sched_yield` between, for at most 50 µs. A
+    /// sleeping strategy spins only while most of the calling thread's
+    /// recent waits ended within those 50 µs; otherwise it sleeps at once
+    /// (frames that come every millisecond are not worth spinning for, and
+    /// a yield on a busy core can cost a whole time slice).
     pub spins: u32,
     /// Whether to sleep with `FUTEX_WAIT` after spinning; `false` spins (and
     /// yields the CPU) until the deadline.
@@ -156,7 +161,8 @@ pub struct WaitStrategy {
 }
 
 impl WaitStrategy {
-    /// Spin briefly, then sleep in the kernel: the default.
+    /// Spin briefly (while waits are short), then sleep in the kernel: the
+    /// default.
     pub const SPIN_THEN_FUTEX: Self = Self {
         spins: 2_000,
         sleep: true,
