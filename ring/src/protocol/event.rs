@@ -309,7 +309,10 @@ impl Event {
             }
             let now = Instant::now();
             if now >= deadline {
-                note_end();
+                // Nothing came: never a short wait, however short the timeout.
+                if adaptive {
+                    note_wait(false);
+                }
                 return None;
             }
             // W3 (loom mutant `wait-unannounced`: without it, so a notifier
@@ -430,6 +433,11 @@ mod tests {
             assert!(!spin_pays());
             let checks = checks_of_a_failed_wait(&ev);
             assert!(checks < 8, "slept at once, but checked {checks} times");
+            // A poll that finds nothing is not a short wait.
+            let r: Option<()> =
+                ev.wait_until(WaitStrategy::SPIN_THEN_FUTEX, Duration::ZERO, || None);
+            assert!(r.is_none());
+            assert!(!spin_pays());
             // A wait that ends at once is short: spinning pays again.
             let r = ev.wait_until(
                 WaitStrategy::SPIN_THEN_FUTEX,
