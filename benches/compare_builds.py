@@ -8,13 +8,18 @@ per-run ratios (machine speed drifts between runs, not within one pair).
 
 Workloads: the write-bound hand-off of 720x1080x3 frames (producer writes
 every byte, consumer reads with a stride, default wait), the small-frame
-hand-off (16x16x1, spin, no work) and the wake-up latency of a sleeping
-(futex) and of a spinning consumer (16x16x1, 1000 frames/s).
+hand-off (16x16x1, spin, no work), the wake-up latency of a sleeping
+(futex) and of a spinning consumer (16x16x1, 1000 frames/s), and that of a
+consumer with the default wait while one busy process per core competes for
+the CPUs (as decoders do in the main job; a consumer that yields there
+takes its frames a time slice late).
 """
 import argparse
 import json
+import os
 import statistics
 import subprocess
+import sys
 
 SMALL = ["--height", "16", "--width", "16", "--channels", "1", "--producer-work", "none",
          "--consumer-work", "none"]
@@ -23,7 +28,14 @@ WORKLOADS = {
     "hand-off 16x16x1 spin (fps)": (SMALL + ["--wait", "spin"], "fps"),
     "asleep wake-up p50 (us)": (SMALL + ["--rate", "1000", "--wait", "futex"], "latency"),
     "spinning wake-up p50 (us)": (SMALL + ["--rate", "1000", "--wait", "spin"], "latency"),
+    "default wake-up p50, cores busy (us)": (SMALL + ["--rate", "1000"], "latency-busy"),
 }
+
+
+def busy_cores(seconds):
+    """One process per core that spins for `seconds` (it never yields)."""
+    spin = "import time\nend = time.monotonic() + %f\nwhile time.monotonic() < end: pass" % seconds
+    return [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(os.cpu_count() or 1)]
 
 
 def consumer(binary, seconds, args):
@@ -47,7 +59,10 @@ def main():
         print(f"run {run + 1}/{a.runs}", flush=True)
         for w, (args, what) in chosen.items():
             for side in ("before", "after"):
+                hogs = busy_cores(a.seconds + 1) if what == "latency-busy" else []
                 r = consumer(getattr(a, side), a.seconds, args)
+                for h in hogs:
+                    h.wait()
                 got[w][side].append(r["fps"] if what == "fps" else r["latency_us"][0])
     print(f"\n| workload | before | after | after/before (median of per-run ratios) | per-run ratios |")
     print("|---|---|---|---|---|")
