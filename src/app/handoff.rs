@@ -64,8 +64,9 @@ impl<T> Handoff<T> {
     }
 
     /// Appends `item` and wakes one waiting `pop`; gives the item back if
-    /// the queue is closed.
-    pub(crate) fn push(&self, item: T) -> Result<(), T> {
+    /// the queue is closed. Only through a [`Sender`], so that whoever
+    /// pushes is counted.
+    fn push(&self, item: T) -> Result<(), T> {
         let mut s = self.state.lock();
         if s.closed {
             return Err(item);
