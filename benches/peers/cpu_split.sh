@@ -9,7 +9,9 @@
 #   benches/peers/cpu_split.sh          (from the repository root)
 #   BIN=DIR SLOTS=N LOOPS=N THREADS=N benches/peers/cpu_split.sh
 #
-# LOOPS passes over the 10 inputs (default 90: 900 images); SLOTS ring slots
+# INPUT the folder (target/bench-inputs/jpeg; loaders.py --kind png makes
+# target/bench-inputs/png); LOOPS passes over its 10 files (default 90: 900
+# images); SLOTS ring slots
 # (8); THREADS decode threads (2); BIN the binaries (target/release).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -21,7 +23,7 @@ idle0=$(awk '/^cpu /{print $5+$6}' /proc/stat); t0=$(date +%s.%N)
 /usr/bin/time -f "consumer user %U sys %S" "$BIN/framering-consumer" $S --ring $R --output null --stats-json "$cstats" &
 C=$!
 /usr/bin/time -f "producer user %U sys %S" "$BIN/framering-producer" $S --ring $R --slots "${SLOTS:-8}" \
-  --input target/bench-inputs/jpeg --loop "${LOOPS:-90}" --decode-threads "${THREADS:-2}" --stats-json "$pstats"
+  --input "${INPUT:-target/bench-inputs/jpeg}" --loop "${LOOPS:-90}" --decode-threads "${THREADS:-2}" --stats-json "$pstats"
 wait $C
 t1=$(date +%s.%N); idle1=$(awk '/^cpu /{print $5+$6}' /proc/stat)
 python3 - "$cstats" "$pstats" "$t0" "$t1" "$idle0" "$idle1" "$(nproc)" <<'PY'
@@ -30,6 +32,6 @@ c, p = (json.load(open(f)) for f in sys.argv[1:3])
 t0, t1, i0, i1, n = map(float, sys.argv[3:8])
 wall = t1 - t0
 idle = (i1 - i0) / 100 / n / wall * 100  # USER_HZ = 100
-print(f"wall {wall:.2f}s fps {c['fps']:.1f} idle {idle:.1f}% decode_ms {p['stages']['decode_ms']:.3f}")
+print(f"wall {wall:.2f}s fps {c['fps']:.1f} idle {idle:.1f}% decode_ms {p['stages']['decode_ms']:.3f} read_ms {p['stages']['read_ms']:.3f}")
 PY
 rm -f "$cstats" "$pstats"

@@ -34,7 +34,11 @@ Peers (each as its own docs recommend for throughput):
                    decoded on 2 threads into preallocated buffers with nothing
                    else (libjpeg-turbo and zune-jpeg; png and zune-png): one
                    buffer per thread (stays in the cache), or with -8slots 8
-                   buffers written in turn, as the ring's 8 slots are
+                   buffers written in turn, as the ring's 8 slots are; with
+                   -8slots-reader (zune-jpeg, png) the 8 buffers in shared
+                   memory and a third thread reading every byte of each
+                   decoded image before it is written again: the pipeline
+                   with nothing between decoder and consumer
 
 Needs (in the interpreter's environment): numpy, torch, torchvision, pillow,
 simplejpeg, spdl, and the framering package (`maturin build --release` in
@@ -286,9 +290,10 @@ def python_pool(files, n, slots=8):
     return rate(times)
 
 
-def limit(decoder, folder, seconds, slots=2):
+def limit(decoder, folder, seconds, slots=2, reader=False):
+    env = dict(os.environ, DECODE_READER="1", DECODE_SHM="1") if reader else None
     out = subprocess.run([str(LIMIT), decoder, str(folder), "2", str(seconds), str(slots)],
-                         check=True, capture_output=True, text=True).stdout
+                         check=True, capture_output=True, text=True, env=env).stdout
     return json.loads(out)["images_per_s"]
 
 
@@ -331,6 +336,9 @@ def main():
         # The same into 8 buffers in turn, as into the ring's 8 slots.
         "limit-turbojpeg-8slots" if jpeg else "limit-png-8slots": lambda r: limit("turbojpeg" if jpeg else "png", folder, secs, 8),
         "limit-zune-jpeg-8slots" if jpeg else "limit-zune-png-8slots": lambda r: limit("zune-jpeg" if jpeg else "zune-png", folder, secs, 8),
+        # ... and a third thread reading every byte of each buffer before
+        # its decoder writes it again (a pipeline with no ring, in one process).
+        "limit-zune-jpeg-8slots-reader" if jpeg else "limit-png-8slots-reader": lambda r: limit("zune-jpeg" if jpeg else "png", folder, secs, 8, reader=True),
     }
     only = [p for p in a.only.split(",") if p]
     res = {k: [] for k in peers if not only or k in only}

@@ -167,6 +167,7 @@ pub use options::{
 pub use platform::signals::{exit_on_sigbus, process_id};
 #[cfg(not(loom))]
 pub use producer::{builder::ProducerBuilder, Producer, WriteSlot};
+pub use protocol::ledger::SlotReuse;
 pub use shape::{Dtype, FrameShape, UnknownDtype};
 
 /// The ring's limits, for validating a configuration before creating a ring.

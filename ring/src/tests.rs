@@ -1597,3 +1597,63 @@ fn take_and_loan_without_a_deadline_wait_past_their_first_slice() {
     });
     p.unlink().unwrap();
 }
+
+/// Publishes one frame into each of the ring's 4 slots, has a consumer take
+/// all four and hand them back in the order 2, 0, 3, 1 (by frame), then
+/// returns where each of the next four loans' slots stood in that order.
+fn loans_after_returns_in_order(reuse: SlotReuse) -> Vec<u32> {
+    let n = name(&format!("reuse-{reuse:?}"));
+    let p = Producer::builder(&n)
+        .shape(SHAPE)
+        .slots(4)
+        .groups(["default"])
+        .reuse(reuse)
+        .create()
+        .unwrap();
+    let c = consumer(&n, "default", false);
+    p.service().unwrap();
+    let mut published = vec![];
+    for i in 0..4u8 {
+        let s = p.loan(Duration::from_secs(1)).unwrap();
+        published.push(s.index());
+        s.publish(&FrameMeta::new().source(&[i])).unwrap();
+    }
+    let mut held: Vec<Frame> = (0..4)
+        .map(|_| take(&c, Duration::from_secs(1)).unwrap())
+        .collect();
+    for k in [2u64, 0, 3, 1] {
+        let at = held.iter().position(|f| f.seq() == k).unwrap();
+        drop(held.swap_remove(at));
+    }
+    let order = [2, 0, 3, 1].map(|k| published[k]);
+    let loans: Vec<WriteSlot<'_>> = (0..4)
+        .map(|_| p.loan(Duration::from_secs(1)).unwrap())
+        .collect();
+    let slots = loans.iter().map(|s| s.index()).collect();
+    drop(loans);
+    drop(c);
+    p.unlink().unwrap();
+    slots_in(order, slots)
+}
+
+/// Where each of `slots` stands in `order`.
+fn slots_in(order: [u32; 4], slots: Vec<u32>) -> Vec<u32> {
+    slots
+        .into_iter()
+        .map(|s| order.iter().position(|&o| o == s).unwrap() as u32)
+        .collect()
+}
+
+#[test]
+fn loans_reuse_the_slot_handed_back_last_or_first_as_asked() {
+    // Handed back 1st, 2nd, 3rd, 4th: loaned last-first by default...
+    assert_eq!(
+        loans_after_returns_in_order(SlotReuse::LastFreed),
+        [3, 2, 1, 0]
+    );
+    // ... first-first with FirstFreed.
+    assert_eq!(
+        loans_after_returns_in_order(SlotReuse::FirstFreed),
+        [0, 1, 2, 3]
+    );
+}

@@ -106,7 +106,7 @@ pub fn run_mcap_producer(cfg: &Config, run: &RunOptions) -> anyhow::Result<Produ
     let rate = replay
         .frame_rate()
         .map(|(num, den)| (u64::from(num), u64::from(den)));
-    let producer = create_producer(cfg, shape, rate)?;
+    let producer = create_producer(cfg, shape, rate, framering_ring::SlotReuse::LastFreed)?;
     tracing::info!(
         ring = %cfg.ring.name,
         shape = %shape,

@@ -17,7 +17,8 @@ use crate::media::video::{self, ReadFrame, StreamStart, VideoError};
 use crate::media::FrameShape;
 use anyhow::Context;
 use framering_ring::{
-    FailReason, FrameMeta, InputState, LoanError, Producer, PublishError, RingCorrupt, WriteSlot,
+    FailReason, FrameMeta, InputState, LoanError, Producer, PublishError, RingCorrupt, SlotReuse,
+    WriteSlot,
 };
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -158,7 +159,10 @@ pub fn run_producer(cfg: &Config, run: &RunOptions) -> anyhow::Result<ProducerRe
     // One decode memory budget for every decoder thread.
     let budget = DecodeBudget::new(cfg.producer.decode_memory_mb << 20);
     let first = FirstImage::start(cfg, shape, &inputs, &budget);
-    let producer = create_producer(cfg, shape, None)?;
+    // The decoders write each frame over ~2 ms while the consumers read the
+    // last ones whole: the slot read longest ago costs them the fewest
+    // cache lines taken back from the consumers' cores (docs/design.md).
+    let producer = create_producer(cfg, shape, None, SlotReuse::FirstFreed)?;
     tracing::info!(
         ring = %cfg.ring.name,
         slots = cfg.ring.slots,
@@ -214,8 +218,9 @@ pub(crate) fn create_producer(
     cfg: &Config,
     shape: FrameShape,
     frame_rate: Option<(u64, u64)>,
+    reuse: SlotReuse,
 ) -> anyhow::Result<Producer> {
-    let mut builder = ring_builder(cfg, shape, None)?;
+    let mut builder = ring_builder(cfg, shape, None)?.reuse(reuse);
     if let Some((num, den)) =
         frame_rate.and_then(|(n, d)| Some((u32::try_from(n).ok()?, u32::try_from(d).ok()?)))
     {
@@ -458,7 +463,7 @@ fn run_stream_producer(
     };
     let cfg = &sized;
     cfg.validate_space()?;
-    let producer = create_producer(cfg, shape, frame_rate)?;
+    let producer = create_producer(cfg, shape, frame_rate, SlotReuse::LastFreed)?;
     tracing::info!(
         ring = %cfg.ring.name,
         slots = cfg.ring.slots,

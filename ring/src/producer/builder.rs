@@ -13,7 +13,7 @@ use crate::protocol::layout::USER_META_DEFAULT;
 use crate::protocol::layout::{
     RingSpec, FLAG_LIVENESS_LOCK, FLAG_RUNNING, GROUP_DECLARED, GROUP_NAME_MAX,
 };
-use crate::protocol::ledger::Ledger;
+use crate::protocol::ledger::{Ledger, SlotReuse};
 use crate::protocol::roster::store_name;
 use crate::protocol::sync::Ordering;
 use crate::shape::FrameShape;
@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 /// Every setting but the frame shape has a default: 8 slots, 16 consumers,
 /// 8 groups, no declared group (consumers create theirs), a linger period of
 /// 30 s, [`Backpressure::Block`], mode 0600,
-/// [`WaitStrategy::SPIN_THEN_FUTEX`].
+/// [`WaitStrategy::SPIN_THEN_FUTEX`], [`SlotReuse::LastFreed`].
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `create` is called"]
 pub struct ProducerBuilder {
@@ -42,6 +42,7 @@ pub struct ProducerBuilder {
     pub(super) wait: WaitStrategy,
     pub(super) user_meta_bytes: u32,
     pub(super) frame_rate: u64,
+    pub(super) reuse: SlotReuse,
 }
 
 impl ProducerBuilder {
@@ -60,6 +61,7 @@ impl ProducerBuilder {
             wait: WaitStrategy::default(),
             user_meta_bytes: USER_META_DEFAULT,
             frame_rate: 0,
+            reuse: SlotReuse::LastFreed,
         }
     }
 
@@ -160,6 +162,23 @@ impl ProducerBuilder {
     /// attach (default `0o600`). Must include `0o600`.
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode;
+        self
+    }
+
+    /// Which free slot [`Producer::loan`] hands out when several are (default
+    /// [`SlotReuse::LastFreed`]): [`SlotReuse::FirstFreed`] for a producer
+    /// that decodes each frame into its slot, with a few more slots than it
+    /// keeps in flight.
+    ///
+    /// ```
+    /// # use framering_ring::{FrameShape, Producer, SlotReuse};
+    /// let b = Producer::builder("photos")
+    ///     .shape(FrameShape::new(720, 1080, 3))
+    ///     .slots(10)
+    ///     .reuse(SlotReuse::FirstFreed);
+    /// ```
+    pub fn reuse(mut self, reuse: SlotReuse) -> Self {
+        self.reuse = reuse;
         self
     }
 
@@ -300,7 +319,7 @@ impl Producer {
             }
         };
         let g = *seg.geometry();
-        let ledger = Ledger::new(g.slots as usize, seg.base_addr());
+        let ledger = Ledger::new(g.slots as usize, seg.base_addr()).with_reuse(b.reuse);
         Ok(Producer {
             creator_pid: crate::platform::signals::process_id(),
             wait: b.wait,

@@ -162,9 +162,9 @@ impl State {
     pub(super) fn try_loan(&mut self, seg: &Segment) -> Result<Option<WriteClaim>, RingCorrupt> {
         self.service_roster(seg)?;
         // Collect returned slots as soon as there are any, not only when
-        // the pool runs dry: the LIFO pool then hands out the slot returned
-        // last, still in cache, instead of one untouched for a whole lap of
-        // a deep ring. Looking costs a load of the cell at each admitted
+        // the pool runs dry: the pool then has the slots to choose from that
+        // `SlotReuse` asks for (by default the slot returned last, still in
+        // cache, instead of one untouched for a whole lap of a deep ring). Looking costs a load of the cell at each admitted
         // consumer's return queue head, lines that stay in our cache until
         // their consumer returns something (a shared counter bumped on every
         // return, as an earlier version had, cost two cache-line transfers

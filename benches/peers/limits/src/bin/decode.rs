@@ -12,6 +12,12 @@
 //! (every buffer is written once before the clock starts). With
 //! `DECODE_SHM=1` in the environment the buffers are a shared mapping of a
 //! file in /dev/shm, as framering's slots are, instead of private memory.
+//! With `DECODE_READER=1` (and SLOTS) a third thread reads every byte of
+//! every decoded buffer (an XOR over it as u64 words, as the benchmarks'
+//! consumers do) before its decoder may write it again: the decode limit of
+//! a pipeline whose consumer reads each frame, with no ring, no process
+//! boundary and no copy — buffer indices go through a mutex and a condvar.
+//! Images/s then count the images the reader finished.
 //!
 //! DECODER: `turbojpeg` (libjpeg-turbo 3, as framering's `--features
 //! turbojpeg`), `zune-jpeg` (what `image` uses for JPEG, framering's default
@@ -102,6 +108,9 @@ fn main() {
         heap = vec![1u8; frame * slots];
         &mut heap[..]
     };
+    if std::env::var_os("DECODE_READER").is_some() {
+        return with_reader(decoder, &files, ring, frame, threads, seconds);
+    }
     let mut mine: Vec<Vec<&mut [u8]>> = (0..threads).map(|_| Vec::new()).collect();
     for (i, buf) in ring.chunks_mut(frame).enumerate() {
         mine[i % threads].push(buf);
@@ -139,5 +148,115 @@ fn main() {
         r#"{{"limit": "decode-{decoder}", "threads": {threads}, "slots": {slots}, "images": {n}, "images_per_s": {:.1}, "cpu_ms_per_image": {:.3}}}"#,
         n as f64 / secs,
         cpu_ns.load(Ordering::Relaxed) as f64 / 1e6 / n as f64
+    );
+}
+
+/// Buffers between the decoders and the reader: which are free to write,
+/// which are decoded and wait for the reader (in order).
+struct Hand {
+    free: Vec<bool>,
+    ready: std::collections::VecDeque<usize>,
+}
+
+/// A buffer of the ring, shared by its decoder and the reader, who never
+/// touch it at the same time (the `free` flag under the lock says whose it is).
+#[derive(Clone, Copy)]
+struct Buf(*mut u8, usize);
+// SAFETY: a `Buf` is only dereferenced by the one thread that owns the
+// buffer at the time (see `Hand::free`).
+unsafe impl Send for Buf {}
+// SAFETY: as above.
+unsafe impl Sync for Buf {}
+
+/// `DECODE_READER=1`: THREADS decoders and one reader over the SLOTS buffers.
+fn with_reader(decoder: &str, files: &[Vec<u8>], ring: &mut [u8], frame: usize, threads: usize, seconds: f64) {
+    let slots = ring.len() / frame;
+    let bufs: Vec<Buf> = ring.chunks_mut(frame).map(|c| Buf(c.as_mut_ptr(), c.len())).collect();
+    let hand = std::sync::Mutex::new(Hand { free: vec![true; slots], ready: Default::default() });
+    let cv = std::sync::Condvar::new();
+    let stop = AtomicBool::new(false);
+    let done = AtomicU64::new(0);
+    let cpu_ns = AtomicU64::new(0);
+    let mut start = Instant::now();
+    let mut reader_cpu_ns = 0;
+    std::thread::scope(|s| {
+        for k in 0..threads {
+            let (bufs, hand, cv, stop, cpu_ns) = (&bufs, &hand, &cv, &stop, &cpu_ns);
+            s.spawn(move || {
+                let mut tj = None;
+                let cpu0 = thread_cpu_ns();
+                let (mut i, mut b) = (k, k);
+                while !stop.load(Ordering::Relaxed) {
+                    {
+                        let mut h = hand.lock().unwrap();
+                        while !h.free[b] && !stop.load(Ordering::Relaxed) {
+                            h = cv.wait_timeout(h, Duration::from_millis(50)).unwrap().0;
+                        }
+                        h.free[b] = false;
+                    }
+                    let Buf(p, len) = bufs[b];
+                    // SAFETY: buffer b is this thread's until it is pushed
+                    // onto `ready` (free[b] was true and is now false).
+                    let out = unsafe { std::slice::from_raw_parts_mut(p, len) };
+                    decode_one(decoder, &files[i % files.len()], out, &mut tj);
+                    hand.lock().unwrap().ready.push_back(b);
+                    cv.notify_all();
+                    b = (b + threads) % slots;
+                    i += threads;
+                }
+                cpu_ns.fetch_add(thread_cpu_ns() - cpu0, Ordering::Relaxed);
+            });
+        }
+        let reader = s.spawn(|| {
+            let mut x = 0u64;
+            let mut first = None;
+            let cpu0 = thread_cpu_ns();
+            while !stop.load(Ordering::Relaxed) {
+                let b = {
+                    let mut h = hand.lock().unwrap();
+                    loop {
+                        if let Some(b) = h.ready.pop_front() {
+                            break Some(b);
+                        }
+                        if stop.load(Ordering::Relaxed) {
+                            break None;
+                        }
+                        h = cv.wait_timeout(h, Duration::from_millis(50)).unwrap().0;
+                    }
+                };
+                let Some(b) = b else { break };
+                let Buf(p, len) = bufs[b];
+                // SAFETY: buffer b is the reader's from its pop off `ready`
+                // until free[b] is set again.
+                let bytes = unsafe { std::slice::from_raw_parts(p, len) };
+                for w in bytes.chunks_exact(8) {
+                    x ^= u64::from_ne_bytes(w.try_into().unwrap());
+                }
+                std::hint::black_box(x);
+                hand.lock().unwrap().free[b] = true;
+                cv.notify_all();
+                // The clock starts at the first image read (the warm-up).
+                if first.is_none() {
+                    first = Some(Instant::now());
+                } else {
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            (first, thread_cpu_ns() - cpu0)
+        });
+        std::thread::sleep(Duration::from_secs_f64(seconds));
+        stop.store(true, Ordering::Relaxed);
+        cv.notify_all();
+        let (first, cpu) = reader.join().unwrap();
+        start = first.unwrap_or(start);
+        reader_cpu_ns = cpu;
+    });
+    let secs = start.elapsed().as_secs_f64();
+    let n = done.load(Ordering::Relaxed).max(1);
+    println!(
+        r#"{{"limit": "decode-{decoder}-reader", "threads": {threads}, "slots": {slots}, "images": {n}, "images_per_s": {:.1}, "cpu_ms_per_image": {:.3}, "reader_cpu_ms_per_image": {:.3}}}"#,
+        n as f64 / secs,
+        cpu_ns.load(Ordering::Relaxed) as f64 / 1e6 / n as f64,
+        reader_cpu_ns as f64 / 1e6 / n as f64
     );
 }
