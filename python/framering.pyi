@@ -177,7 +177,10 @@ class Producer:
     """Creates the ring ``ring`` (``/dev/shm/RING``) of ``slots`` frames of
     ``shape`` (H, W, C) and ``dtype``; ``groups`` are declared (they get
     every frame from the first one on). ``backpressure``: "block" (lossless)
-    or "drop-oldest" (live). A producer killed at any point leaves the same
+    or "drop-oldest" (live). ``reuse``: which free slot a loan takes, the
+    one handed back last ("last-freed", in the caches: for copies) or first
+    ("first-freed": for frames decoded into the slot, which the consumers'
+    cores read longest ago). A producer killed at any point leaves the same
     guarantees as the Rust one: consumers take what was published, then see
     the producer gone; the next producer reclaims the ring."""
 
@@ -191,6 +194,7 @@ class Producer:
         user_meta_bytes: int = 256,
         backpressure: Literal["block", "drop-oldest"] = "block",
         max_consumers: int = 16,
+        reuse: Literal["last-freed", "first-freed"] = "last-freed",
     ) -> None: ...
     def loan(self, timeout: float | None = None) -> Loan:
         """A free slot, waiting up to ``timeout`` s with the GIL released."""

@@ -4,7 +4,7 @@ use crate::array::{self, Held, Layout, Slot};
 use crate::calls::{check_pid, deadline_after, seconds, SLICE};
 use crate::errors;
 use framering_ring::{
-    Backpressure, Dtype, FrameMeta, FrameShape, Producer as RingProducer, WriteSlot,
+    Backpressure, Dtype, FrameMeta, FrameShape, Producer as RingProducer, SlotReuse, WriteSlot,
 };
 use numpy::{Element, PyArrayDescrMethods, PyReadonlyArray3, PyUntypedArrayMethods};
 use parking_lot::Mutex;
@@ -137,7 +137,8 @@ fn copy_in<T: Element + bytemuck::Pod>(
 impl Producer {
     #[new]
     #[pyo3(signature = (ring, shape, dtype = "uint8", slots = 8, groups = None,
-                        user_meta_bytes = 256, backpressure = "block", max_consumers = 16))]
+                        user_meta_bytes = 256, backpressure = "block", max_consumers = 16,
+                        reuse = "last-freed"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -149,6 +150,7 @@ impl Producer {
         user_meta_bytes: u32,
         backpressure: &str,
         max_consumers: u32,
+        reuse: &str,
     ) -> PyResult<Self> {
         let dtype: Dtype = dtype
             .parse()
@@ -162,13 +164,23 @@ impl Producer {
                 )))
             }
         };
+        let reuse = match reuse {
+            "last-freed" | "last_freed" => SlotReuse::LastFreed,
+            "first-freed" | "first_freed" => SlotReuse::FirstFreed,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "reuse must be \"last-freed\" or \"first-freed\", not {other:?}"
+                )))
+            }
+        };
         let frame = FrameShape::new(shape.0, shape.1, shape.2).with_dtype(dtype);
         let mut b = RingProducer::builder(ring)
             .shape(frame)
             .slots(slots)
             .user_meta_bytes(user_meta_bytes)
             .max_consumers(max_consumers)
-            .backpressure(policy);
+            .backpressure(policy)
+            .reuse(reuse);
         if let Some(groups) = &groups {
             b = b.groups(groups.iter().map(String::as_str));
         }

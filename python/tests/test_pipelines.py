@@ -167,3 +167,28 @@ def test_held_frames_show_in_framering_status_and_close_is_bounded(ring):
     assert p.close(timeout=0.3) is False
     assert time.monotonic() - started < 2
     del a, f
+
+
+@pytest.mark.parametrize("reuse,expected", [("last-freed", [1, 3, 0, 2]),
+                                            ("first-freed", [2, 0, 3, 1])])
+def test_reuse_picks_the_slot_handed_back_last_or_first(ring, reuse, expected):
+    def address(loan):
+        return loan.array().__array_interface__["data"][0]
+
+    p = framering.Producer(ring, shape=(2, 2, 1), slots=4, groups=["default"], reuse=reuse)
+    c = framering.Consumer(ring, group="default")
+    slot_of = []  # the slot's address, by frame number
+    for i in range(4):
+        with p.loan(timeout=5) as s:
+            slot_of.append(address(s))
+            s.array()[:] = i
+    frames = {f.seq: f for f in (c.take(timeout=5) for _ in range(4))}
+    for seq in [2, 0, 3, 1]:  # handed back in this order
+        frames.pop(seq).release()
+    loaned = []
+    for _ in range(4):
+        with p.loan(timeout=5) as s:
+            loaned.append(slot_of.index(address(s)))
+    assert loaned == expected
+    with pytest.raises(ValueError, match="reuse"):
+        framering.Producer(ring + "-x", shape=(2, 2, 1), reuse="oldest")
