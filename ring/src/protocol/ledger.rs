@@ -98,7 +98,9 @@ pub(crate) fn unpack_return(v: u32) -> (usize, usize) {
 #[derive(Debug)]
 pub(crate) struct Ledger {
     /// Free slots, in the order they were freed (the newest at the back).
-    free: std::collections::VecDeque<u32>,
+    /// A `Vec`: the default loan pops its end; `FirstFreed` takes its
+    /// front, a move of the few free slots' indices.
+    free: Vec<u32>,
     /// Which end of `free` a loan takes.
     reuse: SlotReuse,
     /// Per slot: the groups that still hold it (bit per group).
@@ -136,8 +138,9 @@ impl Ledger {
     /// (informational) slot word.
     pub(crate) fn loan(&mut self, states: &[AtomicU64]) -> Option<WriteClaim> {
         let slot = match self.reuse {
-            SlotReuse::LastFreed => self.free.pop_back()?,
-            SlotReuse::FirstFreed => self.free.pop_front()?,
+            SlotReuse::LastFreed => self.free.pop()?,
+            SlotReuse::FirstFreed if self.free.is_empty() => return None,
+            SlotReuse::FirstFreed => self.free.remove(0),
         };
         states[slot as usize].store(SlotState::Writing.encode(), Ordering::Relaxed);
         Some(WriteClaim {
@@ -149,7 +152,7 @@ impl Ledger {
     /// Takes a loaned slot back unpublished.
     pub(crate) fn discard(&mut self, claim: WriteClaim, states: &[AtomicU64]) {
         states[claim.slot as usize].store(SlotState::Free.encode(), Ordering::Relaxed);
-        self.free.push_back(claim.slot);
+        self.free.push(claim.slot);
     }
 
     /// Records that the loaned slot was published as frame `seq` to the
@@ -181,7 +184,7 @@ impl Ledger {
         }
         // We own the slot again; nobody else writes this word.
         states[s].store(SlotState::Free.encode(), Ordering::Relaxed);
-        self.free.push_back(s as u32);
+        self.free.push(s as u32);
         true
     }
 
