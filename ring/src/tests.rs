@@ -1657,3 +1657,56 @@ fn loans_reuse_the_slot_handed_back_last_or_first_as_asked() {
         [0, 1, 2, 3]
     );
 }
+
+/// CPU time of the calling thread.
+fn thread_cpu() -> Duration {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid timespec for the call to write.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+#[test]
+fn a_scribbled_return_head_does_not_make_the_producer_spin() {
+    let n = name("scribbled-head");
+    let p = producer(&n, 1, &["default"], Backpressure::Block);
+    let c = consumer(&n, "default", false);
+    p.service().unwrap();
+    // Frame 0 taken and handed back (position 0 of the return queue), then
+    // collected by the next loan; frame 1 held, so no slot is free.
+    put(&p, 0).unwrap();
+    drop(take(&c, Duration::from_secs(1)).unwrap());
+    put(&p, 1).unwrap();
+    let held = take(&c, Duration::from_secs(1)).unwrap();
+    // Someone sets the shared head back to 0: its cell is stamped for
+    // position 0, so by the shared head a return is waiting, forever.
+    p.segment().consumers()[c.index() as usize]
+        .ret
+        .head
+        .store(0, Ordering::Release);
+    // The producer's own head says nothing is: it sleeps until the loan
+    // times out, rather than waking at once, over and over (where it never
+    // read the clock, so the loan never timed out either: hence a thread,
+    // left behind if it hangs).
+    let p = std::sync::Arc::new(p);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let q = p.clone();
+    std::thread::spawn(move || {
+        let cpu = thread_cpu();
+        let timed_out = q.loan(Duration::from_millis(300)).unwrap_err().is_timeout();
+        let _ = tx.send((timed_out, thread_cpu() - cpu));
+    });
+    let (timed_out, spent) = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a 300 ms loan did not return within 10 s");
+    assert!(timed_out);
+    assert!(
+        spent < Duration::from_millis(100),
+        "{spent:?} of CPU in a 300 ms wait"
+    );
+    drop(held);
+    p.unlink().unwrap();
+}

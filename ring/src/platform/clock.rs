@@ -86,24 +86,40 @@ impl WallClock {
 /// the common case — costs no clock read. The deadline then counts from the
 /// end of that slice, minus the slice: a little later than `timeout` after
 /// the start, never earlier. `Duration::MAX` (or any timeout past a
-/// century) means no deadline.
+/// century) means no deadline. A waiter woken again and again before any
+/// slice runs out (by a peer, or by words scribbled in the segment) fixes
+/// the deadline after [`UNCLOCKED_SLICES`] slices all the same, so its wait
+/// still ends.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SlicedDeadline {
     timeout: Duration,
     deadline: Option<Instant>,
+    /// Slices handed out before the deadline was fixed.
+    unclocked: u32,
 }
+
+/// Slices a [`SlicedDeadline`] hands out before it reads the clock even
+/// though none ran out.
+pub(crate) const UNCLOCKED_SLICES: u32 = 64;
 
 impl SlicedDeadline {
     pub(crate) fn new(timeout: Duration) -> Self {
         Self {
             timeout,
             deadline: None,
+            unclocked: 0,
         }
     }
 
     /// The next slice to wait, at most `max`; `None` once the deadline has
     /// passed.
-    pub(crate) fn next_slice(&self, max: Duration) -> Option<Duration> {
+    pub(crate) fn next_slice(&mut self, max: Duration) -> Option<Duration> {
+        if self.deadline.is_none() {
+            self.unclocked += 1;
+            if self.unclocked > UNCLOCKED_SLICES {
+                self.ran_out(Duration::ZERO);
+            }
+        }
         match self.deadline {
             None => Some(max.min(self.timeout)),
             Some(d) => {
@@ -133,6 +149,22 @@ impl SlicedDeadline {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sliced_deadline_woken_again_and_again_still_ends() {
+        let slice = Duration::from_millis(10);
+        let mut w = SlicedDeadline::new(Duration::from_millis(20));
+        // Woken before every slice ran out: no deadline yet...
+        for _ in 0..UNCLOCKED_SLICES {
+            assert_eq!(w.next_slice(slice), Some(slice));
+        }
+        assert!(!w.passed());
+        // ... until the clock is read all the same.
+        assert!(w.next_slice(slice).is_some());
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(w.passed());
+        assert_eq!(w.next_slice(slice), None);
+    }
 
     #[test]
     fn a_sliced_deadline_counts_from_its_first_slice_and_max_is_none() {

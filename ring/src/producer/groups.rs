@@ -10,7 +10,7 @@ use crate::platform::liveness;
 use crate::platform::segment::{Reservation, Segment};
 use crate::protocol::layout::{
     BACKPRESSURE_BLOCK, BACKPRESSURE_DROP_OLDEST, FLAG_END_OF_STREAM, GROUP_ACTIVE, GROUP_DECLARED,
-    GROUP_LINGERING, GROUP_NAME_MAX, GROUP_UNUSED, POLICY_RING,
+    GROUP_LINGERING, GROUP_NAME_MAX, GROUP_UNUSED, MAX_CONSUMERS, POLICY_RING,
 };
 use crate::protocol::ledger::{Ledger, WriteClaim};
 use crate::protocol::roster::{self, load_name, store_name, Request};
@@ -196,6 +196,17 @@ impl State {
     /// before it leaves its group ([`retire`](Self::retire)).
     pub(super) fn admitted(&self) -> u64 {
         self.groups.iter().fold(0, |m, g| m | g.members)
+    }
+
+    /// A copy of the heads of the return queues as this producer keeps
+    /// them, for a wait outside the lock to look past (consumers are at
+    /// most 64; the entries beyond `max_consumers` stay 0, unused).
+    pub(super) fn return_heads(&self) -> [u64; MAX_CONSUMERS as usize] {
+        let mut heads = [0; MAX_CONSUMERS as usize];
+        for (h, &own) in heads.iter_mut().zip(&self.ret_heads) {
+            *h = own;
+        }
+        heads
     }
 
     /// Collects returned slots from every consumer's return queue, and

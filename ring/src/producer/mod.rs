@@ -285,7 +285,7 @@ impl Producer {
         // are they looked for — at most every REAP_EVERY: it reads /proc.
         let mut slice_ran_out = false;
         loop {
-            let (roster_seen, block, max_queued, waits_for, admitted) = {
+            let (roster_seen, block, max_queued, waits_for, admitted, heads) = {
                 let mut st = self.state.lock();
                 if let Some(claim) = st.try_loan(&self.seg)? {
                     return Ok(WriteSlot {
@@ -308,6 +308,7 @@ impl Producer {
                     st.max_queued,
                     st.waits_for,
                     st.admitted(),
+                    st.return_heads(),
                 )
             };
             let slice = match deadline.next_slice(PEER_CHECK) {
@@ -318,10 +319,12 @@ impl Producer {
             let got = seg.header().free_event.wait_until(self.wait, slice, || {
                 let changed = seg.header().roster.load(Ordering::Acquire) != roster_seen;
                 // Only admitted consumers hold frames to hand back (one
-                // joining or leaving changes the roster). The shared heads
-                // (ours, as last stored): only a wake-up depends on them.
-                let returned = (0..seg.consumers().len())
-                    .any(|c| admitted & (1 << c) != 0 && !seg.return_queue(c).is_collected());
+                // joining or leaving changes the roster). Our own heads, not
+                // the shared copies: a head scribbled in the segment must
+                // not make every wait return at once (the loop would spin).
+                let returned = (0..seg.consumers().len()).any(|c| {
+                    admitted & (1 << c) != 0 && !seg.return_queue(c).is_empty_at(heads[c])
+                });
                 // Consumers taking frames (they notify a waiting producer)
                 // bring a lossless group back under max_queued. Only when
                 // that is what we wait for: with no free slot, room in the
@@ -545,7 +548,7 @@ impl Producer {
         let start = Instant::now();
         let mut last_log = Instant::now();
         loop {
-            let roster = {
+            let (roster, heads) = {
                 let mut st = self.state.lock();
                 st.service_roster(seg)?;
                 st.collect(seg)?;
@@ -566,14 +569,15 @@ impl Producer {
                         "waiting for consumers to finish the queued frames"
                     );
                 }
-                st.roster_seen
+                (st.roster_seen, st.return_heads())
             };
             seg.header()
                 .free_event
                 .wait_until(WaitStrategy::FUTEX, PEER_CHECK, || {
                     let changed = seg.header().roster.load(Ordering::Acquire) != roster;
+                    // Our own heads, as in `loan`.
                     let returned = (0..seg.geometry().max_consumers as usize)
-                        .any(|c| !seg.return_queue(c).is_collected());
+                        .any(|c| !seg.return_queue(c).is_empty_at(heads[c]));
                     (changed || returned).then_some(())
                 });
             self.state.lock().reap_dead_consumers(seg)?;
