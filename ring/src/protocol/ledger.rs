@@ -42,9 +42,9 @@ pub enum SlotReuse {
     /// lines. Best when each frame is written slowly, by a decoder, and read
     /// whole on another core; it needs more slots than the producer keeps
     /// in flight to have a choice. Measured on framering's image decoding
-    /// (2 cores, zune-jpeg, 8 slots, 30 interleaved pairs): 1.03x the images
-    /// per second (median), up to 1.16x in runs where the cores' cache-line
-    /// transfers were slow.
+    /// (2 cores, zune-jpeg, 8 slots): 1.02-1.03x the images per second
+    /// (medians of 20 and 30 interleaved pairs), up to 1.16x in runs where
+    /// the cores' cache-line transfers were slow.
     FirstFreed,
 }
 
