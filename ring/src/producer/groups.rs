@@ -164,8 +164,9 @@ impl State {
         // Collect returned slots as soon as there are any, not only when
         // the pool runs dry: the pool then has the slots to choose from that
         // `SlotReuse` asks for (by default the slot returned last, still in
-        // cache, instead of one untouched for a whole lap of a deep ring). Looking costs a load of the cell at each admitted
-        // consumer's return queue head, lines that stay in our cache until
+        // cache, instead of one untouched for a whole lap of a deep ring).
+        // Looking costs a load of the cell at each admitted consumer's
+        // return queue head, lines that stay in our cache until
         // their consumer returns something (a shared counter bumped on every
         // return, as an earlier version had, cost two cache-line transfers
         // per frame).
@@ -203,9 +204,7 @@ impl State {
     /// most 64; the entries beyond `max_consumers` stay 0, unused).
     pub(super) fn return_heads(&self) -> [u64; MAX_CONSUMERS as usize] {
         let mut heads = [0; MAX_CONSUMERS as usize];
-        for (h, &own) in heads.iter_mut().zip(&self.ret_heads) {
-            *h = own;
-        }
+        heads[..self.ret_heads.len()].copy_from_slice(&self.ret_heads);
         heads
     }
 

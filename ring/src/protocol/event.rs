@@ -89,9 +89,6 @@ const PURE_SPINS: u32 = 64;
 /// 2,000-frame JPEG run its system time fell from 0.18 s to 0.02 s.
 const SPIN_WINDOW: Duration = Duration::from_micros(50);
 
-/// Sixteen yields that took longer than this (they take a few microseconds
-/// each when the threads sharing the core yield back) mean that one of
-/// them handed the core to a thread that ran out its time slice.
 /// Most short waits [`SPIN_CREDIT`] remembers.
 const SPIN_CREDIT_MAX: u8 = 8;
 
