@@ -1707,6 +1707,23 @@ fn a_scribbled_return_head_does_not_make_the_producer_spin() {
         spent < Duration::from_millis(100),
         "{spent:?} of CPU in a 300 ms wait"
     );
+    // The same for the drain at the end of the stream, with frame 1 held.
+    p.finish();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let q = p.clone();
+    std::thread::spawn(move || {
+        let cpu = thread_cpu();
+        let r = q.drain(Duration::from_millis(300));
+        let _ = tx.send((r, thread_cpu() - cpu));
+    });
+    let (r, spent) = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a 300 ms drain did not return within 10 s");
+    assert!(matches!(r, Err(WaitError::Timeout { .. })), "{r:?}");
+    assert!(
+        spent < Duration::from_millis(100),
+        "{spent:?} of CPU in a 300 ms drain"
+    );
     drop(held);
     p.unlink().unwrap();
 }
