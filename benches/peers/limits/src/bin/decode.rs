@@ -17,7 +17,10 @@
 //! consumers do) before its decoder may write it again: the decode limit of
 //! a pipeline whose consumer reads each frame, with no ring, no process
 //! boundary and no copy — buffer indices go through a mutex and a condvar.
-//! Images/s then count the images the reader finished.
+//! Images/s then count the images the reader finished. With
+//! `DECODE_AFFINE=same` (or `cross`) as well, decoder k is pinned to CPU k
+//! and the reader moves itself, before each buffer, to the CPU that decoded
+//! it (or to the other one): what reading a frame where it was made saves.
 //!
 //! DECODER: `turbojpeg` (libjpeg-turbo 3, as framering's `--features
 //! turbojpeg`), `zune-jpeg` (what `image` uses for JPEG, framering's default
@@ -168,6 +171,17 @@ unsafe impl Send for Buf {}
 // SAFETY: as above.
 unsafe impl Sync for Buf {}
 
+/// Pins the calling thread to CPU `cpu`.
+fn pin_to(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and
+    // sched_setaffinity only read and write that local set.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
 /// `DECODE_READER=1`: THREADS decoders and one reader over the SLOTS buffers.
 fn with_reader(decoder: &str, files: &[Vec<u8>], ring: &mut [u8], frame: usize, threads: usize, seconds: f64) {
     let slots = ring.len() / frame;
@@ -179,10 +193,16 @@ fn with_reader(decoder: &str, files: &[Vec<u8>], ring: &mut [u8], frame: usize, 
     let cpu_ns = AtomicU64::new(0);
     let mut start = Instant::now();
     let mut reader_cpu_ns = 0;
+    // DECODE_AFFINE=same|cross: decoder k pinned to CPU k, the reader moved
+    // to the CPU that decoded the buffer (same) or to the other (cross).
+    let affine = std::env::var("DECODE_AFFINE").ok().map(|v| v == "same");
     std::thread::scope(|s| {
         for k in 0..threads {
             let (bufs, hand, cv, stop, cpu_ns) = (&bufs, &hand, &cv, &stop, &cpu_ns);
             s.spawn(move || {
+                if affine.is_some() {
+                    pin_to(k);
+                }
                 let mut tj = None;
                 let cpu0 = thread_cpu_ns();
                 let (mut i, mut b) = (k, k);
@@ -225,6 +245,11 @@ fn with_reader(decoder: &str, files: &[Vec<u8>], ring: &mut [u8], frame: usize, 
                     }
                 };
                 let Some(b) = b else { break };
+                match affine {
+                    Some(true) => pin_to(b % threads),
+                    Some(false) => pin_to((b + 1) % threads),
+                    None => {}
+                }
                 let Buf(p, len) = bufs[b];
                 // SAFETY: buffer b is the reader's from its pop off `ready`
                 // until free[b] is set again.
