@@ -1670,6 +1670,46 @@ fn thread_cpu() -> Duration {
 }
 
 #[test]
+fn a_group_head_scribbled_past_its_tail_does_not_make_the_producer_spin() {
+    let n = name("scribbled-group-head");
+    let p = Producer::builder(&n)
+        .shape(SHAPE)
+        .slots(4)
+        .max_queued(1)
+        .groups(["default"])
+        .backpressure(Backpressure::Block)
+        .create()
+        .unwrap();
+    let _c = consumer(&n, "default", false);
+    p.service().unwrap();
+    // One frame queued, nobody takes it: the lossless group is at its
+    // max_queued, so the next loan waits for room, with free slots left.
+    put(&p, 0).unwrap();
+    // Someone sets the group's head past its tail: counted with a
+    // saturating difference the queue is empty, so room is always there,
+    // yet the loan (which counts as the queue does, modulo 2^64) still finds
+    // none — a wait that woke at once, over and over, until its timeout.
+    p.segment().groups()[0]
+        .ready
+        .head
+        .store(u64::MAX, Ordering::Release);
+    let cpu = thread_cpu();
+    let r = p.loan(Duration::from_millis(300));
+    let spent = thread_cpu() - cpu;
+    // It sleeps through its first wait slice, and then finds the scribble.
+    assert!(
+        matches!(&r, Err(LoanError::Corrupt(_))),
+        "{:?}",
+        r.as_ref().err()
+    );
+    assert!(
+        spent < Duration::from_millis(100),
+        "{spent:?} of CPU in a 300 ms wait"
+    );
+    p.unlink().unwrap();
+}
+
+#[test]
 fn a_scribbled_return_head_does_not_make_the_producer_spin() {
     let n = name("scribbled-head");
     let p = producer(&n, 1, &["default"], Backpressure::Block);

@@ -331,7 +331,7 @@ impl Producer {
                 // queues is no reason to try again (it would spin).
                 let room = waits_for == WaitsFor::Room
                     && block != 0
-                    && bits(block).all(|g| seg.group_queue(g).len() < max_queued);
+                    && bits(block).all(|g| seg.group_queue(g).below_now(max_queued));
                 (changed || returned || room).then_some(())
             });
             slice_ran_out = got.is_none();

@@ -167,7 +167,7 @@ fn a_producer_waiting_for_room_is_woken_by_a_take() {
         });
         // The producer: room once the group has fewer than 1 frame queued.
         let got = ring.free.wait_until(WaitStrategy::FUTEX, FOREVER, || {
-            (ring.q().len() < 1).then_some(())
+            ring.q().below_now(1).then_some(())
         });
         assert_eq!(got, Some(()));
         assert_eq!(consumer.join().unwrap(), 0);

@@ -405,9 +405,16 @@ impl<'a> ReadyQueue<'a> {
         self.ctrl.tail_if_below(limit, head_seen).is_some()
     }
 
-    /// Entries between head and tail (some may be stale).
-    pub(crate) fn len(&self) -> u64 {
-        self.ctrl.len()
+    /// Producer side, for a waiter's predicate: whether fewer than `limit`
+    /// entries are queued, by the head as it is now, counted as
+    /// [`below`](Self::below) counts them (modulo 2⁶⁴). So a head scribbled
+    /// past the tail means no room here exactly when it means none to the
+    /// loan that waits (a saturating count would call that queue empty, and
+    /// the wait would end at once, again and again).
+    pub(crate) fn below_now(&self, limit: u64) -> bool {
+        // Acquire: as in `QueueCtrl::below_from`.
+        let mut seen = self.ctrl.head.load(Ordering::Acquire);
+        self.below(limit, &mut seen)
     }
 
     /// Whether the queue holds no entries.
